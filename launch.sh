@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Sets up .venv (when missing or stale) and runs the project.
+#
+#   ./launch.sh                      the main experiment on the shipped WikiGold data
+#   ./launch.sh test [pytest args]   the test suite
+#   ./launch.sh ENTRY [flags]        python -m experiments.ENTRY [flags]
+#
+# Accelerators: put --accel=cuda12, --accel=cuda13 or --accel=tpu first (or set
+# ACCEL=...) to install that build of JAX instead of the CPU one, e.g.
+#   ./launch.sh --accel=cuda12 train --data_dir=/path/to/conll2003
+set -euo pipefail
+cd "$(dirname "$0")"
+
+ACCEL="${ACCEL:-cpu}"
+if [[ "${1:-}" == --accel=* ]]; then
+  ACCEL="${1#--accel=}"
+  shift
+fi
+case "$ACCEL" in
+  cpu|cuda12|cuda13|tpu) ;;
+  *) echo "launch.sh: unknown --accel=$ACCEL (use cpu, cuda12, cuda13 or tpu)" >&2; exit 2 ;;
+esac
+
+PYTHON="${PYTHON:-python3}"
+VENV=.venv
+# The venv is rebuilt whenever requirements.txt, the accelerator or Python change.
+want="$( (cat requirements.txt; echo "accel=$ACCEL"; "$PYTHON" --version) | sha256sum | cut -c1-16)"
+have="$(cat "$VENV/.stamp" 2>/dev/null || true)"
+if [[ "$want" != "$have" ]]; then
+  echo "launch.sh: setting up $VENV (accel=$ACCEL) ..." >&2
+  rm -rf "$VENV"
+  "$PYTHON" -m venv "$VENV"
+  "$VENV/bin/python" -m pip install -q --upgrade pip >&2
+  "$VENV/bin/python" -m pip install -q -r requirements.txt >&2
+  if [[ "$ACCEL" != cpu ]]; then
+    jax_version="$("$VENV/bin/python" -c 'import jax; print(jax.__version__)')"
+    "$VENV/bin/python" -m pip install -q "jax[$ACCEL]==$jax_version" >&2
+  fi
+  echo "$want" > "$VENV/.stamp"
+  echo "launch.sh: $VENV ready" >&2
+fi
+PY="$VENV/bin/python"
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+
+cmd="${1:-}"
+[[ $# -gt 0 ]] && shift
+case "$cmd" in
+  "")
+    exec "$PY" -m experiments.sweep --workdir="runs/sweep-$(date +%Y%m%d-%H%M%S)" "$@" ;;
+  test)
+    exec "$PY" -m pytest -q tests "$@" ;;
+  -h|--help|help)
+    sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//' ;;
+  *)
+    if [[ ! -f "experiments/$cmd.py" ]]; then
+      echo "launch.sh: no experiment '$cmd' (have: $(ls experiments/*.py | xargs -n1 basename | sed 's/\.py$//' | grep -v '^_' | tr '\n' ' '))" >&2
+      exit 2
+    fi
+    exec "$PY" -m "experiments.$cmd" "$@" ;;
+esac
