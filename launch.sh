@@ -11,7 +11,9 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-ACCEL="${ACCEL:-cpu}"
+VENV=.venv
+# The accelerator of an existing .venv is kept unless another is asked for.
+ACCEL="${ACCEL:-$(cat "$VENV/.accel" 2>/dev/null || echo cpu)}"
 if [[ "${1:-}" == --accel=* ]]; then
   ACCEL="${1#--accel=}"
   shift
@@ -22,7 +24,6 @@ case "$ACCEL" in
 esac
 
 PYTHON="${PYTHON:-python3}"
-VENV=.venv
 # The venv is rebuilt whenever requirements.txt, the accelerator or Python change.
 want="$( (cat requirements.txt; echo "accel=$ACCEL"; "$PYTHON" --version) | sha256sum | cut -c1-16)"
 have="$(cat "$VENV/.stamp" 2>/dev/null || true)"
@@ -36,11 +37,15 @@ if [[ "$want" != "$have" ]]; then
     jax_version="$("$VENV/bin/python" -c 'import jax; print(jax.__version__)')"
     "$VENV/bin/python" -m pip install -q "jax[$ACCEL]==$jax_version" >&2
   fi
+  echo "$ACCEL" > "$VENV/.accel"
   echo "$want" > "$VENV/.stamp"
   echo "launch.sh: $VENV ready" >&2
 fi
 PY="$VENV/bin/python"
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+if [[ "$ACCEL" == cpu ]]; then
+  export JAX_PLATFORMS="${JAX_PLATFORMS:-cpu}"
+fi
 
 cmd="${1:-}"
 [[ $# -gt 0 ]] && shift

@@ -1,0 +1,484 @@
+"""CoNLL-format NER data: reading, splits, tags, vocabulary and word windows.
+
+Pipeline: `load_splits` -> `check_tags` -> `Vocab.build` -> `make_windows`.
+Every problem a user can fix (bad paths, malformed files) raises `UserError`
+with a one-line message of the form `path:LINE: what is wrong; what to do`.
+"""
+
+import collections
+import dataclasses
+import pathlib
+import re
+
+import numpy as np
+
+from research.errors import UserError
+
+PAD_LEFT, PAD_RIGHT, UNK = '<s>', '</s>', '<unk>'
+
+DOCSTART = '-DOCSTART-'
+
+SPLIT_NAMES = {
+    'train': ('train.txt', 'eng.train', 'train.conll'),
+    'dev': ('valid.txt', 'dev.txt', 'eng.testa', 'dev.conll', 'valid.conll'),
+    'test': ('test.txt', 'eng.testb', 'test.conll'),
+}
+
+CASINGS = ('<pad>', 'lower', 'upper', 'title', 'mixed', 'numeric', 'has_digit',
+           'other')
+
+_TAG = re.compile(r'O|[BIES]-.+')
+_BLANKS = ' \t\r\f\v'
+_COLUMN_SEP = re.compile(r'[ \t\r\f\v]+')
+_DIGIT = re.compile(r'\d')
+_NUMERIC = re.compile(r'[\d,./-]*\d[\d,./-]*')
+
+
+@dataclasses.dataclass(frozen=True)
+class Sentence:
+  """A sentence with one tag per token.
+
+  Attributes:
+    tokens: The words.
+    tags: One tag per token, as written in the file.
+    path: The file the sentence came from ('' if built in code).
+    lines: The 1-based line number of each token in `path` (or empty).
+  """
+  tokens: tuple[str, ...]
+  tags: tuple[str, ...]
+  path: str = ''
+  lines: tuple[int, ...] = ()
+
+  def __post_init__(self):
+    if len(self.tokens) != len(self.tags):
+      raise ValueError(f'{len(self.tokens)} tokens but {len(self.tags)} tags')
+    if self.lines and len(self.lines) != len(self.tokens):
+      raise ValueError(f'{len(self.tokens)} tokens but {len(self.lines)} lines')
+
+  def where(self, i):
+    """Returns 'path:LINE:' for token i, or as much of it as is known."""
+    if self.lines:
+      return f'{self.path}:{self.lines[i]}:'
+    return f'{self.path}:' if self.path else '(sentence built in code):'
+
+
+def _decode(path):
+  """Returns the text of `path`; UserError if it is unreadable or not UTF-8."""
+  try:
+    data = pathlib.Path(path).read_bytes()
+  except FileNotFoundError:
+    raise UserError(f'{path}: file not found; check the path') from None
+  except OSError as e:
+    raise UserError(f'{path}: cannot read file ({e.strerror}); check the path '
+                    'and its permissions') from None
+  try:
+    return data.decode('utf-8-sig')
+  except UnicodeDecodeError as e:
+    line = data.count(b'\n', 0, e.start) + 1
+    column = e.start - (data.rfind(b'\n', 0, e.start) + 1) + 1
+    raise UserError(f'{path}:{line}: not valid UTF-8 (byte '
+                    f'0x{data[e.start]:02x} at column {column}); re-save the '
+                    'file as UTF-8') from None
+
+
+def read_conll(path):
+  """Reads a CoNLL-format NER file.
+
+  The token is the first whitespace-separated column and the tag the last; any
+  columns between (POS, chunk) are ignored. Blank lines separate sentences; a
+  line whose first column is -DOCSTART- starts a new document (sentences before
+  the first -DOCSTART- form a document too; empty documents are dropped). Any
+  tag set in IOB1, IOB2 or IOBES (e.g. WNUT-17's B-creative-work) is accepted
+  as-is.
+
+  Args:
+    path: The file to read.
+
+  Returns:
+    Documents, each a list of `Sentence`s.
+
+  Raises:
+    UserError: The file is missing or not UTF-8, a line has no tag column or a
+      different number of columns than the first token line, a tag is not 'O'
+      or B-/I-/E-/S- followed by a type, or the file holds no sentences.
+  """
+  text = _decode(path)
+  path = str(path)
+  documents, sentences = [], []
+  tokens, tags, lines = [], [], []
+  first = None  # (line number, column count) of the first token line.
+
+  def end_sentence():
+    if tokens:
+      sentences.append(Sentence(tuple(tokens), tuple(tags), path, tuple(lines)))
+      tokens.clear()
+      tags.clear()
+      lines.clear()
+
+  def end_document():
+    end_sentence()
+    if sentences:
+      documents.append(list(sentences))
+      sentences.clear()
+
+  for number, line in enumerate(text.split('\n'), start=1):
+    line = line.strip(_BLANKS)
+    if not line:
+      end_sentence()
+      continue
+    columns = _COLUMN_SEP.split(line)
+    if columns[0] == DOCSTART:
+      end_document()
+      continue
+    if len(columns) == 1:
+      raise UserError(f'{path}:{number}: line has only one column (no tag '
+                      f"column): {line!r}; write 'TOKEN ... TAG' on each line")
+    if first is None:
+      first = (number, len(columns))
+    elif len(columns) != first[1]:
+      raise UserError(
+          f'{path}:{number}: line has {len(columns)} columns but the first '
+          f'token line (line {first[0]}) has {first[1]}; give every token '
+          'line the same columns')
+    tag = columns[-1]
+    if not _TAG.fullmatch(tag):
+      raise UserError(f"{path}:{number}: bad tag {tag!r}; tags must be 'O' or "
+                      'B-/I-/E-/S- followed by a type (e.g. B-PER) in the last '
+                      'column')
+    tokens.append(columns[0])
+    tags.append(tag)
+    lines.append(number)
+  end_document()
+  if not documents:
+    raise UserError(f'{path}: no sentences in the file (empty split); give it '
+                    "'TOKEN ... TAG' lines with blank lines between sentences")
+  return documents
+
+
+def find_split_files(data_dir):
+  """Finds the split files of a corpus directory.
+
+  Recognized names: train: train.txt, eng.train, train.conll; dev: valid.txt,
+  dev.txt, eng.testa, dev.conll, valid.conll; test: test.txt, eng.testb,
+  test.conll. If none of those exist and the directory holds exactly one
+  *.txt/*.conll file, that file is a single-file corpus (see `split_documents`).
+
+  Args:
+    data_dir: The corpus directory.
+
+  Returns:
+    A dict with keys among 'train', 'dev' and 'test', or {'single': path} for a
+    single-file corpus, or {} if nothing is recognized.
+
+  Raises:
+    UserError: `data_dir` is not a directory, or two files name the same split.
+  """
+  data_dir = pathlib.Path(data_dir)
+  if not data_dir.is_dir():
+    raise UserError(f'{data_dir}: data directory not found; pass the directory '
+                    'holding train.txt and valid.txt (or one .txt/.conll file)')
+  found = {}
+  for split, names in SPLIT_NAMES.items():
+    paths = [data_dir / name for name in names if (data_dir / name).is_file()]
+    if len(paths) > 1:
+      raise UserError(f'{paths[1]}: {split} split given twice (also '
+                      f'{paths[0].name}); keep only one of them')
+    if paths:
+      found[split] = paths[0]
+  if found:
+    return found
+  candidates = sorted(p for p in data_dir.iterdir()
+                      if p.is_file() and p.suffix in ('.txt', '.conll'))
+  if len(candidates) == 1:
+    return {'single': candidates[0]}
+  return {}
+
+
+def split_documents(documents, dev_every=10):
+  """Splits a single-file corpus by documents, deterministically.
+
+  Document i (0-based) goes to 'dev' if i % dev_every == dev_every - 2, to
+  'test' if i % dev_every == dev_every - 1, else to 'train' (80/10/10 for the
+  default 10, interleaved through the file).
+
+  Args:
+    documents: Documents as returned by `read_conll`.
+    dev_every: The period of the split; at least 3.
+
+  Returns:
+    {'train': [...], 'dev': [...], 'test': [...]}, each a list of documents.
+  """
+  if dev_every < 3:
+    raise ValueError(f'dev_every must be at least 3, got {dev_every}')
+  splits = {'train': [], 'dev': [], 'test': []}
+  for i, document in enumerate(documents):
+    r = i % dev_every
+    if r == dev_every - 2:
+      splits['dev'].append(document)
+    elif r == dev_every - 1:
+      splits['test'].append(document)
+    else:
+      splits['train'].append(document)
+  return splits
+
+
+def load_splits(data_dir):
+  """Reads the sentences of each split of a corpus directory.
+
+  Args:
+    data_dir: The corpus directory (see `find_split_files`).
+
+  Returns:
+    {'train': [...], 'dev': [...]} and 'test' when present (always present for
+    a single-file corpus), each a list of `Sentence`s.
+
+  Raises:
+    UserError: The directory is missing, holds no recognizable files, has a
+      train file but no dev file (or the reverse), or a split is empty; or any
+      error from `read_conll`.
+  """
+  files = find_split_files(data_dir)
+  if not files:
+    accepted = '; '.join(f'{split}: {", ".join(names)}'
+                         for split, names in SPLIT_NAMES.items())
+    raise UserError(f'{data_dir}: no recognizable data files; name them '
+                    f'({accepted}) or leave exactly one .txt/.conll file')
+  if 'single' in files:
+    path = files['single']
+    documents = read_conll(path)
+    splits = split_documents(documents)
+    for split, docs in splits.items():
+      if not docs:
+        raise UserError(
+            f'{path}: empty split {split!r}: the single-file corpus has only '
+            f'{len(documents)} document(s) ({DOCSTART} lines); 10 are needed '
+            'for an 80/10/10 split; add documents or give separate train and '
+            'dev files')
+    return {split: [s for doc in docs for s in doc]
+            for split, docs in splits.items()}
+  for split, other in (('train', 'dev'), ('dev', 'train')):
+    if split not in files:
+      raise UserError(f'{files[other]}: found a {other} file but no {split} '
+                      f'file in {data_dir}; add one named '
+                      f'{" or ".join(SPLIT_NAMES[split])}')
+  return {split: [s for doc in read_conll(path) for s in doc]
+          for split, path in files.items()}
+
+
+def check_tags(splits):
+  """Returns the tag list of the training split, checking the other splits.
+
+  Args:
+    splits: Sentences per split, as returned by `load_splits`.
+
+  Returns:
+    'O' first, then the other training tags sorted.
+
+  Raises:
+    UserError: A tag in another split never occurs in 'train'.
+  """
+  seen = {tag for s in splits['train'] for tag in s.tags}
+  for split, sentences in splits.items():
+    if split == 'train':
+      continue
+    for s in sentences:
+      for i, tag in enumerate(s.tags):
+        if tag not in seen:
+          raise UserError(f'{s.where(i)} tag {tag!r} in the {split} split '
+                          'never occurs in train; fix the tag or add it to '
+                          'train')
+  return ['O'] + sorted(seen - {'O'})
+
+
+def casing_id(token):
+  """Returns the casing feature id of a token (an index into CASINGS).
+
+  Digits decide first: 'numeric' if the token is only digits and , . - /,
+  otherwise 'has_digit' if it has any digit. Else the cased letters decide,
+  other characters (hyphens, apostrophes, dots, symbols) being ignored: 'lower'
+  (all lowercase), 'upper' (all uppercase, more than one letter: 'U.S.'),
+  'title' (first uppercase, rest lowercase; also a single capital 'I'),
+  'mixed' (iPhone, McDonald). Tokens without digits or cased letters (e.g.
+  punctuation) are 'other'. Id 0 ('<pad>') is only used for window padding.
+
+  Args:
+    token: The word.
+
+  Returns:
+    The casing id, in 1..7.
+  """
+  if _DIGIT.search(token):
+    numeric = _NUMERIC.fullmatch(token)
+    return CASINGS.index('numeric' if numeric else 'has_digit')
+  letters = [c for c in token if c.islower() or c.isupper()]
+  if not letters:
+    return CASINGS.index('other')
+  if all(c.islower() for c in letters):
+    return CASINGS.index('lower')
+  if len(letters) > 1 and all(c.isupper() for c in letters):
+    return CASINGS.index('upper')
+  if letters[0].isupper() and all(c.islower() for c in letters[1:]):
+    return CASINGS.index('title')
+  return CASINGS.index('mixed')
+
+
+def fold_digits(s):
+  """Returns `s` with every digit replaced by '0'."""
+  return _DIGIT.sub('0', s)
+
+
+def normalize(token, known=frozenset()):
+  """Normalizes a token for vocabulary lookup.
+
+  Lowercases; if the lowercased form is not in `known` (the pretrained
+  vocabulary, e.g. GloVe's words), folds digits to 0 ('1996-08-22' ->
+  '0000-00-00' unless '1996-08-22' is a known word).
+
+  Args:
+    token: The word.
+    known: Words to keep as they are after lowercasing.
+
+  Returns:
+    The normalized word.
+  """
+  lower = token.lower()
+  return lower if lower in known else fold_digits(lower)
+
+
+class Vocab:
+  """A word vocabulary: ids 0, 1, 2 are PAD_LEFT, PAD_RIGHT and UNK.
+
+  Attributes:
+    words: The words by id; words[0:3] == [PAD_LEFT, PAD_RIGHT, UNK].
+    index: Word -> id.
+    known: Pretrained words, used by `normalize`.
+  """
+
+  def __init__(self, words, known=frozenset()):
+    """Makes a vocabulary of normalized `words`, specials first."""
+    self.words = list(words)
+    if self.words[:3] != [PAD_LEFT, PAD_RIGHT, UNK]:
+      raise ValueError(f'words must start with {[PAD_LEFT, PAD_RIGHT, UNK]}')
+    self.index = {word: i for i, word in enumerate(self.words)}
+    if len(self.index) != len(self.words):
+      raise ValueError('words has duplicates')
+    self.known = frozenset(known)
+
+  def __len__(self):
+    return len(self.words)
+
+  def lookup(self, token):
+    """Returns the id of normalize(token, known), or the UNK id 2."""
+    return self.index.get(normalize(token, self.known), 2)
+
+  @classmethod
+  def build(cls, train_sentences, other_sentences=(), pretrained=frozenset(),
+            min_count=1, all_pretrained=False):
+    """Builds the vocabulary of a corpus.
+
+    Words: normalized training words with count >= min_count, plus training
+    words of any count that are in `pretrained`, plus normalized words of
+    `other_sentences` (dev/test) that are in `pretrained` (so their pretrained
+    vectors are used; labels are not looked at), plus every pretrained word if
+    `all_pretrained`. Order: the 3 specials, the training words with count >=
+    min_count by descending count (ties alphabetically), then the rest
+    alphabetically.
+
+    Args:
+      train_sentences: Training `Sentence`s.
+      other_sentences: Dev/test `Sentence`s (only their tokens are used).
+      pretrained: The words that have pretrained vectors.
+      min_count: The training count below which non-pretrained words are
+        left out (and so map to UNK).
+      all_pretrained: Whether to add every pretrained word.
+
+    Returns:
+      The `Vocab`, with `known` set to `pretrained`.
+    """
+    known = frozenset(pretrained)
+    specials = (PAD_LEFT, PAD_RIGHT, UNK)
+    counts = collections.Counter(
+        normalize(t, known) for s in train_sentences for t in s.tokens)
+    frequent = sorted((w for w, c in counts.items()
+                       if c >= min_count and w not in specials),
+                      key=lambda w: (-counts[w], w))
+    rest = {w for w in counts if w in known}
+    rest.update(w for s in other_sentences for t in s.tokens
+                if (w := normalize(t, known)) in known)
+    if all_pretrained:
+      rest.update(known)
+    rest -= set(frequent) | set(specials)
+    return cls([*specials, *frequent, *sorted(rest)], known)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Windows:
+  """Word windows, one per token.
+
+  Attributes:
+    words: [N, 2k+1] int32 word ids; column k is the center word.
+    casing: [N, 2k+1] int32 casing ids (0 for padding).
+    labels: [N] int32 tag ids.
+    sentence_index: [N] int32: the sentence of each window's center word.
+  """
+  words: np.ndarray
+  casing: np.ndarray
+  labels: np.ndarray
+  sentence_index: np.ndarray
+
+  def __len__(self):
+    return len(self.labels)
+
+
+def make_windows(sentences, vocab, tags, k=2):
+  """Makes one window of half-width k around every token.
+
+  Windows stop at sentence boundaries: positions before the sentence hold
+  PAD_LEFT (id 0), after it PAD_RIGHT (id 1), with casing id 0 for both.
+
+  Args:
+    sentences: `Sentence`s.
+    vocab: The `Vocab` for word ids.
+    tags: The tag list (tag id = position), as from `check_tags`.
+    k: The half-width, >= 0 (k=0: the word alone).
+
+  Returns:
+    The `Windows`.
+
+  Raises:
+    UserError: A tag is not in `tags`.
+  """
+  if k < 0:
+    raise ValueError(f'k must be >= 0, got {k}')
+  tag_ids = {tag: i for i, tag in enumerate(tags)}
+  features = {}  # token -> (word id, casing id), computed once per type.
+  word_ids, casing_ids, labels = [], [], []
+  for s in sentences:
+    for i, (token, tag) in enumerate(zip(s.tokens, s.tags)):
+      if tag not in tag_ids:
+        raise UserError(f'{s.where(i)} tag {tag!r} is not in the tag set '
+                        f'({len(tags)} tags from train); fix the tag')
+      labels.append(tag_ids[tag])
+      f = features.get(token)
+      if f is None:
+        f = features[token] = (vocab.lookup(token), casing_id(token))
+      word_ids.append(f[0])
+      casing_ids.append(f[1])
+  lengths = np.array([len(s.tokens) for s in sentences], dtype=np.int64)
+  sentence_index = np.repeat(np.arange(len(sentences)), lengths)
+  # Lay the sentences out one after another, each with k pads on both sides.
+  n = len(labels)
+  starts = np.cumsum(lengths + 2 * k) - (lengths + 2 * k)  # Padded sentence.
+  center = np.arange(n) + 2 * k * sentence_index + k
+  size = int(lengths.sum()) + 2 * k * len(sentences)
+  padded_words = np.full(size, vocab.index[PAD_RIGHT], dtype=np.int32)
+  padded_words[(starts[:, None] + np.arange(k)).ravel()] = vocab.index[PAD_LEFT]
+  padded_words[center] = word_ids
+  padded_casing = np.zeros(size, dtype=np.int32)
+  padded_casing[center] = casing_ids
+  window = center[:, None] + np.arange(-k, k + 1)
+  return Windows(
+      words=padded_words[window],
+      casing=padded_casing[window],
+      labels=np.array(labels, dtype=np.int32),
+      sentence_index=sentence_index.astype(np.int32))

@@ -1,0 +1,146 @@
+"""Window classifiers as plain functions over dicts of arrays (the decks' notation).
+
+A window of half-width k is 2k+1 word ids. Each word contributes its word vector
+(a row of the lookup table `L`, d columns) and its casing vector (a row of
+`L_case`), so the window vector is the concatenation
+
+  x = [L[w_{i-k}]; L_case[c_{i-k}]; ...; L[w_{i+k}]; L_case[c_{i+k}]]
+
+of size D = (2k+1)(d + d_case). Matrices act on column vectors as in the decks
+(`W` is [C, D], `f = W x + c`); batched code computes `x_NxD @ W.T`.
+
+| model    | forward                                   | parameters            |
+|----------|-------------------------------------------|-----------------------|
+| softmax  | f = W x + c                               | L, L_case, W, c       |
+| hidden   | a = g(V x + b), f = W a + c               | L, L_case, V, b, W, c |
+| scorer   | s = U . g(W x + b)  (one score, no softmax) | L, L_case, W, b, U    |
+"""
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+MODELS = ('softmax', 'hidden')
+
+NONLINEARITIES = {
+    'tanh': jnp.tanh,
+    'relu': jax.nn.relu,
+    'sigmoid': jax.nn.sigmoid,
+    'hardtanh': lambda z: jnp.clip(z, -1.0, 1.0),
+}
+
+
+class ModelConfig(NamedTuple):
+  """Static (hashable) description of a classifier."""
+  model: str = 'hidden'  # one of MODELS
+  nonlinearity: str = 'tanh'  # a key of NONLINEARITIES
+  window: int = 2  # half-width k
+  hidden: int = 300
+  dropout: float = 0.0  # on x and on the hidden layer, training only
+
+
+def init_params(key, cfg, *, vocab_size, num_classes, embed_dim=50,
+                num_casings=8, case_dim=5, embeddings=None):
+  """Initial parameters for `cfg.model` (or 'scorer', the deck's window scorer).
+
+  Args:
+    key: a PRNG key.
+    cfg: ModelConfig.
+    vocab_size: rows of L.
+    num_classes: C (ignored for the scorer, which has one output).
+    embed_dim: d, used when `embeddings` is None.
+    num_casings: rows of L_case.
+    case_dim: columns of L_case (0 disables the casing feature).
+    embeddings: optional [vocab_size, d] initial word vectors.
+
+  Returns:
+    A dict of float32 arrays.
+  """
+  k_l, k_case, k_1, k_2 = jax.random.split(key, 4)
+  if embeddings is None:
+    L = 0.1 * jax.random.normal(k_l, (vocab_size, embed_dim), jnp.float32)
+  else:
+    L = jnp.asarray(embeddings, jnp.float32)
+  d = L.shape[1]
+  width = 2 * cfg.window + 1
+  D = width * (d + case_dim)
+  params = {
+      'L': L,
+      'L_case': 0.1 * jax.random.normal(k_case, (num_casings, case_dim)),
+  }
+  glorot = jax.nn.initializers.glorot_uniform()
+  if cfg.model == 'softmax':
+    params['W'] = jnp.zeros((num_classes, D), jnp.float32)
+    params['c'] = jnp.zeros((num_classes,), jnp.float32)
+  elif cfg.model == 'hidden':
+    params['V'] = glorot(k_1, (cfg.hidden, D), jnp.float32)
+    params['b'] = jnp.zeros((cfg.hidden,), jnp.float32)
+    params['W'] = glorot(k_2, (num_classes, cfg.hidden), jnp.float32)
+    params['c'] = jnp.zeros((num_classes,), jnp.float32)
+  elif cfg.model == 'scorer':
+    params['W'] = glorot(k_1, (cfg.hidden, D), jnp.float32)
+    params['b'] = jnp.zeros((cfg.hidden,), jnp.float32)
+    params['U'] = glorot(k_2, (1, cfg.hidden), jnp.float32)[0]
+  else:
+    raise ValueError(f'unknown model {cfg.model!r}')
+  return params
+
+
+def window_vectors(L, L_case, words_NxK, casing_NxK):
+  """The window vector x: word and casing vectors concatenated, [N, D]."""
+  return concat_window(L[words_NxK], L_case[casing_NxK])
+
+
+def concat_window(vectors_NxKxd, case_vectors_NxKxe):
+  """Concatenates per-word vectors into window vectors [N, K*(d+e)]."""
+  both_NxKxF = jnp.concatenate([vectors_NxKxd, case_vectors_NxKxe], axis=-1)
+  return both_NxKxF.reshape(both_NxKxF.shape[0], -1)
+
+
+def _dropout(key, x, rate):
+  keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
+  return jnp.where(keep, x / (1.0 - rate), 0.0)
+
+
+def class_scores(params, x_NxD, cfg, key=None):
+  """Unnormalized class scores f [N, C] from window vectors.
+
+  softmax: f = W x + c.  hidden: f = W g(V x + b) + c.
+  Dropout (inverted) on x and on the hidden layer when `key` is given.
+  """
+  train = key is not None and cfg.dropout > 0
+  if train:
+    key_x, key_a = jax.random.split(key)
+    x_NxD = _dropout(key_x, x_NxD, cfg.dropout)
+  if cfg.model == 'softmax':
+    return x_NxD @ params['W'].T + params['c']
+  g = NONLINEARITIES[cfg.nonlinearity]
+  a_NxH = g(x_NxD @ params['V'].T + params['b'])
+  if train:
+    a_NxH = _dropout(key_a, a_NxH, cfg.dropout)
+  return a_NxH @ params['W'].T + params['c']
+
+
+def window_score(params, x_NxD, nonlinearity='tanh'):
+  """The deck's window scorer s = U . g(W x + b), one scalar per window [N]."""
+  g = NONLINEARITIES[nonlinearity]
+  return g(x_NxD @ params['W'].T + params['b']) @ params['U']
+
+
+def num_flops_per_window(cfg, input_dim, num_classes):
+  """Multiply-add FLOPs (2 per MAC) of forward + backward for one window.
+
+  Backward of a matmul costs two matmuls of the same size (grad w.r.t. the
+  weights and w.r.t. the input), so training is 3x the forward matmuls.
+  """
+  if cfg.model == 'softmax':
+    forward = 2 * input_dim * num_classes
+  else:
+    forward = 2 * input_dim * cfg.hidden + 2 * cfg.hidden * num_classes
+  return 3 * forward
+
+
+def count_params(params):
+  return int(sum(np.prod(p.shape) for p in jax.tree.leaves(params)))

@@ -1,0 +1,320 @@
+"""Training: the objective, a jitted step, many steps per compiled call.
+
+Gradients are taken with respect to the dense parameters and the *gathered*
+word vectors E = L[words] ([B, K, d]), never the whole table. The word-vector
+gradient then reaches L in one of two ways:
+
+* sparse (default): scatter-add into the touched rows only, and update only
+  those rows' optimizer state (row-wise "lazy" semantics, see `_row_update`);
+* dense: scatter into a zero [V, d] gradient and let optax update every row
+  (what autodiff through the gather does; the baseline the sparse path is
+  measured against, identical to it for plain SGD without L2 on L).
+
+Learning rate and L2 strength are traced arrays (`Hyper`), not constants, so
+one compiled program serves a whole sweep and can be `jax.vmap`-ed over it.
+"""
+
+import functools
+import time
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from research import losses
+from research import model as model_lib
+
+OPTIMIZERS = ('sgd', 'adagrad', 'adam')
+ADAGRAD_INIT, ADAGRAD_EPS = 0.1, 1e-7  # optax.adagrad defaults
+ADAM_B1, ADAM_B2, ADAM_EPS = 0.9, 0.999, 1e-8  # optax.adam defaults
+
+
+class TrainConfig(NamedTuple):
+  """Static choices of a training run (hashable: part of the jit cache key)."""
+  objective: str = 'xent'  # a key of losses.OBJECTIVES
+  optimizer: str = 'adam'  # one of OPTIMIZERS
+  batch_size: int = 256
+  l2_embeddings: bool = False  # L2 covers L and L_case
+  l2_biases: bool = False  # L2 covers b and c
+  freeze_embeddings: bool = False  # L is never updated
+  sparse: bool = True  # row-wise updates of L (see module docstring)
+  grad: str = 'autodiff'  # or 'manual': the hand-derived backprop
+
+
+class Hyper(NamedTuple):
+  """Traced hyperparameters (scalars, or [S] vectors under vmap)."""
+  lr: Any
+  l2: Any
+
+
+class TrainState(NamedTuple):
+  params: dict  # all parameters, L included
+  opt_state: Any  # optax state of the dense (non-L) trainable parameters
+  rows_state: dict  # row-wise optimizer state of L (sparse path only)
+  step: jax.Array
+  key: jax.Array
+
+
+def _direction(name):
+  """The optimizer without its -lr scaling (lr is applied by the step)."""
+  return {
+      'sgd': optax.identity(),
+      'adagrad': optax.scale_by_rss(ADAGRAD_INIT, ADAGRAD_EPS),
+      'adam': optax.scale_by_adam(ADAM_B1, ADAM_B2, ADAM_EPS),
+  }[name]
+
+
+def _dense_keys(params, cfg):
+  """Parameters updated by optax: all but L when L is sparse or frozen."""
+  skip_l = cfg.sparse or cfg.freeze_embeddings
+  return tuple(k for k in params if not (k == 'L' and skip_l))
+
+
+def init_state(params, cfg, key):
+  dense = {k: params[k] for k in _dense_keys(params, cfg)}
+  rows_state = {}
+  if cfg.sparse and not cfg.freeze_embeddings:
+    shape = params['L'].shape
+    if cfg.optimizer == 'adagrad':
+      rows_state = {'sum_sq': jnp.full(shape, ADAGRAD_INIT, jnp.float32)}
+    elif cfg.optimizer == 'adam':
+      rows_state = {'mu': jnp.zeros(shape), 'nu': jnp.zeros(shape)}
+  return TrainState(params, _direction(cfg.optimizer).init(dense), rows_state,
+                    jnp.zeros((), jnp.int32), key)
+
+
+def window_losses(params, E_NxKxd, casing_NxK, y_N, model_cfg, objective,
+                  key=None):
+  """Per-window objective from gathered word vectors E (L is not read)."""
+  x_NxD = model_lib.concat_window(E_NxKxd, params['L_case'][casing_NxK])
+  f_NxC = model_lib.class_scores(params, x_NxD, model_cfg, key)
+  return losses.OBJECTIVES[objective](f_NxC, y_N)
+
+
+def objective(params, words_NxK, casing_NxK, y_N, l2, model_cfg, cfg,
+              key=None):
+  """The full training objective: mean window loss + lambda/2 ||theta||^2."""
+  data = window_losses(params, params['L'][words_NxK], casing_NxK, y_N,
+                       model_cfg, cfg.objective, key).mean()
+  return data + losses.l2_penalty(params, l2, cfg.l2_embeddings,
+                                  cfg.l2_biases)
+
+
+def batch_grads(dense, E, casing, y, l2, model_cfg, cfg, key):
+  """(mean data loss, grads w.r.t. dense params (with L2), grad w.r.t. E)."""
+  if cfg.grad == 'manual':
+    from research import manual_grads  # pylint: disable=g-import-not-at-top
+    loss, g_dense, g_E = manual_grads.batch_grads(
+        dense, E, casing, y, model_cfg, cfg.objective)
+  else:
+    def data_loss(dense, E):
+      return window_losses(dense, E, casing, y, model_cfg, cfg.objective,
+                           key).mean()
+    argnums = (0,) if cfg.freeze_embeddings else (0, 1)
+    loss, grads = jax.value_and_grad(data_loss, argnums)(dense, E)
+    g_dense, g_E = grads[0], (grads[1] if len(grads) > 1 else None)
+  reg = set(losses.regularized_keys(dense, cfg.l2_embeddings, cfg.l2_biases))
+  g_dense = {k: g + l2 * dense[k] if k in reg else g
+             for k, g in g_dense.items()}
+  return loss, g_dense, g_E
+
+
+def _row_update(L, rows_state, ids_M, g_Mxd, step, hyper, cfg):
+  """Updates only the rows of L in ids_M (repeats accumulate).
+
+  Semantics (documented in the README): the gradient of each touched row is
+  the sum over its occurrences in the batch, plus lambda * L[row] when L2
+  covers word vectors (weight decay applied lazily, to touched rows only).
+  sgd: L[r] -= lr g.  adagrad (row-wise): s[r] += g^2; L[r] -= lr g/sqrt(s[r]).
+  adam (lazy): m[r], v[r] updated only when r is touched, bias correction by
+  the global step. With sgd and no L2 on L this equals the dense update.
+  """
+  V, M = L.shape[0], ids_M.shape[0]
+  uniq_M, inv_M = jnp.unique(ids_M, size=M, fill_value=V, return_inverse=True)
+  g_Mxd = jnp.zeros_like(g_Mxd).at[inv_M.reshape(-1)].add(g_Mxd)
+  rows_Mxd = L.at[uniq_M].get(mode='fill', fill_value=0.0)
+  if cfg.l2_embeddings:
+    g_Mxd = g_Mxd + hyper.l2 * rows_Mxd
+  if cfg.optimizer == 'sgd':
+    delta = g_Mxd
+  elif cfg.optimizer == 'adagrad':
+    s = rows_state['sum_sq'].at[uniq_M].get(mode='fill', fill_value=1.0)
+    s = s + jnp.square(g_Mxd)
+    rows_state = {'sum_sq': rows_state['sum_sq'].at[uniq_M].set(s, mode='drop')}
+    delta = g_Mxd * jax.lax.rsqrt(s + ADAGRAD_EPS)
+  else:
+    mu = rows_state['mu'].at[uniq_M].get(mode='fill', fill_value=0.0)
+    nu = rows_state['nu'].at[uniq_M].get(mode='fill', fill_value=0.0)
+    mu = ADAM_B1 * mu + (1 - ADAM_B1) * g_Mxd
+    nu = ADAM_B2 * nu + (1 - ADAM_B2) * jnp.square(g_Mxd)
+    rows_state = {'mu': rows_state['mu'].at[uniq_M].set(mu, mode='drop'),
+                  'nu': rows_state['nu'].at[uniq_M].set(nu, mode='drop')}
+    t = (step + 1).astype(jnp.float32)
+    mu_hat = mu / (1 - ADAM_B1**t)
+    nu_hat = nu / (1 - ADAM_B2**t)
+    delta = mu_hat / (jnp.sqrt(nu_hat) + ADAM_EPS)
+  L = L.at[uniq_M].add(-hyper.lr * delta, mode='drop')
+  return L, rows_state
+
+
+def train_step(state, batch, hyper, model_cfg, cfg):
+  """One optimizer step on one batch; returns (state, mean data loss)."""
+  words_BxK, casing_BxK, y_B = batch
+  params = state.params
+  key, step_key = jax.random.split(state.key)
+  dense = {k: params[k] for k in _dense_keys(params, cfg)}
+  dense.pop('L', None)
+  E_BxKxd = params['L'][words_BxK]
+  drop_key = step_key if model_cfg.dropout > 0 else None
+  loss, g_dense, g_E = batch_grads(dense, E_BxKxd, casing_BxK, y_B, hyper.l2,
+                                   model_cfg, cfg, drop_key)
+  L, rows_state = params['L'], state.rows_state
+  if not cfg.freeze_embeddings:
+    if cfg.sparse:
+      d = L.shape[1]
+      L, rows_state = _row_update(L, rows_state, words_BxK.reshape(-1),
+                                  g_E.reshape(-1, d), state.step, hyper, cfg)
+    else:
+      g_L = jnp.zeros_like(L).at[words_BxK].add(g_E)
+      if cfg.l2_embeddings:
+        g_L = g_L + hyper.l2 * L
+      dense['L'], g_dense['L'] = L, g_L
+  updates, opt_state = _direction(cfg.optimizer).update(
+      g_dense, state.opt_state, dense)
+  new = {k: dense[k] - hyper.lr * updates[k] for k in dense}
+  new.setdefault('L', L)
+  params = dict(params, **new)
+  return TrainState(params, opt_state, rows_state, state.step + 1, key), loss
+
+
+@functools.partial(jax.jit, static_argnames=('model_cfg', 'cfg'),
+                   donate_argnames=('state',))
+def train_steps(state, data, perm, first, num_steps, hyper, model_cfg, cfg):
+  """Runs `num_steps` steps on batches perm[(first+i)*B : (first+i+1)*B].
+
+  The data stay on the device and the loop runs inside one compiled call
+  (num_steps is traced, so every chunk size shares one program).
+  Returns (state, summed data loss).
+  """
+  words, casing, labels = data
+  B = cfg.batch_size
+
+  def body(i, carry):
+    state, total = carry
+    idx = jax.lax.dynamic_slice_in_dim(perm, (first + i) * B, B)
+    state, loss = train_step(state, (words[idx], casing[idx], labels[idx]),
+                             hyper, model_cfg, cfg)
+    return state, total + loss
+
+  return jax.lax.fori_loop(0, num_steps, body, (state, jnp.float32(0.0)))
+
+
+@functools.partial(jax.jit, static_argnames=('model_cfg', 'objective'))
+def _predict_batch(params, words, casing, labels, model_cfg, objective):
+  x = model_lib.window_vectors(params['L'], params['L_case'], words, casing)
+  f = model_lib.class_scores(params, x, model_cfg)
+  return jnp.argmax(f, axis=1), losses.OBJECTIVES[objective](f, labels)
+
+
+def predict(params, windows, model_cfg, objective='xent', batch=8192):
+  """Predicted tag ids [N] and per-window losses [N] (fixed-size batches)."""
+  n = len(windows.labels)
+  preds, window_loss = [], []
+  for start in range(0, n, batch):
+    sl = slice(start, start + batch)
+    w, c, y = windows.words[sl], windows.casing[sl], windows.labels[sl]
+    pad = batch - len(y) if n > batch else 0
+    if pad:
+      w, c = np.pad(w, ((0, pad), (0, 0))), np.pad(c, ((0, pad), (0, 0)))
+      y = np.pad(y, (0, pad))
+    p, l = _predict_batch(params, w, c, y, model_cfg, objective)
+    preds.append(np.asarray(p)[:len(p) - pad])
+    window_loss.append(np.asarray(l)[:len(l) - pad])
+  return np.concatenate(preds), np.concatenate(window_loss)
+
+
+def weight_norm(params):
+  """||theta|| over the weight matrices (not L, L_case or biases)."""
+  keys = losses.regularized_keys(params)
+  return float(jnp.sqrt(sum(jnp.sum(jnp.square(params[k])) for k in keys)))
+
+
+def fit(params, train, hyper, model_cfg, cfg, *, epochs, seed=0,
+        evaluate=None, eval_every=0, on_eval=None, steps_per_call=500,
+        log=print):
+  """Trains on `train` (a data.Windows) for `epochs` epochs.
+
+  Args:
+    params: initial parameters.
+    train: training windows.
+    hyper: Hyper(lr, l2) scalars.
+    model_cfg, cfg: ModelConfig, TrainConfig.
+    epochs: passes over the (reshuffled) training windows; the last partial
+      batch of each pass is left out.
+    seed: shuffling and dropout seed.
+    evaluate: optional fn(params) -> dict, called every `eval_every` steps
+      (0: at the end of each epoch) and at the end.
+    on_eval: optional fn(row) called with each history row as it is made.
+    steps_per_call: most steps per compiled call (progress granularity).
+    log: progress line printer.
+
+  Returns:
+    (params, history, stats): history is the list of evaluate() results, each
+    with 'step', 'epoch' and 'train_loss' added; stats has
+    'train_windows_per_sec' (steps only: compilation and evaluation excluded),
+    'train_seconds', 'compile_seconds', 'steps'.
+  """
+  n, B = len(train.labels), cfg.batch_size
+  spe = n // B
+  if spe == 0:
+    raise ValueError(f'batch size {B} is larger than the {n} training windows')
+  total_steps = spe * epochs
+  eval_every = eval_every or spe
+  data = tuple(jnp.asarray(a) for a in (train.words, train.casing,
+                                        train.labels))
+  hyper = Hyper(jnp.float32(hyper.lr), jnp.float32(hyper.l2))
+  key = jax.random.key(seed)
+  state = init_state(params, cfg, jax.random.fold_in(key, 1))
+  perm_key = jax.random.fold_in(key, 2)
+
+  t0 = time.perf_counter()
+  perm0 = jax.random.permutation(jax.random.fold_in(perm_key, 0), n)
+  step_fn = train_steps.lower(state, data, perm0, 0, 1, hyper, model_cfg,
+                              cfg).compile()
+  compile_seconds = time.perf_counter() - t0
+
+  history, train_seconds, step, loss_sum, loss_steps = [], 0.0, 0, 0.0, 0
+  for epoch in range(epochs):
+    perm = jax.random.permutation(jax.random.fold_in(perm_key, epoch), n)
+    first = 0
+    while first < spe:
+      until_eval = eval_every - step % eval_every
+      num = min(steps_per_call, spe - first, until_eval)
+      t = time.perf_counter()
+      state, loss = step_fn(state, data, perm, first, num, hyper)
+      loss = float(loss)  # waits for the device
+      train_seconds += time.perf_counter() - t
+      first, step = first + num, step + num
+      loss_sum, loss_steps = loss_sum + loss, loss_steps + num
+      wps = step * B / train_seconds
+      eta = (total_steps - step) * B / wps
+      log(f'epoch {epoch + 1}/{epochs} step {step}/{total_steps} '
+          f'loss {loss / num:.4f} {wps:,.0f} windows/s ETA {eta:.0f}s')
+      if step % eval_every == 0 or step == total_steps:
+        if evaluate is not None:
+          row = {'step': step, 'epoch': step / spe,
+                 'train_loss': loss_sum / max(1, loss_steps)}
+          row.update(evaluate(state.params))
+          history.append(row)
+          if on_eval is not None:
+            on_eval(row)
+        loss_sum, loss_steps = 0.0, 0
+  stats = {
+      'train_windows_per_sec': step * B / max(train_seconds, 1e-9),
+      'train_seconds': train_seconds,
+      'compile_seconds': compile_seconds,
+      'steps': step,
+  }
+  return state.params, history, stats
