@@ -1,20 +1,82 @@
-"""What every entry point shares: the default data, and clean user errors."""
+"""What the entry points share: data, model and training flags, clean errors.
+
+The flags are defined once, here, so that every experiment accepts the same
+spelling (`--data_dir`, `--embeddings`, `--model`, ...) and several entry
+points can be imported into one process. Each entry point adds only its own
+(e.g. `experiments.train` has `--objective`, `experiments.sweep` has
+`--objectives`).
+"""
 
 import pathlib
 import sys
 import time
 
 from absl import app
+from absl import flags
 
+from research import model as model_lib
+from research import pipeline
+from research import train as train_lib
+from research import workdir as workdir_lib
 from research.errors import UserError
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 DEFAULT_DATA_DIR = str(REPO / 'data' / 'wikigold')
 
+DATA_DIR = flags.DEFINE_string(
+    'data_dir', DEFAULT_DATA_DIR,
+    'CoNLL directory (train/dev[/test] files, or one file to split).')
+EMBEDDINGS = flags.DEFINE_string(
+    'embeddings', 'glove',
+    "'glove' (GloVe 6B 50d, offline), 'random', or a GloVe/word2vec text file.")
+VOCAB = flags.DEFINE_enum(
+    'vocab', 'data', ['data', 'pretrained'],
+    "'data': training words + dev/test words with a pretrained vector; "
+    "'pretrained': also every pretrained word (400k for GloVe).")
+EMBED_DIM = flags.DEFINE_integer('embed_dim', 50, 'd for --embeddings=random.')
+MODEL = flags.DEFINE_enum('model', 'hidden', list(model_lib.MODELS),
+                          'softmax: f = Wx + c; hidden: f = W g(Vx + b) + c.')
+NONLINEARITY = flags.DEFINE_enum(
+    'nonlinearity', 'tanh', list(model_lib.NONLINEARITIES),
+    'g of the hidden layer.')
+WINDOW = flags.DEFINE_integer('window', 2, 'Half-width k: 2k+1 words a window.',
+                              lower_bound=0)
+HIDDEN = flags.DEFINE_integer('hidden', 300, 'Hidden units.', lower_bound=1)
+L2_EMBEDDINGS = flags.DEFINE_bool(
+    'l2_embeddings', False, 'L2 also covers word and casing vectors.')
+L2_BIASES = flags.DEFINE_bool('l2_biases', False, 'L2 also covers biases.')
+DROPOUT = flags.DEFINE_float('dropout', 0.0,
+                             'Dropout rate on x and the hidden layer.',
+                             lower_bound=0.0, upper_bound=0.95)
+FREEZE = flags.DEFINE_bool('freeze_embeddings', False,
+                           'Keep the word vectors fixed.')
+OPTIMIZER = flags.DEFINE_enum('optimizer', 'adam', list(train_lib.OPTIMIZERS),
+                              'Optimizer.')
+LR = flags.DEFINE_float('lr', 1e-3, 'Learning rate.', lower_bound=0.0)
+BATCH_SIZE = flags.DEFINE_integer('batch_size', 256, 'Windows per step.',
+                                  lower_bound=1)
+EPOCHS = flags.DEFINE_integer('epochs', 10, 'Passes over the training data.',
+                              lower_bound=1)
+EVAL_EVERY = flags.DEFINE_integer('eval_every', 0,
+                                  'Evaluate every N steps (0: every epoch).',
+                                  lower_bound=0)
+SPARSE = flags.DEFINE_bool('sparse', True,
+                           'Update only the rows of L a batch touches.')
+GRAD = flags.DEFINE_enum('grad', 'autodiff', ['autodiff', 'manual'],
+                         'jax.grad, or the hand-derived backprop.')
+WORKDIR = flags.DEFINE_string('workdir', None,
+                              'Output directory (default runs/<entry>-<time>).')
+OVERWRITE = flags.DEFINE_bool(
+    'overwrite', False, 'Replace the files of an earlier run in --workdir.')
+
 
 def run(main):
   """absl.app.run(main), printing a UserError as one line and exiting 2."""
   def guarded(argv):
+    if len(argv) > 1:
+      print(f'error: unexpected arguments {" ".join(argv[1:])!r}; flags are '
+            'written --name=value', file=sys.stderr)
+      sys.exit(2)
     try:
       return main(argv)
     except UserError as e:
@@ -26,9 +88,46 @@ def run(main):
   app.run(guarded)
 
 
-def default_workdir(name):
-  return str(REPO / 'runs' / f'{name}-{time.strftime("%Y%m%d-%H%M%S")}')
+def workdir(name):
+  """--workdir (default runs/<name>-<time>), checked before any work starts:
+  one holding an earlier run's files is refused unless --overwrite."""
+  path = WORKDIR.value or str(REPO / 'runs' /
+                              f'{name}-{time.strftime("%Y%m%d-%H%M%S")}')
+  return workdir_lib.check(path, OVERWRITE.value)
+
+
+def save_flags(path):
+  """Creates the run directory and writes the resolved flags into it."""
+  path.mkdir(parents=True, exist_ok=True)
+  (path / 'flags.txt').write_text(flags.FLAGS.flags_into_string())
 
 
 def log(line):
   print(line, flush=True)
+
+
+def load_dataset(**overrides):
+  kw = dict(data_dir=DATA_DIR.value, embeddings=EMBEDDINGS.value,
+            window=WINDOW.value, vocab=VOCAB.value, embed_dim=EMBED_DIM.value,
+            log=log)
+  kw.update(overrides)
+  return pipeline.load_dataset(**kw)
+
+
+def model_config(**overrides):
+  kw = dict(model=MODEL.value, nonlinearity=NONLINEARITY.value,
+            window=WINDOW.value, hidden=HIDDEN.value, dropout=DROPOUT.value)
+  kw.update(overrides)
+  return model_lib.ModelConfig(**kw)
+
+
+def train_config(**overrides):
+  kw = dict(optimizer=OPTIMIZER.value, batch_size=BATCH_SIZE.value,
+            l2_embeddings=L2_EMBEDDINGS.value, l2_biases=L2_BIASES.value,
+            freeze_embeddings=FREEZE.value, sparse=SPARSE.value,
+            grad=GRAD.value)
+  kw.update(overrides)
+  cfg = train_lib.TrainConfig(**kw)
+  if cfg.grad == 'manual' and DROPOUT.value > 0:
+    raise UserError('--grad=manual has no dropout; pass --dropout=0')
+  return cfg

@@ -8,6 +8,7 @@ Layout written by `experiments.train`:
   params.npz     trained parameters (a flat dict of arrays)
   vocab.txt      one word per line (row i of L)
   tags.txt       one tag per line (class i)
+  pretrained_words.txt  the pretrained words the normalization consults
 """
 
 import json
@@ -15,11 +16,13 @@ import pathlib
 
 import numpy as np
 
+from research import data as data_lib
 from research.errors import UserError
 
 
-def prepare(path, overwrite=False):
-  """Creates `path`, refusing one that holds files unless `overwrite`."""
+def check(path, overwrite=False):
+  """Returns `path` as a Path, refusing one that holds files unless
+  `overwrite` (so nothing of an earlier run is lost by accident)."""
   path = pathlib.Path(path)
   if path.exists() and not path.is_dir():
     raise UserError(f'--workdir={path} is a file, not a directory; choose '
@@ -28,7 +31,6 @@ def prepare(path, overwrite=False):
     raise UserError(f'--workdir={path} already holds files from an earlier '
                     'run; choose a new --workdir, or pass --overwrite to '
                     'replace them')
-  path.mkdir(parents=True, exist_ok=True)
   return path
 
 
@@ -60,26 +62,34 @@ def read_jsonl(path):
     return [json.loads(line) for line in f if line.strip()]
 
 
-def save_model(path, params, vocab_words, tags, config):
+def save_model(path, params, vocab, tags, config):
+  """Writes what `load_model` needs to tag new text."""
   path = pathlib.Path(path)
   np.savez(path / 'params.npz', **{k: np.asarray(v) for k, v in
                                    params.items()})
-  (path / 'vocab.txt').write_text('\n'.join(vocab_words) + '\n')
+  (path / 'vocab.txt').write_text('\n'.join(vocab.words) + '\n',
+                                   encoding='utf-8')
+  (path / 'pretrained_words.txt').write_text('\n'.join(sorted(vocab.known)) +
+                                            '\n', encoding='utf-8')
   (path / 'tags.txt').write_text('\n'.join(tags) + '\n')
   write_json(path / 'config.json', config)
 
 
 def load_model(path):
-  """Returns (params, vocab_words, tags, config) saved by `save_model`."""
+  """Returns (params, vocab, tags, config) saved by `save_model`."""
   path = pathlib.Path(path)
-  missing = [n for n in ('params.npz', 'vocab.txt', 'tags.txt', 'config.json')
-             if not (path / n).is_file()]
+  names = ('params.npz', 'vocab.txt', 'pretrained_words.txt', 'tags.txt',
+           'config.json')
+  missing = [n for n in names if not (path / n).is_file()]
   if missing:
     raise UserError(f'{path}: not a trained run directory (missing '
                     f'{", ".join(missing)}); pass the --workdir of a finished '
                     'experiments.train run')
   with np.load(path / 'params.npz') as f:
     params = {k: f[k] for k in f.files}
-  vocab_words = (path / 'vocab.txt').read_text().split('\n')[:-1]
+  words = (path / 'vocab.txt').read_text(encoding='utf-8').split('\n')[:-1]
+  known = (path / 'pretrained_words.txt').read_text(encoding='utf-8').split(
+      '\n')[:-1]
+  vocab = data_lib.Vocab(words, frozenset(w for w in known if w))
   tags = (path / 'tags.txt').read_text().split()
-  return params, vocab_words, tags, read_json(path / 'config.json')
+  return params, vocab, tags, read_json(path / 'config.json')

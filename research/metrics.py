@@ -1,0 +1,212 @@
+"""Entity-level precision, recall and F1 with conlleval's chunk semantics.
+
+A tag is `O` or `PREFIX-TYPE` with PREFIX one of B, I, E, S; the type is
+everything after the first hyphen (as in conlleval.pl since 2004-01-26, so
+types may contain hyphens). A chunk (entity) starts and ends where conlleval's
+`startOfChunk` / `endOfChunk` say so. Each sentence is scored as if followed by
+an `O` tag, the way conlleval reads a blank line, so no chunk crosses a
+sentence boundary. A predicted chunk is correct iff a gold chunk has the same
+sentence, start, end and type.
+
+On tags with prefixes B, I, O (IOB1, IOB2) and I, E, O (IOE1, IOE2) the rules
+below are exactly those of conlleval.pl (version 2004-01-26). That script does
+not know the S prefix and lets `B-X` continue a chunk after `E-X`, so on IOBES
+tags it merges adjacent chunks of one type (`S-PER S-PER` is one chunk there).
+For E and S we follow instead the IOBES extension of the widely used Python
+port conlleval.py, which seqeval's default mode also uses (there
+`S-PER S-PER` is two chunks). The perl's `[`, `]` and `.` tags are not
+supported.
+"""
+
+import collections
+import dataclasses
+from typing import Any, Sequence
+
+_PREFIXES = ('B', 'I', 'E', 'S')
+
+
+def _split(tag: str) -> tuple[str, str]:
+  """Splits a tag into (prefix, type); `O` gives ('O', '')."""
+  if tag == 'O':
+    return 'O', ''
+  prefix, hyphen, type_ = tag.partition('-')
+  if not hyphen or prefix not in _PREFIXES or not type_:
+    raise ValueError(
+        f'bad tag {tag!r}: expected O or B-, I-, E-, S- followed by a type')
+  return prefix, type_
+
+
+def _end_of_chunk(prev_tag: str, tag: str, prev_type: str, type_: str) -> bool:
+  """conlleval's endOfChunk: did a chunk end just before the current tag?"""
+  if prev_tag in ('E', 'S'):
+    return True
+  if prev_tag in ('B', 'I') and tag in ('B', 'S', 'O'):
+    return True
+  return prev_tag != 'O' and prev_type != type_
+
+
+def _start_of_chunk(prev_tag: str, tag: str, prev_type: str,
+                    type_: str) -> bool:
+  """conlleval's startOfChunk: does a chunk start at the current tag?"""
+  if tag in ('B', 'S'):
+    return True
+  if prev_tag in ('E', 'S', 'O') and tag in ('E', 'I'):
+    return True
+  return tag != 'O' and prev_type != type_
+
+
+def chunks(tags: Sequence[str]) -> list[tuple[int, int, str]]:
+  """Finds the chunks in one sentence's tags, with conlleval semantics.
+
+  Args:
+    tags: the tags of one sentence, e.g. ['B-PER', 'I-PER', 'O'].
+
+  Returns:
+    (start, end_exclusive, type) of each chunk, in order.
+
+  Raises:
+    ValueError: a tag is not `O` or B-, I-, E-, S- followed by a type.
+  """
+  found = []
+  prev_tag, prev_type, start = 'O', '', 0
+  # The closing 'O' is conlleval's sentence boundary: it ends any open chunk.
+  for i, tag in enumerate([*tags, 'O']):
+    cur_tag, cur_type = _split(tag)
+    if _end_of_chunk(prev_tag, cur_tag, prev_type, cur_type):
+      found.append((start, i, prev_type))
+    if _start_of_chunk(prev_tag, cur_tag, prev_type, cur_type):
+      start = i
+    prev_tag, prev_type = cur_tag, cur_type
+  return found
+
+
+@dataclasses.dataclass(frozen=True)
+class Score:
+  """Chunk scores, in percent (0 to 100) as conlleval prints them.
+
+  Attributes:
+    precision: 100 * num_correct / num_pred, or 0 when num_pred is 0.
+    recall: 100 * num_correct / num_gold, or 0 when num_gold is 0.
+    f1: harmonic mean of precision and recall, or 0 when both are 0.
+    num_gold: number of gold chunks.
+    num_pred: number of predicted chunks.
+    num_correct: number of predicted chunks that match a gold chunk.
+  """
+  precision: float
+  recall: float
+  f1: float
+  num_gold: int
+  num_pred: int
+  num_correct: int
+
+
+def _score(num_gold: int, num_pred: int, num_correct: int) -> Score:
+  """Computes a Score from counts, with conlleval's formulas."""
+  precision = 100.0 * num_correct / num_pred if num_pred else 0.0
+  recall = 100.0 * num_correct / num_gold if num_gold else 0.0
+  total = precision + recall
+  f1 = 2.0 * precision * recall / total if total > 0 else 0.0
+  return Score(precision, recall, f1, num_gold, num_pred, num_correct)
+
+
+def evaluate(gold: Sequence[Sequence[str]],
+             pred: Sequence[Sequence[str]]) -> dict[str, Any]:
+  """Scores predicted tags against gold tags, like conlleval.
+
+  Args:
+    gold: the gold tags of each sentence.
+    pred: the predicted tags of each sentence, one per gold tag.
+
+  Returns:
+    {'overall': Score, 'per_type': {type: Score} for every type seen in gold
+    or pred, sorted by type, 'accuracy': percent of tokens (O included) whose
+    predicted tag equals the gold tag, 0 when there are no tokens}.
+
+  Raises:
+    ValueError: the numbers of sentences differ, a sentence's gold and
+      predicted tags differ in length (the message names the sentence index),
+      or a tag is malformed.
+  """
+  if len(gold) != len(pred):
+    raise ValueError(
+        f'gold has {len(gold)} sentences but pred has {len(pred)}')
+  gold_spans, pred_spans = set(), set()
+  num_tokens = num_same = 0
+  for i, (gold_tags, pred_tags) in enumerate(zip(gold, pred)):
+    if len(gold_tags) != len(pred_tags):
+      raise ValueError(f'sentence {i}: gold has {len(gold_tags)} tags but '
+                       f'pred has {len(pred_tags)}')
+    gold_spans.update((i, *span) for span in chunks(gold_tags))
+    pred_spans.update((i, *span) for span in chunks(pred_tags))
+    num_tokens += len(gold_tags)
+    num_same += sum(g == p for g, p in zip(gold_tags, pred_tags))
+  correct = gold_spans & pred_spans
+  num_gold, num_pred, num_correct = (
+      collections.Counter(span[3] for span in spans)
+      for spans in (gold_spans, pred_spans, correct))
+  per_type = {
+      t: _score(num_gold[t], num_pred[t], num_correct[t])
+      for t in sorted(num_gold.keys() | num_pred.keys())
+  }
+  return {
+      'overall': _score(len(gold_spans), len(pred_spans), len(correct)),
+      'per_type': per_type,
+      'accuracy': 100.0 * num_same / num_tokens if num_tokens else 0.0,
+  }
+
+
+def _score_dict(score: Score) -> dict[str, Any]:
+  return {
+      'precision': float(score.precision),
+      'recall': float(score.recall),
+      'f1': float(score.f1),
+      'num_gold': int(score.num_gold),
+      'num_pred': int(score.num_pred),
+      'num_correct': int(score.num_correct),
+  }
+
+
+def as_dict(result: dict[str, Any]) -> dict[str, Any]:
+  """Turns an `evaluate` result into plain JSON-friendly data.
+
+  Args:
+    result: what `evaluate` returned.
+
+  Returns:
+    {'precision', 'recall', 'f1', 'num_gold', 'num_pred', 'num_correct' (all
+    overall), 'accuracy', 'per_type': {type: {'precision', 'recall', 'f1',
+    'num_gold', 'num_pred', 'num_correct'}}}.
+  """
+  out = _score_dict(result['overall'])
+  out['accuracy'] = float(result['accuracy'])
+  out['per_type'] = {
+      t: _score_dict(score) for t, score in result['per_type'].items()
+  }
+  return out
+
+
+def _score_line(score: Score) -> str:
+  return (f'precision: {score.precision:6.2f}%; '
+          f'recall: {score.recall:6.2f}%; FB1: {score.f1:6.2f}; '
+          f'gold: {score.num_gold}; found: {score.num_pred}; '
+          f'correct: {score.num_correct}')
+
+
+def format_table(result: dict[str, Any], title: str = '') -> str:
+  """Formats an `evaluate` result as a compact conlleval-like table.
+
+  Args:
+    result: what `evaluate` returned.
+    title: an optional first line.
+
+  Returns:
+    Text: the title (if any), an overall line with the token accuracy, then
+    one line per type, without a trailing newline.
+  """
+  width = max([17, *map(len, result['per_type'])])
+  lines = [title] if title else []
+  lines.append(f'{"overall":>{width}}: accuracy: {result["accuracy"]:6.2f}%; '
+               + _score_line(result['overall']))
+  for type_, score in result['per_type'].items():
+    lines.append(f'{type_:>{width}}: ' + _score_line(score))
+  return '\n'.join(lines)
