@@ -1,0 +1,57 @@
+"""Tables and plots the experiment scripts write: markdown, CSV, PNG."""
+
+import csv
+import pathlib
+
+import matplotlib
+
+matplotlib.use('Agg')
+import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+
+def markdown_table(headers, rows):
+  """A GitHub markdown table; cells are written with str()."""
+  lines = ['| ' + ' | '.join(map(str, headers)) + ' |',
+           '|' + '|'.join('---' for _ in headers) + '|']
+  lines += ['| ' + ' | '.join(map(str, row)) + ' |' for row in rows]
+  return '\n'.join(lines)
+
+
+def write_csv(path, headers, rows):
+  with open(path, 'w', newline='') as f:
+    writer = csv.writer(f)
+    writer.writerow(headers)
+    writer.writerows(rows)
+
+
+def mean_std(values, fmt='{:.2f}'):
+  """'m ± s' over seeds (population std; just 'm' for one value)."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  values = np.asarray(values, dtype=float)
+  if len(values) == 1:
+    return fmt.format(values[0])
+  return f'{fmt.format(values.mean())} ± {fmt.format(values.std())}'
+
+
+def figure(ncols=1, width=5.0, height=3.6):
+  fig, axes = plt.subplots(1, ncols, figsize=(width * ncols, height),
+                           squeeze=False)
+  return fig, axes[0]
+
+
+def save(fig, path):
+  """Saves a figure as PNG and closes it; returns the file name."""
+  path = pathlib.Path(path)
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+  return path.name
+
+
+def write_report(path, title, sections):
+  """Writes a markdown page: `sections` is a list of (heading, body) where
+  body is markdown text (tables, `![](plot.png)` lines)."""
+  parts = [f'# {title}', '']
+  for heading, body in sections:
+    parts += [f'## {heading}', '', body.strip(), '']
+  pathlib.Path(path).write_text('\n'.join(parts))
