@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from seqeval.metrics import (classification_report, f1_score, precision_score,
                              recall_score)
+from seqeval.metrics.sequence_labeling import get_entities
 
 from research import metrics
 
@@ -320,6 +321,14 @@ def test_iobes_where_official_perl_differs():
     assert metrics.chunks(tags) == ours
     assert _chunks_by_rules(tags, _perl_end_of_chunk,
                             _perl_start_of_chunk) == perl
+  # So the perl scores gold S-PER S-PER against pred B-PER E-PER as one gold
+  # chunk, found and correct (F1 100); we (and seqeval) see two gold chunks
+  # and one wrong prediction (F1 0). Checked against the real perl script.
+  gold, pred = [['S-PER', 'S-PER']], [['B-PER', 'E-PER']]
+  assert _conlleval_stream(gold, pred, _perl_end_of_chunk,
+                           _perl_start_of_chunk)[:3] == (1, 1, 1)
+  assert metrics.evaluate(gold, pred)['overall'] == metrics.Score(
+      0.0, 0.0, 0.0, 2, 1, 0)
 
 
 def test_same_as_official_perl_without_s():
@@ -486,6 +495,16 @@ def test_streaming_conlleval_port_agrees():
           found_guessed_t.get(type_, 0)), (gold, pred, type_)
     assert result['accuracy'] == (100 * correct_tags / tokens if tokens
                                   else 0.0)
+
+
+def test_chunks_agree_with_seqeval_get_entities():
+  # Chunk by chunk, on arbitrary (mostly invalid) well-formed tags.
+  rng = np.random.default_rng(6)
+  for _ in range(2000):
+    tags = _random_tags(rng, int(rng.integers(0, 10)), 'BIES')
+    assert [(type_, start, end - 1)
+            for start, end, type_ in metrics.chunks(tags)
+           ] == get_entities(tags), tags
 
 
 # seqeval's default mode uses the same IOBES-aware rules (it cites
