@@ -189,9 +189,7 @@ def train_step(state, batch, hyper, model_cfg, cfg):
   return TrainState(params, opt_state, rows_state, state.step + 1, key), loss
 
 
-@functools.partial(jax.jit, static_argnames=('model_cfg', 'cfg'),
-                   donate_argnames=('state',))
-def train_steps(state, data, perm, first, num_steps, hyper, model_cfg, cfg):
+def _train_steps(state, data, perm, first, num_steps, hyper, model_cfg, cfg):
   """Runs `num_steps` steps on batches perm[(first+i)*B : (first+i+1)*B].
 
   The data stay on the device and the loop runs inside one compiled call
@@ -209,6 +207,24 @@ def train_steps(state, data, perm, first, num_steps, hyper, model_cfg, cfg):
     return state, total + loss
 
   return jax.lax.fori_loop(0, num_steps, body, (state, jnp.float32(0.0)))
+
+
+train_steps = jax.jit(_train_steps, static_argnames=('model_cfg', 'cfg'),
+                      donate_argnames=('state',))
+
+
+@functools.partial(jax.jit, static_argnames=('model_cfg', 'cfg'),
+                   donate_argnames=('state',))
+def train_steps_many(state, data, perm_SxN, first, num_steps, hyper,
+                     model_cfg, cfg):
+  """`train_steps` for S configurations at once, as one vmapped program.
+
+  state and hyper carry a leading axis S (e.g. L2 strengths x seeds); each
+  configuration has its own shuffle perm_SxN[s]; the data are shared.
+  """
+  run = functools.partial(_train_steps, model_cfg=model_cfg, cfg=cfg)
+  return jax.vmap(run, in_axes=(0, None, 0, None, None, 0))(
+      state, data, perm_SxN, first, num_steps, hyper)
 
 
 @functools.partial(jax.jit, static_argnames=('model_cfg', 'objective'))
@@ -246,75 +262,108 @@ def fit(params, train, hyper, model_cfg, cfg, *, epochs, seed=0,
         log=print):
   """Trains on `train` (a data.Windows) for `epochs` epochs.
 
+  With scalar `hyper` and one `seed` this trains one model. With `hyper.lr`
+  and `hyper.l2` of shape [S], `seed` a length-S sequence and `params`
+  stacked along a leading axis S, it trains the S configurations together as
+  one vmapped program (train_steps_many); `evaluate` then receives the
+  stacked parameters too.
+
   Args:
-    params: initial parameters.
+    params: initial parameters (leading axis S when training several).
     train: training windows.
-    hyper: Hyper(lr, l2) scalars.
+    hyper: Hyper(lr, l2), scalars or [S] arrays.
     model_cfg, cfg: ModelConfig, TrainConfig.
     epochs: passes over the (reshuffled) training windows; the last partial
       batch of each pass is left out.
-    seed: shuffling and dropout seed.
+    seed: shuffling and dropout seed (a sequence of S seeds when stacked).
     evaluate: optional fn(params) -> dict, called every `eval_every` steps
       (0: at the end of each epoch) and at the end.
+    eval_every: see `evaluate`.
     on_eval: optional fn(row) called with each history row as it is made.
     steps_per_call: most steps per compiled call (progress granularity).
     log: progress line printer.
 
   Returns:
     (params, history, stats): history is the list of evaluate() results, each
-    with 'step', 'epoch' and 'train_loss' added; stats has
-    'train_windows_per_sec' (steps only: compilation and evaluation excluded),
+    with 'step', 'epoch' and 'train_loss' added ([S] lists when stacked);
+    stats has 'train_windows_per_sec' (windows of all S configurations per
+    second of stepping: compilation and evaluation excluded),
     'train_seconds', 'compile_seconds', 'steps'.
   """
   n, B = len(train.labels), cfg.batch_size
   spe = n // B
   if spe == 0:
     raise ValueError(f'batch size {B} is larger than the {n} training windows')
+  many = np.ndim(hyper.lr) > 0
+  seeds = list(seed) if many else [seed]
+  S = len(seeds)
   total_steps = spe * epochs
   eval_every = eval_every or spe
   data = tuple(jnp.asarray(a) for a in (train.words, train.casing,
                                         train.labels))
-  hyper = Hyper(jnp.float32(hyper.lr), jnp.float32(hyper.l2))
-  key = jax.random.key(seed)
-  state = init_state(params, cfg, jax.random.fold_in(key, 1))
-  perm_key = jax.random.fold_in(key, 2)
+  keys = [jax.random.key(s) for s in seeds]
+  perm_keys = [jax.random.fold_in(k, 2) for k in keys]
+
+  def perms(epoch):
+    out = [jax.random.permutation(jax.random.fold_in(k, epoch), n)
+           for k in perm_keys]
+    return jnp.stack(out) if many else out[0]
+
+  if many:
+    hyper = Hyper(jnp.asarray(hyper.lr, jnp.float32),
+                  jnp.asarray(hyper.l2, jnp.float32))
+    state = jax.vmap(lambda p, k: init_state(p, cfg, k))(
+        params, jnp.stack([jax.random.fold_in(k, 1) for k in keys]))
+    program = train_steps_many
+  else:
+    hyper = Hyper(jnp.float32(hyper.lr), jnp.float32(hyper.l2))
+    state = init_state(params, cfg, jax.random.fold_in(keys[0], 1))
+    program = train_steps
 
   t0 = time.perf_counter()
-  perm0 = jax.random.permutation(jax.random.fold_in(perm_key, 0), n)
-  step_fn = train_steps.lower(state, data, perm0, 0, 1, hyper, model_cfg,
-                              cfg).compile()
+  step_fn = program.lower(state, data, perms(0), 0, 1, hyper, model_cfg,
+                          cfg).compile()
   compile_seconds = time.perf_counter() - t0
 
-  history, train_seconds, step, loss_sum, loss_steps = [], 0.0, 0, 0.0, 0
+  history, train_seconds, step = [], 0.0, 0
+  loss_sum, loss_steps = np.zeros(S), 0
   for epoch in range(epochs):
-    perm = jax.random.permutation(jax.random.fold_in(perm_key, epoch), n)
+    perm = perms(epoch)
     first = 0
     while first < spe:
       until_eval = eval_every - step % eval_every
       num = min(steps_per_call, spe - first, until_eval)
       t = time.perf_counter()
       state, loss = step_fn(state, data, perm, first, num, hyper)
-      loss = float(loss)  # waits for the device
+      loss = np.asarray(loss).reshape(S)  # waits for the device
       train_seconds += time.perf_counter() - t
       first, step = first + num, step + num
       loss_sum, loss_steps = loss_sum + loss, loss_steps + num
-      wps = step * B / train_seconds
-      eta = (total_steps - step) * B / wps
+      wps = step * B * S / train_seconds
+      eta = (total_steps - step) * B * S / wps
       log(f'epoch {epoch + 1}/{epochs} step {step}/{total_steps} '
-          f'loss {loss / num:.4f} {wps:,.0f} windows/s ETA {eta:.0f}s')
+          f'loss {np.mean(loss) / num:.4f} {wps:,.0f} windows/s '
+          f'ETA {eta:.0f}s')
       if step % eval_every == 0 or step == total_steps:
         if evaluate is not None:
+          mean_loss = loss_sum / max(1, loss_steps)
           row = {'step': step, 'epoch': step / spe,
-                 'train_loss': loss_sum / max(1, loss_steps)}
+                 'train_loss': mean_loss.tolist() if many else
+                               float(mean_loss[0])}
           row.update(evaluate(state.params))
           history.append(row)
           if on_eval is not None:
             on_eval(row)
-        loss_sum, loss_steps = 0.0, 0
+        loss_sum, loss_steps = np.zeros(S), 0
   stats = {
-      'train_windows_per_sec': step * B / max(train_seconds, 1e-9),
+      'train_windows_per_sec': step * B * S / max(train_seconds, 1e-9),
       'train_seconds': train_seconds,
       'compile_seconds': compile_seconds,
       'steps': step,
   }
   return state.params, history, stats
+
+
+def unstack(tree, i):
+  """The i-th configuration of a stacked pytree."""
+  return jax.tree.map(lambda a: a[i], tree)
