@@ -302,6 +302,7 @@ def fit(params, train, hyper, model_cfg, cfg, *, epochs, seed=0,
   data = tuple(jnp.asarray(a) for a in (train.words, train.casing,
                                         train.labels))
   keys = [jax.random.key(s) for s in seeds]
+  params = jax.tree.map(jnp.array, params)  # a copy: the state is donated
   perm_keys = [jax.random.fold_in(k, 2) for k in keys]
 
   def perms(epoch):

@@ -1,0 +1,144 @@
+"""The entry points as a user runs them: outputs, and one-line errors."""
+
+import json
+import pathlib
+
+import pytest
+
+from tests.conftest import REPO, run_entry, write_corpus
+
+TRAIN = ('experiments.train', '--embeddings=random', '--epochs=2',
+         '--hidden=16', '--batch_size=32')
+
+
+def assert_one_line_error(result, *fragments):
+  assert result.returncode == 2, result.stderr
+  lines = result.stderr.strip().splitlines()
+  assert len(lines) == 1, result.stderr  # no traceback
+  assert lines[0].startswith('error: ')
+  for fragment in fragments:
+    assert fragment in lines[0], lines[0]
+
+
+def test_train_writes_its_run_directory_and_predict_reads_it(corpus, tmp_path):
+  workdir = tmp_path / 'run'
+  result = run_entry(*TRAIN, f'--data_dir={corpus}', f'--workdir={workdir}')
+  assert result.returncode == 0, result.stderr
+  assert 'windows/s' in result.stdout and 'dev: precision' in result.stdout
+  names = {p.name for p in workdir.iterdir()}
+  assert {'flags.txt', 'config.json', 'metrics.jsonl', 'result.json',
+          'params.npz', 'vocab.txt', 'tags.txt'} <= names
+  res = json.loads((workdir / 'result.json').read_text())
+  for split in ('dev', 'test'):
+    assert {'precision', 'recall', 'f1', 'accuracy'} <= res[split].keys()
+  assert res['train_windows_per_sec'] > 0
+  rows = [json.loads(line) for line in open(workdir / 'metrics.jsonl')]
+  assert [r['epoch'] for r in rows] == [1.0, 2.0]
+  assert '--hidden=16' in (workdir / 'flags.txt').read_text()
+
+  # The flags file reproduces the run: --flagfile works.
+  again = tmp_path / 'again'
+  result = run_entry('experiments.train', f'--flagfile={workdir}/flags.txt',
+                     f'--workdir={again}')
+  assert result.returncode == 0, result.stderr
+  assert json.loads((again / 'result.json').read_text())['dev'] == res['dev']
+
+  result = run_entry('experiments.predict', f'--model_dir={workdir}',
+                     stdin='Anna Berg visited Kyoto last week .\n')
+  assert result.returncode == 0, result.stderr
+  assert result.stdout.splitlines()[0].startswith('Anna\t')
+  assert 'entities:' in result.stdout
+
+
+def test_refuses_to_overwrite_an_earlier_run(corpus, tmp_path):
+  workdir = tmp_path / 'run'
+  workdir.mkdir()
+  (workdir / 'result.json').write_text('{"precious": true}')
+  result = run_entry(*TRAIN, f'--data_dir={corpus}', f'--workdir={workdir}')
+  assert_one_line_error(result, str(workdir), '--overwrite')
+  assert (workdir / 'result.json').read_text() == '{"precious": true}'
+
+
+def corpus_with(tmp_path, train=None, dev=None):
+  """A small corpus whose train or dev file is replaced by given bytes."""
+  directory = write_corpus(tmp_path / 'c', sentences=(20, 5, 5))
+  if train is not None:
+    (directory / 'train.txt').write_bytes(train)
+  if dev is not None:
+    (directory / 'valid.txt').write_bytes(dev)
+  return directory
+
+
+BAD_INPUTS = {
+    'missing data dir': (lambda d: d / 'nope', ['nope', 'not found']),
+    'missing dev split': (
+        lambda d: (corpus_with(d) / 'valid.txt').unlink() or d / 'c',
+        ['dev']),
+    'empty split': (lambda d: corpus_with(d, dev=b'\n\n'), ['valid.txt']),
+    'no tag column': (lambda d: corpus_with(d, train=b'Anna B-PER\nBerg\n'),
+                      ['train.txt:2']),
+    'mixed column counts': (
+        lambda d: corpus_with(d, train=b'Anna X B-PER\nBerg I-PER\n'),
+        ['train.txt:2']),
+    'undecodable bytes': (
+        lambda d: corpus_with(d, train=b'Anna B-PER\n\xff\xfe O\n'),
+        ['train.txt:2']),
+    'tag unseen in training': (
+        lambda d: corpus_with(d, dev=b'Kyoto B-GPE\n'), ['valid.txt:1',
+                                                        'B-GPE']),
+}
+
+
+@pytest.mark.parametrize('case', sorted(BAD_INPUTS))
+def test_bad_data_gives_one_clear_line(case, tmp_path):
+  make, fragments = BAD_INPUTS[case]
+  data_dir = make(tmp_path)
+  result = run_entry(*TRAIN, f'--data_dir={data_dir}',
+                     f'--workdir={tmp_path / "run"}')
+  assert_one_line_error(result, *fragments)
+  assert not (tmp_path / 'run').exists()  # nothing half-written
+
+
+def test_missing_vectors_file(corpus, tmp_path):
+  result = run_entry('experiments.train', f'--data_dir={corpus}',
+                     f'--embeddings={tmp_path}/vectors.txt',
+                     f'--workdir={tmp_path / "run"}')
+  assert_one_line_error(result, 'vectors.txt', '--embeddings')
+
+
+def test_vectors_file_is_used(corpus, tmp_path):
+  vectors = tmp_path / 'vectors.txt'
+  vectors.write_text('3 4\nanna 1 0 0 0\nkyoto 0 1 0 0\nvisited 0 0 1 0\n')
+  result = run_entry(*TRAIN[:1], '--epochs=1', '--hidden=8',
+                     f'--embeddings={vectors}', f'--data_dir={corpus}',
+                     f'--workdir={tmp_path / "run"}')
+  assert result.returncode == 0, result.stderr
+  assert '3 with a pretrained vector' in result.stdout
+
+
+def test_predict_without_a_model(tmp_path):
+  result = run_entry('experiments.predict', f'--model_dir={tmp_path}',
+                     '--text=hello')
+  assert_one_line_error(result, 'not a trained run directory')
+
+
+def test_unknown_flag_is_one_line():
+  result = run_entry('experiments.train', '--lerning_rate=3')
+  assert result.returncode != 0
+  assert 'Traceback' not in result.stderr
+  assert 'lerning_rate' in result.stderr
+
+
+def test_default_data_is_shipped_with_its_licence():
+  wikigold = REPO / 'data' / 'wikigold'
+  assert (wikigold / 'wikigold.conll.txt').stat().st_size > 300_000
+  assert 'CC-BY 4.0' in (wikigold / 'LICENSE').read_text()
+  readme = (REPO / 'README.md').read_text()
+  assert 'Balasuriya' in readme  # the citation
+
+
+def test_readme_quickstart_is_the_two_commands():
+  readme = (REPO / 'README.md').read_text()
+  assert '```\n./launch.sh\n./launch.sh test\n```' in readme
+  assert pathlib.Path(REPO / '.ci' / 'run').read_text().count(
+      'launch.sh test') == 1
