@@ -49,6 +49,14 @@ def test_train_writes_its_run_directory_and_predict_reads_it(corpus, tmp_path):
   assert result.stdout.splitlines()[0].startswith('Anna\t')
   assert 'entities:' in result.stdout
 
+  page = tmp_path / 'pages' / 'report.md'
+  result = run_entry('experiments.report', f'--run_dirs={workdir}',
+                     f'--output={page}')
+  assert result.returncode == 0, result.stderr
+  text = page.read_text()
+  assert '| dev | all |' in text and '![](../run/curves.png)' in text
+  assert (workdir / 'curves.png').stat().st_size > 0
+
 
 def test_refuses_to_overwrite_an_earlier_run(corpus, tmp_path):
   workdir = tmp_path / 'run'
