@@ -1,0 +1,688 @@
+"""Hand-derived backprop for every formula of the decks, and its check.
+
+Each gradient below is written out from the decks' formulas, with no
+`jax.grad`; the last section holds the autodiff references they are compared
+with (`experiments.gradcheck`, `tests/test_manual_grads.py`) and the one
+comparison helper, `compare`, that both use.
+
+Conventions:
+
+* Batched over N windows with matrices ("matrices are awesome"): the deck's
+  per-window column-vector formula dJ/dW = delta x^T, summed over windows, is
+  the one matrix product `delta_NxC.T @ x_NxD`; dJ/dx = W^T delta for every
+  window at once is `delta_NxC @ W_CxD` (row n is (W^T delta_n)^T).
+* `reduce='mean'`: gradients of the mean loss (1/N) sum_n J_n. The error
+  signals are scaled by 1/N once, where they are made (dJ/df), so every
+  gradient below them is a plain sum; dx_NxD is then the gradient of the
+  mean w.r.t. the [N, D] array of window vectors (row n is dJ_n/dx_n / N).
+  `reduce='none'`: per-window gradients stacked on a leading N axis (dW[n] =
+  delta_n x_n^T, dx[n] = dJ_n/dx_n), what `jax.vmap(jax.grad(J_n))` gives.
+* At kinks the subgradient is the one `jax.grad` takes, so that training with
+  either gives the same numbers even where ties are common (the softmax model
+  starts at W = 0, c = 0, where every class score ties): relu'(0) = 0;
+  hardtanh'(+-1) = 1/2 (jnp.clip splits a tie of max/min evenly);
+  max(0, t)' = 0 at t = 0; a max over tied wrong classes splits its unit
+  evenly among them. Any of these is a valid subgradient.
+* Shapes are explicit: no implicit rank promotion (the checks run this code
+  under `jax.numpy_rank_promotion('raise')`), and every float follows the
+  dtype of its inputs (float32 in training, float64 in the checks).
+"""
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from research import losses
+from research import model as model_lib
+
+REDUCTIONS = ('mean', 'none')
+
+# --- g'(z), written by hand from z and a = g(z). -----------------------------
+
+
+def _tanh_grad(z, a):
+  """tanh'(z) = 1 - tanh(z)^2 = (1 - a)(1 + a)."""
+  del z
+  return (1.0 - a) * (1.0 + a)
+
+
+def _relu_grad(z, a):
+  """relu'(z) = 1 if z > 0 else 0 (0 at the kink z = 0)."""
+  del a
+  return (z > 0).astype(z.dtype)
+
+
+def _sigmoid_grad(z, a):
+  """sigma'(z) = sigma(z) (1 - sigma(z)) = a (1 - a)."""
+  del z
+  return a * (1.0 - a)
+
+
+def _hardtanh_grad(z, a):
+  """hardtanh'(z) = 1 on (-1, 1), 0 outside, 1/2 at the corners z = +-1."""
+  del a
+  inside = (jnp.abs(z) < 1).astype(z.dtype)
+  corner = (jnp.abs(z) == 1).astype(z.dtype)
+  return inside + 0.5 * corner
+
+
+NONLINEARITY_GRADS = {
+    'tanh': _tanh_grad,
+    'relu': _relu_grad,
+    'sigmoid': _sigmoid_grad,
+    'hardtanh': _hardtanh_grad,
+}
+
+
+def _activate(nonlinearity, z):
+  """(a, g'(z)): the forward nonlinearity and its hand-written derivative."""
+  a = model_lib.NONLINEARITIES[nonlinearity](z)
+  return a, NONLINEARITY_GRADS[nonlinearity](z, a)
+
+
+# --- Objectives: each returns J per window and dJ/d(scores) per window. ------
+
+
+def cross_entropy_delta(f_NxC, y_N):
+  """Cross-entropy J = -log softmax(f)_y and its error signal dJ/df.
+
+  Deck (softmax window classifier, cross-entropy): with p = softmax(f) and
+  the one-hot target t, J = log sum_c exp(f_c) - f_y, and dJ/df_c = p_c - 1
+  for c = y and p_c for c != y, i.e. delta = p - onehot(y).
+
+  Args:
+    f_NxC: class scores.
+    y_N: gold class ids.
+
+  Returns:
+    (J_N, delta_NxC).
+  """
+  lse_N = jax.nn.logsumexp(f_NxC, axis=1)
+  onehot_NxC = jax.nn.one_hot(y_N, f_NxC.shape[1], dtype=f_NxC.dtype)
+  f_y_N = jnp.sum(onehot_NxC * f_NxC, axis=1)
+  p_NxC = jnp.exp(f_NxC - lse_N[:, None])
+  return lse_N - f_y_N, p_NxC - onehot_NxC
+
+
+def multiclass_margin_delta(f_NxC, y_N, margin=1.0):
+  """Multiclass max-margin J = max(0, margin + max_{c != y} f_c - f_y).
+
+  Deck (max-margin on class scores, research.losses.multiclass_margin): when
+  the hinge is active (t = margin + f_c* - f_y > 0, c* the best wrong
+  class), dJ/df = +1 at c*, -1 at the gold class y, 0 elsewhere; when it is
+  inactive (t <= 0) dJ/df = 0 exactly. Wrong classes tied for the max share
+  the +1 evenly (the subgradient jnp.max's derivative takes).
+
+  Args:
+    f_NxC: class scores.
+    y_N: gold class ids.
+    margin: the margin (1 in the deck).
+
+  Returns:
+    (J_N, delta_NxC).
+  """
+  is_gold_NxC = jax.nn.one_hot(y_N, f_NxC.shape[1], dtype=bool)
+  f_y_N = jnp.sum(jnp.where(is_gold_NxC, f_NxC, 0.0), axis=1)
+  f_wrong_NxC = jnp.where(is_gold_NxC, -jnp.inf, f_NxC)
+  f_other_N = jnp.max(f_wrong_NxC, axis=1)
+  t_N = margin + f_other_N - f_y_N
+  active_N = (t_N > 0).astype(f_NxC.dtype)
+  is_max_NxC = (f_wrong_NxC == f_other_N[:, None]) & ~is_gold_NxC
+  ties_N = jnp.maximum(jnp.sum(is_max_NxC, axis=1), 1).astype(f_NxC.dtype)
+  share_NxC = is_max_NxC.astype(f_NxC.dtype) / ties_N[:, None]
+  gold_NxC = is_gold_NxC.astype(f_NxC.dtype)
+  return (jnp.maximum(t_N, 0.0),
+          active_N[:, None] * (share_NxC - gold_NxC))
+
+
+OBJECTIVE_DELTAS = {
+    'xent': cross_entropy_delta,
+    'max_margin': multiclass_margin_delta,
+}
+
+
+def window_margin_delta(s_N, s_corrupt_NxM, margin=1.0):
+  """The deck's window max-margin J = sum_m max(0, margin - s + s_c,m).
+
+  Deck ("Training with backpropagation", assuming J > 0): each active term
+  (margin - s + s_c,m > 0) adds -1 to dJ/ds and +1 to dJ/ds_c,m; an inactive
+  term adds exactly 0.
+
+  Args:
+    s_N: scores of the true windows.
+    s_corrupt_NxM: scores of M corrupt windows per true window.
+    margin: the margin (1 in the deck).
+
+  Returns:
+    (J_N, ds_N, ds_corrupt_NxM): the loss and dJ/ds, dJ/ds_c per window.
+  """
+  t_NxM = margin - s_N[:, None] + s_corrupt_NxM
+  active_NxM = (t_NxM > 0).astype(s_N.dtype)
+  return (jnp.sum(jnp.maximum(t_NxM, 0.0), axis=1),
+          -jnp.sum(active_NxM, axis=1), active_NxM)
+
+
+# --- Layers: error signals to parameter and input gradients. -----------------
+
+
+def _check_reduce(reduce):
+  if reduce not in REDUCTIONS:
+    raise ValueError(f'reduce must be one of {REDUCTIONS}, got {reduce!r}')
+
+
+def _per_window_weight(delta_NxA, reduce):
+  """Scales the top error signal by 1/N for the gradient of the mean."""
+  if reduce == 'mean':
+    return delta_NxA / delta_NxA.shape[0]
+  return delta_NxA
+
+
+def _outer(delta_NxA, x_NxB, reduce):
+  """dJ/dM for a layer M x: sum_n delta_n x_n^T, or per window [N, A, B]."""
+  if reduce == 'none':
+    return delta_NxA[:, :, None] * x_NxB[:, None, :]
+  return delta_NxA.T @ x_NxB
+
+
+def _bias(delta_NxA, reduce):
+  """dJ/dbias = delta: summed over windows, or per window [N, A]."""
+  if reduce == 'none':
+    return delta_NxA
+  return jnp.sum(delta_NxA, axis=0)
+
+
+def softmax_grads(params, x_NxD, y_N, objective='xent', reduce='mean'):
+  """Softmax window classifier f = W x + c: loss and gradients.
+
+  Deck ("Simplest window classifier: softmax", "Updating concatenated word
+  vectors"): delta = dJ/df (p - onehot(y) for cross-entropy, see
+  `OBJECTIVE_DELTAS`), dJ/dW = delta x^T, dJ/dc = delta, dJ/dx = W^T delta.
+
+  Args:
+    params: dict with W [C, D] and c [C] (other keys are ignored).
+    x_NxD: window vectors.
+    y_N: gold class ids.
+    objective: a key of OBJECTIVE_DELTAS.
+    reduce: 'mean' or 'none' (see the module docstring).
+
+  Returns:
+    (J_N, {'W', 'c'}, dx_NxD).
+  """
+  _check_reduce(reduce)
+  W_CxD, c_C = params['W'], params['c']
+  f_NxC = x_NxD @ W_CxD.T + c_C[None, :]
+  J_N, delta_NxC = OBJECTIVE_DELTAS[objective](f_NxC, y_N)
+  delta_NxC = _per_window_weight(delta_NxC, reduce)
+  grads = {'W': _outer(delta_NxC, x_NxD, reduce),
+           'c': _bias(delta_NxC, reduce)}
+  return J_N, grads, delta_NxC @ W_CxD
+
+
+def hidden_grads(params, x_NxD, y_N, nonlinearity='tanh', objective='xent',
+                 reduce='mean'):
+  """One hidden layer f = W g(V x + b) + c: loss and gradients.
+
+  Deck ("A more powerful window classifier", "Computing gradients with
+  backprop"): with z = V x + b, a = g(z) and delta = dJ/df,
+  dJ/dW = delta a^T, dJ/dc = delta, dJ/da = W^T delta,
+  delta_hidden = (W^T delta) * g'(z) (elementwise; g' in
+  NONLINEARITY_GRADS), dJ/dV = delta_hidden x^T, dJ/db = delta_hidden,
+  dJ/dx = V^T delta_hidden.
+
+  Args:
+    params: dict with V [H, D], b [H], W [C, H], c [C].
+    x_NxD: window vectors.
+    y_N: gold class ids.
+    nonlinearity: a key of research.model.NONLINEARITIES.
+    objective: a key of OBJECTIVE_DELTAS.
+    reduce: 'mean' or 'none'.
+
+  Returns:
+    (J_N, {'V', 'b', 'W', 'c'}, dx_NxD).
+  """
+  _check_reduce(reduce)
+  V_HxD, b_H, W_CxH, c_C = params['V'], params['b'], params['W'], params['c']
+  z_NxH = x_NxD @ V_HxD.T + b_H[None, :]
+  a_NxH, g_prime_NxH = _activate(nonlinearity, z_NxH)
+  f_NxC = a_NxH @ W_CxH.T + c_C[None, :]
+  J_N, delta_NxC = OBJECTIVE_DELTAS[objective](f_NxC, y_N)
+  delta_NxC = _per_window_weight(delta_NxC, reduce)
+  delta_hidden_NxH = (delta_NxC @ W_CxH) * g_prime_NxH
+  grads = {'V': _outer(delta_hidden_NxH, x_NxD, reduce),
+           'b': _bias(delta_hidden_NxH, reduce),
+           'W': _outer(delta_NxC, a_NxH, reduce),
+           'c': _bias(delta_NxC, reduce)}
+  return J_N, grads, delta_hidden_NxH @ V_HxD
+
+
+def classifier_grads(params, x_NxD, y_N, model_cfg, objective='xent',
+                     reduce='mean'):
+  """`softmax_grads` or `hidden_grads`, as `model_cfg.model` says."""
+  if model_cfg.model == 'softmax':
+    return softmax_grads(params, x_NxD, y_N, objective, reduce)
+  if model_cfg.model == 'hidden':
+    return hidden_grads(params, x_NxD, y_N, model_cfg.nonlinearity, objective,
+                        reduce)
+  raise ValueError(f'unknown classifier {model_cfg.model!r}')
+
+
+def scorer_grads(params, x_NxD, x_corrupt_NxMxD, nonlinearity='tanh',
+                 margin=1.0, reduce='mean'):
+  """Window scorer s = U . g(W x + b) with the window max-margin.
+
+  Deck ("The max-margin loss", "Training with backpropagation"): with
+  J = sum_m max(0, 1 - s + s_c,m), z = W x + b, a = g(z), and, for an active
+  term, dJ/ds = -1, dJ/ds_c = +1 (`window_margin_delta`):
+  dJ/dU = -a + a_c (summed over active terms); the error signal at the hidden
+  layer delta = (dJ/ds) U * g'(z) for the true window and (dJ/ds_c) U *
+  g'(z_c) for each corrupt one; dJ/dW = delta x^T + sum_m delta_c,m
+  x_c,m^T; dJ/db = delta + sum_m delta_c,m; dJ/dx = W^T delta,
+  dJ/dx_c,m = W^T delta_c,m.
+
+  The true window and its M corrupt ones are laid out as P = 1 + M windows
+  (slot 0 the true one) so that one matrix product serves them all.
+
+  Args:
+    params: dict with W [H, D], b [H], U [H].
+    x_NxD: true window vectors.
+    x_corrupt_NxMxD: M corrupt window vectors per true window.
+    nonlinearity: a key of research.model.NONLINEARITIES.
+    margin: the margin (1 in the deck).
+    reduce: 'mean' or 'none'.
+
+  Returns:
+    (J_N, {'U', 'W', 'b'}, dx_NxD, dx_corrupt_NxMxD).
+  """
+  _check_reduce(reduce)
+  W_HxD, b_H, U_H = params['W'], params['b'], params['U']
+  N, M, D = x_corrupt_NxMxD.shape
+  H, P = b_H.shape[0], 1 + M
+  x_NxPxD = jnp.concatenate([x_NxD[:, None, :], x_corrupt_NxMxD], axis=1)
+  x_QxD = x_NxPxD.reshape(N * P, D)  # Q = N P windows, true and corrupt
+  z_QxH = x_QxD @ W_HxD.T + b_H[None, :]
+  a_QxH, g_prime_QxH = _activate(nonlinearity, z_QxH)
+  s_NxP = (a_QxH @ U_H).reshape(N, P)
+  J_N, ds_N, ds_corrupt_NxM = window_margin_delta(s_NxP[:, 0], s_NxP[:, 1:],
+                                                  margin)
+  ds_NxP = jnp.concatenate([ds_N[:, None], ds_corrupt_NxM], axis=1)
+  ds_NxP = _per_window_weight(ds_NxP, reduce)
+  ds_Q = ds_NxP.reshape(N * P)
+  delta_QxH = ds_Q[:, None] * U_H[None, :] * g_prime_QxH
+  if reduce == 'none':
+    delta_NxPxH = delta_QxH.reshape(N, P, H)
+    a_NxPxH = a_QxH.reshape(N, P, H)
+    grads = {'U': jnp.einsum('np,nph->nh', ds_NxP, a_NxPxH),
+             'W': jnp.einsum('nph,npd->nhd', delta_NxPxH, x_NxPxD),
+             'b': jnp.sum(delta_NxPxH, axis=1)}
+  else:
+    grads = {'U': ds_Q @ a_QxH,
+             'W': delta_QxH.T @ x_QxD,
+             'b': jnp.sum(delta_QxH, axis=0)}
+  dx_NxPxD = (delta_QxH @ W_HxD).reshape(N, P, D)
+  return J_N, grads, dx_NxPxD[:, 0], dx_NxPxD[:, 1:]
+
+
+# --- From window gradients to rows of L and L_case. --------------------------
+
+
+def split_window_grad(dx_NxD, embed_dim, case_dim):
+  """Splits dJ/dx into its 2k+1 word-vector and casing-vector gradients.
+
+  Deck ("Updating concatenated word vectors"): x is the concatenation
+  [x_{i-k}; ...; x_{i+k}] of the window's vectors, so dJ/dx is the
+  concatenation of the dJ/dx_j, each a slice of d entries. Here every word
+  contributes [L[w_j]; L_case[c_j]] (research.model.concat_window), so slot
+  j of dJ/dx is [dJ/dL[w_j]; dJ/dL_case[c_j]].
+
+  Args:
+    dx_NxD: window gradients, D = K (embed_dim + case_dim).
+    embed_dim: d, columns of L.
+    case_dim: e, columns of L_case.
+
+  Returns:
+    (dE_NxKxd, dcase_NxKxe): the gradient w.r.t. each word's vector and
+    each word's casing vector.
+  """
+  N, D = dx_NxD.shape
+  F = embed_dim + case_dim
+  if D % F:
+    raise ValueError(f'window gradient of size {D} is not K * {F}')
+  dx_NxKxF = dx_NxD.reshape(N, D // F, F)
+  return dx_NxKxF[:, :, :embed_dim], dx_NxKxF[:, :, embed_dim:]
+
+
+def scatter_rows(ids, g, num_rows):
+  """Gradient w.r.t. a lookup table from the gradients of its looked-up rows.
+
+  Deck: "the gradient that arrives at the word vectors can simply be split
+  up for each word vector" and added to that word's row of L. Row r of the
+  result is the sum of g over every position (window, slot) whose id is r:
+  a word repeated inside a window (the padding tokens at a sentence edge, a
+  repeated "the", and casing ids all the time) or across windows gets the sum
+  of all its occurrences, since the loss reads its vector once per
+  occurrence. `.at[ids].add` is a scatter-add, which accumulates repeated
+  indices; `.at[ids].set` (or numpy's buffered `T[ids] += g`) would keep only
+  one occurrence and lose the others. Rows never looked up are zero.
+
+  Args:
+    ids: int ids, any shape S (e.g. [N, K] or [N, M, K]).
+    g: gradients of the looked-up rows, shape S + [d].
+    num_rows: rows of the table.
+
+  Returns:
+    The [num_rows, d] gradient of the table.
+  """
+  return jnp.zeros((num_rows, g.shape[-1]), g.dtype).at[ids].add(g)
+
+
+def classifier_loss_and_grads(params, words_NxK, casing_NxK, y_N, model_cfg,
+                              objective='xent'):
+  """Mean loss of a classifier on word ids and its gradient w.r.t. params.
+
+  The forward pass gathers x = [L[w_j]; L_case[c_j]]_j
+  (research.model.window_vectors); the backward pass is `classifier_grads`
+  followed by `split_window_grad` and `scatter_rows` into L and L_case.
+
+  Args:
+    params: L, L_case and the classifier's parameters.
+    words_NxK: word ids.
+    casing_NxK: casing ids.
+    y_N: gold class ids.
+    model_cfg: research.model.ModelConfig ('softmax' or 'hidden').
+    objective: a key of OBJECTIVE_DELTAS.
+
+  Returns:
+    (mean loss, gradients w.r.t. every key of params).
+  """
+  L_Vxd, L_case_Sxe = params['L'], params['L_case']
+  x_NxD = model_lib.window_vectors(L_Vxd, L_case_Sxe, words_NxK, casing_NxK)
+  J_N, grads, dx_NxD = classifier_grads(params, x_NxD, y_N, model_cfg,
+                                        objective, 'mean')
+  dE_NxKxd, dcase_NxKxe = split_window_grad(dx_NxD, L_Vxd.shape[1],
+                                            L_case_Sxe.shape[1])
+  grads['L'] = scatter_rows(words_NxK, dE_NxKxd, L_Vxd.shape[0])
+  grads['L_case'] = scatter_rows(casing_NxK, dcase_NxKxe, L_case_Sxe.shape[0])
+  return jnp.mean(J_N), grads
+
+
+def corrupt_windows(key, words_NxK, casing_NxK, vocab_size, num_corrupt=1,
+                    minval=0):
+  """M corrupt windows per true window: the center word replaced at random.
+
+  Deck: "sample several corrupt windows per true one", a corrupt window
+  being the true one with its center word replaced by a random word. The new
+  center ids are drawn uniformly from [minval, vocab_size) (minval=3 leaves
+  out the padding and unknown-word ids of research.data.Vocab); a draw may
+  repeat the true center word (then s_c = s). The casing ids are kept as
+  they are. The key is explicit, so a loss and its gradient are functions
+  of fixed inputs.
+
+  Args:
+    key: a PRNG key.
+    words_NxK: word ids of the true windows (center in column K // 2).
+    casing_NxK: their casing ids.
+    vocab_size: rows of L.
+    num_corrupt: M.
+    minval: the smallest id drawn.
+
+  Returns:
+    (words_NxMxK, casing_NxMxK).
+  """
+  N, K = words_NxK.shape
+  center_NxM = jax.random.randint(key, (N, num_corrupt), minval, vocab_size,
+                                  dtype=words_NxK.dtype)
+  words_NxMxK = jnp.broadcast_to(words_NxK[:, None, :], (N, num_corrupt, K))
+  words_NxMxK = words_NxMxK.at[:, :, K // 2].set(center_NxM)
+  casing_NxMxK = jnp.broadcast_to(casing_NxK[:, None, :], (N, num_corrupt, K))
+  return words_NxMxK, casing_NxMxK
+
+
+def scorer_loss_and_grads(params, words_NxK, casing_NxK, corrupt_words_NxMxK,
+                          corrupt_casing_NxMxK, nonlinearity='tanh',
+                          margin=1.0):
+  """Mean window max-margin of the scorer on word ids, and its gradients.
+
+  `scorer_grads` on the gathered true and corrupt windows; both windows'
+  gradients are split into word and casing vectors and scattered into L
+  and L_case (a word in the true and a corrupt window gets both). The two
+  lookups are scattered one after the other and added, so that where the
+  true and corrupt contributions cancel (every word but the center one when
+  both windows share their active units) they cancel exactly.
+
+  Args:
+    params: L, L_case, W, b, U.
+    words_NxK, casing_NxK: the true windows.
+    corrupt_words_NxMxK, corrupt_casing_NxMxK: their corrupt windows (see
+      `corrupt_windows`).
+    nonlinearity: a key of research.model.NONLINEARITIES.
+    margin: the margin.
+
+  Returns:
+    (mean loss, gradients w.r.t. every key of params).
+  """
+  L_Vxd, L_case_Sxe = params['L'], params['L_case']
+  N, M, K = corrupt_words_NxMxK.shape
+  x_NxD = model_lib.window_vectors(L_Vxd, L_case_Sxe, words_NxK, casing_NxK)
+  x_corrupt_NxMxD = model_lib.window_vectors(
+      L_Vxd, L_case_Sxe, corrupt_words_NxMxK.reshape(N * M, K),
+      corrupt_casing_NxMxK.reshape(N * M, K)).reshape(N, M, -1)
+  J_N, grads, dx_NxD, dx_corrupt_NxMxD = scorer_grads(
+      params, x_NxD, x_corrupt_NxMxD, nonlinearity, margin, 'mean')
+  d, e = L_Vxd.shape[1], L_case_Sxe.shape[1]
+  dE_NxKxd, dcase_NxKxe = split_window_grad(dx_NxD, d, e)
+  dE_NMxKxd, dcase_NMxKxe = split_window_grad(
+      dx_corrupt_NxMxD.reshape(N * M, -1), d, e)
+  grads['L'] = (
+      scatter_rows(words_NxK, dE_NxKxd, L_Vxd.shape[0]) +
+      scatter_rows(corrupt_words_NxMxK.reshape(-1, K), dE_NMxKxd,
+                   L_Vxd.shape[0]))
+  grads['L_case'] = (
+      scatter_rows(casing_NxK, dcase_NxKxe, L_case_Sxe.shape[0]) +
+      scatter_rows(corrupt_casing_NxMxK.reshape(-1, K), dcase_NMxKxe,
+                   L_case_Sxe.shape[0]))
+  return jnp.mean(J_N), grads
+
+
+# --- L2 and the training objective. ------------------------------------------
+
+
+def l2_value_and_grads(params, lam, embeddings=False, biases=False):
+  """L2 term lambda/2 sum ||theta||^2 and its gradient lambda theta.
+
+  Over research.losses.regularized_keys(params, embeddings, biases): the
+  weight matrices always, L and L_case if `embeddings`, b and c if
+  `biases`; the gradient of every other key is exactly zero.
+
+  Args:
+    params: dict of arrays.
+    lam: lambda.
+    embeddings: whether L and L_case are covered.
+    biases: whether b and c are covered.
+
+  Returns:
+    (value, gradients w.r.t. every key of params).
+  """
+  keys = losses.regularized_keys(params, embeddings, biases)
+  value = sum(0.5 * lam * jnp.sum(params[k] * params[k]) for k in keys)
+  grads = {k: lam * v if k in keys else jnp.zeros_like(v)
+           for k, v in params.items()}
+  return value, grads
+
+
+def objective_grads(params, words_NxK, casing_NxK, y_N, l2, model_cfg, cfg):
+  """research.train.objective (mean data loss + L2) and its gradients.
+
+  Args:
+    params: all parameters of a classifier, L included.
+    words_NxK, casing_NxK, y_N: a batch.
+    l2: lambda.
+    model_cfg: research.model.ModelConfig (no dropout).
+    cfg: research.train.TrainConfig: the objective, the L2 convention
+      (l2_embeddings, l2_biases) and freeze_embeddings.
+
+  Returns:
+    (value, gradients w.r.t. the trainable parameters: every key of params,
+    less L when cfg.freeze_embeddings).
+  """
+  loss, grads = classifier_loss_and_grads(params, words_NxK, casing_NxK, y_N,
+                                          model_cfg, cfg.objective)
+  reg, reg_grads = l2_value_and_grads(params, l2, cfg.l2_embeddings,
+                                      cfg.l2_biases)
+  trainable = [k for k in params
+               if not (k == 'L' and cfg.freeze_embeddings)]
+  return loss + reg, {k: grads[k] + reg_grads[k] for k in trainable}
+
+
+def batch_grads(dense, E_BxKxd, casing_BxK, y_B, model_cfg, objective):
+  """The `--grad=manual` step of research.train.batch_grads.
+
+  The contract of its autodiff branch, from hand-derived gradients: the mean
+  data loss over the batch, its gradient w.r.t. every key of `dense` (L_case
+  and the classifier's V, b, W, c or W, c; a key the loss does not read gets
+  zeros) and w.r.t. the gathered word vectors E = L[words]. The L2 term is
+  added by the caller. Jit-able; no dropout.
+
+  Args:
+    dense: dict with L_case and the classifier's parameters.
+    E_BxKxd: word vectors of the batch's windows.
+    casing_BxK: casing ids.
+    y_B: gold class ids.
+    model_cfg: research.model.ModelConfig.
+    objective: a key of OBJECTIVE_DELTAS.
+
+  Returns:
+    (mean loss, g_dense, g_E_BxKxd).
+  """
+  if model_cfg.dropout > 0:
+    raise ValueError('the manual gradients have no dropout; use dropout=0')
+  L_case_Sxe = dense['L_case']
+  x_BxD = model_lib.concat_window(E_BxKxd, L_case_Sxe[casing_BxK])
+  J_B, grads, dx_BxD = classifier_grads(dense, x_BxD, y_B, model_cfg,
+                                        objective, 'mean')
+  dE_BxKxd, dcase_BxKxe = split_window_grad(dx_BxD, E_BxKxd.shape[-1],
+                                            L_case_Sxe.shape[1])
+  grads['L_case'] = scatter_rows(casing_BxK, dcase_BxKxe, L_case_Sxe.shape[0])
+  g_dense = {k: grads[k] if k in grads else jnp.zeros_like(v)
+             for k, v in dense.items()}
+  return jnp.mean(J_B), g_dense, dE_BxKxd
+
+
+# --- Checking against autodiff. ----------------------------------------------
+
+
+def classifier_window_losses(params, x_NxD, y_N, model_cfg, objective):
+  """Per-window loss of a classifier from research.model and research.losses
+  (the autodiff reference of `classifier_grads`)."""
+  f_NxC = model_lib.class_scores(params, x_NxD, model_cfg)
+  return losses.OBJECTIVES[objective](f_NxC, y_N)
+
+
+def scorer_window_losses(params, x_NxD, x_corrupt_NxMxD, nonlinearity='tanh',
+                         margin=1.0):
+  """Per-window max-margin of research.model.window_score with
+  research.losses.window_margin (the autodiff reference of
+  `scorer_grads`)."""
+  N, M, D = x_corrupt_NxMxD.shape
+  s_N = model_lib.window_score(params, x_NxD, nonlinearity)
+  s_corrupt_NxM = model_lib.window_score(
+      params, x_corrupt_NxMxD.reshape(N * M, D), nonlinearity).reshape(N, M)
+  return losses.window_margin(s_N, s_corrupt_NxM, margin)
+
+
+def scorer_id_losses(params, words_NxK, casing_NxK, corrupt_words_NxMxK,
+                     corrupt_casing_NxMxK, nonlinearity='tanh', margin=1.0):
+  """`scorer_window_losses` on windows gathered from L and L_case."""
+  N, M, K = corrupt_words_NxMxK.shape
+  x_NxD = model_lib.window_vectors(params['L'], params['L_case'], words_NxK,
+                                   casing_NxK)
+  x_corrupt_NxMxD = model_lib.window_vectors(
+      params['L'], params['L_case'], corrupt_words_NxMxK.reshape(N * M, K),
+      corrupt_casing_NxMxK.reshape(N * M, K)).reshape(N, M, -1)
+  return scorer_window_losses(params, x_NxD, x_corrupt_NxMxD, nonlinearity,
+                              margin)
+
+
+def autodiff_grads(window_losses, params, inputs, others=(), reduce='mean'):
+  """Autodiff gradients of a per-window loss, as the manual ones lay them out.
+
+  Args:
+    window_losses: fn(params, *inputs, *others) -> [N] losses.
+    params: dict of arrays.
+    inputs: per-window float arrays to differentiate (e.g. (x_NxD,)).
+    others: per-window arrays not differentiated (e.g. (y_N,)).
+    reduce: 'mean': `jax.grad` of the mean loss; 'none':
+      `jax.vmap(jax.grad(per-window loss))`, one gradient per window.
+
+  Returns:
+    (J_N, params' gradients, tuple of the inputs' gradients).
+  """
+  _check_reduce(reduce)
+  J_N = window_losses(params, *inputs, *others)
+  n = len(inputs)
+  if reduce == 'mean':
+    def mean_loss(params, *inputs):
+      return jnp.mean(window_losses(params, *inputs, *others))
+    grads = jax.grad(mean_loss, argnums=tuple(range(n + 1)))(params, *inputs)
+  else:
+    def one_window(params, *args):
+      batch = [a[None] for a in args]
+      return window_losses(params, *batch)[0]
+    grad_fn = jax.grad(one_window, argnums=tuple(range(n + 1)))
+    in_axes = (None,) + (0,) * (n + len(others))
+    grads = jax.vmap(grad_fn, in_axes)(params, *inputs, *others)
+  return J_N, grads[0], tuple(grads[1:])
+
+
+class Diff(NamedTuple):
+  """One compared leaf: differences of a manual gradient from autodiff."""
+  name: str
+  max_abs: float  # max |autodiff - manual|
+  max_rel: float  # max_abs / max(max |autodiff|, tiny)
+  ok: bool
+  note: str = ''  # why it failed beyond the tolerance (shape, missing)
+
+
+def compare(manual, reference, rtol=1e-10, exact_zero=False):
+  """Compares two flat dicts of gradients leaf by leaf, in float64.
+
+  A leaf passes when max|a - m| / max(max|a|, tiny) <= rtol (a the
+  reference, m the manual gradient, tiny the smallest normal float64), both
+  are finite and of one shape; with `exact_zero`, when both are exactly zero
+  everywhere. A key on one side only fails.
+
+  Args:
+    manual: name -> array.
+    reference: name -> array.
+    rtol: the largest relative difference that passes.
+    exact_zero: require exact zeros (an inactive hinge).
+
+  Returns:
+    A list of Diff, one per key of either dict, in the reference's order.
+  """
+  tiny = np.finfo(np.float64).tiny
+  rows = []
+  names = list(reference) + [k for k in manual if k not in reference]
+  for name in names:
+    if name not in manual or name not in reference:
+      side = 'manual' if name not in manual else 'reference'
+      rows.append(Diff(name, np.inf, np.inf, False, f'missing in {side}'))
+      continue
+    m = np.asarray(manual[name], np.float64)
+    a = np.asarray(reference[name], np.float64)
+    if m.shape != a.shape:
+      rows.append(Diff(name, np.inf, np.inf, False,
+                       f'shape {m.shape} != {a.shape}'))
+      continue
+    max_abs = float(np.max(np.abs(a - m), initial=0.0))
+    max_rel = max_abs / max(float(np.max(np.abs(a), initial=0.0)), tiny)
+    finite = bool(np.all(np.isfinite(m)) and np.all(np.isfinite(a)))
+    if exact_zero:
+      ok = finite and not np.any(m) and not np.any(a)
+      note = '' if ok else 'not exactly zero'
+    else:
+      ok = finite and max_rel <= rtol
+      note = '' if finite else 'not finite'
+    rows.append(Diff(name, max_abs, max_rel, ok, note))
+  return rows
