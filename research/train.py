@@ -121,6 +121,29 @@ def batch_grads(dense, E, casing, y, l2, model_cfg, cfg, key):
   return loss, g_dense, g_E
 
 
+def _sum_repeats(ids_M, g_Mxd, fill):
+  """Distinct ids (padded with `fill`) and the summed gradient of each.
+
+  Sorts (id, position) pairs packed into one int32 key (a plain sort is far
+  cheaper on the CPU than jnp.unique's inverse, an argsort), then sums each
+  run of equal ids with a sorted segment sum.
+  """
+  M = ids_M.shape[0]
+  if (fill + 1) * M >= 2**31:  # the packed key would overflow int32
+    uniq_M, inv_M = jnp.unique(ids_M, size=M, fill_value=fill,
+                               return_inverse=True)
+    return uniq_M, jnp.zeros_like(g_Mxd).at[inv_M.reshape(-1)].add(g_Mxd)
+  key_M = jnp.sort(ids_M * M + jnp.arange(M, dtype=ids_M.dtype))
+  sorted_M, order_M = key_M // M, key_M % M
+  first_M = jnp.concatenate([jnp.ones(1, bool), sorted_M[1:] != sorted_M[:-1]])
+  segment_M = jnp.cumsum(first_M) - 1
+  summed_Mxd = jax.ops.segment_sum(g_Mxd[order_M], segment_M, num_segments=M,
+                                   indices_are_sorted=True)
+  uniq_M = jnp.full((M,), fill, ids_M.dtype).at[
+      jnp.where(first_M, segment_M, M)].set(sorted_M, mode='drop')
+  return uniq_M, summed_Mxd
+
+
 def _row_update(L, rows_state, ids_M, g_Mxd, step, hyper, cfg):
   """Updates only the rows of L in ids_M (repeats accumulate).
 
@@ -132,8 +155,10 @@ def _row_update(L, rows_state, ids_M, g_Mxd, step, hyper, cfg):
   the global step. With sgd and no L2 on L this equals the dense update.
   """
   V, M = L.shape[0], ids_M.shape[0]
-  uniq_M, inv_M = jnp.unique(ids_M, size=M, fill_value=V, return_inverse=True)
-  g_Mxd = jnp.zeros_like(g_Mxd).at[inv_M.reshape(-1)].add(g_Mxd)
+  if cfg.optimizer == 'sgd' and not cfg.l2_embeddings:
+    # Summing repeats and updating once equals updating once per repeat.
+    return L.at[ids_M].add(-hyper.lr * g_Mxd), rows_state
+  uniq_M, g_Mxd = _sum_repeats(ids_M, g_Mxd, V)
   rows_Mxd = L.at[uniq_M].get(mode='fill', fill_value=0.0)
   if cfg.l2_embeddings:
     g_Mxd = g_Mxd + hyper.l2 * rows_Mxd
@@ -163,11 +188,12 @@ def train_step(state, batch, hyper, model_cfg, cfg):
   """One optimizer step on one batch; returns (state, mean data loss)."""
   words_BxK, casing_BxK, y_B = batch
   params = state.params
-  key, step_key = jax.random.split(state.key)
+  key, drop_key = state.key, None
+  if model_cfg.dropout > 0:
+    key, drop_key = jax.random.split(state.key)
   dense = {k: params[k] for k in _dense_keys(params, cfg)}
   dense.pop('L', None)
   E_BxKxd = params['L'][words_BxK]
-  drop_key = step_key if model_cfg.dropout > 0 else None
   loss, g_dense, g_E = batch_grads(dense, E_BxKxd, casing_BxK, y_B, hyper.l2,
                                    model_cfg, cfg, drop_key)
   L, rows_state = params['L'], state.rows_state
@@ -321,10 +347,12 @@ def fit(params, train, hyper, model_cfg, cfg, *, epochs, seed=0,
     state = init_state(params, cfg, jax.random.fold_in(keys[0], 1))
     program = train_steps
 
+  # A call of zero steps compiles (or finds in jit's cache) the program.
   t0 = time.perf_counter()
-  step_fn = program.lower(state, data, perms(0), 0, 1, hyper, model_cfg,
-                          cfg).compile()
+  state, _ = program(state, data, perms(0), 0, 0, hyper, model_cfg, cfg)
+  jax.block_until_ready(state)
   compile_seconds = time.perf_counter() - t0
+  step_fn = functools.partial(program, model_cfg=model_cfg, cfg=cfg)
 
   history, train_seconds, step = [], 0.0, 0
   loss_sum, loss_steps = np.zeros(S), 0
