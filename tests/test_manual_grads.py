@@ -230,13 +230,16 @@ def test_l2_grads_equal_autodiff(suite, model):
 
 
 def _check_grads_problems():
-  """{formula: (loss fn(*args), args)} for jax.test_util.check_grads: every
-  classifier x objective and every scorer, away from every kink."""
+  """{formula: (loss fn(*args), args)} for jax.test_util.check_grads, away
+  from every kink: every classifier (the softmax with both objectives, the
+  hidden ones with each in turn) and the scorer with a smooth and a kinked
+  g."""
   shapes = gc.Shapes(windows=3, half_width=1, embed_dim=2, case_dim=1,
                      hidden=3, classes=3, vocab=5, casings=3, corrupt=2)
   out = {}
-  for tag, model_cfg in CLASSIFIERS.items():
-    for objective in OBJECTIVES:
+  for t, (tag, model_cfg) in enumerate(CLASSIFIERS.items()):
+    objectives = OBJECTIVES if t == 0 else [OBJECTIVES[t % 2]]
+    for objective in objectives:
       rng = _rng('check_grads', tag, objective)
       p, words, casing, y = gc.sample_classifier(rng, shapes, model_cfg,
                                                  objective, kink_tol=1e-2)
@@ -245,7 +248,7 @@ def _check_grads_problems():
       loss = functools.partial(_mean_classifier_loss, y=y,
                                model_cfg=model_cfg, objective=objective)
       out[f'{tag}/{objective}'] = (loss, (weights, x))
-  for g in NONLINEARITIES:
+  for g in ('tanh', 'relu'):
     rng = _rng('check_grads', 'scorer', g)
     p, words, casing, cwords, ccasing = gc.sample_scorer(rng, shapes, g,
                                                          kink_tol=1e-2)
@@ -271,7 +274,7 @@ def _mean_scorer_loss(weights, x, xc, *, nonlinearity):
 
 def test_autodiff_side_passes_finite_differences():
   """jax.test_util.check_grads (reverse mode, against central differences)
-  on every loss the manual gradients are compared with, away from every
+  on the losses the manual gradients are compared with, away from every
   kink (check_grads steps 1e-4). The losses are one function returning a
   dict, so that one compiled program serves them all."""
   with jax.enable_x64(True):
