@@ -1,7 +1,7 @@
 r"""Hand-derived gradients against autodiff: one row per formula and parameter.
 
   ./launch.sh gradcheck
-  python -m experiments.gradcheck --gradcheck_seed=3 --rtol=1e-12
+  python -m experiments.gradcheck --gradcheck_seed=3 --gradcheck_rtol=1e-12
 
 Every formula of research/manual_grads.py is evaluated in float64 on small
 random problems (a repeated word inside a window; max-margin cases kept away
@@ -26,7 +26,7 @@ compared, leaf by leaf, with `jax.grad` of research.model and research.losses:
 
 Each row prints the max absolute and relative difference (relative:
 max|a - m| / max(max|a|, tiny), a autodiff, m manual) and PASS when the
-relative one is <= --rtol. Ends with `N passed, M failed`; exits 1 on any
+relative one is <= --gradcheck_rtol. Ends with `N passed, M failed`; exits 1 on any
 failure. The shapes are fixed here (the data and model flags of
 experiments/common.py are not used).
 """
@@ -48,7 +48,7 @@ from research import train as train_lib
 
 _SEED = flags.DEFINE_integer('gradcheck_seed', 0,
                              'Seed of the random problems.')
-_RTOL = flags.DEFINE_float('rtol', 1e-10,
+_RTOL = flags.DEFINE_float('gradcheck_rtol', 1e-10,
                            'Largest relative difference that passes.',
                            lower_bound=0.0)
 
