@@ -80,7 +80,8 @@ def init_state(params, cfg, key):
     if cfg.optimizer == 'adagrad':
       rows_state = {'sum_sq': jnp.full(shape, ADAGRAD_INIT, jnp.float32)}
     elif cfg.optimizer == 'adam':
-      rows_state = {'mu': jnp.zeros(shape), 'nu': jnp.zeros(shape)}
+      # First and second moments side by side: one gather, one scatter.
+      rows_state = {'mu_nu': jnp.zeros((shape[0], 2, shape[1]))}
   return TrainState(params, _direction(cfg.optimizer).init(dense), rows_state,
                     jnp.zeros((), jnp.int32), key)
 
@@ -121,17 +122,24 @@ def batch_grads(dense, E, casing, y, l2, model_cfg, cfg, key):
   return loss, g_dense, g_E
 
 
+# Scatter hints for the rows of _sum_repeats: ids past the table are dropped.
+_DISTINCT_SORTED = dict(mode='drop', indices_are_sorted=True,
+                        unique_indices=True)
+
+
 def _sum_repeats(ids_M, g_Mxd, fill):
-  """Distinct ids (padded with `fill`) and the summed gradient of each.
+  """Sorted distinct ids (padded with fill, fill+1, ...) and summed gradients.
 
   Sorts (id, position) pairs packed into one int32 key (a plain sort is far
   cheaper on the CPU than jnp.unique's inverse, an argsort), then sums each
   run of equal ids with a sorted segment sum.
   """
   M = ids_M.shape[0]
-  if (fill + 1) * M >= 2**31:  # the packed key would overflow int32
+  if (fill + M) * M >= 2**31:  # the packed key would overflow int32
     uniq_M, inv_M = jnp.unique(ids_M, size=M, fill_value=fill,
                                return_inverse=True)
+    pad_M = jnp.arange(M) - jnp.searchsorted(uniq_M, fill)
+    uniq_M = jnp.where(pad_M >= 0, fill + pad_M, uniq_M)
     return uniq_M, jnp.zeros_like(g_Mxd).at[inv_M.reshape(-1)].add(g_Mxd)
   key_M = jnp.sort(ids_M * M + jnp.arange(M, dtype=ids_M.dtype))
   sorted_M, order_M = key_M // M, key_M % M
@@ -139,7 +147,8 @@ def _sum_repeats(ids_M, g_Mxd, fill):
   segment_M = jnp.cumsum(first_M) - 1
   summed_Mxd = jax.ops.segment_sum(g_Mxd[order_M], segment_M, num_segments=M,
                                    indices_are_sorted=True)
-  uniq_M = jnp.full((M,), fill, ids_M.dtype).at[
+  # Padding ids fill, fill+1, ... keep the list sorted and free of repeats.
+  uniq_M = (fill + jnp.arange(M, dtype=ids_M.dtype)).at[
       jnp.where(first_M, segment_M, M)].set(sorted_M, mode='drop')
   return uniq_M, summed_Mxd
 
@@ -167,20 +176,20 @@ def _row_update(L, rows_state, ids_M, g_Mxd, step, hyper, cfg):
   elif cfg.optimizer == 'adagrad':
     s = rows_state['sum_sq'].at[uniq_M].get(mode='fill', fill_value=1.0)
     s = s + jnp.square(g_Mxd)
-    rows_state = {'sum_sq': rows_state['sum_sq'].at[uniq_M].set(s, mode='drop')}
+    rows_state = {'sum_sq': rows_state['sum_sq'].at[uniq_M].set(
+        s, **_DISTINCT_SORTED)}
     delta = g_Mxd * jax.lax.rsqrt(s + ADAGRAD_EPS)
   else:
-    mu = rows_state['mu'].at[uniq_M].get(mode='fill', fill_value=0.0)
-    nu = rows_state['nu'].at[uniq_M].get(mode='fill', fill_value=0.0)
-    mu = ADAM_B1 * mu + (1 - ADAM_B1) * g_Mxd
-    nu = ADAM_B2 * nu + (1 - ADAM_B2) * jnp.square(g_Mxd)
-    rows_state = {'mu': rows_state['mu'].at[uniq_M].set(mu, mode='drop'),
-                  'nu': rows_state['nu'].at[uniq_M].set(nu, mode='drop')}
+    mu_nu = rows_state['mu_nu'].at[uniq_M].get(mode='fill', fill_value=0.0)
+    mu = ADAM_B1 * mu_nu[:, 0] + (1 - ADAM_B1) * g_Mxd
+    nu = ADAM_B2 * mu_nu[:, 1] + (1 - ADAM_B2) * jnp.square(g_Mxd)
+    rows_state = {'mu_nu': rows_state['mu_nu'].at[uniq_M].set(
+        jnp.stack([mu, nu], axis=1), **_DISTINCT_SORTED)}
     t = (step + 1).astype(jnp.float32)
     mu_hat = mu / (1 - ADAM_B1**t)
     nu_hat = nu / (1 - ADAM_B2**t)
     delta = mu_hat / (jnp.sqrt(nu_hat) + ADAM_EPS)
-  L = L.at[uniq_M].add(-hyper.lr * delta, mode='drop')
+  L = L.at[uniq_M].add(-hyper.lr * delta, **_DISTINCT_SORTED)
   return L, rows_state
 
 
