@@ -41,6 +41,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments import common
+from research import grad_check
 from research import losses
 from research import manual_grads as mg
 from research import model as model_lib
@@ -283,14 +284,14 @@ def classifier_cases(problem, model_cfg, objective,
   p, words, casing, y = problem
   x = model_lib.window_vectors(p['L'], p['L_case'], words, casing)
   weights = _sub(p, [k for k in p if k not in losses.EMBEDDING_KEYS])
-  window_losses = functools.partial(mg.classifier_window_losses,
+  window_losses = functools.partial(grad_check.classifier_window_losses,
                                     model_cfg=model_cfg, objective=objective)
   cases = {}
   for reduce in reduces:
     with _strict():
       J, grads, dx = mg.classifier_grads(p, x, y, model_cfg, objective,
                                          reduce)
-    J_ref, grads_ref, (dx_ref,) = mg.autodiff_grads(
+    J_ref, grads_ref, (dx_ref,) = grad_check.autodiff_grads(
         window_losses, weights, (x,), (y,), reduce)
     manual = dict(grads, x=dx, J=J)
     reference = dict(grads_ref, x=dx_ref, J=J_ref)
@@ -316,14 +317,14 @@ def scorer_cases(problem, nonlinearity, reduces=mg.REDUCTIONS):
   xc = model_lib.window_vectors(p['L'], p['L_case'], cwords.reshape(-1, K),
                                 ccasing.reshape(-1, K)).reshape(N, M, -1)
   weights = _sub(p, ('U', 'W', 'b'))
-  window_losses = functools.partial(mg.scorer_window_losses,
+  window_losses = functools.partial(grad_check.scorer_window_losses,
                                     nonlinearity=nonlinearity)
   cases = {}
   for reduce in reduces:
     with _strict():
       J, grads, dx, dxc = mg.scorer_grads(p, x, xc, nonlinearity, 1.0,
                                           reduce)
-    J_ref, grads_ref, (dx_ref, dxc_ref) = mg.autodiff_grads(
+    J_ref, grads_ref, (dx_ref, dxc_ref) = grad_check.autodiff_grads(
         window_losses, weights, (x, xc), (), reduce)
     manual = dict(grads, x=dx, x_corrupt=dxc, J=J)
     reference = dict(grads_ref, x=dx_ref, x_corrupt=dxc_ref, J=J_ref)
@@ -331,7 +332,7 @@ def scorer_cases(problem, nonlinearity, reduces=mg.REDUCTIONS):
       with _strict():
         loss, ids_grads = mg.scorer_loss_and_grads(p, words, casing, cwords,
                                                    ccasing, nonlinearity)
-      ids_ref = jax.grad(lambda p: mg.scorer_id_losses(
+      ids_ref = jax.grad(lambda p: grad_check.scorer_id_losses(
           p, words, casing, cwords, ccasing, nonlinearity).mean())(p)
       manual.update(L=ids_grads['L'], L_case=ids_grads['L_case'])
       reference.update(L=ids_ref['L'], L_case=ids_ref['L_case'])
@@ -474,7 +475,7 @@ def check_all(seed=0, rtol=1e-10, shapes=Shapes()):
   for (formula, _, _, _, exact_zero), out in zip(plan, run_plan(plan)):
     cases = out if isinstance(out, dict) else {'': out}
     for suffix, (manual, reference) in cases.items():
-      for diff in mg.compare(manual, reference, rtol, exact_zero):
+      for diff in grad_check.compare(manual, reference, rtol, exact_zero):
         rows.append((formula + suffix, diff))
   return rows
 

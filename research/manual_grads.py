@@ -1,9 +1,8 @@
-"""Hand-derived backprop for every formula of the decks, and its check.
+"""Hand-derived backprop for every formula of the decks.
 
 Each gradient below is written out from the decks' formulas, with no
-`jax.grad`; the last section holds the autodiff references they are compared
-with (`experiments.gradcheck`, `tests/test_manual_grads.py`) and the one
-comparison helper, `compare`, that both use.
+`jax.grad`; research/grad_check.py holds the autodiff references they are
+compared with and the one comparison helper both checks use.
 
 Conventions:
 
@@ -28,11 +27,8 @@ Conventions:
   dtype of its inputs (float32 in training, float64 in the checks).
 """
 
-from typing import NamedTuple
-
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from research import losses
 from research import model as model_lib
@@ -167,7 +163,7 @@ def window_margin_delta(s_N, s_corrupt_NxM, margin=1.0):
 # --- Layers: error signals to parameter and input gradients. -----------------
 
 
-def _check_reduce(reduce):
+def check_reduce(reduce):
   if reduce not in REDUCTIONS:
     raise ValueError(f'reduce must be one of {REDUCTIONS}, got {reduce!r}')
 
@@ -210,7 +206,7 @@ def softmax_grads(params, x_NxD, y_N, objective='xent', reduce='mean'):
   Returns:
     (J_N, {'W', 'c'}, dx_NxD).
   """
-  _check_reduce(reduce)
+  check_reduce(reduce)
   W_CxD, c_C = params['W'], params['c']
   f_NxC = x_NxD @ W_CxD.T + c_C[None, :]
   J_N, delta_NxC = OBJECTIVE_DELTAS[objective](f_NxC, y_N)
@@ -242,7 +238,7 @@ def hidden_grads(params, x_NxD, y_N, nonlinearity='tanh', objective='xent',
   Returns:
     (J_N, {'V', 'b', 'W', 'c'}, dx_NxD).
   """
-  _check_reduce(reduce)
+  check_reduce(reduce)
   V_HxD, b_H, W_CxH, c_C = params['V'], params['b'], params['W'], params['c']
   z_NxH = x_NxD @ V_HxD.T + b_H[None, :]
   a_NxH, g_prime_NxH = _activate(nonlinearity, z_NxH)
@@ -295,7 +291,7 @@ def scorer_grads(params, x_NxD, x_corrupt_NxMxD, nonlinearity='tanh',
   Returns:
     (J_N, {'U', 'W', 'b'}, dx_NxD, dx_corrupt_NxMxD).
   """
-  _check_reduce(reduce)
+  check_reduce(reduce)
   W_HxD, b_H, U_H = params['W'], params['b'], params['U']
   N, M, D = x_corrupt_NxMxD.shape
   H, P = b_H.shape[0], 1 + M
@@ -567,122 +563,3 @@ def batch_grads(dense, E_BxKxd, casing_BxK, y_B, model_cfg, objective):
   g_dense = {k: grads[k] if k in grads else jnp.zeros_like(v)
              for k, v in dense.items()}
   return jnp.mean(J_B), g_dense, dE_BxKxd
-
-
-# --- Checking against autodiff. ----------------------------------------------
-
-
-def classifier_window_losses(params, x_NxD, y_N, model_cfg, objective):
-  """Per-window loss of a classifier from research.model and research.losses
-  (the autodiff reference of `classifier_grads`)."""
-  f_NxC = model_lib.class_scores(params, x_NxD, model_cfg)
-  return losses.OBJECTIVES[objective](f_NxC, y_N)
-
-
-def scorer_window_losses(params, x_NxD, x_corrupt_NxMxD, nonlinearity='tanh',
-                         margin=1.0):
-  """Per-window max-margin of research.model.window_score with
-  research.losses.window_margin (the autodiff reference of
-  `scorer_grads`)."""
-  N, M, D = x_corrupt_NxMxD.shape
-  s_N = model_lib.window_score(params, x_NxD, nonlinearity)
-  s_corrupt_NxM = model_lib.window_score(
-      params, x_corrupt_NxMxD.reshape(N * M, D), nonlinearity).reshape(N, M)
-  return losses.window_margin(s_N, s_corrupt_NxM, margin)
-
-
-def scorer_id_losses(params, words_NxK, casing_NxK, corrupt_words_NxMxK,
-                     corrupt_casing_NxMxK, nonlinearity='tanh', margin=1.0):
-  """`scorer_window_losses` on windows gathered from L and L_case."""
-  N, M, K = corrupt_words_NxMxK.shape
-  x_NxD = model_lib.window_vectors(params['L'], params['L_case'], words_NxK,
-                                   casing_NxK)
-  x_corrupt_NxMxD = model_lib.window_vectors(
-      params['L'], params['L_case'], corrupt_words_NxMxK.reshape(N * M, K),
-      corrupt_casing_NxMxK.reshape(N * M, K)).reshape(N, M, -1)
-  return scorer_window_losses(params, x_NxD, x_corrupt_NxMxD, nonlinearity,
-                              margin)
-
-
-def autodiff_grads(window_losses, params, inputs, others=(), reduce='mean'):
-  """Autodiff gradients of a per-window loss, as the manual ones lay them out.
-
-  Args:
-    window_losses: fn(params, *inputs, *others) -> [N] losses.
-    params: dict of arrays.
-    inputs: per-window float arrays to differentiate (e.g. (x_NxD,)).
-    others: per-window arrays not differentiated (e.g. (y_N,)).
-    reduce: 'mean': `jax.grad` of the mean loss; 'none':
-      `jax.vmap(jax.grad(per-window loss))`, one gradient per window.
-
-  Returns:
-    (J_N, params' gradients, tuple of the inputs' gradients).
-  """
-  _check_reduce(reduce)
-  J_N = window_losses(params, *inputs, *others)
-  n = len(inputs)
-  if reduce == 'mean':
-    def mean_loss(params, *inputs):
-      return jnp.mean(window_losses(params, *inputs, *others))
-    grads = jax.grad(mean_loss, argnums=tuple(range(n + 1)))(params, *inputs)
-  else:
-    def one_window(params, *args):
-      batch = [a[None] for a in args]
-      return window_losses(params, *batch)[0]
-    grad_fn = jax.grad(one_window, argnums=tuple(range(n + 1)))
-    in_axes = (None,) + (0,) * (n + len(others))
-    grads = jax.vmap(grad_fn, in_axes)(params, *inputs, *others)
-  return J_N, grads[0], tuple(grads[1:])
-
-
-class Diff(NamedTuple):
-  """One compared leaf: differences of a manual gradient from autodiff."""
-  name: str
-  max_abs: float  # max |autodiff - manual|
-  max_rel: float  # max_abs / max(max |autodiff|, tiny)
-  ok: bool
-  note: str = ''  # why it failed beyond the tolerance (shape, missing)
-
-
-def compare(manual, reference, rtol=1e-10, exact_zero=False):
-  """Compares two flat dicts of gradients leaf by leaf, in float64.
-
-  A leaf passes when max|a - m| / max(max|a|, tiny) <= rtol (a the
-  reference, m the manual gradient, tiny the smallest normal float64), both
-  are finite and of one shape; with `exact_zero`, when both are exactly zero
-  everywhere. A key on one side only fails.
-
-  Args:
-    manual: name -> array.
-    reference: name -> array.
-    rtol: the largest relative difference that passes.
-    exact_zero: require exact zeros (an inactive hinge).
-
-  Returns:
-    A list of Diff, one per key of either dict, in the reference's order.
-  """
-  tiny = np.finfo(np.float64).tiny
-  rows = []
-  names = list(reference) + [k for k in manual if k not in reference]
-  for name in names:
-    if name not in manual or name not in reference:
-      side = 'manual' if name not in manual else 'reference'
-      rows.append(Diff(name, np.inf, np.inf, False, f'missing in {side}'))
-      continue
-    m = np.asarray(manual[name], np.float64)
-    a = np.asarray(reference[name], np.float64)
-    if m.shape != a.shape:
-      rows.append(Diff(name, np.inf, np.inf, False,
-                       f'shape {m.shape} != {a.shape}'))
-      continue
-    max_abs = float(np.max(np.abs(a - m), initial=0.0))
-    max_rel = max_abs / max(float(np.max(np.abs(a), initial=0.0)), tiny)
-    finite = bool(np.all(np.isfinite(m)) and np.all(np.isfinite(a)))
-    if exact_zero:
-      ok = finite and not np.any(m) and not np.any(a)
-      note = '' if ok else 'not exactly zero'
-    else:
-      ok = finite and max_rel <= rtol
-      note = '' if finite else 'not finite'
-    rows.append(Diff(name, max_abs, max_rel, ok, note))
-  return rows

@@ -19,6 +19,7 @@ import pytest
 
 from experiments import gradcheck as gc
 from research import data
+from research import grad_check
 from research import losses
 from research import manual_grads as mg
 from research import model as model_lib
@@ -136,7 +137,7 @@ def _rows(plan, rtol=RTOL):
   for (formula, _, _, _, exact_zero), out in zip(plan, gc.run_plan(plan)):
     cases = out if isinstance(out, dict) else {'': out}
     for suffix, (manual, reference) in cases.items():
-      rows[formula + suffix] = mg.compare(manual, reference, rtol, exact_zero)
+      rows[formula + suffix] = grad_check.compare(manual, reference, rtol, exact_zero)
   return rows
 
 
@@ -264,12 +265,12 @@ def _check_grads_problems():
 
 
 def _mean_classifier_loss(weights, x, *, y, model_cfg, objective):
-  return jnp.mean(mg.classifier_window_losses(weights, x, y, model_cfg,
+  return jnp.mean(grad_check.classifier_window_losses(weights, x, y, model_cfg,
                                               objective))
 
 
 def _mean_scorer_loss(weights, x, xc, *, nonlinearity):
-  return jnp.mean(mg.scorer_window_losses(weights, x, xc, nonlinearity))
+  return jnp.mean(grad_check.scorer_window_losses(weights, x, xc, nonlinearity))
 
 
 def test_autodiff_side_passes_finite_differences():
@@ -394,7 +395,7 @@ def wrong_suite():
 
   with jax.enable_x64(True):
     outs = gc.jit_call(program, [args for _, _, args, _, _ in plan])
-  return {name: {suffix: mg.compare(manual, reference, RTOL)
+  return {name: {suffix: grad_check.compare(manual, reference, RTOL)
                  for suffix, (manual, reference) in out.items()}
           for (name, *_), out in zip(plan, outs)}
 
@@ -413,11 +414,11 @@ def test_wrong_derivation_is_reported(wrong_suite, name):
 
 def test_compare_reports_missing_and_nonfinite_leaves():
   a = {'W': np.ones((2, 3)), 'b': np.zeros(2)}
-  rows = {d.name: d for d in mg.compare({'W': np.ones((2, 3)) * np.nan}, a)}
+  rows = {d.name: d for d in grad_check.compare({'W': np.ones((2, 3)) * np.nan}, a)}
   assert not rows['W'].ok and rows['W'].note == 'not finite'
   assert not rows['b'].ok and 'missing' in rows['b'].note
-  assert all(d.ok for d in mg.compare(a, a))
-  assert not mg.compare({'b': np.full(2, 1e-300)}, {'b': np.zeros(2)},
+  assert all(d.ok for d in grad_check.compare(a, a))
+  assert not grad_check.compare({'b': np.full(2, 1e-300)}, {'b': np.zeros(2)},
                         exact_zero=True)[0].ok
 
 
@@ -532,9 +533,9 @@ def test_fit_with_manual_grads_equals_autodiff():
     copy = jax.tree.map(jnp.array, params)
     trained[grad], _, stats = fit(copy, cfg=cfg._replace(grad=grad))
     assert stats['steps'] == 2 * (n // 16)
-  rows = mg.compare(trained['manual'], trained['autodiff'], rtol=1e-5)
+  rows = grad_check.compare(trained['manual'], trained['autodiff'], rtol=1e-5)
   assert all(d.ok for d in rows), rows
-  moved = mg.compare(params, trained['autodiff'], rtol=1e-3)
+  moved = grad_check.compare(params, trained['autodiff'], rtol=1e-3)
   assert not any(d.ok for d in moved)  # training did change every leaf
 
 
