@@ -102,6 +102,15 @@ def save_flags(path):
   (path / 'flags.txt').write_text(flags.FLAGS.flags_into_string())
 
 
+def parse_list(values, kind, name):
+  """Converts a list flag's strings, or says in one line which flag is off."""
+  try:
+    return [kind(v) for v in values]
+  except ValueError:
+    raise UserError(f'--{name}={",".join(values)}: expected a comma-separated '
+                    f'list of {kind.__name__} values') from None
+
+
 def log(line):
   print(line, flush=True)
 

@@ -223,14 +223,6 @@ def budget(num_windows, full_windows, batch_size, epochs, max_epochs):
                                                steps_per_epoch))), batch
 
 
-def _parse(values, kind, name):
-  try:
-    return [kind(v) for v in values]
-  except ValueError:
-    raise UserError(f'--{name}={",".join(values)}: expected a comma-separated '
-                    f'list of {kind.__name__} values') from None
-
-
 def run_one(ds, fraction, seed, mode, *, model_cfg, epochs, log):
   """Trains one model on one subset; returns its result row."""
   full_windows = len(ds.windows['train'])
@@ -402,11 +394,12 @@ def plot(runs, fractions, path):
 def main(_):
   workdir = common.workdir('freeze_vs_finetune')
   log = common.log
-  fractions = sorted(set(_parse(_FRACTIONS.value, float, 'fractions')))
+  fractions = sorted(set(common.parse_list(_FRACTIONS.value, float,
+                                           'fractions')))
   if not fractions or not all(0 < f <= 1 for f in fractions):
     raise UserError(f'--fractions={",".join(_FRACTIONS.value)}: give '
                     'fractions in (0, 1]')
-  seeds = _parse(_SEEDS.value, int, 'freeze_seeds')
+  seeds = common.parse_list(_SEEDS.value, int, 'freeze_seeds')
   if not seeds:
     raise UserError('--freeze_seeds is empty; give at least one seed')
   ds = common.load_dataset()

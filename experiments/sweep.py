@@ -36,14 +36,6 @@ _VMAP = flags.DEFINE_bool('vmap', True, 'Train each objective\'s grid as one '
                           'vmapped program.')
 
 
-def _parse(values, kind, name):
-  try:
-    return [kind(v) for v in values]
-  except ValueError:
-    raise flags.ValidationError(f'--{name}: expected a list of {kind.__name__}'
-                                f' values, got {",".join(values)}') from None
-
-
 def _evaluate_all(ds, model_cfg, objective, num):
   """fn(stacked params) -> {'dev': [S scores], 'train': [S scores]}."""
   def evaluate(params):
@@ -183,8 +175,8 @@ def plot_learning_curves(results, path):
 
 def main(_):
   workdir = common.workdir('sweep')
-  l2s = _parse(_L2S.value, float, 'l2s')
-  seeds = _parse(_SEEDS.value, int, 'seeds')
+  l2s = common.parse_list(_L2S.value, float, 'l2s')
+  seeds = common.parse_list(_SEEDS.value, int, 'seeds')
   log = common.log
   ds = common.load_dataset()
   model_cfg = common.model_config()
