@@ -20,6 +20,7 @@ supported.
 
 import collections
 import dataclasses
+import functools
 from typing import Any, Sequence
 
 _PREFIXES = ('B', 'I', 'E', 'S')
@@ -109,6 +110,11 @@ def _score(num_gold: int, num_pred: int, num_correct: int) -> Score:
   return Score(precision, recall, f1, num_gold, num_pred, num_correct)
 
 
+# Training evaluates the same sentences (and often the same predictions) many
+# times: remember the chunks of recent tag sequences.
+_cached_chunks = functools.lru_cache(maxsize=1 << 17)(chunks)
+
+
 def evaluate(gold: Sequence[Sequence[str]],
              pred: Sequence[Sequence[str]]) -> dict[str, Any]:
   """Scores predicted tags against gold tags, like conlleval.
@@ -136,8 +142,8 @@ def evaluate(gold: Sequence[Sequence[str]],
     if len(gold_tags) != len(pred_tags):
       raise ValueError(f'sentence {i}: gold has {len(gold_tags)} tags but '
                        f'pred has {len(pred_tags)}')
-    gold_spans.update((i, *span) for span in chunks(gold_tags))
-    pred_spans.update((i, *span) for span in chunks(pred_tags))
+    gold_spans.update((i, *span) for span in _cached_chunks(tuple(gold_tags)))
+    pred_spans.update((i, *span) for span in _cached_chunks(tuple(pred_tags)))
     num_tokens += len(gold_tags)
     num_same += sum(g == p for g, p in zip(gold_tags, pred_tags))
   correct = gold_spans & pred_spans
