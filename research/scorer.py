@@ -1,0 +1,431 @@
+"""The deck's window scorer trained with the window max-margin, and its
+logistic twin: binary detection of one entity type at the window center.
+
+Both models are the scorer of `model.py`, s = U . g(W x + b), one scalar per
+window; only the objective differs:
+
+* margin (the deck's): J = sum_m max(0, 1 - s + s_c,m) over M corrupt windows
+  per TRUE window. The true windows are the positive ones (center word of type
+  T); a corrupt window is a true window with its center word replaced by a word
+  drawn uniformly from the vocabulary (`corrupt_windows`). With negatives
+  'corrupt+real', M real negative windows (center not of type T, drawn
+  uniformly from the training data) are added to the M corrupt ones.
+* logistic: -log sigma(s) for positive windows, -log(1 - sigma(s)) for the
+  others, on all windows.
+
+Detection is `s > 0` for both (for the logistic model that is sigma(s) > 0.5).
+The margin objective only constrains differences s - s_c, so nothing in it
+pins the scores of real negative windows below 0.
+
+Training keeps all the data on the device and runs many steps inside one
+compiled call (`train_steps`); batches are drawn with replacement from an
+explicit PRNG key. Word vectors get dense optax updates (small vocabularies).
+"""
+
+import functools
+import time
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from research import data as data_lib
+from research import losses
+from research import model as model_lib
+from research.errors import UserError
+
+OBJECTIVES = ('margin', 'logistic')
+NEGATIVES = ('corrupt', 'corrupt+real')
+CORRUPT_CASINGS = ('word', 'keep')
+OPTIMIZERS = {'sgd': optax.sgd, 'adagrad': optax.adagrad, 'adam': optax.adam}
+FIRST_WORD = 3  # ids 0, 1, 2 are <s>, </s>, <unk>: never sampled
+LOWER = data_lib.CASINGS.index('lower')
+
+
+class ScorerConfig(NamedTuple):
+  """Static choices of a training run (hashable: part of the jit cache key)."""
+  objective: str = 'margin'  # one of OBJECTIVES
+  negatives: str = 'corrupt'  # one of NEGATIVES (margin only)
+  num_corrupt: int = 5  # M
+  corrupt_casing: str = 'word'  # one of CORRUPT_CASINGS
+  nonlinearity: str = 'tanh'
+  optimizer: str = 'adam'  # a key of OPTIMIZERS
+  lr: float = 1e-3
+  batch_size: int = 256  # true windows per step
+  freeze_embeddings: bool = False
+
+
+class TrainData(NamedTuple):
+  """Training windows and what the samplers need, as device arrays."""
+  words_NxK: jax.Array
+  casing_NxK: jax.Array
+  y_N: jax.Array  # float32, 1 where the center word is of type T
+  positives_P: jax.Array  # int32 indices of the positive windows
+  negatives_Q: jax.Array  # int32 indices of the other windows
+  casing_of_word_V: jax.Array  # [V] casing id of a sampled center word
+
+
+class TrainState(NamedTuple):
+  params: dict
+  opt_state: Any
+  key: jax.Array
+  step: jax.Array
+
+
+def entity_labels(labels_N, tags, entity_type):
+  """1 where the tag's type is `entity_type` (any prefix: B-, I-, E-, S-).
+
+  Args:
+    labels_N: [N] tag ids.
+    tags: the tag list (tag id = position).
+    entity_type: T, e.g. 'LOC'.
+
+  Returns:
+    [N] bool.
+
+  Raises:
+    UserError: no tag has type T.
+  """
+  types = [t.partition('-')[2] if t != 'O' else '' for t in tags]
+  if entity_type not in types:
+    known = sorted(set(types) - {''})
+    raise UserError(f'entity type {entity_type!r} is not in the tag set; '
+                    f'choose one of {", ".join(known)}')
+  is_type = np.array([t == entity_type for t in types])
+  return is_type[np.asarray(labels_N)]
+
+
+def casing_of_words(words_NxK, casing_NxK, vocab_size):
+  """The most frequent casing id of each word as a window center, [V] int32.
+
+  Words never seen as a center get 'lower' (the special ids keep 0).
+  """
+  k = words_NxK.shape[1] // 2
+  counts = np.zeros((vocab_size, len(data_lib.CASINGS)), np.int64)
+  np.add.at(counts, (words_NxK[:, k], casing_NxK[:, k]), 1)
+  table = counts.argmax(axis=1).astype(np.int32)
+  table[counts.sum(axis=1) == 0] = LOWER
+  table[:FIRST_WORD] = 0
+  return table
+
+
+def corrupt_windows(key, words_NxK, casing_NxK, num_corrupt, vocab_size,
+                    casing_of_word_V=None):
+  """M corrupt copies of each window: the center word replaced at random.
+
+  The replacement is drawn uniformly from ids FIRST_WORD..vocab_size-1 (the
+  vocabulary without the padding and <unk> tokens). The center casing becomes
+  `casing_of_word_V[new word]`, or stays as it was when that is None. All other
+  columns are unchanged.
+
+  Args:
+    key: a PRNG key; the same key gives the same corruptions.
+    words_NxK, casing_NxK: [N, K] int32 windows (K = 2k+1, center column k).
+    num_corrupt: M.
+    vocab_size: V.
+    casing_of_word_V: optional [V] casing id of each word.
+
+  Returns:
+    (words_NxMxK, casing_NxMxK).
+  """
+  N, K = words_NxK.shape
+  center = K // 2
+  ids_NxM = jax.random.randint(key, (N, num_corrupt), FIRST_WORD, vocab_size,
+                               dtype=jnp.int32)
+  words_NxMxK = jnp.broadcast_to(words_NxK[:, None, :], (N, num_corrupt, K))
+  words_NxMxK = words_NxMxK.at[:, :, center].set(ids_NxM)
+  casing_NxMxK = jnp.broadcast_to(casing_NxK[:, None, :], (N, num_corrupt, K))
+  if casing_of_word_V is not None:
+    casing_NxMxK = casing_NxMxK.at[:, :, center].set(casing_of_word_V[ids_NxM])
+  return words_NxMxK, casing_NxMxK
+
+
+def scores(params, words_NxK, casing_NxK, nonlinearity='tanh'):
+  """s = U . g(W x + b) for each window, [N]."""
+  x_NxD = model_lib.window_vectors(params['L'], params['L_case'], words_NxK,
+                                   casing_NxK)
+  return model_lib.window_score(params, x_NxD, nonlinearity)
+
+
+def hinge_terms(s_N, s_corrupt_NxM, margin=1.0):
+  """margin - s + s_c for each (true, corrupt) pair, [N, M]."""
+  return margin - s_N[:, None] + s_corrupt_NxM
+
+
+def active_fraction(s_N, s_corrupt_NxM, margin=1.0):
+  """The fraction of hinges with margin - s + s_c > 0 (those with gradient)."""
+  return jnp.mean(hinge_terms(s_N, s_corrupt_NxM, margin) > 0)
+
+
+def logistic_loss(s_N, y_N):
+  """-log sigma(s) if y else -log(1 - sigma(s)), i.e. softplus(s) - y s, [N]."""
+  return jax.nn.softplus(s_N) - y_N * s_N
+
+
+def margin_losses(params, words_BxK, casing_BxK, neg_words_BxMxK,
+                  neg_casing_BxMxK, nonlinearity='tanh'):
+  """The deck's per-window J and its hinges' active fraction.
+
+  Returns:
+    (J_B, active fraction over the B*M hinges).
+  """
+  B, M, K = neg_words_BxMxK.shape
+  words = jnp.concatenate([words_BxK, neg_words_BxMxK.reshape(B * M, K)])
+  casing = jnp.concatenate([casing_BxK, neg_casing_BxMxK.reshape(B * M, K)])
+  s_all = scores(params, words, casing, nonlinearity)
+  s_B, s_c_BxM = s_all[:B], s_all[B:].reshape(B, M)
+  return losses.window_margin(s_B, s_c_BxM), active_fraction(s_B, s_c_BxM)
+
+
+def windows_per_step(cfg):
+  """Windows scored per step (corrupt and negative ones included)."""
+  if cfg.objective == 'logistic':
+    return cfg.batch_size
+  per_true = 1 + cfg.num_corrupt * (2 if cfg.negatives == 'corrupt+real' else 1)
+  return cfg.batch_size * per_true
+
+
+def sample_batch(key, data, cfg):
+  """Draws one training batch (with replacement) for `cfg.objective`."""
+  B, M = cfg.batch_size, cfg.num_corrupt
+  k_true, k_corrupt, k_real = jax.random.split(key, 3)
+  if cfg.objective == 'logistic':
+    idx_B = jax.random.randint(k_true, (B,), 0, data.y_N.shape[0])
+    return data.words_NxK[idx_B], data.casing_NxK[idx_B], data.y_N[idx_B]
+  pick_B = jax.random.randint(k_true, (B,), 0, data.positives_P.shape[0])
+  idx_B = data.positives_P[pick_B]
+  words_BxK, casing_BxK = data.words_NxK[idx_B], data.casing_NxK[idx_B]
+  table = data.casing_of_word_V if cfg.corrupt_casing == 'word' else None
+  neg_words, neg_casing = corrupt_windows(
+      k_corrupt, words_BxK, casing_BxK, M, data.casing_of_word_V.shape[0],
+      table)
+  if cfg.negatives == 'corrupt+real':
+    pick_BxM = jax.random.randint(k_real, (B, M), 0,
+                                  data.negatives_Q.shape[0])
+    idx_BxM = data.negatives_Q[pick_BxM]
+    neg_words = jnp.concatenate([neg_words, data.words_NxK[idx_BxM]], axis=1)
+    neg_casing = jnp.concatenate([neg_casing, data.casing_NxK[idx_BxM]],
+                                 axis=1)
+  return words_BxK, casing_BxK, neg_words, neg_casing
+
+
+def batch_loss(params, batch, cfg):
+  """(mean loss, active hinge fraction; NaN for the logistic objective)."""
+  if cfg.objective == 'logistic':
+    words_BxK, casing_BxK, y_B = batch
+    s_B = scores(params, words_BxK, casing_BxK, cfg.nonlinearity)
+    return logistic_loss(s_B, y_B).mean(), jnp.float32(jnp.nan)
+  J_B, active = margin_losses(params, *batch, nonlinearity=cfg.nonlinearity)
+  return J_B.mean(), active
+
+
+def _optimizer(cfg):
+  return OPTIMIZERS[cfg.optimizer](cfg.lr)
+
+
+def _split_frozen(params, cfg):
+  frozen = ('L',) if cfg.freeze_embeddings else ()
+  return ({k: v for k, v in params.items() if k not in frozen},
+          {k: v for k, v in params.items() if k in frozen})
+
+
+def init_state(params, cfg, key):
+  trainable, _ = _split_frozen(params, cfg)
+  return TrainState(params, _optimizer(cfg).init(trainable), key,
+                    jnp.zeros((), jnp.int32))
+
+
+def train_step(state, data, cfg):
+  """One optimizer step; returns (state, (loss, active fraction))."""
+  key, batch_key = jax.random.split(state.key)
+  batch = sample_batch(batch_key, data, cfg)
+  trainable, frozen = _split_frozen(state.params, cfg)
+
+  def loss_fn(trainable):
+    return batch_loss({**trainable, **frozen}, batch, cfg)
+
+  (loss, active), grads = jax.value_and_grad(loss_fn, has_aux=True)(trainable)
+  updates, opt_state = _optimizer(cfg).update(grads, state.opt_state,
+                                              trainable)
+  trainable = optax.apply_updates(trainable, updates)
+  state = TrainState({**trainable, **frozen}, opt_state, key, state.step + 1)
+  return state, (loss, active)
+
+
+@functools.partial(jax.jit, static_argnames=('cfg', 'max_steps'),
+                   donate_argnames=('state',))
+def train_steps(state, data, num_steps, cfg, max_steps):
+  """Runs `num_steps` (<= max_steps, traced) steps in one compiled call.
+
+  Returns:
+    (state, stats_Sx2): per-step (loss, active hinge fraction) in the first
+    num_steps rows of an [max_steps, 2] array.
+  """
+  def body(i, carry):
+    state, stats_Sx2 = carry
+    state, (loss, active) = train_step(state, data, cfg)
+    return state, stats_Sx2.at[i].set(jnp.stack([loss, active]))
+
+  stats_Sx2 = jnp.zeros((max_steps, 2), jnp.float32)
+  return jax.lax.fori_loop(0, num_steps, body, (state, stats_Sx2))
+
+
+@functools.partial(jax.jit, static_argnames=('nonlinearity',))
+def _scores_batch(params, words, casing, nonlinearity):
+  return scores(params, words, casing, nonlinearity)
+
+
+def predict_scores(params, words_NxK, casing_NxK, nonlinearity='tanh',
+                   batch=8192):
+  """Scores s [N] (numpy) in fixed-size batches (one compiled shape)."""
+  n = words_NxK.shape[0]
+  out = []
+  for start in range(0, n, batch):
+    w, c = words_NxK[start:start + batch], casing_NxK[start:start + batch]
+    pad = batch - len(w) if n > batch else 0
+    if pad:
+      w, c = np.pad(w, ((0, pad), (0, 0))), np.pad(c, ((0, pad), (0, 0)))
+    s = np.asarray(_scores_batch(params, w, c, nonlinearity))
+    out.append(s[:len(s) - pad])
+  return np.concatenate(out) if out else np.zeros((0,), np.float32)
+
+
+def average_precision(s_N, gold_N):
+  """Area under the precision-recall curve (mean precision at each positive,
+  windows ranked by score), in percent; 0 if there are no positives."""
+  gold = np.asarray(gold_N, bool)[np.argsort(-np.asarray(s_N), kind='stable')]
+  if not gold.any():
+    return 0.0
+  hits = np.cumsum(gold)
+  precision = hits / np.arange(1, len(gold) + 1)
+  return float(100.0 * precision[gold].mean())
+
+
+def detection_scores(s_N, gold_N, threshold=0.0):
+  """Token-level precision/recall/F1 (percent) of `s > threshold`.
+
+  Also 'ap' (`average_precision`), and 'best_f1' / 'best_threshold': the best
+  F1 over all thresholds on these very windows and a threshold that gives it
+  (midway between the last score taken and the next), for diagnosis or for
+  choosing a threshold on dev.
+  """
+  s_N, gold_N = np.asarray(s_N), np.asarray(gold_N, bool)
+  pred_N = s_N > threshold
+  num_gold, num_pred = int(gold_N.sum()), int(pred_N.sum())
+  num_correct = int((pred_N & gold_N).sum())
+  precision = 100.0 * num_correct / num_pred if num_pred else 0.0
+  recall = 100.0 * num_correct / num_gold if num_gold else 0.0
+  total = precision + recall
+  f1 = 2 * precision * recall / total if total else 0.0
+  out = {'precision': precision, 'recall': recall, 'f1': f1,
+         'num_gold': num_gold, 'num_pred': num_pred,
+         'num_correct': num_correct, 'ap': average_precision(s_N, gold_N),
+         'best_f1': 0.0, 'best_threshold': float(threshold)}
+  if num_gold:
+    sorted_N = s_N[np.argsort(-s_N, kind='stable')]
+    hits = np.cumsum(gold_N[np.argsort(-s_N, kind='stable')])
+    f1_at = 200.0 * hits / (np.arange(1, len(s_N) + 1) + num_gold)
+    best = int(np.argmax(f1_at))
+    below = sorted_N[best + 1] if best + 1 < len(s_N) else sorted_N[best] - 1
+    out['best_f1'] = float(f1_at[best])
+    out['best_threshold'] = float((sorted_N[best] + below) / 2)
+  return out
+
+
+def hinge_stats(params, words_NxK, casing_NxK, neg_words_NxMxK,
+                neg_casing_NxMxK, nonlinearity='tanh'):
+  """Active fraction and mean J of the window margin on fixed pairs."""
+  N, M, K = neg_words_NxMxK.shape
+  s_N = predict_scores(params, words_NxK, casing_NxK, nonlinearity)
+  s_c_NxM = predict_scores(params, np.asarray(neg_words_NxMxK).reshape(-1, K),
+                           np.asarray(neg_casing_NxMxK).reshape(-1, K),
+                           nonlinearity).reshape(N, M)
+  return {'active': float(active_fraction(s_N, s_c_NxM)),
+          'loss': float(losses.window_margin(s_N, s_c_NxM).mean())}
+
+
+def fit(params, data, cfg, *, num_steps, seed=0, evaluate=None, eval_every=0,
+        steps_per_call=200, log=print, name=''):
+  """Trains for `num_steps` steps.
+
+  Args:
+    params: initial parameters (`model.init_params` with model='scorer').
+    data: TrainData.
+    cfg: ScorerConfig.
+    num_steps: optimizer steps.
+    seed: batch-sampling seed.
+    evaluate: optional fn(params) -> dict, called at step 0, every
+      `eval_every` steps (0: only at the start and end) and at the end.
+    eval_every: steps between evaluations.
+    steps_per_call: most steps per compiled call (progress granularity).
+    log: progress line printer.
+    name: a label for the progress lines.
+
+  Returns:
+    (params, history, stats): history is the list of evaluate() results with
+    'step', 'train_loss' and 'train_active' (means since the previous row)
+    added; stats has 'loss' and 'active' (per step, numpy), and
+    'windows_per_sec' (every scored window; compilation and evaluation
+    excluded), 'train_seconds', 'compile_seconds', 'steps'.
+  """
+  if cfg.objective not in OBJECTIVES:
+    raise ValueError(f'unknown objective {cfg.objective!r}')
+  if cfg.negatives not in NEGATIVES:
+    raise ValueError(f'unknown negatives {cfg.negatives!r}')
+  if cfg.corrupt_casing not in CORRUPT_CASINGS:
+    raise ValueError(f'unknown corrupt_casing {cfg.corrupt_casing!r}')
+  if cfg.objective == 'margin' and data.positives_P.shape[0] == 0:
+    raise UserError('no positive training windows: the entity type never '
+                    'occurs at a window center in train')
+  if (cfg.objective == 'margin' and cfg.negatives == 'corrupt+real' and
+      data.negatives_Q.shape[0] == 0):
+    raise UserError('no negative training windows to draw real negatives '
+                    'from; use negatives=corrupt')
+  eval_every = eval_every or num_steps
+  state = init_state(params, cfg, jax.random.key(seed))
+  max_steps = max(1, min(steps_per_call, num_steps))
+  t0 = time.perf_counter()
+  step_fn = train_steps.lower(state, data, 1, cfg, max_steps).compile()
+  compile_seconds = time.perf_counter() - t0
+  per_step = windows_per_step(cfg)
+
+  history, stats, train_seconds, step, last = [], [], 0.0, 0, 0
+
+  def record():
+    if evaluate is None:
+      return
+    since = np.concatenate(stats)[last:] if step else np.zeros((0, 2))
+    row = {'step': step,
+           'train_loss': float(since[:, 0].mean()) if len(since) else None,
+           'train_active': (float(since[:, 1].mean())
+                            if len(since) and cfg.objective == 'margin'
+                            else None)}
+    row.update(evaluate(state.params))
+    history.append(row)
+
+  record()
+  while step < num_steps:
+    num = min(max_steps, num_steps - step, eval_every - step % eval_every)
+    t = time.perf_counter()
+    state, chunk_Sx2 = step_fn(state, data, num)
+    chunk_Sx2 = np.asarray(chunk_Sx2)[:num]  # waits for the device
+    train_seconds += time.perf_counter() - t
+    stats.append(chunk_Sx2)
+    step += num
+    wps = step * per_step / train_seconds
+    eta = (num_steps - step) * per_step / wps
+    active = (f' active hinges {chunk_Sx2[:, 1].mean():.3f}'
+              if cfg.objective == 'margin' else '')
+    log(f'{name} step {step}/{num_steps} loss {chunk_Sx2[:, 0].mean():.4f}'
+        f'{active} {wps:,.0f} windows/s ETA {eta:.0f}s')
+    if step % eval_every == 0 or step == num_steps:
+      record()
+      last = step
+  all_Sx2 = np.concatenate(stats) if stats else np.zeros((0, 2), np.float32)
+  return state.params, history, {
+      'loss': all_Sx2[:, 0], 'active': all_Sx2[:, 1],
+      'windows_per_sec': step * per_step / max(train_seconds, 1e-9),
+      'train_seconds': train_seconds, 'compile_seconds': compile_seconds,
+      'steps': step}
