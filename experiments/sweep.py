@@ -7,8 +7,8 @@ For each objective, the grid of L2 strengths x seeds is trained as one
 vmapped program (--vmap; --novmap trains the configurations one by one).
 Reports, per cell, dev (and test) entity F1 as mean +- std over seeds, the
 final training loss and the weight norm, and marks the best L2 per objective.
-Writes into --workdir: flags.txt, results.json, results.csv, curves.jsonl,
-report.md, f1_vs_l2.png, learning_curves.png.
+Writes into --workdir: flags.txt, results.json (every configuration with its
+learning curve), results.csv, report.md, f1_vs_l2.png, learning_curves.png.
 """
 
 import time
