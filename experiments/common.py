@@ -99,7 +99,12 @@ def workdir(name):
 def save_flags(path):
   """Creates the run directory and writes the resolved flags into it."""
   path.mkdir(parents=True, exist_ok=True)
-  (path / 'flags.txt').write_text(flags.FLAGS.flags_into_string())
+  lines = [f.serialize()
+           for module, module_flags in flags.FLAGS.flags_by_module_dict().items()
+           if not module.startswith('absl')  # --verbosity, --pdb, ... left out
+           for f in sorted(module_flags, key=lambda f: f.name)
+           if f.value is not None]
+  (path / 'flags.txt').write_text('\n'.join(lines) + '\n')
 
 
 def parse_list(values, kind, name):
