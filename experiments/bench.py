@@ -9,6 +9,8 @@ Measured in one run, side by side:
     400k words for GloVe), and the achieved GFLOP/s as a fraction of the peak;
   * the naive baseline: one jitted step per batch called from Python, batches
     sent from the host, dense optax updates of the whole table;
+  * the same step's matrix products alone (the counted FLOPs, nothing else),
+    the ceiling for this model at each batch size;
   * a vmapped sweep of --sweep_configs L2 strengths against one configuration.
 FLOPs per window are 3x the forward matmuls (research.model.num_flops_per_window):
 the backward pass of each product costs two products of the same size.
@@ -58,6 +60,37 @@ def matmul_peak(sizes=(512, 1024, 2048), seconds=1.0):
       rates.append(2 * n**3 * reps / (time.perf_counter() - t) / 1e9)
     best[n] = max(rates)
   return max(best.values()), best
+
+
+def matmul_floor(B, D, H, C, steps, repeats):
+  """Windows/s of a step's matrix products alone, at batch B.
+
+  Forward x W1^T and a W2^T, backward the gradients w.r.t. both weights and
+  both inputs: the FLOPs research.model.num_flops_per_window counts, with
+  nothing else (no gather, nonlinearity, loss or update). Each product reads
+  the previous step's result, so none can be hoisted out of the loop.
+  """
+  k = jax.random.split(jax.random.key(0), 3)
+  x = jax.random.normal(k[0], (B, D))
+  w1 = jax.random.normal(k[1], (H, D)) * 1e-3
+  w2 = jax.random.normal(k[2], (C, H)) * 1e-3
+
+  def body(_, c):
+    x, w1, w2 = c
+    a = x @ w1.T
+    f = a @ w2.T
+    da = f @ w2
+    return (x - 1e-9 * (da @ w1), w1 - 1e-9 * (da.T @ x),
+            w2 - 1e-9 * (f.T @ a))
+
+  run = jax.jit(lambda c: jax.lax.fori_loop(0, steps, body, c))
+  jax.block_until_ready(run((x, w1, w2)))
+  best = float('inf')
+  for _ in range(repeats):
+    t = time.perf_counter()
+    jax.block_until_ready(run((x, w1, w2)))
+    best = min(best, time.perf_counter() - t)
+  return steps * B / best
 
 
 def time_fit(params, windows, hyper, model_cfg, cfg, steps, repeats):
@@ -144,6 +177,11 @@ def main(_):
              'windows_per_sec': wps, 'gflops': wps * flops / 1e9,
              'fraction_of_peak': wps * flops / 1e9 / peak,
              'compile_seconds': compile_s, 'flops_per_window': flops}
+      if vocab == 'data' and model_cfg.model == 'hidden':
+        mm = matmul_floor(B, D, model_cfg.hidden, len(ds.tags), steps,
+                          _REPEATS.value)
+        run['matmuls_only_windows_per_sec'] = mm
+        run['matmuls_only_fraction_of_peak'] = mm * flops / 1e9 / peak
       if B == 256 and vocab == 'data':
         run['naive_windows_per_sec'] = time_naive(
             params, ds.windows['train'], hyper, model_cfg, c, min(steps, 400),
@@ -151,8 +189,11 @@ def main(_):
       out['runs'].append(run)
       log(f'vocab {len(ds.vocab):,} batch {B}: {wps:,.0f} windows/s, '
           f'{run["gflops"]:.1f} GFLOP/s = {100 * run["fraction_of_peak"]:.0f}% '
-          'of peak' + (f'; naive {run["naive_windows_per_sec"]:,.0f} windows/s'
-                       if 'naive_windows_per_sec' in run else ''))
+          'of peak' + (f'; matmuls alone {run["matmuls_only_windows_per_sec"]:,.0f}'
+                       f' ({100 * run["matmuls_only_fraction_of_peak"]:.0f}%)'
+                       if 'matmuls_only_windows_per_sec' in run else '')
+          + (f'; naive {run["naive_windows_per_sec"]:,.0f} windows/s'
+             if 'naive_windows_per_sec' in run else ''))
 
   # Vmapped sweep: S configurations as one program vs one configuration.
   ds, S = datasets['data'], _SWEEP_CONFIGS.value
@@ -193,10 +234,16 @@ def main(_):
   out['speedup_over_naive'] = r256['windows_per_sec'] / r256[
       'naive_windows_per_sec']
   best = max(small, key=lambda r: r['windows_per_sec'])
-  headers = ['vocab', 'batch', 'windows/s', 'GFLOP/s', '% of peak']
+  headers = ['vocab', 'batch', 'windows/s', 'GFLOP/s', '% of peak',
+             'matmuls alone, windows/s (% of peak)', 'step time in matmuls']
   table = [[f'{r["vocab_size"]:,}', r['batch_size'],
             f'{r["windows_per_sec"]:,.0f}', f'{r["gflops"]:.1f}',
-            f'{100 * r["fraction_of_peak"]:.0f}%'] for r in out['runs']]
+            f'{100 * r["fraction_of_peak"]:.0f}%'] + (
+                [f'{r["matmuls_only_windows_per_sec"]:,.0f} '
+                 f'({100 * r["matmuls_only_fraction_of_peak"]:.0f}%)',
+                 f'{100 * r["windows_per_sec"] / r["matmuls_only_windows_per_sec"]:.0f}%']
+                if 'matmuls_only_windows_per_sec' in r else ['—', '—'])
+           for r in out['runs']]
   summary = reporting.markdown_table(['measure', 'value'], [
       ['matmul peak (GFLOP/s)', f'{peak:.1f}'],
       ['batch 256, windows/s', f'{r256["windows_per_sec"]:,.0f}'],
@@ -232,6 +279,12 @@ def main(_):
                   f'FLOPs per window {r256["flops_per_window"]:,} (3x the '
                   'forward matmuls).'),
       ('Summary', summary),
+      ('Reading the table', 'windows/s and GFLOP/s are those of the whole '
+       'training step (gather, forward, backward, loss, sparse row update, '
+       'Adam). "Matmuls alone" times only the step\'s matrix products (the '
+       'FLOPs counted) at the same batch size, so it is the ceiling for this '
+       'model on this machine; "step time in matmuls" is their share of the '
+       'step.'),
       ('Throughput by batch size', reporting.markdown_table(headers, table)),
       ('Plot', f'![]({png})'),
   ])

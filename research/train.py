@@ -356,12 +356,15 @@ def fit(params, train, hyper, model_cfg, cfg, *, epochs, seed=0,
     state = init_state(params, cfg, jax.random.fold_in(keys[0], 1))
     program = train_steps
 
-  # A call of zero steps compiles (or finds in jit's cache) the program.
+  # A call of zero steps compiles (or finds in jit's cache) the program. It
+  # is called exactly as the loop below calls it: jit keys its cache on how
+  # arguments are passed, so a positional cfg here and a keyword one there
+  # would compile twice (the second time inside the timed steps).
+  step_fn = functools.partial(program, model_cfg=model_cfg, cfg=cfg)
   t0 = time.perf_counter()
-  state, _ = program(state, data, perms(0), 0, 0, hyper, model_cfg, cfg)
+  state, _ = step_fn(state, data, perms(0), 0, 0, hyper)
   jax.block_until_ready(state)
   compile_seconds = time.perf_counter() - t0
-  step_fn = functools.partial(program, model_cfg=model_cfg, cfg=cfg)
 
   history, train_seconds, step = [], 0.0, 0
   loss_sum, loss_steps = np.zeros(S), 0

@@ -134,6 +134,26 @@ def test_fit_does_not_consume_the_callers_parameters():
   np.testing.assert_array_equal(np.asarray(params['V']), before)
 
 
+@pytest.mark.parametrize('stacked', [False, True])
+def test_fit_compiles_its_program_once(stacked):
+  """The compile call and the timed calls must hit one jit cache entry:
+  a second compilation would land inside the measured training time."""
+  model_cfg, params = init(hidden=7 if stacked else 5)  # shapes no test used
+  cfg = train_lib.TrainConfig(batch_size=16)
+  program = train_lib.train_steps_many if stacked else train_lib.train_steps
+  hyper = train_lib.Hyper(0.01, 0.0)
+  seed = 0
+  if stacked:
+    params = jax.tree.map(lambda a: jnp.stack([a, a]), params)
+    hyper, seed = train_lib.Hyper(np.full(2, 0.01), np.zeros(2)), [0, 1]
+  before = program._cache_size()
+  _, _, stats = train_lib.fit(params, toy_windows(), hyper, model_cfg, cfg,
+                              epochs=2, seed=seed, steps_per_call=2,
+                              log=lambda _: None)
+  assert stats['steps'] == 2 * (N // 16)  # several calls, odd chunk sizes
+  assert program._cache_size() == before + 1
+
+
 def test_frozen_embeddings_stay_fixed():
   model_cfg, params = init()
   out = run(params, train_lib.TrainConfig(batch_size=16,
