@@ -13,11 +13,14 @@ loop). Its code is not in the text; the classic version is
 
 This entry point times that in NumPy (float64, as np.random.rand gives) and in
 JAX (float32, jitted), then does the same for the scores of our window model
-(research.model.class_scores on window vectors looked up from L) over a
-CoNLL-dev-sized set of windows: a Python loop over a jitted per-window
-function, `jax.lax.map` (the loop compiled), `jax.vmap` and one batched call.
+(research.model.class_scores on window vectors looked up from L) over the
+dev windows of --data_dir, with its vocabulary and word vectors (the other
+weights at their initial values: timing does not depend on training): a
+Python loop over a jitted per-window function, `jax.lax.map` (the loop
+compiled), `jax.vmap` and one batched call.
 
   ./launch.sh loop_vs_matrix
+  ./launch.sh loop_vs_matrix --data_dir=../shared/data/conll2003
 
 Timing follows %timeit: one warm-up call, then the number of loops is doubled
 until one measurement takes --timing_min_seconds, and --timing_repeats such
@@ -55,9 +58,9 @@ _DECK_VECTORS = flags.DEFINE_integer('deck_vectors', 500,
                                      'N: word vectors in the deck example.',
                                      lower_bound=1)
 _MODEL_WINDOWS = flags.DEFINE_integer(
-    'model_windows', 51362,
-    'Windows scored by the window model (default: the CoNLL-2003 dev tokens).',
-    lower_bound=1)
+    'model_windows', 0,
+    'Dev windows scored by the window model (0: all of them).',
+    lower_bound=0)
 _TIMING_REPEATS = flags.DEFINE_integer('timing_repeats', 5,
                                        'Measurements per version (R).',
                                        lower_bound=1)
@@ -66,7 +69,7 @@ _TIMING_MIN_SECONDS = flags.DEFINE_float(
     'Loops per measurement are doubled until one takes this long.',
     lower_bound=0.0)
 
-MODEL_VOCAB = 20000  # rows of L (about the CoNLL-2003 vocabulary)
+MODEL_VOCAB = 20000  # rows of L for random inputs (about CoNLL-2003's)
 MODEL_CLASSES = 9  # O and B-/I- of CoNLL's four types
 LOOP = 'jax loop (jit per item)'  # a jitted call per vector / window
 DECK_US = {'loop': 639.0, 'matrix': 53.8}  # the deck's per-loop times
@@ -221,6 +224,20 @@ def model_inputs(model_cfg, num_windows, vocab_size=MODEL_VOCAB,
   return params, words_NxK, casing_NxK
 
 
+def dataset_inputs(ds, model_cfg, max_windows=0, seed=0):
+  """Initial parameters on ds's word vectors, and its first dev windows."""
+  params = model_lib.init_params(jax.random.key(seed), model_cfg,
+                                 vocab_size=len(ds.vocab),
+                                 num_classes=len(ds.tags),
+                                 embeddings=ds.L_init)
+  if model_cfg.model == 'softmax':  # zeros at init: make the scores nonzero
+    params['W'] = 0.01 * jax.random.normal(jax.random.key(seed + 1),
+                                           params['W'].shape)
+  dev = ds.windows['dev']
+  n = min(max_windows or len(dev.labels), len(dev.labels))
+  return params, dev.words[:n], dev.casing[:n]
+
+
 def model_scores(params, words_NxK, casing_NxK, model_cfg):
   """f [N, C]: look the windows up in L and L_case, then class_scores."""
   x_NxD = model_lib.window_vectors(params['L'], params['L_case'], words_NxK,
@@ -371,12 +388,13 @@ def main(_):
   deck_diffs = check_same(deck, rtol=1e-4, atol=1e-4)
 
   K = 2 * model_cfg.window + 1
-  windows = _MODEL_WINDOWS.value
+  ds = common.load_dataset()
+  params, words, casing = dataset_inputs(ds, model_cfg, _MODEL_WINDOWS.value)
+  windows, vocab_size, classes = len(words), len(ds.vocab), len(ds.tags)
+  embed_dim = ds.L_init.shape[1]
   log(f'window model: {model_cfg.model} ({model_cfg.nonlinearity}, hidden '
-      f'{model_cfg.hidden}), {windows:,} windows of {K} words, d='
-      f'{common.EMBED_DIM.value}, {MODEL_CLASSES} classes')
-  params, words, casing = model_inputs(model_cfg, windows,
-                                       embed_dim=common.EMBED_DIM.value)
+      f'{model_cfg.hidden}), {windows:,} dev windows of {K} words, d='
+      f'{embed_dim}, {classes} classes')
   model = model_versions(params, words, casing, model_cfg)
   model_rows = bench(model, windows, repeats, min_s, log)
   model_diffs = check_same(model, rtol=1e-4, atol=1e-4)
@@ -410,8 +428,8 @@ def main(_):
       'deck': {'classes': C, 'dim': d, 'vectors': N, 'rows': deck_rows,
                'max_abs_diff': deck_diffs},
       'model': {'config': model_cfg._asdict(), 'windows': windows,
-                'vocab': MODEL_VOCAB, 'classes': MODEL_CLASSES,
-                'embed_dim': common.EMBED_DIM.value, 'rows': model_rows,
+                'data_dir': common.DATA_DIR.value, 'vocab': vocab_size,
+                'classes': classes, 'embed_dim': embed_dim, 'rows': model_rows,
                 'max_abs_diff': model_diffs},
       'timing': {'repeats': repeats, 'min_seconds': min_s,
                  'load_average_1min': load}})
@@ -424,9 +442,10 @@ def main(_):
                 'JAX results are waited for with `block_until_ready`. '
                 f'{compile_note}'),
       (f'Deck example: W [{C}, {d}] · {N} vectors [{d}, 1]', deck_table),
-      (f'Window model: {windows:,} windows, {model_cfg.model} '
+      (f'Window model: {windows:,} dev windows of '
+       f'`{common.DATA_DIR.value}`, {model_cfg.model} '
        f'({model_cfg.nonlinearity}, H={model_cfg.hidden}), K={K}, '
-       f'd={common.EMBED_DIM.value}, C={MODEL_CLASSES}', model_table),
+       f'd={embed_dim}, C={classes}', model_table),
       ('Summary', summary),
   ])
   log('')

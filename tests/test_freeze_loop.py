@@ -277,7 +277,8 @@ def test_entry_points_run_end_to_end(corpus, tmp_path):
              '--embeddings=random', '--fractions=0.5,1', '--freeze_seeds=0',
              '--epochs=1', '--hidden=8', f'--workdir={fvf_dir}'),
       _start('experiments.loop_vs_matrix', '--deck_classes=3',
-             '--deck_dim=8', '--deck_vectors=10', '--model_windows=20',
+             '--deck_dim=8', '--deck_vectors=10', '--model_windows=5',
+             f'--data_dir={data_dir}', '--embeddings=random',
              '--hidden=8', '--embed_dim=4', '--timing_repeats=1',
              '--timing_min_seconds=0', f'--workdir={lvm_dir}'),
   ]
@@ -305,5 +306,6 @@ def test_entry_points_run_end_to_end(corpus, tmp_path):
   results = json.loads((lvm_dir / 'results.json').read_text())
   names = [r['version'] for r in results['deck']['rows']]
   assert names == [r['version'] for r in results['model']['rows']]
+  assert results['model']['windows'] == 5  # capped: the dev split has more
   assert 'numpy loop' in names and 'jax matrix' in names
   assert 'best of 1' in lvm_out
