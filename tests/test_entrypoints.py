@@ -150,3 +150,33 @@ def test_readme_quickstart_is_the_two_commands():
   assert '```\n./launch.sh\n./launch.sh test\n```' in readme
   assert pathlib.Path(REPO / '.ci' / 'run').read_text().count(
       'launch.sh test') == 1
+
+
+def test_bench_measures_every_row_it_reports(corpus, tmp_path):
+  vectors = tmp_path / 'vectors.txt'  # 'pretrained' vocabulary: 6 more words
+  words = ['anna', 'kyoto', 'visited', 'zebra', 'quartz', 'fjord', 'lynx',
+           'oboe', 'wharf']
+  vectors.write_text(''.join(f'{w} {i} 1 0 0\n' for i, w in enumerate(words)))
+  workdir = tmp_path / 'bench'
+  result = run_entry('experiments.bench', f'--data_dir={corpus}',
+                     f'--embeddings={vectors}', '--hidden=8',
+                     '--batch_sizes=16,256', '--bench_steps=2', '--repeats=1',
+                     '--sweep_configs=2', f'--workdir={workdir}')
+  assert result.returncode == 0, result.stderr
+  out = json.loads((workdir / 'bench.json').read_text())
+  runs = {(r['vocab'], r['batch_size']): r for r in out['runs']}
+  assert set(runs) == {('data', 16), ('data', 256), ('pretrained', 256)}
+  assert runs['pretrained', 256]['vocab_size'] > runs['data', 256][
+      'vocab_size']
+  for r in out['runs']:
+    assert r['windows_per_sec'] > 0
+    # 3 x forward: D = 5 words x (4 vector + 5 casing), H = 8, C = 6 tags
+    # (O, B-LOC, B-ORG, B-PER, I-ORG, I-PER).
+    assert r['flops_per_window'] == 3 * 2 * (5 * (4 + 5) * 8 + 8 * 6)
+  for B in (16, 256):
+    assert runs['data', B]['matmuls_only_windows_per_sec'] > 0
+  assert runs['data', 256]['naive_windows_per_sec'] > 0
+  assert out['sweep']['configs'] == 2 and out['sweep']['train_ratio'] > 0
+  assert {'bench.md', 'throughput.png', 'flags.txt'} <= {
+      p.name for p in workdir.iterdir()}
+  assert 'matmuls alone' in (workdir / 'bench.md').read_text()
