@@ -57,8 +57,9 @@ case "$cmd" in
   -h|--help|help)
     sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//' ;;
   *)
-    if [[ ! -f "experiments/$cmd.py" ]]; then
-      echo "launch.sh: no experiment '$cmd' (have: $(ls experiments/*.py | xargs -n1 basename | sed 's/\.py$//' | grep -v '^_' | tr '\n' ' '))" >&2
+    # Entry points are the modules of experiments/ that run as a script.
+    if [[ ! -f "experiments/$cmd.py" ]] || ! grep -q "^if __name__ == '__main__':" "experiments/$cmd.py"; then
+      echo "launch.sh: no experiment '$cmd' (have: $(grep -l "^if __name__ == '__main__':" experiments/*.py | xargs -n1 basename | sed 's/\.py$//' | paste -sd' ' -))" >&2
       exit 2
     fi
     exec "$PY" -m "experiments.$cmd" "$@" ;;

@@ -4,10 +4,11 @@ r"""Gathers run directories into one markdown page with tables and plots.
       --output=runs/report.md
 
 A directory with a report.md (sweep, window_margin, freeze_vs_finetune,
-loop_vs_matrix, bench) is included as it is, its plot links rewritten to be
-relative to --output. A directory of experiments.train gets a section made
-from result.json (per-type scores) and metrics.jsonl (a learning-curve plot,
-written into that directory as curves.png).
+loop_vs_matrix) or a bench.md (bench) is included as it is, its plot links
+rewritten to be relative to --output. A directory of experiments.train gets a
+section made from result.json (per-type scores) and metrics.jsonl (a
+learning-curve plot, written into that directory as curves.png). An existing
+--output page is refused unless --overwrite.
 """
 
 import os
@@ -77,21 +78,26 @@ def main(_):
     raise UserError('pass --run_dirs=DIR[,DIR...], run directories of the '
                     'experiments')
   page = pathlib.Path(_OUTPUT.value)
-  page.parent.mkdir(parents=True, exist_ok=True)
+  if page.exists() and not common.OVERWRITE.value:
+    raise UserError(f'{page} exists; pass --output=ANOTHER.md, or '
+                    '--overwrite to replace it')
   sections = []
   for name in _RUN_DIRS.value:
     run_dir = pathlib.Path(name)
-    if (run_dir / 'report.md').is_file():
-      body = (run_dir / 'report.md').read_text()
+    pages = [run_dir / n for n in ('report.md', 'bench.md')
+             if (run_dir / n).is_file()]
+    if pages:
+      body = pages[0].read_text()
       body = re.sub(r'^# ', '### ', body, flags=re.M)
       body = re.sub(r'^## ', '#### ', body, flags=re.M)
     elif (run_dir / 'result.json').is_file():
       body = train_section(run_dir)
     else:
-      raise UserError(f'{run_dir}: neither report.md nor result.json found; '
+      raise UserError(f'{run_dir}: no report.md, bench.md or result.json; '
                       'pass the --workdir of a finished experiment')
     sections.append((str(run_dir), _relink(body, run_dir.resolve(),
                                            page.resolve().parent)))
+  page.parent.mkdir(parents=True, exist_ok=True)
   reporting.write_report(page, 'Experiment report', sections)
   common.log(f'wrote {page} ({len(sections)} runs)')
 

@@ -180,3 +180,14 @@ def test_bench_measures_every_row_it_reports(corpus, tmp_path):
   assert {'bench.md', 'throughput.png', 'flags.txt'} <= {
       p.name for p in workdir.iterdir()}
   assert 'matmuls alone' in (workdir / 'bench.md').read_text()
+
+  page = tmp_path / 'report.md'
+  page.write_text('an earlier page')
+  result = run_entry('experiments.report', f'--run_dirs={workdir}',
+                     f'--output={page}')
+  assert_one_line_error(result, str(page), '--overwrite')
+  assert page.read_text() == 'an earlier page'
+  result = run_entry('experiments.report', f'--run_dirs={workdir}',
+                     f'--output={page}', '--overwrite')
+  assert result.returncode == 0, result.stderr
+  assert '![](bench/throughput.png)' in page.read_text()
