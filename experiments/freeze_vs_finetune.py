@@ -42,10 +42,10 @@ import numpy as np
 
 from experiments import common
 from experiments import reporting
-from research import data as data_lib
 from research import metrics
 from research import pipeline
 from research import train as train_lib
+from research import vocab as vocab_lib
 from research import workdir as workdir_lib
 from research.errors import UserError
 
@@ -118,16 +118,16 @@ def subset_dataset(ds, sentence_ids):
   keep_V[:3] = True  # PAD_LEFT, PAD_RIGHT, UNK
   keep_V[words_used] = True
   old_ids = np.flatnonzero(keep_V)
-  new_id_V = np.full(len(ds.vocab), ds.vocab.index[data_lib.UNK], np.int32)
+  new_id_V = np.full(len(ds.vocab), ds.vocab.index[vocab_lib.UNK], np.int32)
   new_id_V[old_ids] = np.arange(len(old_ids), dtype=np.int32)
-  vocab = data_lib.Vocab([ds.vocab.words[i] for i in old_ids],
-                         ds.vocab.known)
+  vocab = vocab_lib.Vocab([ds.vocab.words[i] for i in old_ids],
+                          ds.vocab.known)
 
   def remap(windows, mask=None):
     if mask is None:
       mask = np.ones(len(windows), bool)
     index = windows.sentence_index[mask]
-    return data_lib.Windows(
+    return vocab_lib.Windows(
         words=new_id_V[windows.words[mask]],
         casing=windows.casing[mask],
         labels=windows.labels[mask],

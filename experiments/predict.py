@@ -18,6 +18,7 @@ from research import data as data_lib
 from research import metrics
 from research import model as model_lib
 from research import train as train_lib
+from research import vocab as vocab_lib
 from research import workdir as workdir_lib
 from research.errors import UserError
 
@@ -34,7 +35,7 @@ def tag_sentences(model_dir, lines):
                for line in lines if line.split()]
   if not sentences:
     return []
-  windows = data_lib.make_windows(sentences, vocab, tags, model_cfg.window)
+  windows = vocab_lib.make_windows(sentences, vocab, tags, model_cfg.window)
   pred, _ = train_lib.predict(params, windows, model_cfg)
   names = np.asarray(tags, dtype=object)[pred]
   out, start = [], 0

@@ -410,7 +410,7 @@ def corrupt_windows(key, words_NxK, casing_NxK, vocab_size, num_corrupt=1,
   Deck: "sample several corrupt windows per true one", a corrupt window
   being the true one with its center word replaced by a random word. The new
   center ids are drawn uniformly from [minval, vocab_size) (minval=3 leaves
-  out the padding and unknown-word ids of research.data.Vocab); a draw may
+  out the padding and unknown-word ids of research.vocab.Vocab); a draw may
   repeat the true center word (then s_c = s). The casing ids are kept as
   they are. The key is explicit, so a loss and its gradient are functions
   of fixed inputs.

@@ -10,6 +10,7 @@ from research import embeddings as emb_lib
 from research import metrics
 from research import model as model_lib
 from research import train as train_lib
+from research import vocab as vocab_lib
 
 TRAIN_SAMPLE = 2000  # training sentences scored for learning curves
 
@@ -18,8 +19,8 @@ TRAIN_SAMPLE = 2000  # training sentences scored for learning curves
 class Dataset:
   splits: dict  # split -> list[data.Sentence]
   tags: list
-  vocab: data_lib.Vocab
-  windows: dict  # split -> data.Windows
+  vocab: vocab_lib.Vocab
+  windows: dict  # split -> vocab_lib.Windows
   L_init: np.ndarray  # [V, d] initial word vectors
   coverage: dict
 
@@ -46,7 +47,7 @@ def load_dataset(data_dir, embeddings='glove', window=2, vocab='data',
   known = frozenset(pretrained.words) if pretrained else frozenset()
   others = [s for name, sents in splits.items() if name != 'train'
             for s in sents]
-  vocabulary = data_lib.Vocab.build(
+  vocabulary = vocab_lib.Vocab.build(
       splits['train'], others, pretrained=known, min_count=min_count,
       all_pretrained=(vocab == 'pretrained'))
   L_init, coverage = emb_lib.embedding_matrix(vocabulary, pretrained,
@@ -54,14 +55,14 @@ def load_dataset(data_dir, embeddings='glove', window=2, vocab='data',
   for name, sents in splits.items():
     coverage[f'{name}_token_coverage'] = emb_lib.token_coverage(
         sents, vocabulary, known)
-  windows = {name: data_lib.make_windows(sents, vocabulary, tags, window)
+  windows = {name: vocab_lib.make_windows(sents, vocabulary, tags, window)
              for name, sents in splits.items()}
   # A fixed, evenly spaced sample of training sentences for train-error curves.
   train = splits['train']
   sample = train[::max(1, len(train) // TRAIN_SAMPLE)]
   splits['train_sample'] = sample
-  windows['train_sample'] = data_lib.make_windows(sample, vocabulary, tags,
-                                                  window)
+  windows['train_sample'] = vocab_lib.make_windows(sample, vocabulary, tags,
+                                                   window)
   sizes = ', '.join(f'{n} {len(s):,} sentences / {len(windows[n]):,} windows'
                     for n, s in splits.items() if n != 'train_sample')
   log(f'data {data_dir}: {sizes}; tags {" ".join(tags)}')

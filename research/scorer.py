@@ -31,9 +31,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from research import data as data_lib
 from research import losses
 from research import model as model_lib
+from research import vocab as vocab_lib
 from research.errors import UserError
 
 OBJECTIVES = ('margin', 'logistic')
@@ -41,7 +41,7 @@ NEGATIVES = ('corrupt', 'corrupt+real')
 CORRUPT_CASINGS = ('word', 'keep')
 OPTIMIZERS = {'sgd': optax.sgd, 'adagrad': optax.adagrad, 'adam': optax.adam}
 FIRST_WORD = 3  # ids 0, 1, 2 are <s>, </s>, <unk>: never sampled
-LOWER = data_lib.CASINGS.index('lower')
+LOWER = vocab_lib.CASINGS.index('lower')
 
 
 class ScorerConfig(NamedTuple):
@@ -103,7 +103,7 @@ def casing_of_words(words_NxK, casing_NxK, vocab_size):
   Words never seen as a center get 'lower' (the special ids keep 0).
   """
   k = words_NxK.shape[1] // 2
-  counts = np.zeros((vocab_size, len(data_lib.CASINGS)), np.int64)
+  counts = np.zeros((vocab_size, len(vocab_lib.CASINGS)), np.int64)
   np.add.at(counts, (words_NxK[:, k], casing_NxK[:, k]), 1)
   table = counts.argmax(axis=1).astype(np.int32)
   table[counts.sum(axis=1) == 0] = LOWER

@@ -295,7 +295,7 @@ def weight_norm(params):
 def fit(params, train, hyper, model_cfg, cfg, *, epochs, seed=0,
         evaluate=None, eval_every=0, on_eval=None, steps_per_call=500,
         log=print):
-  """Trains on `train` (a data.Windows) for `epochs` epochs.
+  """Trains on `train` (a vocab.Windows) for `epochs` epochs.
 
   With scalar `hyper` and one `seed` this trains one model. With `hyper.lr`
   and `hyper.l2` of shape [S], `seed` a length-S sequence and `params`

@@ -16,7 +16,7 @@ import pathlib
 
 import numpy as np
 
-from research import data as data_lib
+from research import vocab as vocab_lib
 from research.errors import UserError
 
 
@@ -90,6 +90,6 @@ def load_model(path):
   words = (path / 'vocab.txt').read_text(encoding='utf-8').split('\n')[:-1]
   known = (path / 'pretrained_words.txt').read_text(encoding='utf-8').split(
       '\n')[:-1]
-  vocab = data_lib.Vocab(words, frozenset(w for w in known if w))
+  vocab = vocab_lib.Vocab(words, frozenset(w for w in known if w))
   tags = (path / 'tags.txt').read_text().split()
   return params, vocab, tags, read_json(path / 'config.json')

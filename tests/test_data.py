@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from research import data
+from research import vocab as vocab_lib
 from research.errors import UserError
 
 CONLL_4COL = """\
@@ -324,26 +325,27 @@ def test_check_tags_unseen_tag(tmp_path):
     ('-', 'other'), ('北京', 'other'),
 ])
 def test_casing_id(token, casing):
-  assert data.CASINGS[data.casing_id(token)] == casing
+  assert vocab_lib.CASINGS[vocab_lib.casing_id(token)] == casing
 
 
 def test_casings_table():
-  assert data.CASINGS[0] == '<pad>' and len(data.CASINGS) == 8
+  assert vocab_lib.CASINGS[0] == '<pad>' and len(vocab_lib.CASINGS) == 8
 
 
 def test_fold_digits():
-  assert data.fold_digits('1996-08-22') == '0000-00-00'
-  assert data.fold_digits('A4 b') == 'A0 b'
-  assert data.fold_digits('none') == 'none'
+  assert vocab_lib.fold_digits('1996-08-22') == '0000-00-00'
+  assert vocab_lib.fold_digits('A4 b') == 'A0 b'
+  assert vocab_lib.fold_digits('none') == 'none'
 
 
 def test_normalize():
-  assert data.normalize('EU') == 'eu'
-  assert data.normalize('1996-08-22') == '0000-00-00'
-  assert data.normalize('1996-08-22', frozenset({'1996-08-22'})) == '1996-08-22'
-  assert data.normalize('1996', frozenset({'1996'})) == '1996'
-  assert data.normalize('2nd', frozenset({'1996'})) == '0nd'
-  assert data.normalize('Paris', frozenset({'paris'})) == 'paris'
+  assert vocab_lib.normalize('EU') == 'eu'
+  assert vocab_lib.normalize('1996-08-22') == '0000-00-00'
+  assert vocab_lib.normalize('1996-08-22',
+                             frozenset({'1996-08-22'})) == '1996-08-22'
+  assert vocab_lib.normalize('1996', frozenset({'1996'})) == '1996'
+  assert vocab_lib.normalize('2nd', frozenset({'1996'})) == '0nd'
+  assert vocab_lib.normalize('Paris', frozenset({'paris'})) == 'paris'
 
 
 # Vocab
@@ -352,11 +354,11 @@ def test_normalize():
 def test_vocab_build_order_and_min_count():
   train = [sentence('b', 'a', 'The', 'the'), sentence('c', 'a', 'the', '7'),
            sentence('9')]
-  vocab = data.Vocab.build(train)
+  vocab = vocab_lib.Vocab.build(train)
   assert vocab.words == ['<s>', '</s>', '<unk>', 'the', '0', 'a', 'b', 'c']
   assert vocab.index == {w: i for i, w in enumerate(vocab.words)}
   assert len(vocab) == 8
-  vocab = data.Vocab.build(train, min_count=2)
+  vocab = vocab_lib.Vocab.build(train, min_count=2)
   assert vocab.words == ['<s>', '</s>', '<unk>', 'the', '0', 'a']
   assert vocab.lookup('b') == 2
 
@@ -365,43 +367,43 @@ def test_vocab_build_pretrained_and_other_sentences():
   train = [sentence('a', 'a', 'rare', 'rarer')]
   dev = [sentence('Dev', 'unseen', 'a')]
   pretrained = frozenset({'dev', 'rare', 'zzz', 'aaa'})
-  vocab = data.Vocab.build(train, dev)
+  vocab = vocab_lib.Vocab.build(train, dev)
   assert 'dev' not in vocab.index  # Not pretrained: dev words stay out.
-  vocab = data.Vocab.build(train, dev, pretrained, min_count=2)
+  vocab = vocab_lib.Vocab.build(train, dev, pretrained, min_count=2)
   # 'rare' is kept despite min_count (it has a vector); 'rarer' is not.
   assert vocab.words == ['<s>', '</s>', '<unk>', 'a', 'dev', 'rare']
   assert vocab.known == pretrained
   assert vocab.lookup('unseen') == 2 and vocab.lookup('rarer') == 2
   assert vocab.lookup('DEV') == vocab.index['dev']
-  vocab = data.Vocab.build(train, dev, pretrained, all_pretrained=True)
+  vocab = vocab_lib.Vocab.build(train, dev, pretrained, all_pretrained=True)
   assert vocab.words == ['<s>', '</s>', '<unk>', 'a', 'rare', 'rarer', 'aaa',
                          'dev', 'zzz']
 
 
 def test_vocab_lookup_normalizes():
-  vocab = data.Vocab(['<s>', '</s>', '<unk>', 'eu', '0000', '1996'],
-                     known=frozenset({'1996'}))
+  vocab = vocab_lib.Vocab(['<s>', '</s>', '<unk>', 'eu', '0000', '1996'],
+                          known=frozenset({'1996'}))
   assert vocab.lookup('EU') == 3
   assert vocab.lookup('1996') == 5
   assert vocab.lookup('2001') == 4
-  assert vocab.lookup('never') == data.Vocab([data.PAD_LEFT, data.PAD_RIGHT,
-                                              data.UNK]).lookup('x') == 2
+  specials = [vocab_lib.PAD_LEFT, vocab_lib.PAD_RIGHT, vocab_lib.UNK]
+  assert vocab.lookup('never') == vocab_lib.Vocab(specials).lookup('x') == 2
 
 
 def test_vocab_requires_specials():
   with pytest.raises(ValueError):
-    data.Vocab(['a', 'b', 'c'])
+    vocab_lib.Vocab(['a', 'b', 'c'])
 
 
 # make_windows
 
-VOCAB = data.Vocab(['<s>', '</s>', '<unk>', 'eu', 'rejects', 'german'])
+VOCAB = vocab_lib.Vocab(['<s>', '</s>', '<unk>', 'eu', 'rejects', 'german'])
 TAGS = ['O', 'B-MISC', 'B-ORG']
 
 
 def test_make_windows_three_tokens_k2():
   s = sentence('EU', 'rejects', 'German', tags=['B-ORG', 'O', 'B-MISC'])
-  windows = data.make_windows([s], VOCAB, TAGS, k=2)
+  windows = vocab_lib.make_windows([s], VOCAB, TAGS, k=2)
   np.testing.assert_array_equal(windows.words, [[0, 0, 3, 4, 5],
                                                 [0, 3, 4, 5, 1],
                                                 [3, 4, 5, 1, 1]])
@@ -419,7 +421,7 @@ def test_make_windows_three_tokens_k2():
 
 def test_make_windows_k0_and_unknown_word():
   s = sentence('EU', 'Brussels', 'German', tags=['B-ORG', 'O', 'B-MISC'])
-  windows = data.make_windows([s, s], VOCAB, TAGS, k=0)
+  windows = vocab_lib.make_windows([s, s], VOCAB, TAGS, k=0)
   np.testing.assert_array_equal(windows.words, [[3], [2], [5]] * 2)
   np.testing.assert_array_equal(windows.casing, [[2], [3], [3]] * 2)
   np.testing.assert_array_equal(windows.sentence_index, [0, 0, 0, 1, 1, 1])
@@ -428,13 +430,14 @@ def test_make_windows_k0_and_unknown_word():
 def test_make_windows_never_cross_sentence_boundaries():
   lengths = [1, 4, 2, 7, 3]
   words = [f'w{i}' for i in range(sum(lengths))]
-  vocab = data.Vocab([data.PAD_LEFT, data.PAD_RIGHT, data.UNK] + words)
+  vocab = vocab_lib.Vocab(
+      [vocab_lib.PAD_LEFT, vocab_lib.PAD_RIGHT, vocab_lib.UNK] + words)
   sentences, start = [], 0
   for n in lengths:
     sentences.append(sentence(*words[start:start + n]))
     start += n
   for k in (0, 1, 3, 8):
-    windows = data.make_windows(sentences, vocab, ['O'], k=k)
+    windows = vocab_lib.make_windows(sentences, vocab, ['O'], k=k)
     assert windows.words.shape == (sum(lengths), 2 * k + 1)
     row = 0
     for index, s in enumerate(sentences):
@@ -449,12 +452,12 @@ def test_make_windows_never_cross_sentence_boundaries():
 
 
 def test_make_windows_empty():
-  windows = data.make_windows([], VOCAB, TAGS, k=2)
+  windows = vocab_lib.make_windows([], VOCAB, TAGS, k=2)
   assert windows.words.shape == (0, 5) and len(windows) == 0
 
 
 def test_make_windows_unknown_tag(tmp_path):
   path = write(tmp_path, 'f.txt', 'EU B-ORG\nrejects B-PER\n')
   sentences = data.read_conll(path)[0]
-  message = raises_user_error(data.make_windows, sentences, VOCAB, TAGS)
+  message = raises_user_error(vocab_lib.make_windows, sentences, VOCAB, TAGS)
   assert f'{path}:2:' in message and "'B-PER'" in message

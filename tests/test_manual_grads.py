@@ -18,12 +18,12 @@ import numpy as np
 import pytest
 
 from experiments import gradcheck as gc
-from research import data
 from research import grad_check
 from research import losses
 from research import manual_grads as mg
 from research import model as model_lib
 from research import train as train_lib
+from research import vocab as vocab_lib
 
 RTOL = 1e-10
 CLASSIFIERS = dict(gc.classifiers())  # tag -> ModelConfig
@@ -514,7 +514,7 @@ def test_fit_with_manual_grads_equals_autodiff():
   the same parameters with either gradient."""
   rng = np.random.default_rng(0)
   n, k, vocab, num_classes = 96, 1, 11, 4
-  train = data.Windows(
+  train = vocab_lib.Windows(
       rng.integers(0, vocab, (n, 2 * k + 1)).astype(np.int32),
       rng.integers(0, 8, (n, 2 * k + 1)).astype(np.int32),
       rng.integers(0, num_classes, n).astype(np.int32),

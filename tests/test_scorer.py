@@ -15,6 +15,7 @@ from research import data
 from research import losses
 from research import model as model_lib
 from research import scorer
+from research import vocab as vocab_lib
 from research.errors import UserError
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -41,9 +42,9 @@ def toy_sentences(n, seed):
 def toy_windows(k=1):
   train, dev = toy_sentences(200, 0), toy_sentences(60, 1)
   tags = data.check_tags({'train': train, 'dev': dev})
-  vocab = data.Vocab.build(train)
-  return (data.make_windows(train, vocab, tags, k),
-          data.make_windows(dev, vocab, tags, k), vocab, tags)
+  vocab = vocab_lib.Vocab.build(train)
+  return (vocab_lib.make_windows(train, vocab, tags, k),
+          vocab_lib.make_windows(dev, vocab, tags, k), vocab, tags)
 
 
 def train_data(windows, tags, vocab_size, entity_type='LOC'):

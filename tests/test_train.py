@@ -5,11 +5,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from research import data
 from research import losses
 from research import model as model_lib
 from research import pipeline
 from research import train as train_lib
+from research import vocab as vocab_lib
 
 V, K, C, N = 40, 5, 4, 96
 
@@ -18,9 +18,10 @@ def toy_windows(seed=0, n=N, vocab=V):
   rng = np.random.default_rng(seed)
   words = rng.integers(0, vocab // 2, (n, K)).astype(np.int32)  # repeats
   words[:, 0] = words[:, 1]  # a word repeated inside every window
-  return data.Windows(words, rng.integers(0, 8, (n, K)).astype(np.int32),
-                      rng.integers(0, C, n).astype(np.int32),
-                      np.arange(n, dtype=np.int32))
+  return vocab_lib.Windows(words,
+                           rng.integers(0, 8, (n, K)).astype(np.int32),
+                           rng.integers(0, C, n).astype(np.int32),
+                           np.arange(n, dtype=np.int32))
 
 
 def init(seed=0, model='hidden', hidden=16):
