@@ -99,21 +99,27 @@ def workdir(name):
 def save_flags(path):
   """Creates the run directory and writes the resolved flags into it."""
   path.mkdir(parents=True, exist_ok=True)
+  # Left out: absl's own flags (--verbosity, --pdb, ...), and where this run
+  # was written: a run repeated with --flagfile=W/flags.txt names its own
+  # --workdir and can never overwrite W by accident.
   lines = [f.serialize()
            for module, module_flags in flags.FLAGS.flags_by_module_dict().items()
-           if not module.startswith('absl')  # --verbosity, --pdb, ... left out
+           if not module.startswith('absl')
            for f in sorted(module_flags, key=lambda f: f.name)
-           if f.value is not None]
+           if f.value is not None and f.name not in ('workdir', 'overwrite')]
   (path / 'flags.txt').write_text('\n'.join(lines) + '\n')
 
 
 def parse_list(values, kind, name):
   """Converts a list flag's strings, or says in one line which flag is off."""
   try:
-    return [kind(v) for v in values]
+    parsed = [kind(v) for v in values]
   except ValueError:
     raise UserError(f'--{name}={",".join(values)}: expected a comma-separated '
                     f'list of {kind.__name__} values') from None
+  if not parsed:
+    raise UserError(f'--{name} is empty; give at least one value')
+  return parsed
 
 
 def log(line):
@@ -126,6 +132,16 @@ def load_dataset(**overrides):
             log=log)
   kw.update(overrides)
   return pipeline.load_dataset(**kw)
+
+
+def check_batch_size(ds):
+  """Refuses a --batch_size larger than the training windows, before the
+  run directory is written (entry points that train on all of them)."""
+  num_train = len(ds.windows['train'].labels)
+  if BATCH_SIZE.value > num_train:
+    raise UserError(f'--batch_size={BATCH_SIZE.value} is larger than the '
+                    f'{num_train:,} training windows of {DATA_DIR.value}; '
+                    'pass a smaller --batch_size')
 
 
 def model_config(**overrides):

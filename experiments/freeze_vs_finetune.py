@@ -54,8 +54,10 @@ _FRACTIONS = flags.DEFINE_list(
     'Fractions of the training sentences to train on, each in (0, 1].')
 _SEEDS = flags.DEFINE_list(
     'freeze_seeds', ['0', '1', '2', '3', '4'],
-    'Seeds: each picks the training subset, the initialization and the '
-    'shuffling (frozen and fine-tuned share it).')
+    'Seeds: each picks the training subset, the initialization of the layers '
+    'and the shuffling (frozen and fine-tuned share it). Word vectors start '
+    'from the same L for every seed (rows without a pretrained vector are '
+    'drawn once, when the data are loaded).')
 _MAX_EPOCHS = flags.DEFINE_integer(
     'fraction_max_epochs', 200,
     'Most passes over a training subset (small fractions otherwise get '

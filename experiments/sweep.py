@@ -31,17 +31,20 @@ _OBJECTIVES = flags.DEFINE_multi_enum(
     'Objectives to compare.')
 _L2S = flags.DEFINE_list('l2s', ['0', '1e-6', '1e-5', '1e-4', '1e-3'],
                          'L2 strengths lambda.')
-_SEEDS = flags.DEFINE_list('seeds', ['0', '1', '2'], 'Seeds per cell.')
+_SEEDS = flags.DEFINE_list(
+    'seeds', ['0', '1', '2'], 'Seeds per cell: each picks the initialization '
+    'of the layers and the shuffling; word vectors start from the same L.')
 _VMAP = flags.DEFINE_bool('vmap', True, 'Train each objective\'s grid as one '
                           'vmapped program.')
 
 
-def _evaluate_all(ds, model_cfg, objective, num):
-  """fn(stacked params) -> {'dev': [S scores], 'train': [S scores]}."""
+def _evaluate_all(ds, model_cfg, objective, num, stacked):
+  """fn(params) -> {'dev': [num scores], 'train': [num scores]}; params
+  carry a leading axis of num configurations when `stacked`."""
   def evaluate(params):
     rows = {'dev': [], 'train': []}
     for i in range(num):
-      p = train_lib.unstack(params, i) if num > 1 else params
+      p = train_lib.unstack(params, i) if stacked else params
       rows['dev'].append(pipeline.evaluate(p, ds, 'dev', model_cfg, objective))
       rows['train'].append(pipeline.evaluate(p, ds, 'train_sample', model_cfg,
                                              objective))
@@ -65,7 +68,8 @@ def run_grid(ds, model_cfg, cfg, l2s, seeds, epochs, vmap=True, log=print):
     params, history, stats = train_lib.fit(
         params, ds.windows['train'], hyper, model_cfg, cfg, epochs=epochs,
         seed=[s for _, s in grid],
-        evaluate=_evaluate_all(ds, model_cfg, cfg.objective, S), log=log)
+        evaluate=_evaluate_all(ds, model_cfg, cfg.objective, S, True),
+        log=log)
     finals = [train_lib.unstack(params, i) for i in range(S)]
     curves = [[{'step': h['step'], 'train_loss': h['train_loss'][i],
                 'dev': h['dev'][i], 'train': h['train'][i]} for h in history]
@@ -77,7 +81,8 @@ def run_grid(ds, model_cfg, cfg, l2s, seeds, epochs, vmap=True, log=print):
       p, history, stats = train_lib.fit(
           p, ds.windows['train'], train_lib.Hyper(lr, l2), model_cfg, cfg,
           epochs=epochs, seed=s,
-          evaluate=_evaluate_all(ds, model_cfg, cfg.objective, 1), log=log)
+          evaluate=_evaluate_all(ds, model_cfg, cfg.objective, 1, False),
+          log=log)
       finals.append(p)
       curves.append([{'step': h['step'], 'train_loss': h['train_loss'],
                       'dev': h['dev'][0], 'train': h['train'][0]}
@@ -179,6 +184,7 @@ def main(_):
   seeds = common.parse_list(_SEEDS.value, int, 'seeds')
   log = common.log
   ds = common.load_dataset()
+  common.check_batch_size(ds)
   model_cfg = common.model_config()
   common.save_flags(workdir)
   results, timings = [], []

@@ -28,6 +28,7 @@ def main(_):
   workdir = common.workdir('train')
   log = common.log
   ds = common.load_dataset(seed=_SEED.value)
+  common.check_batch_size(ds)
   model_cfg = common.model_config()
   cfg = common.train_config(objective=_OBJECTIVE.value)
   common.save_flags(workdir)

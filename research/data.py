@@ -248,6 +248,9 @@ def load_splits(data_dir):
             'dev files')
     return {split: [s for doc in docs for s in doc]
             for split, docs in splits.items()}
+  if 'train' not in files and 'dev' not in files:
+    raise UserError(f'{files["test"]}: found a test file but no train or dev '
+                    f'file in {data_dir}; add train.txt and valid.txt')
   for split, other in (('train', 'dev'), ('dev', 'train')):
     if split not in files:
       raise UserError(f'{files[other]}: found a {other} file but no {split} '

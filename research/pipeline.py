@@ -59,7 +59,8 @@ def load_dataset(data_dir, embeddings='glove', window=2, vocab='data',
              for name, sents in splits.items()}
   # A fixed, evenly spaced sample of training sentences for train-error curves.
   train = splits['train']
-  sample = train[::max(1, len(train) // TRAIN_SAMPLE)]
+  picked = np.unique(np.linspace(0, len(train) - 1, TRAIN_SAMPLE).astype(int))
+  sample = [train[i] for i in picked]
   splits['train_sample'] = sample
   windows['train_sample'] = vocab_lib.make_windows(sample, vocabulary, tags,
                                                    window)

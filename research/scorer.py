@@ -292,15 +292,27 @@ def predict_scores(params, words_NxK, casing_NxK, nonlinearity='tanh',
   return np.concatenate(out) if out else np.zeros((0,), np.float32)
 
 
+def _cuts(s_N, gold_N):
+  """Scores sorted descending, positives above each cut, and the cuts a
+  threshold can make: after position i only where the next score is lower
+  (a threshold cannot split windows of equal score)."""
+  order = np.argsort(-s_N, kind='stable')
+  sorted_N, hits = s_N[order], np.cumsum(gold_N[order])
+  cut = np.append(sorted_N[1:] < sorted_N[:-1], True)
+  return sorted_N, hits, np.flatnonzero(cut)
+
+
 def average_precision(s_N, gold_N):
-  """Area under the precision-recall curve (mean precision at each positive,
-  windows ranked by score), in percent; 0 if there are no positives."""
-  gold = np.asarray(gold_N, bool)[np.argsort(-np.asarray(s_N), kind='stable')]
-  if not gold.any():
+  """Area under the precision-recall curve, in percent (0 without
+  positives): sum over thresholds of (recall gained) x precision, one
+  threshold per distinct score, so tied windows count together."""
+  s_N, gold_N = np.asarray(s_N), np.asarray(gold_N, bool)
+  if not gold_N.any():
     return 0.0
-  hits = np.cumsum(gold)
-  precision = hits / np.arange(1, len(gold) + 1)
-  return float(100.0 * precision[gold].mean())
+  _, hits, cuts = _cuts(s_N, gold_N)
+  precision = hits[cuts] / (cuts + 1)
+  gained = np.diff(np.concatenate([[0], hits[cuts]]))
+  return float(100.0 * np.sum(gained * precision) / gold_N.sum())
 
 
 def detection_scores(s_N, gold_N, threshold=0.0):
@@ -324,12 +336,11 @@ def detection_scores(s_N, gold_N, threshold=0.0):
          'num_correct': num_correct, 'ap': average_precision(s_N, gold_N),
          'best_f1': 0.0, 'best_threshold': float(threshold)}
   if num_gold:
-    sorted_N = s_N[np.argsort(-s_N, kind='stable')]
-    hits = np.cumsum(gold_N[np.argsort(-s_N, kind='stable')])
-    f1_at = 200.0 * hits / (np.arange(1, len(s_N) + 1) + num_gold)
-    best = int(np.argmax(f1_at))
+    sorted_N, hits, cuts = _cuts(s_N, gold_N)
+    f1_at = 200.0 * hits[cuts] / (cuts + 1 + num_gold)
+    best = int(cuts[np.argmax(f1_at)])
     below = sorted_N[best + 1] if best + 1 < len(s_N) else sorted_N[best] - 1
-    out['best_f1'] = float(f1_at[best])
+    out['best_f1'] = float(f1_at.max())
     out['best_threshold'] = float((sorted_N[best] + below) / 2)
   return out
 

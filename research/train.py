@@ -25,6 +25,7 @@ import optax
 
 from research import losses
 from research import model as model_lib
+from research.errors import UserError
 
 OPTIMIZERS = ('sgd', 'adagrad', 'adam')
 ADAGRAD_INIT, ADAGRAD_EPS = 0.1, 1e-7  # optax.adagrad defaults
@@ -328,7 +329,8 @@ def fit(params, train, hyper, model_cfg, cfg, *, epochs, seed=0,
   n, B = len(train.labels), cfg.batch_size
   spe = n // B
   if spe == 0:
-    raise ValueError(f'batch size {B} is larger than the {n} training windows')
+    raise UserError(f'batch size {B} is larger than the {n:,} training '
+                    'windows; pass a smaller --batch_size')
   many = np.ndim(hyper.lr) > 0
   seeds = list(seed) if many else [seed]
   S = len(seeds)

@@ -77,6 +77,12 @@ def corpus_with(tmp_path, train=None, dev=None):
   return directory
 
 
+def corpus_without(directory, *names):
+  for name in names:
+    (directory / name).unlink()
+  return directory
+
+
 BAD_INPUTS = {
     'missing data dir': (lambda d: d / 'nope', ['nope', 'not found']),
     'missing dev split': (
@@ -94,6 +100,9 @@ BAD_INPUTS = {
     'tag unseen in training': (
         lambda d: corpus_with(d, dev=b'Kyoto B-GPE\n'), ['valid.txt:1',
                                                         'B-GPE']),
+    'only a test file': (
+        lambda d: corpus_without(corpus_with(d), 'train.txt', 'valid.txt'),
+        ['test.txt', 'no train or dev']),
 }
 
 
@@ -105,6 +114,33 @@ def test_bad_data_gives_one_clear_line(case, tmp_path):
                      f'--workdir={tmp_path / "run"}')
   assert_one_line_error(result, *fragments)
   assert not (tmp_path / 'run').exists()  # nothing half-written
+
+
+@pytest.mark.parametrize('flags,fragments', [
+    (('--batch_size=100000',), ['--batch_size=100000', 'training windows']),
+    (('--seeds=',), ['--seeds is empty']),
+    (('--l2s=0,x',), ['--l2s=0,x', 'float']),
+])
+def test_bad_flag_values_give_one_clear_line(corpus, tmp_path, flags,
+                                             fragments):
+  result = run_entry('experiments.sweep', '--embeddings=random',
+                     f'--data_dir={corpus}', *flags,
+                     f'--workdir={tmp_path / "run"}')
+  assert_one_line_error(result, *fragments)
+  assert not (tmp_path / 'run').exists()  # nothing half-written
+
+
+def test_sweep_of_one_configuration(corpus, tmp_path):
+  """One L2 strength and one seed: still the vmapped program (S = 1)."""
+  workdir = tmp_path / 'run'
+  result = run_entry('experiments.sweep', '--embeddings=random',
+                     f'--data_dir={corpus}', '--l2s=0', '--seeds=0',
+                     '--objectives=xent', '--epochs=1', '--hidden=8',
+                     '--batch_size=64', f'--workdir={workdir}')
+  assert result.returncode == 0, result.stderr
+  results = json.loads((workdir / 'results.json').read_text())['results']
+  assert len(results) == 1 and 0 <= results[0]['dev']['f1'] <= 100
+  assert '--workdir' not in (workdir / 'flags.txt').read_text()
 
 
 def test_missing_vectors_file(corpus, tmp_path):

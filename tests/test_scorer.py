@@ -165,6 +165,21 @@ def test_detection_scores():
   assert best['f1'] == pytest.approx(r['best_f1'])
 
 
+def test_detection_scores_with_tied_scores():
+  """A threshold cannot split windows of equal score: the best cut and the
+  precision-recall curve move over tied windows together."""
+  s = np.array([2.0, 1.0, 1.0, 0.0])
+  gold = np.array([True, True, False, False])
+  r = scorer.detection_scores(s, gold)
+  # Cuts: {2} P 1 R 1/2 F1 66.7; {2, 1, 1} P 2/3 R 1 F1 80; all: F1 66.7.
+  # Splitting the tie ({2, 1}: F1 100) is not a threshold.
+  assert r['best_f1'] == pytest.approx(80.0)
+  best = scorer.detection_scores(s, gold, r['best_threshold'])
+  assert best['f1'] == pytest.approx(80.0)
+  assert r['ap'] == pytest.approx(100 * (0.5 * 1 + 0.5 * 2 / 3))
+  assert scorer.average_precision(np.ones(4), gold) == pytest.approx(50.0)
+
+
 @pytest.mark.parametrize('objective,negatives', [('margin', 'corrupt'),
                                                  ('logistic', 'corrupt')])
 def test_training_on_a_separable_toy_task(objective, negatives):
