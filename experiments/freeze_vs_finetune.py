@@ -398,12 +398,10 @@ def main(_):
   log = common.log
   fractions = sorted(set(common.parse_list(_FRACTIONS.value, float,
                                            'fractions')))
-  if not fractions or not all(0 < f <= 1 for f in fractions):
+  if not all(0 < f <= 1 for f in fractions):
     raise UserError(f'--fractions={",".join(_FRACTIONS.value)}: give '
                     'fractions in (0, 1]')
   seeds = common.parse_list(_SEEDS.value, int, 'freeze_seeds')
-  if not seeds:
-    raise UserError('--freeze_seeds is empty; give at least one seed')
   ds = common.load_dataset()
   model_cfg = common.model_config()
   common.save_flags(workdir)

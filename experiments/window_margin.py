@@ -70,13 +70,7 @@ def _flag_values():
   if bad or not negatives:
     raise UserError(f'--negatives={",".join(_NEGATIVES.value)}: use one or '
                     f'both of {", ".join(scorer.NEGATIVES)}')
-  try:
-    seeds = [int(s) for s in _SEEDS.value]
-  except ValueError:
-    raise UserError(f'--margin_seeds={",".join(_SEEDS.value)}: give integers '
-                    'separated by commas') from None
-  if not seeds:
-    raise UserError('--margin_seeds is empty; give at least one seed')
+  seeds = common.parse_list(_SEEDS.value, int, 'margin_seeds')
   unsupported = [name for name, on in (
       ('--dropout', common.DROPOUT.value > 0),
       ('--grad=manual', common.GRAD.value == 'manual'),
