@@ -76,13 +76,15 @@ def _dense_keys(params, cfg):
 def init_state(params, cfg, key):
   dense = {k: params[k] for k in _dense_keys(params, cfg)}
   rows_state = {}
-  if cfg.sparse and not cfg.freeze_embeddings:
+  if cfg.sparse and not cfg.freeze_embeddings and (
+      cfg.optimizer != 'sgd' or cfg.l2_embeddings):
     shape = params['L'].shape
+    rows_state = {'slot': jnp.zeros(shape[0], jnp.int32)}  # _representatives
     if cfg.optimizer == 'adagrad':
-      rows_state = {'sum_sq': jnp.full(shape, ADAGRAD_INIT, jnp.float32)}
+      rows_state['sum_sq'] = jnp.full(shape, ADAGRAD_INIT, jnp.float32)
     elif cfg.optimizer == 'adam':
-      # First and second moments side by side: one gather, one scatter.
-      rows_state = {'mu_nu': jnp.zeros((shape[0], 2, shape[1]))}
+      rows_state['mu'] = jnp.zeros(shape, jnp.float32)
+      rows_state['nu'] = jnp.zeros(shape, jnp.float32)
   return TrainState(params, _direction(cfg.optimizer).init(dense), rows_state,
                     jnp.zeros((), jnp.int32), key)
 
@@ -123,40 +125,27 @@ def batch_grads(dense, E, casing, y, l2, model_cfg, cfg, key):
   return loss, g_dense, g_E
 
 
-# Scatter hints for the rows of _sum_repeats: ids past the table are dropped.
-_DISTINCT_SORTED = dict(mode='drop', indices_are_sorted=True,
-                        unique_indices=True)
+def _representatives(slot_V, ids_M):
+  """One position per distinct id of a batch, without sorting.
 
+  Every position i is written into slot[ids[i]] (for a repeated id, one of
+  its positions wins) and read back: rep[i] is the position that stands for
+  ids[i], and i is its id's representative when rep[i] == i. Only the
+  slots of this batch's ids are written before they are read, so the [V]
+  table carries no meaning between steps and is never reset.
 
-def _sum_repeats(ids_M, g_Mxd, fill):
-  """Sorted distinct ids (padded with fill, fill+1, ...) and summed gradients.
-
-  Sorts (id, position) pairs packed into one int32 key (a plain sort is far
-  cheaper on the CPU than jnp.unique's inverse, an argsort), then sums each
-  run of equal ids with a sorted segment sum.
+  Returns (slot_V, rep_M, first_M).
   """
-  M = ids_M.shape[0]
-  if (fill + M) * M >= 2**31:  # the packed key would overflow int32
-    uniq_M, inv_M = jnp.unique(ids_M, size=M, fill_value=fill,
-                               return_inverse=True)
-    pad_M = jnp.arange(M) - jnp.searchsorted(uniq_M, fill)
-    uniq_M = jnp.where(pad_M >= 0, fill + pad_M, uniq_M)
-    return uniq_M, jnp.zeros_like(g_Mxd).at[inv_M.reshape(-1)].add(g_Mxd)
-  key_M = jnp.sort(ids_M * M + jnp.arange(M, dtype=ids_M.dtype))
-  sorted_M, order_M = key_M // M, key_M % M
-  first_M = jnp.concatenate([jnp.ones(1, bool), sorted_M[1:] != sorted_M[:-1]])
-  segment_M = jnp.cumsum(first_M) - 1
-  summed_Mxd = jax.ops.segment_sum(g_Mxd[order_M], segment_M, num_segments=M,
-                                   indices_are_sorted=True)
-  # Padding ids fill, fill+1, ... keep the list sorted and free of repeats.
-  uniq_M = (fill + jnp.arange(M, dtype=ids_M.dtype)).at[
-      jnp.where(first_M, segment_M, M)].set(sorted_M, mode='drop')
-  return uniq_M, summed_Mxd
+  pos_M = jnp.arange(ids_M.shape[0], dtype=ids_M.dtype)
+  slot_V = slot_V.at[ids_M].set(pos_M)
+  rep_M = slot_V[ids_M]
+  return slot_V, rep_M, rep_M == pos_M
 
 
-def _row_update(L, rows_state, ids_M, g_Mxd, step, hyper, cfg):
+def _row_update(L, rows_state, ids_M, rows_Mxd, g_Mxd, step, hyper, cfg):
   """Updates only the rows of L in ids_M (repeats accumulate).
 
+  rows_Mxd = L[ids_M] (the gathered word vectors of the forward pass).
   Semantics (documented in the README): the gradient of each touched row is
   the sum over its occurrences in the batch, plus lambda * L[row] when L2
   covers word vectors (weight decay applied lazily, to touched rows only).
@@ -168,29 +157,32 @@ def _row_update(L, rows_state, ids_M, g_Mxd, step, hyper, cfg):
   if cfg.optimizer == 'sgd' and not cfg.l2_embeddings:
     # Summing repeats and updating once equals updating once per repeat.
     return L.at[ids_M].add(-hyper.lr * g_Mxd), rows_state
-  uniq_M, g_Mxd = _sum_repeats(ids_M, g_Mxd, V)
-  rows_Mxd = L.at[uniq_M].get(mode='fill', fill_value=0.0)
+  slot, rep_M, first_M = _representatives(rows_state['slot'], ids_M)
+  # Each representative adds the other occurrences of its id to its own
+  # gradient; the other positions keep theirs and are not written back.
+  g_Mxd = g_Mxd.at[jnp.where(first_M, M, rep_M)].add(g_Mxd, mode='drop')
+  # Representatives write their row; the rest point past the table (dropped),
+  # each at its own index so that the written indices stay distinct.
+  dest_M = jnp.where(first_M, ids_M, V + jnp.arange(M, dtype=ids_M.dtype))
+  write = dict(mode='drop', unique_indices=True)
   if cfg.l2_embeddings:
     g_Mxd = g_Mxd + hyper.l2 * rows_Mxd
+  rows_state = dict(rows_state, slot=slot)
   if cfg.optimizer == 'sgd':
     delta = g_Mxd
   elif cfg.optimizer == 'adagrad':
-    s = rows_state['sum_sq'].at[uniq_M].get(mode='fill', fill_value=1.0)
-    s = s + jnp.square(g_Mxd)
-    rows_state = {'sum_sq': rows_state['sum_sq'].at[uniq_M].set(
-        s, **_DISTINCT_SORTED)}
+    s = rows_state['sum_sq'][ids_M] + jnp.square(g_Mxd)
+    rows_state['sum_sq'] = rows_state['sum_sq'].at[dest_M].set(s, **write)
     delta = g_Mxd * jax.lax.rsqrt(s + ADAGRAD_EPS)
   else:
-    mu_nu = rows_state['mu_nu'].at[uniq_M].get(mode='fill', fill_value=0.0)
-    mu = ADAM_B1 * mu_nu[:, 0] + (1 - ADAM_B1) * g_Mxd
-    nu = ADAM_B2 * mu_nu[:, 1] + (1 - ADAM_B2) * jnp.square(g_Mxd)
-    rows_state = {'mu_nu': rows_state['mu_nu'].at[uniq_M].set(
-        jnp.stack([mu, nu], axis=1), **_DISTINCT_SORTED)}
+    mu = ADAM_B1 * rows_state['mu'][ids_M] + (1 - ADAM_B1) * g_Mxd
+    nu = ADAM_B2 * rows_state['nu'][ids_M] + (1 - ADAM_B2) * jnp.square(g_Mxd)
+    rows_state['mu'] = rows_state['mu'].at[dest_M].set(mu, **write)
+    rows_state['nu'] = rows_state['nu'].at[dest_M].set(nu, **write)
     t = (step + 1).astype(jnp.float32)
-    mu_hat = mu / (1 - ADAM_B1**t)
-    nu_hat = nu / (1 - ADAM_B2**t)
-    delta = mu_hat / (jnp.sqrt(nu_hat) + ADAM_EPS)
-  L = L.at[uniq_M].add(-hyper.lr * delta, **_DISTINCT_SORTED)
+    delta = (mu / (1 - ADAM_B1**t)) / (jnp.sqrt(nu / (1 - ADAM_B2**t)) +
+                                       ADAM_EPS)
+  L = L.at[dest_M].set(rows_Mxd - hyper.lr * delta, **write)
   return L, rows_state
 
 
@@ -211,7 +203,8 @@ def train_step(state, batch, hyper, model_cfg, cfg):
     if cfg.sparse:
       d = L.shape[1]
       L, rows_state = _row_update(L, rows_state, words_BxK.reshape(-1),
-                                  g_E.reshape(-1, d), state.step, hyper, cfg)
+                                  E_BxKxd.reshape(-1, d), g_E.reshape(-1, d),
+                                  state.step, hyper, cfg)
     else:
       g_L = jnp.zeros_like(L).at[words_BxK].add(g_E)
       if cfg.l2_embeddings:
@@ -245,15 +238,9 @@ def _train_steps(state, data, perm, first, num_steps, hyper, model_cfg, cfg):
   return jax.lax.fori_loop(0, num_steps, body, (state, jnp.float32(0.0)))
 
 
-train_steps = jax.jit(_train_steps, static_argnames=('model_cfg', 'cfg'),
-                      donate_argnames=('state',))
-
-
-@functools.partial(jax.jit, static_argnames=('model_cfg', 'cfg'),
-                   donate_argnames=('state',))
-def train_steps_many(state, data, perm_SxN, first, num_steps, hyper,
-                     model_cfg, cfg):
-  """`train_steps` for S configurations at once, as one vmapped program.
+def _train_steps_many(state, data, perm_SxN, first, num_steps, hyper,
+                      model_cfg, cfg):
+  """`_train_steps` for S configurations at once, as one vmapped program.
 
   state and hyper carry a leading axis S (e.g. L2 strengths x seeds); each
   configuration has its own shuffle perm_SxN[s]; the data are shared.
@@ -261,6 +248,28 @@ def train_steps_many(state, data, perm_SxN, first, num_steps, hyper,
   run = functools.partial(_train_steps, model_cfg=model_cfg, cfg=cfg)
   return jax.vmap(run, in_axes=(0, None, 0, None, None, 0))(
       state, data, perm_SxN, first, num_steps, hyper)
+
+
+# XLA:CPU hands float32 matrix products to YNNPACK by default; its own
+# (Eigen) kernels run this model's products faster: experiments/bench.py
+# times the training step both ways in every run. Other backends ignore it.
+CPU_COMPILER_OPTIONS = (('xla_cpu_experimental_ynn_fusion_type', ''),)
+
+
+@functools.cache
+def program(many=False, compiler_options=None):
+  """The jitted training loop: one configuration, or S vmapped (`many`).
+
+  compiler_options: XLA options as ((name, value), ...); None picks
+  CPU_COMPILER_OPTIONS on the CPU and nothing elsewhere, () nothing.
+  """
+  if compiler_options is None:
+    compiler_options = (CPU_COMPILER_OPTIONS
+                        if jax.default_backend() == 'cpu' else ())
+  return jax.jit(_train_steps_many if many else _train_steps,
+                 static_argnames=('model_cfg', 'cfg'),
+                 donate_argnames=('state',),
+                 compiler_options=dict(compiler_options) or None)
 
 
 @functools.partial(jax.jit, static_argnames=('model_cfg', 'objective'))
@@ -293,15 +302,25 @@ def weight_norm(params):
   return float(jnp.sqrt(sum(jnp.sum(jnp.square(params[k])) for k in keys)))
 
 
+def epoch_order(seed, epoch, n):
+  """The order of the n training windows in an epoch: a permutation [n].
+
+  Drawn on the host: jax.random.permutation sorts n keys on the device,
+  about 0.1 s per CoNLL epoch on a CPU, which would count as training time.
+  """
+  rng = np.random.default_rng((int(seed) % 2**32, epoch))
+  return rng.permutation(n).astype(np.int32)
+
+
 def fit(params, train, hyper, model_cfg, cfg, *, epochs, seed=0,
         evaluate=None, eval_every=0, on_eval=None, steps_per_call=500,
-        log=print):
+        compiler_options=None, log=print):
   """Trains on `train` (a vocab.Windows) for `epochs` epochs.
 
   With scalar `hyper` and one `seed` this trains one model. With `hyper.lr`
   and `hyper.l2` of shape [S], `seed` a length-S sequence and `params`
   stacked along a leading axis S, it trains the S configurations together as
-  one vmapped program (train_steps_many); `evaluate` then receives the
+  one vmapped program (`program(many=True)`); `evaluate` then receives the
   stacked parameters too.
 
   Args:
@@ -317,6 +336,7 @@ def fit(params, train, hyper, model_cfg, cfg, *, epochs, seed=0,
     eval_every: see `evaluate`.
     on_eval: optional fn(row) called with each history row as it is made.
     steps_per_call: most steps per compiled call (progress granularity).
+    compiler_options: XLA options of the training program (see `program`).
     log: progress line printer.
 
   Returns:
@@ -340,29 +360,26 @@ def fit(params, train, hyper, model_cfg, cfg, *, epochs, seed=0,
                                         train.labels))
   keys = [jax.random.key(s) for s in seeds]
   params = jax.tree.map(jnp.array, params)  # a copy: the state is donated
-  perm_keys = [jax.random.fold_in(k, 2) for k in keys]
 
   def perms(epoch):
-    out = [jax.random.permutation(jax.random.fold_in(k, epoch), n)
-           for k in perm_keys]
-    return jnp.stack(out) if many else out[0]
+    out = np.stack([epoch_order(s, epoch, n) for s in seeds])
+    return jnp.asarray(out if many else out[0])
 
   if many:
     hyper = Hyper(jnp.asarray(hyper.lr, jnp.float32),
                   jnp.asarray(hyper.l2, jnp.float32))
     state = jax.vmap(lambda p, k: init_state(p, cfg, k))(
         params, jnp.stack([jax.random.fold_in(k, 1) for k in keys]))
-    program = train_steps_many
   else:
     hyper = Hyper(jnp.float32(hyper.lr), jnp.float32(hyper.l2))
     state = init_state(params, cfg, jax.random.fold_in(keys[0], 1))
-    program = train_steps
 
   # A call of zero steps compiles (or finds in jit's cache) the program. It
   # is called exactly as the loop below calls it: jit keys its cache on how
   # arguments are passed, so a positional cfg here and a keyword one there
   # would compile twice (the second time inside the timed steps).
-  step_fn = functools.partial(program, model_cfg=model_cfg, cfg=cfg)
+  step_fn = functools.partial(program(many, compiler_options),
+                              model_cfg=model_cfg, cfg=cfg)
   t0 = time.perf_counter()
   state, _ = step_fn(state, data, perms(0), 0, 0, hyper)
   jax.block_until_ready(state)
