@@ -83,8 +83,8 @@ def init_state(params, cfg, key):
     if cfg.optimizer == 'adagrad':
       rows_state['sum_sq'] = jnp.full(shape, ADAGRAD_INIT, jnp.float32)
     elif cfg.optimizer == 'adam':
-      rows_state['mu'] = jnp.zeros(shape, jnp.float32)
-      rows_state['nu'] = jnp.zeros(shape, jnp.float32)
+      # Both moments of a row side by side: one gather, one scatter.
+      rows_state['mu_nu'] = jnp.zeros((shape[0], 2, shape[1]), jnp.float32)
   return TrainState(params, _direction(cfg.optimizer).init(dense), rows_state,
                     jnp.zeros((), jnp.int32), key)
 
@@ -175,13 +175,16 @@ def _row_update(L, rows_state, ids_M, rows_Mxd, g_Mxd, step, hyper, cfg):
     rows_state['sum_sq'] = rows_state['sum_sq'].at[dest_M].set(s, **write)
     delta = g_Mxd * jax.lax.rsqrt(s + ADAGRAD_EPS)
   else:
-    mu = ADAM_B1 * rows_state['mu'][ids_M] + (1 - ADAM_B1) * g_Mxd
-    nu = ADAM_B2 * rows_state['nu'][ids_M] + (1 - ADAM_B2) * jnp.square(g_Mxd)
-    rows_state['mu'] = rows_state['mu'].at[dest_M].set(mu, **write)
-    rows_state['nu'] = rows_state['nu'].at[dest_M].set(nu, **write)
+    # [g, g^2] along the middle axis, as one elementwise expression.
+    g_Mx1xd = g_Mxd[:, None]
+    first_moment = jnp.arange(2)[None, :, None] == 0
+    powers_Mx2xd = g_Mx1xd * jnp.where(first_moment, 1.0, g_Mx1xd)
+    beta = jnp.array([ADAM_B1, ADAM_B2])[None, :, None]
+    mu_nu = beta * rows_state['mu_nu'][ids_M] + (1 - beta) * powers_Mx2xd
+    rows_state['mu_nu'] = rows_state['mu_nu'].at[dest_M].set(mu_nu, **write)
     t = (step + 1).astype(jnp.float32)
-    delta = (mu / (1 - ADAM_B1**t)) / (jnp.sqrt(nu / (1 - ADAM_B2**t)) +
-                                       ADAM_EPS)
+    delta = (mu_nu[:, 0] / (1 - ADAM_B1**t)) / (
+        jnp.sqrt(mu_nu[:, 1] / (1 - ADAM_B2**t)) + ADAM_EPS)
   L = L.at[dest_M].set(rows_Mxd - hyper.lr * delta, **write)
   return L, rows_state
 
