@@ -25,6 +25,7 @@ import optax
 
 from research import losses
 from research import model as model_lib
+from research import rows
 from research.errors import UserError
 
 OPTIMIZERS = ('sgd', 'adagrad', 'adam')
@@ -137,8 +138,8 @@ def _representatives(slot_V, ids_M):
   Returns (slot_V, rep_M, first_M).
   """
   pos_M = jnp.arange(ids_M.shape[0], dtype=ids_M.dtype)
-  slot_V = slot_V.at[ids_M].set(pos_M)
-  rep_M = slot_V[ids_M]
+  slot_V = rows.put(slot_V, ids_M, pos_M)
+  rep_M = rows.take(slot_V, ids_M)
   return slot_V, rep_M, rep_M == pos_M
 
 
@@ -153,26 +154,24 @@ def _row_update(L, rows_state, ids_M, rows_Mxd, g_Mxd, step, hyper, cfg):
   adam (lazy): m[r], v[r] updated only when r is touched, bias correction by
   the global step. With sgd and no L2 on L this equals the dense update.
   """
-  V, M = L.shape[0], ids_M.shape[0]
+  M = ids_M.shape[0]
   if cfg.optimizer == 'sgd' and not cfg.l2_embeddings:
     # Summing repeats and updating once equals updating once per repeat.
-    return L.at[ids_M].add(-hyper.lr * g_Mxd), rows_state
+    return rows.add(L, ids_M, -hyper.lr * g_Mxd), rows_state
   slot, rep_M, first_M = _representatives(rows_state['slot'], ids_M)
   # Each representative adds the other occurrences of its id to its own
-  # gradient; the other positions keep theirs and are not written back.
+  # gradient; the other positions keep theirs and are not written back
+  # (only representatives write their row, so the written ids are distinct).
   g_Mxd = g_Mxd.at[jnp.where(first_M, M, rep_M)].add(g_Mxd, mode='drop')
-  # Representatives write their row; the rest point past the table (dropped),
-  # each at its own index so that the written indices stay distinct.
-  dest_M = jnp.where(first_M, ids_M, V + jnp.arange(M, dtype=ids_M.dtype))
-  write = dict(mode='drop', unique_indices=True)
   if cfg.l2_embeddings:
     g_Mxd = g_Mxd + hyper.l2 * rows_Mxd
   rows_state = dict(rows_state, slot=slot)
   if cfg.optimizer == 'sgd':
     delta = g_Mxd
   elif cfg.optimizer == 'adagrad':
-    s = rows_state['sum_sq'][ids_M] + jnp.square(g_Mxd)
-    rows_state['sum_sq'] = rows_state['sum_sq'].at[dest_M].set(s, **write)
+    s = rows.take(rows_state['sum_sq'], ids_M) + jnp.square(g_Mxd)
+    rows_state['sum_sq'] = rows.put_distinct(rows_state['sum_sq'], ids_M, s,
+                                             first_M)
     delta = g_Mxd * jax.lax.rsqrt(s + ADAGRAD_EPS)
   else:
     # [g, g^2] along the middle axis, as one elementwise expression.
@@ -180,12 +179,14 @@ def _row_update(L, rows_state, ids_M, rows_Mxd, g_Mxd, step, hyper, cfg):
     first_moment = jnp.arange(2)[None, :, None] == 0
     powers_Mx2xd = g_Mx1xd * jnp.where(first_moment, 1.0, g_Mx1xd)
     beta = jnp.array([ADAM_B1, ADAM_B2])[None, :, None]
-    mu_nu = beta * rows_state['mu_nu'][ids_M] + (1 - beta) * powers_Mx2xd
-    rows_state['mu_nu'] = rows_state['mu_nu'].at[dest_M].set(mu_nu, **write)
+    mu_nu = (beta * rows.take(rows_state['mu_nu'], ids_M) +
+             (1 - beta) * powers_Mx2xd)
+    rows_state['mu_nu'] = rows.put_distinct(rows_state['mu_nu'], ids_M, mu_nu,
+                                            first_M)
     t = (step + 1).astype(jnp.float32)
     delta = (mu_nu[:, 0] / (1 - ADAM_B1**t)) / (
         jnp.sqrt(mu_nu[:, 1] / (1 - ADAM_B2**t)) + ADAM_EPS)
-  L = L.at[dest_M].set(rows_Mxd - hyper.lr * delta, **write)
+  L = rows.put_distinct(L, ids_M, rows_Mxd - hyper.lr * delta, first_M)
   return L, rows_state
 
 
@@ -198,7 +199,7 @@ def train_step(state, batch, hyper, model_cfg, cfg):
     key, drop_key = jax.random.split(state.key)
   dense = {k: params[k] for k in _dense_keys(params, cfg)}
   dense.pop('L', None)
-  E_BxKxd = params['L'][words_BxK]
+  E_BxKxd = rows.take(params['L'], words_BxK)
   loss, g_dense, g_E = batch_grads(dense, E_BxKxd, casing_BxK, y_B, hyper.l2,
                                    model_cfg, cfg, drop_key)
   L, rows_state = params['L'], state.rows_state
