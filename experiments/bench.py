@@ -2,16 +2,20 @@ r"""Training throughput against this machine's own matmul peak.
 
   ./launch.sh bench --data_dir=../shared/data/conll2003 --workdir=runs/bench
 
-Measured in one run, side by side:
-  * the float32 matmul peak (GFLOP/s) of jitted square products;
+Measured in one run, side by side (the timings compared in a ratio are taken
+in interleaved rounds, --repeats of each; the best round is kept):
+  * the float32 matmul peak (GFLOP/s) of jitted square products, with XLA's
+    default CPU options and with the training program's (the higher counts);
   * windows/s of the hidden model at batch sizes --batch_sizes, with the data
     vocabulary and with the whole pretrained vocabulary (--vocab=pretrained,
     400k words for GloVe), and the achieved GFLOP/s as a fraction of the peak;
-  * the naive baseline: one jitted step per batch called from Python, batches
-    sent from the host, dense optax updates of the whole table;
   * the same step's matrix products alone (the counted FLOPs, nothing else),
     the ceiling for this model at each batch size;
-  * a vmapped sweep of --sweep_configs L2 strengths against one configuration.
+  * at batch 256: the naive baseline (one jitted step per batch called from
+    Python, batches sent from the host, dense optax updates of the whole
+    table), and the training program compiled with XLA's default options;
+  * a vmapped sweep of --sweep_configs L2 strengths against one configuration,
+    with the least time the S configurations could take at the matmul peak.
 FLOPs per window are 3x the forward matmuls (research.model.num_flops_per_window):
 the backward pass of each product costs two products of the same size.
 Compilation is excluded from every rate (it is reported separately).
@@ -40,16 +44,29 @@ _BENCH_STEPS = flags.DEFINE_integer(
     'largest batch (0: one pass over the training windows).')
 _SWEEP_CONFIGS = flags.DEFINE_integer('sweep_configs', 8,
                                       'Configurations in the vmapped sweep.')
-_REPEATS = flags.DEFINE_integer('repeats', 3, 'Timed repeats (best is kept).')
+_REPEATS = flags.DEFINE_integer('repeats', 3, 'Timed rounds (best is kept).',
+                                lower_bound=1)
+
+XLA_DEFAULTS = ()  # compiler options: none, XLA's defaults
 
 
-def matmul_peak(sizes=(512, 1024, 2048), seconds=1.0):
+def rounds(timers, repeats):
+  """Calls each timer (-> seconds) once per round, `repeats` rounds, so that
+  what is compared is measured under the same conditions; best per timer."""
+  times = {name: [] for name in timers}
+  for _ in range(repeats):
+    for name, timer in timers.items():
+      times[name].append(timer())
+  return {name: min(t) for name, t in times.items()}
+
+
+def matmul_peak(compiler_options, sizes=(512, 1024, 2048), seconds=1.0):
   """Best float32 GFLOP/s of a jitted square matmul on the default device."""
   best = {}
   for n in sizes:
     a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
     b = jax.random.normal(jax.random.key(1), (n, n), jnp.float32)
-    f = jax.jit(jnp.matmul)
+    f = jax.jit(jnp.matmul, compiler_options=dict(compiler_options) or None)
     f(a, b).block_until_ready()
     reps = max(2, int(seconds * 50e9 / (2 * n**3)))
     rates = []
@@ -60,11 +77,11 @@ def matmul_peak(sizes=(512, 1024, 2048), seconds=1.0):
       out.block_until_ready()
       rates.append(2 * n**3 * reps / (time.perf_counter() - t) / 1e9)
     best[n] = max(rates)
-  return max(best.values()), best
+  return best
 
 
-def matmul_floor(B, D, H, C, steps, repeats):
-  """Windows/s of a step's matrix products alone, at batch B.
+def matmul_floor(B, D, H, C, steps, compiler_options):
+  """A timer of a step's matrix products alone, at batch B.
 
   Forward x W1^T and a W2^T, backward the gradients w.r.t. both weights and
   both inputs: the FLOPs research.model.num_flops_per_window counts, with
@@ -84,28 +101,32 @@ def matmul_floor(B, D, H, C, steps, repeats):
     return (x - 1e-9 * (da @ w1), w1 - 1e-9 * (da.T @ x),
             w2 - 1e-9 * (f.T @ a))
 
-  run = jax.jit(lambda c: jax.lax.fori_loop(0, steps, body, c))
+  run = jax.jit(lambda c: jax.lax.fori_loop(0, steps, body, c),
+                compiler_options=dict(compiler_options) or None)
   jax.block_until_ready(run((x, w1, w2)))
-  best = float('inf')
-  for _ in range(repeats):
+
+  def timer():
     t = time.perf_counter()
     jax.block_until_ready(run((x, w1, w2)))
-    best = min(best, time.perf_counter() - t)
-  return steps * B / best
+    return time.perf_counter() - t
+  return timer
 
 
-def time_fit(params, windows, hyper, model_cfg, cfg, steps, repeats):
-  """Best windows/s of train.fit over `repeats` runs of `steps` steps."""
-  n = steps * cfg.batch_size
-  sub = _take(windows, n)
-  rates, compile_s = [], None
-  for _ in range(repeats):
+def fit_timer(params, windows, hyper, model_cfg, cfg, steps, seed=0,
+              compiler_options=None):
+  """A timer of train.fit's stepping over `steps` steps (one compiled call);
+  also returns the list that collects each run's compile seconds."""
+  sub = _take(windows, steps * cfg.batch_size)
+  compile_s = []
+
+  def timer():
     _, _, stats = train_lib.fit(params, sub, hyper, model_cfg, cfg, epochs=1,
-                                steps_per_call=steps, log=lambda _: None)
-    rates.append(stats['train_windows_per_sec'])
-    if compile_s is None:  # later repeats find the program in jit's cache
-      compile_s = stats['compile_seconds']
-  return max(rates), compile_s
+                                seed=seed, steps_per_call=steps,
+                                compiler_options=compiler_options,
+                                log=lambda _: None)
+    compile_s.append(stats['compile_seconds'])
+    return stats['train_seconds']
+  return timer, compile_s
 
 
 def _take(windows, n):
@@ -116,15 +137,15 @@ def _take(windows, n):
                        tile(windows.labels), tile(windows.sentence_index))
 
 
-def time_naive(params, windows, hyper, model_cfg, cfg, steps, repeats):
+def naive_timer(params, windows, hyper, model_cfg, cfg, steps):
   """One jitted step per batch from Python, dense updates, host batches."""
   cfg = cfg._replace(sparse=False)
   step = jax.jit(train_lib.train_step, static_argnames=('model_cfg', 'cfg'))
   B = cfg.batch_size
   sub = _take(windows, steps * B)
   hyper = train_lib.Hyper(jnp.float32(hyper.lr), jnp.float32(hyper.l2))
-  rates = []
-  for _ in range(repeats + 1):  # the first pass compiles
+
+  def timer():
     state = train_lib.init_state(params, cfg, jax.random.key(0))
     t = time.perf_counter()
     for i in range(steps):
@@ -132,8 +153,9 @@ def time_naive(params, windows, hyper, model_cfg, cfg, steps, repeats):
       batch = (sub.words[sl], sub.casing[sl], sub.labels[sl])
       state, loss = step(state, batch, hyper, model_cfg=model_cfg, cfg=cfg)
     loss.block_until_ready()
-    rates.append(steps * B / (time.perf_counter() - t))
-  return max(rates[1:])
+    return time.perf_counter() - t
+  timer()  # compiles
+  return timer
 
 
 def init(ds, model_cfg, seed=0):
@@ -152,90 +174,112 @@ def main(_):
   model_cfg = common.model_config()
   cfg = common.train_config()
   hyper = train_lib.Hyper(common.LR.value, 0.0)
+  repeats = _REPEATS.value
   common.save_flags(workdir)
+  train_options = train_lib.CPU_COMPILER_OPTIONS if (
+      jax.default_backend() == 'cpu') else XLA_DEFAULTS
   out = {'device': str(jax.devices()[0]), 'backend': jax.default_backend(),
-         'jax': jax.__version__}
+         'jax': jax.__version__, 'train_compiler_options': dict(train_options),
+         'repeats': repeats}
 
-  peak, by_size = matmul_peak()
+  by_options = {'xla_defaults': matmul_peak(XLA_DEFAULTS),
+                'train_options': matmul_peak(train_options)}
+  peak = max(g for by_size in by_options.values() for g in by_size.values())
   out['matmul_peak_gflops'] = peak
-  out['matmul_gflops_by_size'] = by_size
-  log(f'matmul peak {peak:.1f} GFLOP/s '
-      f'({", ".join(f"{n}: {g:.0f}" for n, g in by_size.items())})')
+  out['matmul_gflops_by_size'] = by_options
+  log(f'matmul peak {peak:.1f} GFLOP/s; by size, XLA defaults / training '
+      'options: ' + ', '.join(
+          f'{n}: {by_options["xla_defaults"][n]:.0f} / '
+          f'{by_options["train_options"][n]:.0f}'
+          for n in by_options['xla_defaults']))
 
-  rows, out['runs'] = [], []
+  out['runs'] = []
   datasets = {}
   for vocab in ('data', 'pretrained'):
     datasets[vocab] = ds = common.load_dataset(vocab=vocab)
     params = init(ds, model_cfg)
+    train = ds.windows['train']
     D = (2 * model_cfg.window + 1) * (ds.L_init.shape[1] + 5)
     flops = model_lib.num_flops_per_window(model_cfg, D, len(ds.tags))
-    steps_budget = _BENCH_STEPS.value * max(batch_sizes) or len(
-        ds.windows['train'].labels)
+    steps_budget = _BENCH_STEPS.value * max(batch_sizes) or len(train.labels)
     for B in batch_sizes:
       if vocab == 'pretrained' and B != 256:
         continue
       steps = max(20, steps_budget // B)
       c = cfg._replace(batch_size=B)
-      wps, compile_s = time_fit(params, ds.windows['train'], hyper, model_cfg,
-                                c, steps, _REPEATS.value)
-      run = {'vocab': vocab, 'vocab_size': len(ds.vocab), 'batch_size': B,
-             'windows_per_sec': wps, 'gflops': wps * flops / 1e9,
-             'fraction_of_peak': wps * flops / 1e9 / peak,
-             'compile_seconds': compile_s, 'flops_per_window': flops}
+      timers = {}
+      timers['step'], compile_s = fit_timer(params, train, hyper, model_cfg,
+                                            c, steps)
       if vocab == 'data' and model_cfg.model == 'hidden':
-        mm = matmul_floor(B, D, model_cfg.hidden, len(ds.tags), steps,
-                          _REPEATS.value)
-        run['matmuls_only_windows_per_sec'] = mm
-        run['matmuls_only_fraction_of_peak'] = mm * flops / 1e9 / peak
+        timers['matmuls'] = matmul_floor(B, D, model_cfg.hidden,
+                                         len(ds.tags), steps, train_options)
       if B == 256 and vocab == 'data':
-        run['naive_windows_per_sec'] = time_naive(
-            params, ds.windows['train'], hyper, model_cfg, c, min(steps, 400),
-            _REPEATS.value)
+        naive_steps = min(steps, 400)
+        naive = naive_timer(params, train, hyper, model_cfg, c, naive_steps)
+        timers['naive'] = lambda: naive() * steps / naive_steps
+        timers['xla_defaults'], _ = fit_timer(params, train, hyper, model_cfg,
+                                              c, steps,
+                                              compiler_options=XLA_DEFAULTS)
+      seconds = rounds(timers, repeats)
+      rate = {name: steps * B / s for name, s in seconds.items()}
+      run = {'vocab': vocab, 'vocab_size': len(ds.vocab), 'batch_size': B,
+             'steps': steps, 'windows_per_sec': rate['step'],
+             'gflops': rate['step'] * flops / 1e9,
+             'fraction_of_peak': rate['step'] * flops / 1e9 / peak,
+             'compile_seconds': compile_s[0], 'flops_per_window': flops}
+      if 'matmuls' in rate:
+        run['matmuls_only_windows_per_sec'] = rate['matmuls']
+        run['matmuls_only_fraction_of_peak'] = rate['matmuls'] * flops / 1e9 / peak
+      if 'naive' in rate:
+        run['naive_windows_per_sec'] = rate['naive']
+        run['xla_defaults_windows_per_sec'] = rate['xla_defaults']
       out['runs'].append(run)
-      log(f'vocab {len(ds.vocab):,} batch {B}: {wps:,.0f} windows/s, '
+      log(f'vocab {len(ds.vocab):,} batch {B}: {rate["step"]:,.0f} windows/s, '
           f'{run["gflops"]:.1f} GFLOP/s = {100 * run["fraction_of_peak"]:.0f}% '
-          'of peak' + (f'; matmuls alone {run["matmuls_only_windows_per_sec"]:,.0f}'
-                       f' ({100 * run["matmuls_only_fraction_of_peak"]:.0f}%)'
-                       if 'matmuls_only_windows_per_sec' in run else '')
-          + (f'; naive {run["naive_windows_per_sec"]:,.0f} windows/s'
-             if 'naive_windows_per_sec' in run else ''))
+          'of peak' + ''.join(
+              f'; {label} {rate[name]:,.0f}' for name, label in (
+                  ('matmuls', 'matmuls alone'), ('naive', 'naive'),
+                  ('xla_defaults', 'with XLA default options'))
+              if name in rate))
 
   # Vmapped sweep: S configurations as one program vs one configuration.
   ds, S = datasets['data'], _SWEEP_CONFIGS.value
-  steps = max(20, len(ds.windows['train'].labels) // 256)
-  sub = _take(ds.windows['train'], steps * 256)
-  one = init(ds, model_cfg)
+  train = ds.windows['train']
+  steps = max(20, len(train.labels) // 256)
   c = cfg._replace(batch_size=256)
-
-  def timed(params, hyper, seed):
-    return train_lib.fit(params, sub, hyper, model_cfg, c, epochs=1,
-                         seed=seed, steps_per_call=steps,
-                         log=lambda _: None)[2]
-
   stacked = jax.tree.map(lambda *a: jnp.stack(a),
                          *[init(ds, model_cfg, s) for s in range(S)])
-  l2s = np.geomspace(1e-6, 1e-3, S)
-  s1 = timed(one, hyper, 0)
-  sS = timed(stacked, train_lib.Hyper(np.full(S, hyper.lr), l2s),
-                 list(range(S)))
+  one, _ = fit_timer(init(ds, model_cfg), train, hyper, model_cfg, c, steps)
+  many, many_compile = fit_timer(
+      stacked, train, train_lib.Hyper(np.full(S, hyper.lr),
+                                      np.geomspace(1e-6, 1e-3, S)),
+      model_cfg, c, steps, seed=list(range(S)))
+  seconds = rounds({'one': one, 'many': many}, repeats)
+  r256 = next(r for r in out['runs']
+              if r['vocab'] == 'data' and r['batch_size'] == 256)
+  at_peak = S * steps * 256 * r256['flops_per_window'] / (peak * 1e9)
   out['sweep'] = {
       'configs': S, 'steps': steps,
-      'one_train_seconds': s1['train_seconds'],
-      'many_train_seconds': sS['train_seconds'],
-      'many_compile_seconds': sS['compile_seconds'],
-      'train_ratio': sS['train_seconds'] / s1['train_seconds']}
+      'one_train_seconds': seconds['one'],
+      'many_train_seconds': seconds['many'],
+      'many_compile_seconds': many_compile[0],
+      'train_ratio': seconds['many'] / seconds['one'],
+      'many_seconds_at_matmul_peak': at_peak,
+      'least_ratio_at_matmul_peak': at_peak / seconds['one']}
   log(f'vmapped sweep: {S} configurations take '
-      f'{out["sweep"]["train_ratio"]:.2f}x the training time of one '
-      f'(compiling the vmapped program took '
-      f'{out["sweep"]["many_compile_seconds"]:.1f}s more)')
+      f'{out["sweep"]["train_ratio"]:.2f}x the training time of one; at the '
+      f'matmul peak their FLOPs alone would take '
+      f'{out["sweep"]["least_ratio_at_matmul_peak"]:.2f}x (compiling the '
+      f'vmapped program took {out["sweep"]["many_compile_seconds"]:.1f}s more)')
 
   small = [r for r in out['runs'] if r['vocab'] == 'data']
-  r256 = next(r for r in small if r['batch_size'] == 256)
   full = next(r for r in out['runs'] if r['vocab'] == 'pretrained')
   out['full_vocab_time_ratio'] = r256['windows_per_sec'] / full[
       'windows_per_sec']
   out['speedup_over_naive'] = r256['windows_per_sec'] / r256[
       'naive_windows_per_sec']
+  out['speedup_over_xla_defaults'] = r256['windows_per_sec'] / r256[
+      'xla_defaults_windows_per_sec']
   best = max(small, key=lambda r: r['windows_per_sec'])
   headers = ['vocab', 'batch', 'windows/s', 'GFLOP/s', '% of peak',
              'matmuls alone, windows/s (% of peak)', 'step time in matmuls']
@@ -247,18 +291,25 @@ def main(_):
                  f'{100 * r["windows_per_sec"] / r["matmuls_only_windows_per_sec"]:.0f}%']
                 if 'matmuls_only_windows_per_sec' in r else ['—', '—'])
            for r in out['runs']]
+  options = ', '.join(f'{k}={v!r}' for k, v in train_options) or 'none'
   summary = reporting.markdown_table(['measure', 'value'], [
       ['matmul peak (GFLOP/s)', f'{peak:.1f}'],
       ['batch 256, windows/s', f'{r256["windows_per_sec"]:,.0f}'],
       ['naive baseline at batch 256, windows/s',
        f'{r256["naive_windows_per_sec"]:,.0f}'],
       ['speedup over naive at batch 256', f'{out["speedup_over_naive"]:.2f}x'],
+      ['batch 256 with XLA\'s default options, windows/s (speedup of the '
+       'training options)', f'{r256["xla_defaults_windows_per_sec"]:,.0f} '
+       f'({out["speedup_over_xla_defaults"]:.2f}x)'],
       [f'best batch ({best["batch_size"]}), % of peak',
        f'{100 * best["fraction_of_peak"]:.0f}%'],
       [f'full vocabulary ({full["vocab_size"]:,}) time / data vocabulary '
        f'({r256["vocab_size"]:,}) time', f'{out["full_vocab_time_ratio"]:.2f}x'],
       [f'{S}-config vmapped sweep time / one config (training)',
        f'{out["sweep"]["train_ratio"]:.2f}x'],
+      [f'{S} configs\' FLOPs at the matmul peak / one config\'s measured time '
+       '(the least the ratio above can be)',
+       f'{out["sweep"]["least_ratio_at_matmul_peak"]:.2f}x'],
       [f'{S}-config vmapped program, compile seconds (once per sweep)',
        f'{out["sweep"]["many_compile_seconds"]:.1f}'],
   ])
@@ -266,12 +317,17 @@ def main(_):
   ax.plot([r['batch_size'] for r in small],
           [r['windows_per_sec'] for r in small], 'o-', label='compiled loop, '
           'sparse rows')
+  if 'matmuls_only_windows_per_sec' in r256:
+    ax.plot([r['batch_size'] for r in small],
+            [r['matmuls_only_windows_per_sec'] for r in small], 's:',
+            color='tab:green', label='its matrix products alone')
   ax.axhline(peak * 1e9 / r256['flops_per_window'], color='gray', ls='--',
              label='matmul peak / FLOPs per window')
   ax.plot([256], [r256['naive_windows_per_sec']], 'rs', label='naive step')
   ax.set_xscale('log', base=2)
   ax.set_xlabel('batch size')
   ax.set_ylabel('training windows/s')
+  ax.set_ylim(bottom=0)
   ax.set_title(f'hidden model, vocabulary {r256["vocab_size"]:,}')
   ax.legend(fontsize=8)
   ax.grid(alpha=0.3)
@@ -280,7 +336,8 @@ def main(_):
   reporting.write_report(workdir / 'bench.md', 'Training throughput', [
       ('Machine', f'{out["device"]} ({out["backend"]}), jax {out["jax"]}; '
                   f'FLOPs per window {r256["flops_per_window"]:,} (3x the '
-                  'forward matmuls).'),
+                  f'forward matmuls); training compiler options: {options}; '
+                  f'best of {repeats} interleaved rounds.'),
       ('Summary', summary),
       ('Reading the table', 'windows/s and GFLOP/s are those of the whole '
        'training step (gather, forward, backward, loss, sparse row update, '

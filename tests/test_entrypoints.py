@@ -212,7 +212,12 @@ def test_bench_measures_every_row_it_reports(corpus, tmp_path):
   for B in (16, 256):
     assert runs['data', B]['matmuls_only_windows_per_sec'] > 0
   assert runs['data', 256]['naive_windows_per_sec'] > 0
+  assert runs['data', 256]['xla_defaults_windows_per_sec'] > 0
   assert out['sweep']['configs'] == 2 and out['sweep']['train_ratio'] > 0
+  assert 0 < out['sweep']['least_ratio_at_matmul_peak']
+  assert out['matmul_peak_gflops'] == max(
+      g for by_size in out['matmul_gflops_by_size'].values()
+      for g in by_size.values())
   assert {'bench.md', 'throughput.png', 'flags.txt'} <= {
       p.name for p in workdir.iterdir()}
   assert 'matmuls alone' in (workdir / 'bench.md').read_text()
