@@ -325,6 +325,8 @@ def main(_):
              label='matmul peak / FLOPs per window')
   ax.plot([256], [r256['naive_windows_per_sec']], 'rs', label='naive step')
   ax.set_xscale('log', base=2)
+  ax.set_xticks([r['batch_size'] for r in small],
+                [str(r['batch_size']) for r in small])
   ax.set_xlabel('batch size')
   ax.set_ylabel('training windows/s')
   ax.set_ylim(bottom=0)
