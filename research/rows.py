@@ -41,58 +41,41 @@ def _take_vmap(size, in_batched, table, ids):
   return flat[ids], True
 
 
-@custom_batching.custom_vmap
+def _scatter(op):
+  """op(table, ids, *rest) with a vmap rule that applies op once, to the
+  folded table (op must also accept ids of any shape)."""
+  fn = custom_batching.custom_vmap(op)
+
+  @fn.def_vmap
+  def _rule(size, in_batched, table, ids, *rest):
+    table, ids, *rest = (_batched(x, b, size)
+                         for x, b in zip((table, ids, *rest), in_batched))
+    flat, ids = _fold(table, ids)
+    return op(flat, ids, *rest).reshape(table.shape), True
+  return fn
+
+
+@_scatter
 def put(table, ids, values):
   """table with row ids[i] set to values[i]; for a repeated id, one wins."""
   return table.at[ids].set(values)
 
 
-@put.def_vmap
-def _put_vmap(size, in_batched, table, ids, values):
-  table, ids, values = (_batched(x, b, size)
-                        for x, b in zip((table, ids, values), in_batched))
-  flat, ids = _fold(table, ids)
-  return flat.at[ids].set(values).reshape(table.shape), True
-
-
-@custom_batching.custom_vmap
+@_scatter
 def put_distinct(table, ids, values, keep):
   """table with row ids[i] set to values[i] where keep[i].
 
   The kept ids must be distinct (the scatter is told its indices are
-  unique); the others write nothing.
+  unique); the others write nothing: they are sent to distinct indices past
+  the table's rows, which the scatter drops.
   """
-  return table.at[_dropped(ids, keep, table.shape[0])].set(
-      values, mode='drop', unique_indices=True)
+  past = table.shape[0] + jnp.arange(ids.size, dtype=ids.dtype).reshape(
+      ids.shape)
+  return table.at[jnp.where(keep, ids, past)].set(values, mode='drop',
+                                                  unique_indices=True)
 
 
-def _dropped(ids, keep, V):
-  """ids where kept, else distinct indices past the V rows (dropped)."""
-  past = V + jnp.arange(ids.size, dtype=ids.dtype).reshape(ids.shape)
-  return jnp.where(keep, ids, past)
-
-
-@put_distinct.def_vmap
-def _put_distinct_vmap(size, in_batched, table, ids, values, keep):
-  table, ids, values, keep = (
-      _batched(x, b, size)
-      for x, b in zip((table, ids, values, keep), in_batched))
-  flat, ids = _fold(table, ids)
-  ids = _dropped(ids, keep, flat.shape[0])
-  return flat.at[ids].set(values, mode='drop', unique_indices=True).reshape(
-      table.shape), True
-
-
-@custom_batching.custom_vmap
+@_scatter
 def add(table, ids, values):
   """table with values[i] added to row ids[i] (repeats accumulate)."""
   return table.at[ids].add(values)
-
-
-@add.def_vmap
-def _add_vmap(size, in_batched, table, ids, values):
-  table, ids, values = (_batched(x, b, size)
-                        for x, b in zip((table, ids, values), in_batched))
-  flat, ids = _fold(table, ids)
-  return flat.at[ids].add(values).reshape(table.shape), True
-
