@@ -176,8 +176,7 @@ def main(_):
   hyper = train_lib.Hyper(common.LR.value, 0.0)
   repeats = _REPEATS.value
   common.save_flags(workdir)
-  train_options = train_lib.CPU_COMPILER_OPTIONS if (
-      jax.default_backend() == 'cpu') else XLA_DEFAULTS
+  train_options = train_lib.default_compiler_options()
   out = {'device': str(jax.devices()[0]), 'backend': jax.default_backend(),
          'jax': jax.__version__, 'train_compiler_options': dict(train_options),
          'repeats': repeats}

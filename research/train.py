@@ -256,8 +256,13 @@ def _train_steps_many(state, data, perm_SxN, first, num_steps, hyper,
 
 # XLA:CPU hands float32 matrix products to YNNPACK by default; its own
 # (Eigen) kernels run this model's products faster: experiments/bench.py
-# times the training step both ways in every run. Other backends ignore it.
+# times the training step both ways in every run. Only the CPU gets it.
 CPU_COMPILER_OPTIONS = (('xla_cpu_experimental_ynn_fusion_type', ''),)
+
+
+def default_compiler_options():
+  """The training program's XLA options on the default backend."""
+  return CPU_COMPILER_OPTIONS if jax.default_backend() == 'cpu' else ()
 
 
 @functools.cache
@@ -268,8 +273,7 @@ def program(many=False, compiler_options=None):
   CPU_COMPILER_OPTIONS on the CPU and nothing elsewhere, () nothing.
   """
   if compiler_options is None:
-    compiler_options = (CPU_COMPILER_OPTIONS
-                        if jax.default_backend() == 'cpu' else ())
+    compiler_options = default_compiler_options()
   return jax.jit(_train_steps_many if many else _train_steps,
                  static_argnames=('model_cfg', 'cfg'),
                  donate_argnames=('state',),
