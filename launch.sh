@@ -2,12 +2,19 @@
 # Sets up .venv (when missing or stale) and runs the project.
 #
 #   ./launch.sh                      the main experiment on the shipped WikiGold data
-#   ./launch.sh test [pytest args]   the test suite
+#   ./launch.sh test [pytest args]   the test suite, less the tests marked slow
+#                                    (./launch.sh test -m slow runs those)
+#   ./launch.sh lint [paths]         ruff check and ruff format --check (default .)
 #   ./launch.sh ENTRY [flags]        python -m experiments.ENTRY [flags]
 #
 # Accelerators: put --accel=cuda12, --accel=cuda13 or --accel=tpu first (or set
 # ACCEL=...) to install that build of JAX instead of the CPU one, e.g.
 #   ./launch.sh --accel=cuda12 train --data_dir=/path/to/conll2003
+#
+# Versions: .venv gets the exact versions in constraints.txt (those the README's
+# numbers were measured with), within the ranges of requirements.txt. Set
+# LAUNCH_CONSTRAINTS=0 to install from the ranges alone (newest that fit); the
+# .venv is rebuilt when this setting changes.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -23,19 +30,28 @@ case "$ACCEL" in
   *) echo "launch.sh: unknown --accel=$ACCEL (use cpu, cuda12, cuda13 or tpu)" >&2; exit 2 ;;
 esac
 
+case "${LAUNCH_CONSTRAINTS:-1}" in
+  1) constraints=(-c constraints.txt) ;;
+  0) constraints=() ;;
+  *) echo "launch.sh: LAUNCH_CONSTRAINTS=${LAUNCH_CONSTRAINTS} (use 1, the default, or 0)" >&2; exit 2 ;;
+esac
+
 PYTHON="${PYTHON:-python3}"
-# The venv is rebuilt whenever requirements.txt, the accelerator or Python change.
-want="$( (cat requirements.txt; echo "accel=$ACCEL"; "$PYTHON" --version) | sha256sum | cut -c1-16)"
+# The venv is rebuilt whenever requirements.txt, constraints.txt (when used),
+# the accelerator or Python change.
+want="$( (cat requirements.txt
+          if [[ ${#constraints[@]} -gt 0 ]]; then cat constraints.txt; else echo "constraints=0"; fi
+          echo "accel=$ACCEL"; "$PYTHON" --version) | sha256sum | cut -c1-16)"
 have="$(cat "$VENV/.stamp" 2>/dev/null || true)"
 if [[ "$want" != "$have" ]]; then
   echo "launch.sh: setting up $VENV (accel=$ACCEL) ..." >&2
   rm -rf "$VENV"
   "$PYTHON" -m venv "$VENV"
   "$VENV/bin/python" -m pip install -q --upgrade pip >&2
-  "$VENV/bin/python" -m pip install -q -r requirements.txt >&2
+  "$VENV/bin/python" -m pip install -q -r requirements.txt ${constraints[@]+"${constraints[@]}"} >&2
   if [[ "$ACCEL" != cpu ]]; then
     jax_version="$("$VENV/bin/python" -c 'import jax; print(jax.__version__)')"
-    "$VENV/bin/python" -m pip install -q "jax[$ACCEL]==$jax_version" >&2
+    "$VENV/bin/python" -m pip install -q "jax[$ACCEL]==$jax_version" ${constraints[@]+"${constraints[@]}"} >&2
   fi
   echo "$ACCEL" > "$VENV/.accel"
   echo "$want" > "$VENV/.stamp"
@@ -53,9 +69,17 @@ case "$cmd" in
   "")
     exec "$PY" -m experiments.sweep --workdir="runs/sweep-$(date +%Y%m%d-%H%M%S)" "$@" ;;
   test)
-    exec "$PY" -m pytest -q tests "$@" ;;
+    # pyproject.toml gives pytest its options (-q) and the tests/ folder.
+    exec "$PY" -m pytest -m 'not slow' "$@" ;;
+  lint)
+    [[ $# -gt 0 ]] || set -- .
+    status=0
+    "$VENV/bin/ruff" check "$@" || status=1
+    "$VENV/bin/ruff" format --check "$@" || status=1
+    exit "$status" ;;
   -h|--help|help)
-    sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//' ;;
+    # The comment block at the top of this file.
+    sed -n '2,/^[^#]/p' "$0" | grep '^#' | sed 's/^# \{0,1\}//' ;;
   *)
     # Entry points are the modules of experiments/ that run as a script.
     if [[ ! -f "experiments/$cmd.py" ]] || ! grep -q "^if __name__ == '__main__':" "experiments/$cmd.py"; then

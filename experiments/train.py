@@ -6,15 +6,15 @@ r"""Trains one window classifier and scores it with conlleval's entity F1.
 
 Writes into --workdir: flags.txt, config.json, metrics.jsonl, result.json,
 params.npz, vocab.txt, tags.txt, pretrained_words.txt (research/workdir.py).
-The data, model and optimizer flags are in experiments/common.py.
+The data, model and optimizer flags are in experiments/_shared.py.
 """
 
 from absl import flags
 
-from experiments import common
+from experiments import _shared as common
 from research import losses
-from research import pipeline
-from research import train as train_lib
+from research import engine
+from research import ner
 from research import workdir as workdir_lib
 
 _OBJECTIVE = flags.DEFINE_enum('objective', 'xent', list(losses.OBJECTIVES),
@@ -33,8 +33,8 @@ def main(_):
   cfg = common.train_config(objective=_OBJECTIVE.value)
   common.save_flags(workdir)
   metrics_file = workdir_lib.JsonlWriter(workdir / 'metrics.jsonl')
-  params, result = pipeline.train_and_evaluate(
-      ds, model_cfg, cfg, train_lib.Hyper(common.LR.value, _L2.value),
+  params, result = ner.train_and_evaluate(
+      ds, model_cfg, cfg, engine.Hyper(common.LR.value, _L2.value),
       epochs=common.EPOCHS.value, seed=_SEED.value,
       eval_every=common.EVAL_EVERY.value, eval_train=True,
       on_eval=metrics_file.write, log=log)

@@ -13,6 +13,10 @@ import re
 from research.errors import UserError
 
 DOCSTART = '-DOCSTART-'
+# What a token that is empty or only whitespace in the file is read as (a
+# tab-separated line '\tO' or ' \tB-PER'; a whitespace-separated line whose
+# token is U+00A0).
+EMPTY_TOKEN = '<empty>'
 
 SPLIT_NAMES = {
     'train': ('train.txt', 'eng.train', 'train.conll'),
@@ -24,6 +28,7 @@ SPLIT_NAMES = {
 _TAG = re.compile(r'O|[BIES]-.+')
 _BLANKS = ' \t\r\f\v'
 _COLUMN_SEP = re.compile(r'[ \t\r\f\v]+')
+_SPACES = ' \r\f\v'  # The blanks other than the tab.
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,11 +40,14 @@ class Sentence:
     tags: One tag per token, as written in the file.
     path: The file the sentence came from ('' if built in code).
     lines: The 1-based line number of each token in `path` (or empty).
+    empty: The indices of the tokens that were empty or whitespace in the
+      file and are read as EMPTY_TOKEN.
   """
   tokens: tuple[str, ...]
   tags: tuple[str, ...]
   path: str = ''
   lines: tuple[int, ...] = ()
+  empty: tuple[int, ...] = ()
 
   def __post_init__(self):
     if len(self.tokens) != len(self.tags):
@@ -73,39 +81,48 @@ def _decode(path):
                     'file as UTF-8') from None
 
 
-def read_conll(path):
+def read_conll(path, require_tags=True):
   """Reads a CoNLL-format NER file.
 
-  The token is the first whitespace-separated column and the tag the last; any
-  columns between (POS, chunk) are ignored. Blank lines separate sentences; a
-  line whose first column is -DOCSTART- starts a new document (sentences before
-  the first -DOCSTART- form a document too; empty documents are dropped). Any
-  tag set in IOB1, IOB2 or IOBES (e.g. WNUT-17's B-creative-work) is accepted
-  as-is.
+  The token is the first column and the tag the last; any columns between
+  (POS, chunk) are ignored. A file whose first token line holds a tab is
+  tab-separated: every token line is split on tabs only (so tokens may hold
+  spaces, e.g. 'New York'), and spaces around a column are dropped. Any other
+  file is split on runs of blanks. A token that is empty or only whitespace
+  ('\\tO' in a tab-separated file) is read as EMPTY_TOKEN, and its index is
+  kept in `Sentence.empty` (see `empty_tokens_note`). Blank lines separate
+  sentences; a line whose first column is -DOCSTART- starts a new document
+  (sentences before the first -DOCSTART- form a document too; empty documents
+  are dropped). Any tag set in IOB1, IOB2 or IOBES (e.g. WNUT-17's
+  B-creative-work) is accepted as-is.
 
   Args:
     path: The file to read.
+    require_tags: If False, a file whose token lines have a single column
+      (tokens only, e.g. text to tag) is accepted, each tag read as 'O'.
 
   Returns:
     Documents, each a list of `Sentence`s.
 
   Raises:
     UserError: The file is missing or not UTF-8, a line has no tag column or a
-      different number of columns than the first token line, a tag is not 'O'
-      or B-/I-/E-/S- followed by a type, or the file holds no sentences.
+      different number of columns than the first token line, a line of a
+      tab-separated file has no tab, a tag is not 'O' or B-/I-/E-/S- followed
+      by a type, or the file holds no sentences.
   """
   text = _decode(path)
   path = str(path)
   documents, sentences = [], []
-  tokens, tags, lines = [], [], []
+  tokens, tags, lines, empty = [], [], [], []
   first = None  # (line number, column count) of the first token line.
+  tabbed = False  # Whether the first token line holds a tab.
 
   def end_sentence():
     if tokens:
-      sentences.append(Sentence(tuple(tokens), tuple(tags), path, tuple(lines)))
-      tokens.clear()
-      tags.clear()
-      lines.clear()
+      sentences.append(Sentence(tuple(tokens), tuple(tags), path, tuple(lines),
+                                tuple(empty)))
+      for part in (tokens, tags, lines, empty):
+        part.clear()
 
   def end_document():
     end_sentence()
@@ -114,30 +131,48 @@ def read_conll(path):
       sentences.clear()
 
   for number, line in enumerate(text.split('\n'), start=1):
-    line = line.strip(_BLANKS)
-    if not line:
+    # Only the right end is stripped: in a tab-separated file a line may start
+    # with the tab that ends an empty token.
+    line = line.rstrip(_BLANKS)
+    if not line.strip(_BLANKS):
       end_sentence()
       continue
-    columns = _COLUMN_SEP.split(line)
-    if columns[0] == DOCSTART:
+    if _COLUMN_SEP.split(line.lstrip(_BLANKS))[0] == DOCSTART:
       end_document()
       continue
-    if len(columns) == 1:
+    if first is None:
+      tabbed = '\t' in line
+    if tabbed:
+      if '\t' not in line:
+        raise UserError(
+            f'{path}:{number}: line has no tab-separated tag column, but the '
+            f'file is tab-separated (its first token line, line {first[0]}, '
+            f"has tabs): {line!r}; write 'TOKEN<tab>...<tab>TAG' on every "
+            'token line')
+      columns = [column.strip(_SPACES) for column in line.split('\t')]
+    else:
+      columns = _COLUMN_SEP.split(line.lstrip(_BLANKS))
+    if len(columns) == 1 and require_tags:
       raise UserError(f'{path}:{number}: line has only one column (no tag '
                       f"column): {line!r}; write 'TOKEN ... TAG' on each line")
     if first is None:
       first = (number, len(columns))
     elif len(columns) != first[1]:
       raise UserError(
-          f'{path}:{number}: line has {len(columns)} columns but the first '
-          f'token line (line {first[0]}) has {first[1]}; give every token '
-          'line the same columns')
-    tag = columns[-1]
+          f'{path}:{number}: line has {len(columns)} '
+          f'{"tab-separated " if tabbed else ""}columns but the first token '
+          f'line (line {first[0]}) has {first[1]}; give every token line the '
+          'same columns')
+    tag = columns[-1] if len(columns) > 1 else 'O'
     if not _TAG.fullmatch(tag):
       raise UserError(f"{path}:{number}: bad tag {tag!r}; tags must be 'O' or "
                       'B-/I-/E-/S- followed by a type (e.g. B-PER) in the last '
                       'column')
-    tokens.append(columns[0])
+    token = columns[0]
+    if not token.strip():
+      token = EMPTY_TOKEN
+      empty.append(len(tokens))
+    tokens.append(token)
     tags.append(tag)
     lines.append(number)
   end_document()
@@ -145,6 +180,40 @@ def read_conll(path):
     raise UserError(f'{path}: no sentences in the file (empty split); give it '
                     "'TOKEN ... TAG' lines with blank lines between sentences")
   return documents
+
+
+def count_empty_tokens(splits):
+  """Counts the tokens read as EMPTY_TOKEN.
+
+  Args:
+    splits: Sentences per split, as returned by `load_splits` (a sentence
+      listed under several keys counts once).
+
+  Returns:
+    The number of tokens that were empty or whitespace in their files.
+  """
+  unique = {id(s): s for sentences in splits.values() for s in sentences}
+  return sum(len(s.empty) for s in unique.values())
+
+
+def empty_tokens_note(splits):
+  """Returns a one-line note on the empty tokens read, or '' if none.
+
+  Args:
+    splits: Sentences per split, as returned by `load_splits`.
+
+  Returns:
+    E.g. '3 empty tokens read as <empty> (the first at train.txt:12)', with
+    the file's full path.
+  """
+  count = count_empty_tokens(splits)
+  if not count:
+    return ''
+  where = next(s.where(s.empty[0]) for sentences in splits.values()
+               for s in sentences if s.empty)
+  noun = 'token' if count == 1 else 'tokens'
+  return (f'{count:,} empty {noun} read as {EMPTY_TOKEN} (the first at '
+          f'{where.rstrip(":")})')
 
 
 def find_split_files(data_dir):

@@ -1,8 +1,9 @@
 """Hand-derived backprop for every formula of the decks.
 
 Each gradient below is written out from the decks' formulas, with no
-`jax.grad`; research/grad_check.py holds the autodiff references they are
-compared with and the one comparison helper both checks use.
+`jax.grad`; research/autodiff.py holds the autodiff references they are
+compared with and the one comparison helper both checks use
+(research/studies/derivations.py and tests/test_manual_grads.py).
 
 Conventions:
 
@@ -403,38 +404,6 @@ def classifier_loss_and_grads(params, words_NxK, casing_NxK, y_N, model_cfg,
   return jnp.mean(J_N), grads
 
 
-def corrupt_windows(key, words_NxK, casing_NxK, vocab_size, num_corrupt=1,
-                    minval=0):
-  """M corrupt windows per true window: the center word replaced at random.
-
-  Deck: "sample several corrupt windows per true one", a corrupt window
-  being the true one with its center word replaced by a random word. The new
-  center ids are drawn uniformly from [minval, vocab_size) (minval=3 leaves
-  out the padding and unknown-word ids of research.vocab.Vocab); a draw may
-  repeat the true center word (then s_c = s). The casing ids are kept as
-  they are. The key is explicit, so a loss and its gradient are functions
-  of fixed inputs.
-
-  Args:
-    key: a PRNG key.
-    words_NxK: word ids of the true windows (center in column K // 2).
-    casing_NxK: their casing ids.
-    vocab_size: rows of L.
-    num_corrupt: M.
-    minval: the smallest id drawn.
-
-  Returns:
-    (words_NxMxK, casing_NxMxK).
-  """
-  N, K = words_NxK.shape
-  center_NxM = jax.random.randint(key, (N, num_corrupt), minval, vocab_size,
-                                  dtype=words_NxK.dtype)
-  words_NxMxK = jnp.broadcast_to(words_NxK[:, None, :], (N, num_corrupt, K))
-  words_NxMxK = words_NxMxK.at[:, :, K // 2].set(center_NxM)
-  casing_NxMxK = jnp.broadcast_to(casing_NxK[:, None, :], (N, num_corrupt, K))
-  return words_NxMxK, casing_NxMxK
-
-
 def scorer_loss_and_grads(params, words_NxK, casing_NxK, corrupt_words_NxMxK,
                           corrupt_casing_NxMxK, nonlinearity='tanh',
                           margin=1.0):
@@ -451,7 +420,7 @@ def scorer_loss_and_grads(params, words_NxK, casing_NxK, corrupt_words_NxMxK,
     params: L, L_case, W, b, U.
     words_NxK, casing_NxK: the true windows.
     corrupt_words_NxMxK, corrupt_casing_NxMxK: their corrupt windows (see
-      `corrupt_windows`).
+      research.window_scorer.corrupt_windows).
     nonlinearity: a key of research.model.NONLINEARITIES.
     margin: the margin.
 
@@ -508,14 +477,14 @@ def l2_value_and_grads(params, lam, embeddings=False, biases=False):
 
 
 def objective_grads(params, words_NxK, casing_NxK, y_N, l2, model_cfg, cfg):
-  """research.train.objective (mean data loss + L2) and its gradients.
+  """research.classifier.objective (mean data loss + L2) and its gradients.
 
   Args:
     params: all parameters of a classifier, L included.
     words_NxK, casing_NxK, y_N: a batch.
     l2: lambda.
     model_cfg: research.model.ModelConfig (no dropout).
-    cfg: research.train.TrainConfig: the objective, the L2 convention
+    cfg: research.classifier.TrainConfig: the objective, the L2 convention
       (l2_embeddings, l2_biases) and freeze_embeddings.
 
   Returns:
@@ -532,7 +501,7 @@ def objective_grads(params, words_NxK, casing_NxK, y_N, l2, model_cfg, cfg):
 
 
 def batch_grads(dense, E_BxKxd, casing_BxK, y_B, model_cfg, objective):
-  """The `--grad=manual` step of research.train.batch_grads.
+  """The `--grad=manual` step of research.classifier.batch_grads.
 
   The contract of its autodiff branch, from hand-derived gradients: the mean
   data loss over the batch, its gradient w.r.t. every key of `dense` (L_case

@@ -191,6 +191,15 @@ def as_dict(result: dict[str, Any]) -> dict[str, Any]:
   return out
 
 
+def prf(num_gold: int, num_pred: int, num_correct: int) -> dict[str, Any]:
+  """Percent precision, recall and F1 from counts, with the counts, as a dict.
+
+  The one P/R/F1 of the project (conlleval's formulas): entity scores,
+  seen/unseen groups and the window scorer's detection all use it.
+  """
+  return _score_dict(_score(num_gold, num_pred, num_correct))
+
+
 def _score_line(score: Score) -> str:
   return (f'precision: {score.precision:6.2f}%; '
           f'recall: {score.recall:6.2f}%; FB1: {score.f1:6.2f}; '

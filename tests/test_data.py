@@ -124,11 +124,83 @@ def test_read_conll_docstart_without_blank_line_and_crlf(tmp_path):
       [('a', 'b')], [('c',), ('d',)]]
 
 
-def test_read_conll_tabs_and_middle_columns(tmp_path):
-  path = write(tmp_path, 'f.txt', 'a\tNN\tB-X\nb  NN \tO\n')
+def test_read_conll_blanks_and_middle_columns(tmp_path):
+  # The first token line has no tab: tabs and spaces both separate columns.
+  path = write(tmp_path, 'f.txt', 'a  NN B-X\nb NN \tO\n')
   documents = data.read_conll(path)
   assert documents[0][0].tokens == ('a', 'b')
   assert documents[0][0].tags == ('B-X', 'O')
+  assert documents[0][0].empty == ()
+
+
+def test_read_conll_tab_separated_tokens_with_spaces(tmp_path):
+  text = ('-DOCSTART- -X- O\n\n'
+          'New York\tNNP\tB-LOC\n'
+          ' is \tVBZ\tO \n\n'
+          'the New  York Times\tNNP\tB-ORG\r\n'
+          'reported\tVBD\tO\t\n')
+  documents = data.read_conll(write(tmp_path, 'f.txt', text))
+  first, second = documents[0]
+  assert first.tokens == ('New York', 'is')
+  assert first.tags == ('B-LOC', 'O')
+  assert first.lines == (3, 4)
+  assert second.tokens == ('the New  York Times', 'reported')
+  assert second.tags == ('B-ORG', 'O')
+  assert first.empty == second.empty == ()
+
+
+def test_read_conll_empty_tokens_are_counted(tmp_path):
+  train = write(tmp_path, 'train.txt',
+                'Paris\tB-LOC\n\tO\n \tO\n\nParis\tB-LOC\n')
+  write(tmp_path, 'valid.txt', 'Paris B-LOC\n\u00a0 O\n')
+  sentences = data.read_conll(train)[0]
+  assert sentences[0].tokens == ('Paris', data.EMPTY_TOKEN, data.EMPTY_TOKEN)
+  assert sentences[0].empty == (1, 2)
+  assert sentences[1].empty == ()
+  splits = data.load_splits(tmp_path)
+  assert splits['dev'][0].tokens == ('Paris', data.EMPTY_TOKEN)
+  assert data.count_empty_tokens(splits) == 3
+  # A sentence listed twice (pipeline's 'train_sample') counts once.
+  splits['train_sample'] = splits['train'][:1]
+  assert data.count_empty_tokens(splits) == 3
+  note = data.empty_tokens_note(splits)
+  assert note == f'3 empty tokens read as <empty> (the first at {train}:2)'
+  write(tmp_path, 'valid.txt', 'Paris B-LOC\n')
+  write(tmp_path, 'train.txt', 'Paris B-LOC\n')
+  assert data.empty_tokens_note(data.load_splits(tmp_path)) == ''
+
+
+def test_read_conll_tab_file_with_a_space_separated_line(tmp_path):
+  path = write(tmp_path, 'f.txt', 'New York\tB-LOC\n\nis O\n')
+  message = raises_user_error(data.read_conll, path)
+  assert f'{path}:3:' in message and 'tab-separated' in message
+  assert 'line 1' in message
+
+
+def test_read_conll_tab_file_with_other_column_counts(tmp_path):
+  path = write(tmp_path, 'f.txt', 'a\tNN\tB-X\nb  NN \tO\n')
+  message = raises_user_error(data.read_conll, path)
+  assert f'{path}:2:' in message
+  assert '2 tab-separated columns' in message and 'has 3' in message
+
+
+def test_read_conll_tab_file_missing_tag_column(tmp_path):
+  path = write(tmp_path, 'f.txt', 'New York\tB-LOC\nParis\t\n')
+  message = raises_user_error(data.read_conll, path)
+  assert f'{path}:2:' in message and 'no tab-separated tag column' in message
+
+
+def test_read_conll_untagged(tmp_path):
+  path = write(tmp_path, 'f.txt', 'EU\nrejects\n\nGerman\n')
+  documents = data.read_conll(path, require_tags=False)
+  assert [s.tokens for s in documents[0]] == [('EU', 'rejects'), ('German',)]
+  assert documents[0][0].tags == ('O', 'O')
+  message = raises_user_error(data.read_conll, path)
+  assert f'{path}:1:' in message and 'one column' in message
+  path = write(tmp_path, 'f.txt', 'EU\nrejects O\n')
+  message = raises_user_error(
+      lambda p: data.read_conll(p, require_tags=False), path)
+  assert f'{path}:2:' in message and '2 columns' in message
 
 
 def test_read_conll_wnut_tags(tmp_path):

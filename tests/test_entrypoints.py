@@ -54,8 +54,13 @@ def test_train_writes_its_run_directory_and_predict_reads_it(corpus, tmp_path):
                      f'--output={page}')
   assert result.returncode == 0, result.stderr
   text = page.read_text()
-  assert '| dev | all |' in text and '![](../run/curves.png)' in text
-  assert (workdir / 'curves.png').stat().st_size > 0
+  assert '| dev | all |' in text and '![](results/run/curves.png)' in text
+  assert (page.parent / 'results' / 'run' / 'curves.png').stat().st_size > 0
+  assert '--flagfile=results/run/flags.txt' in text
+  # A page that report wrote is regenerated without --overwrite.
+  result = run_entry('experiments.report', f'--run_dirs={workdir}',
+                     f'--output={page}')
+  assert result.returncode == 0, result.stderr
 
 
 def test_refuses_to_overwrite_an_earlier_run(corpus, tmp_path):
@@ -213,6 +218,7 @@ def test_bench_measures_every_row_it_reports(corpus, tmp_path):
     assert runs['data', B]['matmuls_only_windows_per_sec'] > 0
   assert runs['data', 256]['naive_windows_per_sec'] > 0
   assert runs['data', 256]['xla_defaults_windows_per_sec'] > 0
+  assert runs['data', 256]['plain_rows_windows_per_sec'] > 0
   assert out['sweep']['configs'] == 2 and out['sweep']['train_ratio'] > 0
   assert 0 < out['sweep']['least_ratio_at_matmul_peak']
   assert out['matmul_peak_gflops'] == max(
@@ -231,4 +237,4 @@ def test_bench_measures_every_row_it_reports(corpus, tmp_path):
   result = run_entry('experiments.report', f'--run_dirs={workdir}',
                      f'--output={page}', '--overwrite')
   assert result.returncode == 0, result.stderr
-  assert '![](bench/throughput.png)' in page.read_text()
+  assert '![](results/bench/throughput.png)' in page.read_text()

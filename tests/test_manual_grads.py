@@ -1,8 +1,8 @@
 """Tests for research.manual_grads: the hand-derived backprop equals autodiff.
 
 Float64 throughout (but the training test, float32 like training), random
-shapes and values, every parameter leaf compared by `manual_grads.compare`
-at rtol 1e-10; the manual side runs with implicit rank promotion refused.
+shapes and values, every parameter leaf compared by `autodiff.compare` at
+rtol 1e-10; the manual side runs with implicit rank promotion refused.
 Compiling is what costs here, so each suite of comparisons is traced into
 one program (a module fixture) and the parameterized tests read their rows.
 The wrong-derivation suite shows that the same comparison does fail.
@@ -12,21 +12,23 @@ import functools
 import zlib
 
 import jax
-import jax.numpy as jnp
 from jax import test_util as jtu
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from experiments import gradcheck as gc
-from research import grad_check
+from research import autodiff
+from research import classifier
+from research import engine
 from research import losses
 from research import manual_grads as mg
 from research import model as model_lib
-from research import train as train_lib
 from research import vocab as vocab_lib
+from research import window_scorer
+from research.studies import derivations
 
 RTOL = 1e-10
-CLASSIFIERS = dict(gc.classifiers())  # tag -> ModelConfig
+CLASSIFIERS = dict(derivations.classifiers())  # tag -> ModelConfig
 OBJECTIVES = tuple(losses.OBJECTIVES)
 NONLINEARITIES = tuple(model_lib.NONLINEARITIES)
 L2_FROZEN = [(embeddings, biases, frozen) for embeddings in (False, True)
@@ -39,15 +41,15 @@ def _rng(*parts):
 
 
 def _random_shapes(rng):
-  return gc.Shapes(windows=int(rng.integers(1, 6)),
-                   half_width=int(rng.integers(0, 3)),
-                   embed_dim=int(rng.integers(1, 4)),
-                   case_dim=int(rng.integers(0, 3)),
-                   hidden=int(rng.integers(1, 5)),
-                   classes=int(rng.integers(2, 5)),
-                   vocab=int(rng.integers(2, 7)),
-                   casings=int(rng.integers(1, 4)),
-                   corrupt=int(rng.integers(1, 4)))
+  return derivations.Shapes(windows=int(rng.integers(1, 6)),
+                            half_width=int(rng.integers(0, 3)),
+                            embed_dim=int(rng.integers(1, 4)),
+                            case_dim=int(rng.integers(0, 3)),
+                            hidden=int(rng.integers(1, 5)),
+                            classes=int(rng.integers(2, 5)),
+                            vocab=int(rng.integers(2, 7)),
+                            casings=int(rng.integers(1, 4)),
+                            corrupt=int(rng.integers(1, 4)))
 
 
 def _l2_name(embeddings, biases, frozen):
@@ -56,15 +58,15 @@ def _l2_name(embeddings, biases, frozen):
 
 
 def _train_cfg(objective, embeddings, biases, frozen):
-  return train_lib.TrainConfig(objective=objective, l2_embeddings=embeddings,
-                               l2_biases=biases, freeze_embeddings=frozen)
+  return classifier.TrainConfig(objective=objective, l2_embeddings=embeddings,
+                                l2_biases=biases, freeze_embeddings=frozen)
 
 
 def _conventions(i):
-  """(research.train.objective's, the hook's) L2 convention x frozen/tuned
+  """(research.classifier.objective's, the hook's) L2 convention x frozen/tuned
   vectors for classifier x objective pair i (objective i % 2).
 
-  Through research.train.objective: the four with frozen vectors (pairs
+  Through research.classifier.objective: the four with frozen vectors (pairs
   0-7, each with both objectives), then L2 on everything with tuned vectors
   (pairs 8, 9); through the --grad=manual hook (which returns dJ/dE only for
   tuned vectors): the four with tuned vectors, each with both objectives.
@@ -81,21 +83,22 @@ def _suite_plan():
   for i, (tag, objective) in enumerate(pairs):
     model_cfg = CLASSIFIERS[tag]
     rng = _rng(tag, objective)
-    problem = gc.sample_classifier(rng, _random_shapes(rng), model_cfg,
-                                   objective)
+    problem = derivations.sample_classifier(rng, _random_shapes(rng),
+                                            model_cfg, objective)
     name = f'{tag}/{objective}'
     # Per-window gradients (against vmap(grad)) for one objective of each
     # classifier, xent and max-margin in turn; batched ones for every pair.
     per_window = (OBJECTIVES.index(objective) ==
                   list(CLASSIFIERS).index(tag) % len(OBJECTIVES))
     reduces = mg.REDUCTIONS if per_window else ('mean',)
-    plan.append((name, gc.classifier_cases, (problem,),
+    plan.append((name, derivations.classifier_cases, (problem,),
                  dict(model_cfg=model_cfg, objective=objective,
                       reduces=reduces), False))
     lam = float(rng.uniform(0.1, 1.0))
-    for fn, convention in zip((gc.objective_case, gc.hook_case),
-                              _conventions(i)):
-      step = 'objective' if fn is gc.objective_case else 'train.batch_grads'
+    cases = (derivations.objective_case, derivations.hook_case)
+    for fn, convention in zip(cases, _conventions(i)):
+      step = ('objective' if fn is derivations.objective_case
+              else 'train.batch_grads')
       plan.append((f'{name}/{step}/{_l2_name(*convention)}', fn,
                    (problem, lam), dict(model_cfg=model_cfg,
                                         cfg=_train_cfg(objective,
@@ -103,30 +106,31 @@ def _suite_plan():
   mean_only = dict(reduces=('mean',))
   for tag, model_cfg in CLASSIFIERS.items():
     rng = _rng(tag, 'inactive')
-    problem = gc.sample_classifier(rng, _random_shapes(rng), model_cfg,
-                                   'max_margin', inactive=True)
-    plan.append((f'{tag}/max_margin/inactive', gc.classifier_cases,
+    problem = derivations.sample_classifier(rng, _random_shapes(rng),
+                                            model_cfg, 'max_margin',
+                                            inactive=True)
+    plan.append((f'{tag}/max_margin/inactive', derivations.classifier_cases,
                  (problem,), dict(model_cfg=model_cfg, objective='max_margin',
                                   **mean_only), True))
   rng = _rng('scorer')
   shapes = _random_shapes(rng)  # one shape: corrupt_windows compiles once
   for g in NONLINEARITIES:
-    problem = gc.sample_scorer(rng, shapes, g)
-    plan.append((f'scorer/{g}', gc.scorer_cases, (problem,),
+    problem = derivations.sample_scorer(rng, shapes, g)
+    plan.append((f'scorer/{g}', derivations.scorer_cases, (problem,),
                  dict(nonlinearity=g), False))
-    problem = gc.sample_scorer(rng, shapes, g, inactive=True)
-    plan.append((f'scorer/{g}/inactive', gc.scorer_cases, (problem,),
+    problem = derivations.sample_scorer(rng, shapes, g, inactive=True)
+    plan.append((f'scorer/{g}/inactive', derivations.scorer_cases, (problem,),
                  dict(nonlinearity=g, **mean_only), True))
   lam = float(rng.uniform(0.1, 1.0))
   for model in model_lib.MODELS + ('scorer',):
     if model == 'scorer':
-      params = gc.sample_scorer(rng, shapes, 'tanh')[0]
+      params = derivations.sample_scorer(rng, shapes, 'tanh')[0]
     else:
-      params = gc.sample_classifier(rng, shapes,
-                                    model_lib.ModelConfig(model), 'xent')[0]
-    for embeddings, biases in gc.L2_CONVENTIONS.values():
+      params = derivations.sample_classifier(
+          rng, shapes, model_lib.ModelConfig(model), 'xent')[0]
+    for embeddings, biases in derivations.L2_CONVENTIONS.values():
       plan.append((f'l2/{model}/embeddings={embeddings}/biases={biases}',
-                   gc.l2_case, (params, lam),
+                   derivations.l2_case, (params, lam),
                    dict(embeddings=embeddings, biases=biases), False))
   return plan
 
@@ -134,10 +138,12 @@ def _suite_plan():
 def _rows(plan, rtol=RTOL):
   """{formula: [Diff]} of a plan, computed by one compiled program."""
   rows = {}
-  for (formula, _, _, _, exact_zero), out in zip(plan, gc.run_plan(plan)):
+  outs = derivations.run_plan(plan)
+  for (formula, _, _, _, exact_zero), out in zip(plan, outs):
     cases = out if isinstance(out, dict) else {'': out}
     for suffix, (manual, reference) in cases.items():
-      rows[formula + suffix] = grad_check.compare(manual, reference, rtol, exact_zero)
+      rows[formula + suffix] = autodiff.compare(manual, reference, rtol,
+                                                exact_zero)
   return rows
 
 
@@ -193,7 +199,8 @@ def test_per_window_grads_equal_vmap_grad(suite):
 @pytest.mark.parametrize('convention', L2_FROZEN,
                          ids=[_l2_name(*c) for c in L2_FROZEN])
 def test_l2_conventions_and_frozen_vectors(suite, convention):
-  """research.train.objective and the hook under each L2 convention."""
+  """research.classifier.objective and the hook under each L2
+  convention."""
   rows = [(f, d) for f, d in suite.items()
           if f.endswith('/' + _l2_name(*convention))]
   assert len(rows) >= 2
@@ -223,7 +230,7 @@ def test_inactive_window_margin_gives_exact_zeros(suite, g):
 @pytest.mark.parametrize('model', model_lib.MODELS + ('scorer',))
 def test_l2_grads_equal_autodiff(suite, model):
   rows = _select(suite, f'l2/{model}')
-  assert len(rows) == len(gc.L2_CONVENTIONS)
+  assert len(rows) == len(derivations.L2_CONVENTIONS)
   assert not _failures(rows)
 
 
@@ -235,27 +242,28 @@ def _check_grads_problems():
   from every kink: every classifier (the softmax with both objectives, the
   hidden ones with each in turn) and the scorer with a smooth and a kinked
   g."""
-  shapes = gc.Shapes(windows=3, half_width=1, embed_dim=2, case_dim=1,
-                     hidden=3, classes=3, vocab=5, casings=3, corrupt=2)
+  shapes = derivations.Shapes(windows=3, half_width=1, embed_dim=2,
+                              case_dim=1, hidden=3, classes=3, vocab=5,
+                              casings=3, corrupt=2)
   out = {}
   for t, (tag, model_cfg) in enumerate(CLASSIFIERS.items()):
     objectives = OBJECTIVES if t == 0 else [OBJECTIVES[t % 2]]
     for objective in objectives:
       rng = _rng('check_grads', tag, objective)
-      p, words, casing, y = gc.sample_classifier(rng, shapes, model_cfg,
-                                                 objective, kink_tol=1e-2)
+      p, words, casing, y = derivations.sample_classifier(
+          rng, shapes, model_cfg, objective, kink_tol=1e-2)
       weights = {k: v for k, v in p.items() if k not in ('L', 'L_case')}
-      x = jnp.asarray(gc.numpy_window_vectors(p, words, casing))
+      x = jnp.asarray(derivations.numpy_window_vectors(p, words, casing))
       loss = functools.partial(_mean_classifier_loss, y=y,
                                model_cfg=model_cfg, objective=objective)
       out[f'{tag}/{objective}'] = (loss, (weights, x))
   for g in ('tanh', 'relu'):
     rng = _rng('check_grads', 'scorer', g)
-    p, words, casing, cwords, ccasing = gc.sample_scorer(rng, shapes, g,
-                                                         kink_tol=1e-2)
+    p, words, casing, cwords, ccasing = derivations.sample_scorer(
+        rng, shapes, g, kink_tol=1e-2)
     N, M, K = cwords.shape
-    x = jnp.asarray(gc.numpy_window_vectors(p, words, casing))
-    xc = jnp.asarray(gc.numpy_window_vectors(
+    x = jnp.asarray(derivations.numpy_window_vectors(p, words, casing))
+    xc = jnp.asarray(derivations.numpy_window_vectors(
         p, cwords.reshape(N * M, K), ccasing.reshape(N * M, K)))
     xc = xc.reshape(N, M, -1)
     weights = {k: p[k] for k in ('U', 'W', 'b')}
@@ -265,12 +273,12 @@ def _check_grads_problems():
 
 
 def _mean_classifier_loss(weights, x, *, y, model_cfg, objective):
-  return jnp.mean(grad_check.classifier_window_losses(weights, x, y, model_cfg,
-                                              objective))
+  return jnp.mean(autodiff.classifier_window_losses(weights, x, y, model_cfg,
+                                                    objective))
 
 
 def _mean_scorer_loss(weights, x, xc, *, nonlinearity):
-  return jnp.mean(grad_check.scorer_window_losses(weights, x, xc, nonlinearity))
+  return jnp.mean(autodiff.scorer_window_losses(weights, x, xc, nonlinearity))
 
 
 def test_autodiff_side_passes_finite_differences():
@@ -321,41 +329,43 @@ def _scatter_without_accumulation(ids, g, num_rows):
 
 
 # name -> (patch(m) putting the wrong derivation in place, the case builder
-#          of experiments.gradcheck, the problem, {suffix: the leaves that
-#          must fail}; every other leaf must pass).
+#          of research.studies.derivations, the problem, {suffix: the
+#          leaves that must fail}; every other leaf must pass).
 WRONG = {
     'missing_g_prime': (
         lambda m: m.setitem(mg.NONLINEARITY_GRADS, 'tanh', _no_g_prime),
-        gc.classifier_cases, 'hidden/tanh/xent',
+        derivations.classifier_cases, 'hidden/tanh/xent',
         {'': {'V', 'b', 'x', 'L', 'L_case'}, '/per_window': {'V', 'b', 'x'}}),
     'transposed_dV_square': (
         lambda m: m.setattr(mg, 'hidden_grads',
                             _transposed_dV(mg.hidden_grads)),
-        gc.classifier_cases, 'hidden/sigmoid/xent/square',
+        derivations.classifier_cases, 'hidden/sigmoid/xent/square',
         {'': {'V'}, '/per_window': {'V'}}),
     'transposed_dV_shape': (
         lambda m: m.setattr(mg, 'hidden_grads',
                             _transposed_dV(mg.hidden_grads)),
-        gc.classifier_cases, 'hidden/relu/xent', {'': {'V'}}),
+        derivations.classifier_cases, 'hidden/relu/xent', {'': {'V'}}),
     'margin_sign': (
         lambda m: m.setitem(mg.OBJECTIVE_DELTAS, 'max_margin',
                             _margin_sign_flipped(mg.multiclass_margin_delta)),
-        gc.classifier_cases, 'softmax/max_margin',
+        derivations.classifier_cases, 'softmax/max_margin',
         {'': {'W', 'c', 'x', 'L', 'L_case'}, '/per_window': {'W', 'c', 'x'}}),
     'window_margin_sign': (
         lambda m: m.setattr(
             mg, 'window_margin_delta',
             _margin_sign_flipped_in_window(mg.window_margin_delta)),
-        gc.scorer_cases, 'scorer/tanh',
+        derivations.scorer_cases, 'scorer/tanh',
         {'': {'U', 'W', 'b', 'x', 'x_corrupt', 'L', 'L_case'},
          '/per_window': {'U', 'W', 'b', 'x', 'x_corrupt'}}),
     'no_accumulation': (
         lambda m: m.setattr(mg, 'scatter_rows', _scatter_without_accumulation),
-        gc.classifier_cases, 'hidden/tanh/xent', {'': {'L', 'L_case'}}),
+        derivations.classifier_cases, 'hidden/tanh/xent',
+        {'': {'L', 'L_case'}}),
 }
 
-_WRONG_SHAPES = gc.Shapes(windows=4, half_width=1, embed_dim=2, case_dim=1,
-                          hidden=5, classes=3, vocab=4, casings=2, corrupt=2)
+_WRONG_SHAPES = derivations.Shapes(windows=4, half_width=1, embed_dim=2,
+                                   case_dim=1, hidden=5, classes=3, vocab=4,
+                                   casings=2, corrupt=2)
 
 
 def _wrong_problem(name):
@@ -366,9 +376,10 @@ def _wrong_problem(name):
     shapes = shapes._replace(hidden=shapes.input_dim)
   if name.startswith('scorer/'):
     g = name.split('/')[1]
-    return (gc.sample_scorer(rng, shapes, g),), dict(nonlinearity=g)
+    return (derivations.sample_scorer(rng, shapes, g),), dict(nonlinearity=g)
   tag, objective = name.rsplit('/', 1)
-  problem = gc.sample_classifier(rng, shapes, CLASSIFIERS[tag], objective)
+  problem = derivations.sample_classifier(rng, shapes, CLASSIFIERS[tag],
+                                          objective)
   return (problem,), dict(model_cfg=CLASSIFIERS[tag], objective=objective)
 
 
@@ -394,8 +405,8 @@ def wrong_suite():
     return out
 
   with jax.enable_x64(True):
-    outs = gc.jit_call(program, [args for _, _, args, _, _ in plan])
-  return {name: {suffix: grad_check.compare(manual, reference, RTOL)
+    outs = derivations.jit_call(program, [args for _, _, args, _, _ in plan])
+  return {name: {suffix: autodiff.compare(manual, reference, RTOL)
                  for suffix, (manual, reference) in out.items()}
           for (name, *_), out in zip(plan, outs)}
 
@@ -414,12 +425,13 @@ def test_wrong_derivation_is_reported(wrong_suite, name):
 
 def test_compare_reports_missing_and_nonfinite_leaves():
   a = {'W': np.ones((2, 3)), 'b': np.zeros(2)}
-  rows = {d.name: d for d in grad_check.compare({'W': np.ones((2, 3)) * np.nan}, a)}
+  nan = {'W': np.ones((2, 3)) * np.nan}
+  rows = {d.name: d for d in autodiff.compare(nan, a)}
   assert not rows['W'].ok and rows['W'].note == 'not finite'
   assert not rows['b'].ok and 'missing' in rows['b'].note
-  assert all(d.ok for d in grad_check.compare(a, a))
-  assert not grad_check.compare({'b': np.full(2, 1e-300)}, {'b': np.zeros(2)},
-                        exact_zero=True)[0].ok
+  assert all(d.ok for d in autodiff.compare(a, a))
+  assert not autodiff.compare({'b': np.full(2, 1e-300)}, {'b': np.zeros(2)},
+                              exact_zero=True)[0].ok
 
 
 # --- Pieces and conventions. -------------------------------------------------
@@ -451,18 +463,19 @@ def test_split_window_grad_follows_concat_window():
 def test_corrupt_windows_replace_only_the_center_word():
   words = jnp.array([[5, 6, 7, 8, 9], [0, 0, 3, 1, 1]], jnp.int32)
   casing = jnp.array([[1, 2, 3, 4, 5], [0, 0, 2, 0, 0]], jnp.int32)
-  corrupt = jax.jit(mg.corrupt_windows,
-                    static_argnames=('vocab_size', 'num_corrupt', 'minval'))
-  cw, cc = jax.device_get(corrupt(jax.random.key(7), words, casing, 50, 6, 3))
+  corrupt = jax.jit(window_scorer.corrupt_windows,
+                    static_argnames=('num_corrupt', 'vocab_size', 'minval'))
+  cw, cc = jax.device_get(corrupt(jax.random.key(7), words, casing, 6, 50,
+                                  minval=3))
   words, casing = np.asarray(words), np.asarray(casing)
   assert cw.shape == cc.shape == (2, 6, 5)
   np.testing.assert_array_equal(cw[:, :, [0, 1, 3, 4]],
                                 np.repeat(words[:, None, [0, 1, 3, 4]], 6, 1))
   np.testing.assert_array_equal(cc, np.repeat(casing[:, None], 6, 1))
   assert np.all((cw[:, :, 2] >= 3) & (cw[:, :, 2] < 50))
-  again, _ = corrupt(jax.random.key(7), words, casing, 50, 6, 3)
+  again, _ = corrupt(jax.random.key(7), words, casing, 6, 50, minval=3)
   np.testing.assert_array_equal(cw, again)
-  other, _ = corrupt(jax.random.key(8), words, casing, 50, 6, 3)
+  other, _ = corrupt(jax.random.key(8), words, casing, 6, 50, minval=3)
   assert np.any(other != cw)
 
 
@@ -493,7 +506,7 @@ def test_subgradients_at_kinks_are_those_of_autodiff():
   t = 0, tied wrong classes share the +1), so training with either agrees
   even at W = 0."""
   with jax.enable_x64(True):
-    pairs = gc.jit_call(_kink_pairs)
+    pairs = derivations.jit_call(_kink_pairs)
   for name, (manual, reference) in pairs.items():
     if name in ('tanh', 'sigmoid'):  # smooth: exact up to rounding
       np.testing.assert_allclose(manual, reference, rtol=1e-14, err_msg=name)
@@ -520,22 +533,21 @@ def test_fit_with_manual_grads_equals_autodiff():
       rng.integers(0, num_classes, n).astype(np.int32),
       np.zeros(n, np.int32))
   model_cfg = model_lib.ModelConfig('hidden', 'tanh', window=k, hidden=8)
-  cfg = train_lib.TrainConfig(optimizer='sgd', batch_size=16, sparse=False,
-                              l2_embeddings=True, l2_biases=True)
+  cfg = classifier.TrainConfig(optimizer='sgd', batch_size=16, sparse=False,
+                               l2_embeddings=True, l2_biases=True)
   params = model_lib.init_params(jax.random.key(0), model_cfg,
                                  vocab_size=vocab, num_classes=num_classes,
                                  embed_dim=4, case_dim=3)
-  fit = functools.partial(train_lib.fit, train=train,
-                          hyper=train_lib.Hyper(0.1, 1e-3),
-                          model_cfg=model_cfg, epochs=2, log=lambda _: None)
   trained = {}
   for grad in ('autodiff', 'manual'):
-    copy = jax.tree.map(jnp.array, params)
-    trained[grad], _, stats = fit(copy, cfg=cfg._replace(grad=grad))
+    stacked, _, stats = classifier.fit(
+        engine.stack([params]), train, engine.Hyper([0.1], [1e-3]), [0],
+        model_cfg, cfg._replace(grad=grad), epochs=2, log=lambda _: None)
+    trained[grad] = engine.unstack(stacked, 0)
     assert stats['steps'] == 2 * (n // 16)
-  rows = grad_check.compare(trained['manual'], trained['autodiff'], rtol=1e-5)
+  rows = autodiff.compare(trained['manual'], trained['autodiff'], rtol=1e-5)
   assert all(d.ok for d in rows), rows
-  moved = grad_check.compare(params, trained['autodiff'], rtol=1e-3)
+  moved = autodiff.compare(params, trained['autodiff'], rtol=1e-3)
   assert not any(d.ok for d in moved)  # training did change every leaf
 
 

@@ -1,10 +1,9 @@
 """What the entry points share: data, model and training flags, clean errors.
 
-The flags are defined once, here, so that every experiment accepts the same
-spelling (`--data_dir`, `--embeddings`, `--model`, ...) and several entry
-points can be imported into one process. Each entry point adds only its own
-(e.g. `experiments.train` has `--objective`, `experiments.sweep` has
-`--objectives`).
+Not an entry point. The flags are defined once, here, so that every
+experiment spells them the same way (`--data_dir`, `--embeddings`,
+`--model`, ...); each entry point adds only its own (`--seed` for one seed,
+`--seeds` for a list, everywhere).
 """
 
 import pathlib
@@ -15,8 +14,8 @@ from absl import app
 from absl import flags
 
 from research import model as model_lib
-from research import pipeline
-from research import train as train_lib
+from research import classifier
+from research import ner
 from research import workdir as workdir_lib
 from research.errors import UserError
 
@@ -50,7 +49,7 @@ DROPOUT = flags.DEFINE_float('dropout', 0.0,
                              lower_bound=0.0, upper_bound=0.95)
 FREEZE = flags.DEFINE_bool('freeze_embeddings', False,
                            'Keep the word vectors fixed.')
-OPTIMIZER = flags.DEFINE_enum('optimizer', 'adam', list(train_lib.OPTIMIZERS),
+OPTIMIZER = flags.DEFINE_enum('optimizer', 'adam', list(classifier.OPTIMIZERS),
                               'Optimizer.')
 LR = flags.DEFINE_float('lr', 1e-3, 'Learning rate.', lower_bound=0.0)
 BATCH_SIZE = flags.DEFINE_integer('batch_size', 256, 'Windows per step.',
@@ -97,7 +96,8 @@ def workdir(name):
 
 
 def save_flags(path):
-  """Creates the run directory and writes the resolved flags into it."""
+  """Creates the run directory and writes the resolved flags into it,
+  headed by the entry point's name (a comment in a --flagfile)."""
   path.mkdir(parents=True, exist_ok=True)
   # Left out: absl's own flags (--verbosity, --pdb, ...), and where this run
   # was written: a run repeated with --flagfile=W/flags.txt names its own
@@ -107,7 +107,9 @@ def save_flags(path):
            if not module.startswith('absl')
            for f in sorted(module_flags, key=lambda f: f.name)
            if f.value is not None and f.name not in ('workdir', 'overwrite')]
-  (path / 'flags.txt').write_text('\n'.join(lines) + '\n')
+  entry = pathlib.Path(sys.argv[0]).stem
+  (path / 'flags.txt').write_text(f'# ./launch.sh {entry}\n' +
+                                  '\n'.join(lines) + '\n')
 
 
 def parse_list(values, kind, name):
@@ -131,7 +133,7 @@ def load_dataset(**overrides):
             window=WINDOW.value, vocab=VOCAB.value, embed_dim=EMBED_DIM.value,
             log=log)
   kw.update(overrides)
-  return pipeline.load_dataset(**kw)
+  return ner.load_dataset(**kw)
 
 
 def check_batch_size(ds):
@@ -157,7 +159,7 @@ def train_config(**overrides):
             freeze_embeddings=FREEZE.value, sparse=SPARSE.value,
             grad=GRAD.value)
   kw.update(overrides)
-  cfg = train_lib.TrainConfig(**kw)
+  cfg = classifier.TrainConfig(**kw)
   if cfg.grad == 'manual' and DROPOUT.value > 0:
     raise UserError('--grad=manual has no dropout; pass --dropout=0')
   return cfg

@@ -14,7 +14,8 @@ import pytest
 from research import data
 from research import losses
 from research import model as model_lib
-from research import scorer
+from research import engine
+from research import window_scorer as scorer
 from research import vocab as vocab_lib
 from research.errors import UserError
 
@@ -189,12 +190,15 @@ def test_training_on_a_separable_toy_task(objective, negatives):
                                  vocab_size=len(vocab), num_classes=1,
                                  embed_dim=8)
   cfg = scorer.ScorerConfig(objective=objective, negatives=negatives,
-                            num_corrupt=3, lr=1e-2, batch_size=32)
-  params, history, stats = scorer.fit(
-      params, train_data(train, tags, len(vocab)), cfg, num_steps=100,
-      eval_every=50, evaluate=lambda p: {}, log=lambda line: None)
+                            num_corrupt=3, batch_size=32)
+  stacked, history, stats = scorer.fit(
+      engine.stack([params]), train_data(train, tags, len(vocab)),
+      engine.Hyper([1e-2], [0.0]), [0], cfg, num_steps=100, eval_every=50,
+      evaluate=lambda p: {}, log=lambda line: None)
+  params = engine.unstack(stacked, 0)
+  per_step = {k: v[0] for k, v in stats['per_step'].items()}
   assert [h['step'] for h in history] == [0, 50, 100]
-  assert stats['steps'] == 100 and len(stats['loss']) == 100
+  assert stats['steps'] == 100 and len(per_step['loss']) == 100
   gold = scorer.entity_labels(dev.labels, tags, 'LOC')
   chance = 200 * gold.mean() / (1 + gold.mean())  # F1 of "all positive"
   r = scorer.detection_scores(scorer.predict_scores(params, dev.words,
@@ -204,7 +208,7 @@ def test_training_on_a_separable_toy_task(objective, negatives):
   else:
     # The margin only orders windows; its scale is not tied to s = 0.
     assert r['best_f1'] > 90 and r['ap'] > 90
-    assert stats['active'][-10:].mean() < stats['active'][:10].mean()
+    assert per_step['active'][-10:].mean() < per_step['active'][:10].mean()
 
 
 CONLL_TRAIN = """\
@@ -253,7 +257,7 @@ def test_entry_point_end_to_end(tmp_path):
        f'--data_dir={data_dir}', f'--workdir={workdir}', '--epochs=1',
        '--embeddings=random', '--hidden=8', '--batch_size=16',
        '--negatives=corrupt,corrupt+real', '--num_corrupt=2',
-       '--margin_seeds=3', '--entity_type=LOC'],
+       '--seeds=3', '--entity_type=LOC'],
       cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
   assert proc.returncode == 0, proc.stderr[-3000:]
   for name in ('flags.txt', 'results.json', 'results.csv', 'report.md',

@@ -1,4 +1,8 @@
-"""Tables and plots the experiment scripts write: markdown, CSV, PNG."""
+"""Rendering: markdown tables and pages, CSV, PNG plots, shared prose.
+
+The studies (research/studies) and the results page build their outputs from
+these pieces; definitions that several reports state are written once here.
+"""
 
 import csv
 import pathlib
@@ -6,7 +10,11 @@ import pathlib
 import matplotlib
 
 matplotlib.use('Agg')
-import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
+import matplotlib.pyplot as plt  # noqa: E402 (after choosing the backend)
+import numpy as np  # noqa: E402
+
+F1_DEFINITION = ('F1 is entity F1 (%) with the semantics of conlleval '
+                 '(research/metrics.py).')
 
 
 def markdown_table(headers, rows):
@@ -26,7 +34,6 @@ def write_csv(path, headers, rows):
 
 def mean_std(values, fmt='{:.2f}'):
   """'m ± s' over seeds (population std; just 'm' for one value)."""
-  import numpy as np  # pylint: disable=g-import-not-at-top
   values = np.asarray(values, dtype=float)
   if len(values) == 1:
     return fmt.format(values[0])

@@ -1,4 +1,4 @@
-"""From a data directory to windows, and from predictions to entity scores."""
+"""NER on a data directory: windows and vectors in, trained, entity-scored models out."""
 
 import dataclasses
 
@@ -9,7 +9,8 @@ from research import data as data_lib
 from research import embeddings as emb_lib
 from research import metrics
 from research import model as model_lib
-from research import train as train_lib
+from research import classifier
+from research import engine
 from research import vocab as vocab_lib
 
 TRAIN_SAMPLE = 2000  # training sentences scored for learning curves
@@ -67,6 +68,8 @@ def load_dataset(data_dir, embeddings='glove', window=2, vocab='data',
   sizes = ', '.join(f'{n} {len(s):,} sentences / {len(windows[n]):,} windows'
                     for n, s in splits.items() if n != 'train_sample')
   log(f'data {data_dir}: {sizes}; tags {" ".join(tags)}')
+  if note := data_lib.empty_tokens_note(splits):
+    log(note)
   source = pretrained.source if pretrained else f'random d={embed_dim}'
   cov = ', '.join(f'{n} {coverage[f"{n}_token_coverage"]:.1f}%'
                   for n in splits if n != 'train_sample')
@@ -86,7 +89,7 @@ def tags_by_sentence(tag_ids, sentences, tags):
 def evaluate(params, ds, split, model_cfg, objective):
   """Entity P/R/F1 (conlleval), token accuracy and mean loss on a split."""
   sentences = ds.splits[split]
-  pred, window_loss = train_lib.predict(params, ds.windows[split], model_cfg,
+  pred, window_loss = classifier.predict(params, ds.windows[split], model_cfg,
                                         objective)
   result = metrics.evaluate([list(s.tags) for s in sentences],
                             tags_by_sentence(pred, sentences, ds.tags))
@@ -102,8 +105,9 @@ def train_and_evaluate(ds, model_cfg, cfg, hyper, *, epochs, seed=0,
 
   Args:
     ds: a Dataset.
-    model_cfg, cfg, hyper: model.ModelConfig, train.TrainConfig, train.Hyper.
-    epochs, seed, eval_every: see train.fit.
+    model_cfg, cfg, hyper: model.ModelConfig, classifier.TrainConfig,
+      engine.Hyper (scalars).
+    epochs, seed, eval_every: see engine.fit.
     eval_train: also score a fixed sample of training sentences at each
       evaluation (under 'train'), for learning curves.
     on_eval: optional fn(row) called with each evaluation row (dev scores
@@ -132,12 +136,20 @@ def train_and_evaluate(ds, model_cfg, cfg, hyper, *, epochs, seed=0,
         f'{row["dev"]["accuracy"]:.2f}  loss {row["dev"]["loss"]:.4f}')
     return row
 
-  params, rows, stats = train_lib.fit(
-      params, ds.windows['train'], hyper, model_cfg, cfg, epochs=epochs,
-      seed=seed, evaluate=evaluate_dev, eval_every=eval_every,
-      on_eval=on_eval, log=log)
-  result = {'dev': rows[-1]['dev'], 'final_train_loss': rows[-1]['train_loss'],
-            'weight_norm': train_lib.weight_norm(params), **stats,
+  def on_row(row):
+    if on_eval is not None:
+      on_eval(dict(row, train_loss=row['train_loss'][0]))
+
+  stacked, rows, stats = classifier.fit(
+      engine.stack([params]), ds.windows['train'],
+      engine.Hyper([hyper.lr], [hyper.l2]), [seed], model_cfg, cfg,
+      epochs=epochs, evaluate=lambda p: evaluate_dev(engine.unstack(p, 0)),
+      eval_every=eval_every, on_eval=on_row, log=log)
+  params = engine.unstack(stacked, 0)
+  stats.pop('per_step')
+  result = {'dev': rows[-1]['dev'],
+            'final_train_loss': rows[-1]['train_loss'][0],
+            'weight_norm': classifier.weight_norm(params), **stats,
             'coverage': ds.coverage}
   if 'test' in ds.splits:
     result['test'] = evaluate(params, ds, 'test', model_cfg, cfg.objective)

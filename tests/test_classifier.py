@@ -1,4 +1,5 @@
-"""Training: sparse row updates, vmapped sweeps, losses, end-to-end learning."""
+"""The classifier through the engine: sparse row updates, stacked
+configurations, losses, end-to-end learning."""
 
 import jax
 import jax.numpy as jnp
@@ -8,8 +9,9 @@ import pytest
 
 from research import losses
 from research import model as model_lib
-from research import pipeline
-from research import train as train_lib
+from research import classifier
+from research import engine
+from research import ner
 from research import vocab as vocab_lib
 
 V, K, C, N = 40, 5, 4, 96
@@ -32,9 +34,10 @@ def init(seed=0, model='hidden', hidden=16):
 
 
 def run(params, cfg, model_cfg, hyper, epochs=2, seed=0, windows=None):
-  out, _, _ = train_lib.fit(params, windows or toy_windows(), hyper, model_cfg,
-                            cfg, epochs=epochs, seed=seed, log=lambda _: None)
-  return out
+  out, _, _ = classifier.fit(engine.stack([params]), windows or toy_windows(),
+                             engine.Hyper([hyper.lr], [hyper.l2]), [seed],
+                             model_cfg, cfg, epochs=epochs, log=lambda _: None)
+  return engine.unstack(out, 0)
 
 
 def assert_trees_close(a, b, atol):
@@ -46,8 +49,8 @@ def assert_trees_close(a, b, atol):
 @pytest.mark.parametrize('model', ['softmax', 'hidden'])
 def test_sparse_rows_equal_dense_for_sgd(model):
   model_cfg, params = init(model=model)
-  hyper = train_lib.Hyper(0.5, 1e-3)
-  base = train_lib.TrainConfig(optimizer='sgd', batch_size=16, l2_biases=True)
+  hyper = engine.Hyper(0.5, 1e-3)
+  base = classifier.TrainConfig(optimizer='sgd', batch_size=16, l2_biases=True)
   sparse = run(params, base._replace(sparse=True), model_cfg, hyper)
   dense = run(params, base._replace(sparse=False), model_cfg, hyper)
   assert_trees_close(sparse, dense, atol=1e-5)
@@ -57,8 +60,8 @@ def test_sparse_rows_equal_dense_for_sgd(model):
 def test_sparse_differs_from_dense_when_l2_covers_vectors():
   """Lazy weight decay touches only the batch's rows: not the dense update."""
   model_cfg, params = init()
-  hyper = train_lib.Hyper(0.5, 0.1)
-  base = train_lib.TrainConfig(optimizer='sgd', batch_size=16,
+  hyper = engine.Hyper(0.5, 0.1)
+  base = classifier.TrainConfig(optimizer='sgd', batch_size=16,
                                l2_embeddings=True)
   sparse = run(params, base._replace(sparse=True), model_cfg, hyper)
   dense = run(params, base._replace(sparse=False), model_cfg, hyper)
@@ -88,11 +91,11 @@ def lazy_rows_reference(params, windows, model_cfg, cfg, lr, l2, epochs):
   B, n, t = cfg.batch_size, len(windows.labels), 0
 
   def objective(dense, L, idx):
-    return train_lib.objective(dict(dense, L=L), windows.words[idx],
+    return classifier.objective(dict(dense, L=L), windows.words[idx],
                                windows.casing[idx], windows.labels[idx], l2,
                                model_cfg, cfg)
   for epoch in range(epochs):
-    order = train_lib.epoch_order(0, epoch, n)
+    order = engine.epoch_order(0, epoch, n)
     for b in range(n // B):
       idx = order[b * B:(b + 1) * B]
       g_dense, g_L = jax.grad(objective, argnums=(0, 1))(
@@ -117,18 +120,22 @@ def lazy_rows_reference(params, windows, model_cfg, cfg, lr, l2, epochs):
   return dict(dense, L=L)
 
 
+@pytest.mark.parametrize('packed_rows', [True, False])
 @pytest.mark.parametrize('optimizer,l2_embeddings', [
     ('sgd', True), ('adagrad', False), ('adagrad', True), ('adam', False),
     ('adam', True)])
-def test_sparse_rows_follow_the_lazy_reference(optimizer, l2_embeddings):
+def test_sparse_rows_follow_the_lazy_reference(optimizer, l2_embeddings,
+                                               packed_rows):
   """Batches of 16 from 40 words (each window repeats a word): every step
-  touches another set of rows, and many rows several times."""
+  touches another set of rows, and many rows several times. Both forms of
+  the lazy row update (engine.lazy_row_update and its plain form)."""
   model_cfg, params = init()
-  cfg = train_lib.TrainConfig(optimizer=optimizer, batch_size=16,
-                              l2_embeddings=l2_embeddings)
+  cfg = classifier.TrainConfig(optimizer=optimizer, batch_size=16,
+                               l2_embeddings=l2_embeddings,
+                               packed_rows=packed_rows)
   lr, l2 = (0.1 if optimizer == 'sgd' else 0.01), 1e-2
   windows = toy_windows()
-  got = run(params, cfg, model_cfg, train_lib.Hyper(lr, l2), epochs=2,
+  got = run(params, cfg, model_cfg, engine.Hyper(lr, l2), epochs=2,
             windows=windows)
   want = lazy_rows_reference(params, windows, model_cfg, cfg, lr, l2,
                              epochs=2)
@@ -145,7 +152,7 @@ def test_representatives_need_no_reset_between_steps():
   slot = jnp.asarray(rng.integers(-5, 50, V), jnp.int32)  # stale garbage
   for _ in range(3):
     ids = jnp.asarray(rng.integers(0, 12, 30), jnp.int32)
-    slot, rep, first = train_lib._representatives(slot, ids)
+    slot, rep, first = engine.representatives(slot, ids)
     ids, rep, first = np.asarray(ids), np.asarray(rep), np.asarray(first)
     np.testing.assert_array_equal(ids[rep], ids)
     np.testing.assert_array_equal(np.sort(ids[first]), np.unique(ids))
@@ -155,27 +162,27 @@ def test_representatives_need_no_reset_between_steps():
 @pytest.mark.parametrize('optimizer', ['sgd', 'adagrad', 'adam'])
 def test_vmapped_configs_equal_separate_runs(optimizer):
   model_cfg, _ = init()
-  cfg = train_lib.TrainConfig(optimizer=optimizer, batch_size=16,
+  cfg = classifier.TrainConfig(optimizer=optimizer, batch_size=16,
                               l2_embeddings=True)
   grid = [(1e-4, 0), (1e-2, 1), (0.0, 2)]
   inits = [init(seed)[1] for _, seed in grid]
   lr = 0.1 if optimizer != 'adam' else 0.01
-  separate = [run(p, cfg, model_cfg, train_lib.Hyper(lr, l2), seed=s)
+  separate = [run(p, cfg, model_cfg, engine.Hyper(lr, l2), seed=s)
               for p, (l2, s) in zip(inits, grid)]
   stacked = jax.tree.map(lambda *a: jnp.stack(a), *inits)
-  hyper = train_lib.Hyper(np.full(3, lr), np.array([l2 for l2, _ in grid]))
-  together, _, _ = train_lib.fit(stacked, toy_windows(), hyper, model_cfg, cfg,
-                                 epochs=2, seed=[s for _, s in grid],
-                                 log=lambda _: None)
+  hyper = engine.Hyper(np.full(3, lr), np.array([l2 for l2, _ in grid]))
+  together, _, _ = classifier.fit(stacked, toy_windows(), hyper,
+                                  [s for _, s in grid], model_cfg, cfg,
+                                  epochs=2, log=lambda _: None)
   for i, want in enumerate(separate):
-    assert_trees_close(train_lib.unstack(together, i), want, atol=1e-5)
+    assert_trees_close(engine.unstack(together, i), want, atol=1e-5)
 
 
 def test_fit_does_not_consume_the_callers_parameters():
   model_cfg, params = init()
   before = np.array(params['V'])
-  run(params, train_lib.TrainConfig(batch_size=16), model_cfg,
-      train_lib.Hyper(0.01, 0.0))
+  run(params, classifier.TrainConfig(batch_size=16), model_cfg,
+      engine.Hyper(0.01, 0.0))
   np.testing.assert_array_equal(np.asarray(params['V']), before)
 
 
@@ -184,26 +191,24 @@ def test_fit_compiles_its_program_once(stacked):
   """The compile call and the timed calls must hit one jit cache entry:
   a second compilation would land inside the measured training time."""
   model_cfg, params = init(hidden=7 if stacked else 5)  # shapes no test used
-  cfg = train_lib.TrainConfig(batch_size=16)
-  program = train_lib.program(many=stacked)
-  hyper = train_lib.Hyper(0.01, 0.0)
-  seed = 0
-  if stacked:
-    params = jax.tree.map(lambda a: jnp.stack([a, a]), params)
-    hyper, seed = train_lib.Hyper(np.full(2, 0.01), np.zeros(2)), [0, 1]
+  cfg = classifier.TrainConfig(batch_size=16)
+  program = engine.program()
+  S = 2 if stacked else 1
+  params = engine.stack([params] * S)
+  hyper, seeds = engine.Hyper(np.full(S, 0.01), np.zeros(S)), list(range(S))
   before = program._cache_size()
-  _, _, stats = train_lib.fit(params, toy_windows(), hyper, model_cfg, cfg,
-                              epochs=2, seed=seed, steps_per_call=2,
-                              log=lambda _: None)
+  _, _, stats = classifier.fit(params, toy_windows(), hyper, seeds, model_cfg,
+                               cfg, epochs=2, steps_per_call=2,
+                               log=lambda _: None)
   assert stats['steps'] == 2 * (N // 16)  # several calls, odd chunk sizes
   assert program._cache_size() == before + 1
 
 
 def test_frozen_embeddings_stay_fixed():
   model_cfg, params = init()
-  out = run(params, train_lib.TrainConfig(batch_size=16,
+  out = run(params, classifier.TrainConfig(batch_size=16,
                                           freeze_embeddings=True),
-            model_cfg, train_lib.Hyper(0.01, 0.0))
+            model_cfg, engine.Hyper(0.01, 0.0))
   np.testing.assert_array_equal(out['L'], params['L'])
   assert not np.allclose(out['V'], params['V'])
 
@@ -211,18 +216,18 @@ def test_frozen_embeddings_stay_fixed():
 def test_dropout_changes_training_but_not_prediction_shape():
   model_cfg, params = init()
   drop_cfg = model_cfg._replace(dropout=0.5)
-  cfg = train_lib.TrainConfig(batch_size=16)
-  a = run(params, cfg, model_cfg, train_lib.Hyper(0.01, 0.0))
-  b = run(params, cfg, drop_cfg, train_lib.Hyper(0.01, 0.0))
+  cfg = classifier.TrainConfig(batch_size=16)
+  a = run(params, cfg, model_cfg, engine.Hyper(0.01, 0.0))
+  b = run(params, cfg, drop_cfg, engine.Hyper(0.01, 0.0))
   assert not np.allclose(a['V'], b['V'])
-  pred, loss = train_lib.predict(b, toy_windows(), drop_cfg, batch=40)
+  pred, loss = classifier.predict(b, toy_windows(), drop_cfg, batch=40)
   assert pred.shape == loss.shape == (N,)
 
 
 def test_predict_in_batches_equals_one_batch():
   model_cfg, params = init()
-  p1, l1 = train_lib.predict(params, toy_windows(), model_cfg, batch=1000)
-  p2, l2 = train_lib.predict(params, toy_windows(), model_cfg, batch=7)
+  p1, l1 = classifier.predict(params, toy_windows(), model_cfg, batch=1000)
+  p2, l2 = classifier.predict(params, toy_windows(), model_cfg, batch=7)
   np.testing.assert_array_equal(p1, p2)
   np.testing.assert_allclose(l1, l2, rtol=1e-6)
 
@@ -261,11 +266,11 @@ def test_l2_conventions(embeddings, biases, want):
 
 @pytest.mark.parametrize('objective', ['xent', 'max_margin'])
 def test_training_learns_a_synthetic_corpus(corpus, objective):
-  ds = pipeline.load_dataset(corpus, embeddings='random', log=lambda _: None)
+  ds = ner.load_dataset(corpus, embeddings='random', log=lambda _: None)
   model_cfg = model_lib.ModelConfig(hidden=32)
-  cfg = train_lib.TrainConfig(objective=objective, batch_size=32)
-  _, result = pipeline.train_and_evaluate(
-      ds, model_cfg, cfg, train_lib.Hyper(0.01, 0.0), epochs=15,
+  cfg = classifier.TrainConfig(objective=objective, batch_size=32)
+  _, result = ner.train_and_evaluate(
+      ds, model_cfg, cfg, engine.Hyper(0.01, 0.0), epochs=15,
       log=lambda _: None)
   assert result['dev']['f1'] > 90, result['dev']
   assert result['test']['f1'] > 90, result['test']

@@ -1,4 +1,4 @@
-"""Tests for experiments.freeze_vs_finetune and experiments.loop_vs_matrix.
+"""Tests for experiments.freeze_vs_finetune.
 
 Tiny CoNLL files and a tiny vectors file are written to tmp_path; nothing
 from ../shared is read. Timings are never asserted.
@@ -13,13 +13,11 @@ import sys
 import numpy as np
 import pytest
 
-from experiments import freeze_vs_finetune as fvf
-from experiments import loop_vs_matrix as lvm
 from research import data as data_lib
 from research import metrics
-from research import model as model_lib
-from research import pipeline
+from research import ner
 from research import vocab as vocab_lib
+from research.studies import frozen_vectors as fvf
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -102,7 +100,7 @@ def _corpus(tmp_path):
 
 def _dataset(corpus):
   data_dir, vectors = corpus
-  return pipeline.load_dataset(str(data_dir), embeddings=str(vectors),
+  return ner.load_dataset(str(data_dir), embeddings=str(vectors),
                                log=lambda _: None)
 
 
@@ -212,46 +210,6 @@ def test_budget_keeps_steps_and_caps_epochs():
   assert fvf.budget(30, 10000, 100, 10, 200) == (200, 30)  # small batch
 
 
-# Loop vs matrix.
-
-
-def test_deck_loop_and_matrix_agree():
-  W, vectors, M = lvm.deck_inputs(4, 7, 9)
-  versions = lvm.deck_versions(W, vectors)
-  ref = W @ M
-  for name, (_, _, scores, _) in versions.items():
-    np.testing.assert_allclose(scores(), ref, rtol=1e-5, atol=1e-5,
-                               err_msg=name)
-  diffs = lvm.check_same(versions, rtol=1e-5, atol=1e-5)
-  assert set(diffs) == set(versions)
-
-
-@pytest.mark.parametrize('model', ['hidden', 'softmax'])
-def test_window_model_loop_and_matrix_agree(model):
-  cfg = model_lib.ModelConfig(model=model, window=1, hidden=6)
-  params, words, casing = lvm.model_inputs(cfg, 13, vocab_size=50,
-                                           num_classes=4, embed_dim=3)
-  ref = np.asarray(lvm.model_scores(params, words, casing, cfg))
-  assert ref.shape == (13, 4) and np.abs(ref).max() > 0
-  for name, (_, _, scores, _) in lvm.model_versions(params, words, casing,
-                                                    cfg).items():
-    np.testing.assert_allclose(scores(), ref, rtol=1e-5, atol=1e-6,
-                               err_msg=name)
-
-
-def test_timeit_interleaves_and_reports_loops_and_repeats():
-  calls = []
-  fns = {'a': lambda: calls.append('a'), 'b': lambda: calls.append('b')}
-  t = lvm.timeit(fns, repeats=3, min_seconds=0.0)
-  assert set(t) == {'a', 'b'}
-  for row in t.values():
-    assert row['loops'] == 1 and row['repeats'] == 3
-    assert 0 <= row['best_s'] <= row['median_s']
-  # Warm-up and sizing per fn, then rounds that measure each fn once.
-  assert calls == ['a', 'a', 'b', 'b'] + ['a', 'b'] * 3
-  assert lvm.fmt_time(639e-6) == '639 µs' and lvm.fmt_time(1.5) == '1.5 s'
-
-
 # Entry points end to end.
 
 
@@ -272,18 +230,11 @@ def _finish(proc):
 
 def test_entry_points_run_end_to_end(corpus, tmp_path):
   data_dir, _ = corpus
-  fvf_dir, lvm_dir = tmp_path / 'fvf', tmp_path / 'lvm'
-  procs = [
+  fvf_dir = tmp_path / 'fvf'
+  fvf_out = _finish(
       _start('experiments.freeze_vs_finetune', f'--data_dir={data_dir}',
-             '--embeddings=random', '--fractions=0.5,1', '--freeze_seeds=0',
-             '--epochs=1', '--hidden=8', f'--workdir={fvf_dir}'),
-      _start('experiments.loop_vs_matrix', '--deck_classes=3',
-             '--deck_dim=8', '--deck_vectors=10', '--model_windows=5',
-             f'--data_dir={data_dir}', '--embeddings=random',
-             '--hidden=8', '--embed_dim=4', '--timing_repeats=1',
-             '--timing_min_seconds=0', f'--workdir={lvm_dir}'),
-  ]
-  fvf_out, lvm_out = (_finish(p) for p in procs)
+             '--embeddings=random', '--fractions=0.5,1', '--seeds=0',
+             '--epochs=1', '--hidden=8', f'--workdir={fvf_dir}'))
 
   for name in ('flags.txt', 'results.json', 'results.csv', 'report.md',
                fvf.PLOT_NAME):
@@ -301,12 +252,3 @@ def test_entry_points_run_end_to_end(corpus, tmp_path):
   report = (fvf_dir / 'report.md').read_text()
   assert 'Verdict' in report and fvf.PLOT_NAME in report
   assert '| fraction |' in fvf_out
-
-  for name in ('flags.txt', 'results.json', 'report.md'):
-    assert (lvm_dir / name).is_file(), name
-  results = json.loads((lvm_dir / 'results.json').read_text())
-  names = [r['version'] for r in results['deck']['rows']]
-  assert names == [r['version'] for r in results['model']['rows']]
-  assert results['model']['windows'] == 5  # capped: the dev split has more
-  assert 'numpy loop' in names and 'jax matrix' in names
-  assert 'best of 1' in lvm_out

@@ -17,21 +17,21 @@ Detection is `s > 0` for both (for the logistic model that is sigma(s) > 0.5).
 The margin objective only constrains differences s - s_c, so nothing in it
 pins the scores of real negative windows below 0.
 
-Training keeps all the data on the device and runs many steps inside one
-compiled call (`train_steps`); batches are drawn with replacement from an
-explicit PRNG key. Word vectors get dense optax updates (small vocabularies).
+Training runs through `research.engine` (`ScorerTask`); batches are drawn
+with replacement from each configuration's PRNG key. Word vectors get dense
+optax updates (small vocabularies).
 """
 
 import functools
-import time
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
+from research import engine
 from research import losses
+from research import metrics
 from research import model as model_lib
 from research import vocab as vocab_lib
 from research.errors import UserError
@@ -39,7 +39,7 @@ from research.errors import UserError
 OBJECTIVES = ('margin', 'logistic')
 NEGATIVES = ('corrupt', 'corrupt+real')
 CORRUPT_CASINGS = ('word', 'keep')
-OPTIMIZERS = {'sgd': optax.sgd, 'adagrad': optax.adagrad, 'adam': optax.adam}
+OPTIMIZERS = engine.OPTIMIZERS
 FIRST_WORD = 3  # ids 0, 1, 2 are <s>, </s>, <unk>: never sampled
 LOWER = vocab_lib.CASINGS.index('lower')
 
@@ -51,10 +51,13 @@ class ScorerConfig(NamedTuple):
   num_corrupt: int = 5  # M
   corrupt_casing: str = 'word'  # one of CORRUPT_CASINGS
   nonlinearity: str = 'tanh'
-  optimizer: str = 'adam'  # a key of OPTIMIZERS
-  lr: float = 1e-3
+  optimizer: str = 'adam'  # one of OPTIMIZERS
   batch_size: int = 256  # true windows per step
   freeze_embeddings: bool = False
+  # How the engine updates L: densely through optax (these fields are fixed).
+  sparse: bool = False
+  packed_rows: bool = True
+  l2_embeddings: bool = False
 
 
 class TrainData(NamedTuple):
@@ -65,13 +68,6 @@ class TrainData(NamedTuple):
   positives_P: jax.Array  # int32 indices of the positive windows
   negatives_Q: jax.Array  # int32 indices of the other windows
   casing_of_word_V: jax.Array  # [V] casing id of a sampled center word
-
-
-class TrainState(NamedTuple):
-  params: dict
-  opt_state: Any
-  key: jax.Array
-  step: jax.Array
 
 
 def entity_labels(labels_N, tags, entity_type):
@@ -112,13 +108,17 @@ def casing_of_words(words_NxK, casing_NxK, vocab_size):
 
 
 def corrupt_windows(key, words_NxK, casing_NxK, num_corrupt, vocab_size,
-                    casing_of_word_V=None):
+                    casing_of_word_V=None, minval=FIRST_WORD):
   """M corrupt copies of each window: the center word replaced at random.
 
-  The replacement is drawn uniformly from ids FIRST_WORD..vocab_size-1 (the
-  vocabulary without the padding and <unk> tokens). The center casing becomes
-  `casing_of_word_V[new word]`, or stays as it was when that is None. All other
-  columns are unchanged.
+  Deck: "sample several corrupt windows per true one", a corrupt window
+  being the true one with its center word replaced by a random word. The
+  replacement is drawn uniformly from ids minval..vocab_size-1 (by default
+  the vocabulary without the padding and <unk> tokens); a draw may repeat
+  the true center word (then s_c = s). The center casing becomes
+  `casing_of_word_V[new word]`, or stays as it was when that is None. All
+  other columns are unchanged. The key is explicit, so a loss and its
+  gradient are functions of fixed inputs.
 
   Args:
     key: a PRNG key; the same key gives the same corruptions.
@@ -126,14 +126,15 @@ def corrupt_windows(key, words_NxK, casing_NxK, num_corrupt, vocab_size,
     num_corrupt: M.
     vocab_size: V.
     casing_of_word_V: optional [V] casing id of each word.
+    minval: the smallest id drawn.
 
   Returns:
     (words_NxMxK, casing_NxMxK).
   """
   N, K = words_NxK.shape
   center = K // 2
-  ids_NxM = jax.random.randint(key, (N, num_corrupt), FIRST_WORD, vocab_size,
-                               dtype=jnp.int32)
+  ids_NxM = jax.random.randint(key, (N, num_corrupt), minval, vocab_size,
+                               dtype=words_NxK.dtype)
   words_NxMxK = jnp.broadcast_to(words_NxK[:, None, :], (N, num_corrupt, K))
   words_NxMxK = words_NxMxK.at[:, :, center].set(ids_NxM)
   casing_NxMxK = jnp.broadcast_to(casing_NxK[:, None, :], (N, num_corrupt, K))
@@ -221,55 +222,48 @@ def batch_loss(params, batch, cfg):
   return J_B.mean(), active
 
 
-def _optimizer(cfg):
-  return OPTIMIZERS[cfg.optimizer](cfg.lr)
-
-
-def _split_frozen(params, cfg):
-  frozen = ('L',) if cfg.freeze_embeddings else ()
-  return ({k: v for k, v in params.items() if k not in frozen},
-          {k: v for k, v in params.items() if k in frozen})
-
-
-def init_state(params, cfg, key):
-  trainable, _ = _split_frozen(params, cfg)
-  return TrainState(params, _optimizer(cfg).init(trainable), key,
-                    jnp.zeros((), jnp.int32))
-
-
-def train_step(state, data, cfg):
+def train_step(state, data, hyper, cfg):
   """One optimizer step; returns (state, (loss, active fraction))."""
   key, batch_key = jax.random.split(state.key)
   batch = sample_batch(batch_key, data, cfg)
-  trainable, frozen = _split_frozen(state.params, cfg)
+  names = engine.dense_keys(state.params, cfg)
+  trainable = {k: state.params[k] for k in names}
+  frozen = {k: v for k, v in state.params.items() if k not in names}
 
   def loss_fn(trainable):
     return batch_loss({**trainable, **frozen}, batch, cfg)
 
   (loss, active), grads = jax.value_and_grad(loss_fn, has_aux=True)(trainable)
-  updates, opt_state = _optimizer(cfg).update(grads, state.opt_state,
-                                              trainable)
-  trainable = optax.apply_updates(trainable, updates)
-  state = TrainState({**trainable, **frozen}, opt_state, key, state.step + 1)
-  return state, (loss, active)
+  return engine.apply_gradients(state, grads, hyper, cfg, key), (loss, active)
 
 
-@functools.partial(jax.jit, static_argnames=('cfg', 'max_steps'),
-                   donate_argnames=('state',))
-def train_steps(state, data, num_steps, cfg, max_steps):
-  """Runs `num_steps` (<= max_steps, traced) steps in one compiled call.
+class ScorerTask(NamedTuple):
+  """The window scorer for `engine.fit`: data = TrainData; each step draws
+  its batch from the configuration's key (no epoch order)."""
+  cfg: ScorerConfig
 
-  Returns:
-    (state, stats_Sx2): per-step (loss, active hinge fraction) in the first
-    num_steps rows of an [max_steps, 2] array.
-  """
-  def body(i, carry):
-    state, stats_Sx2 = carry
-    state, (loss, active) = train_step(state, data, cfg)
-    return state, stats_Sx2.at[i].set(jnp.stack([loss, active]))
+  def init_state(self, params, seed):
+    return engine.init_state(params, self.cfg, jax.random.key(seed))
 
-  stats_Sx2 = jnp.zeros((max_steps, 2), jnp.float32)
-  return jax.lax.fori_loop(0, num_steps, body, (state, stats_Sx2))
+  def order(self, seed, epoch, n):
+    del seed, epoch, n  # batches are sampled, not visited in order
+    return np.zeros(1, np.int32)
+
+  def step(self, state, data, order_N, index, hyper):
+    del order_N, index
+    state, (loss, active) = train_step(state, data, hyper, self.cfg)
+    if self.cfg.objective == 'margin':
+      return state, jnp.stack([loss, active])
+    return state, loss[None]
+
+  def metric_names(self):
+    return ('loss', 'active') if self.cfg.objective == 'margin' else ('loss',)
+
+  def batch_size(self):
+    return self.cfg.batch_size
+
+  def windows_per_step(self):
+    return windows_per_step(self.cfg)
 
 
 @functools.partial(jax.jit, static_argnames=('nonlinearity',))
@@ -280,16 +274,10 @@ def _scores_batch(params, words, casing, nonlinearity):
 def predict_scores(params, words_NxK, casing_NxK, nonlinearity='tanh',
                    batch=8192):
   """Scores s [N] (numpy) in fixed-size batches (one compiled shape)."""
-  n = words_NxK.shape[0]
-  out = []
-  for start in range(0, n, batch):
-    w, c = words_NxK[start:start + batch], casing_NxK[start:start + batch]
-    pad = batch - len(w) if n > batch else 0
-    if pad:
-      w, c = np.pad(w, ((0, pad), (0, 0))), np.pad(c, ((0, pad), (0, 0)))
-    s = np.asarray(_scores_batch(params, w, c, nonlinearity))
-    out.append(s[:len(s) - pad])
-  return np.concatenate(out) if out else np.zeros((0,), np.float32)
+  if len(words_NxK) == 0:
+    return np.zeros((0,), np.float32)
+  fn = functools.partial(_scores_batch, nonlinearity=nonlinearity)
+  return engine.predict(fn, params, (words_NxK, casing_NxK), batch)
 
 
 def _cuts(s_N, gold_N):
@@ -325,16 +313,10 @@ def detection_scores(s_N, gold_N, threshold=0.0):
   """
   s_N, gold_N = np.asarray(s_N), np.asarray(gold_N, bool)
   pred_N = s_N > threshold
-  num_gold, num_pred = int(gold_N.sum()), int(pred_N.sum())
-  num_correct = int((pred_N & gold_N).sum())
-  precision = 100.0 * num_correct / num_pred if num_pred else 0.0
-  recall = 100.0 * num_correct / num_gold if num_gold else 0.0
-  total = precision + recall
-  f1 = 2 * precision * recall / total if total else 0.0
-  out = {'precision': precision, 'recall': recall, 'f1': f1,
-         'num_gold': num_gold, 'num_pred': num_pred,
-         'num_correct': num_correct, 'ap': average_precision(s_N, gold_N),
-         'best_f1': 0.0, 'best_threshold': float(threshold)}
+  num_gold = int(gold_N.sum())
+  out = metrics.prf(num_gold, int(pred_N.sum()), int((pred_N & gold_N).sum()))
+  out.update(ap=average_precision(s_N, gold_N), best_f1=0.0,
+             best_threshold=float(threshold))
   if num_gold:
     sorted_N, hits, cuts = _cuts(s_N, gold_N)
     f1_at = 200.0 * hits[cuts] / (cuts + 1 + num_gold)
@@ -357,30 +339,8 @@ def hinge_stats(params, words_NxK, casing_NxK, neg_words_NxMxK,
           'loss': float(losses.window_margin(s_N, s_c_NxM).mean())}
 
 
-def fit(params, data, cfg, *, num_steps, seed=0, evaluate=None, eval_every=0,
-        steps_per_call=200, log=print, name=''):
-  """Trains for `num_steps` steps.
-
-  Args:
-    params: initial parameters (`model.init_params` with model='scorer').
-    data: TrainData.
-    cfg: ScorerConfig.
-    num_steps: optimizer steps.
-    seed: batch-sampling seed.
-    evaluate: optional fn(params) -> dict, called at step 0, every
-      `eval_every` steps (0: only at the start and end) and at the end.
-    eval_every: steps between evaluations.
-    steps_per_call: most steps per compiled call (progress granularity).
-    log: progress line printer.
-    name: a label for the progress lines.
-
-  Returns:
-    (params, history, stats): history is the list of evaluate() results with
-    'step', 'train_loss' and 'train_active' (means since the previous row)
-    added; stats has 'loss' and 'active' (per step, numpy), and
-    'windows_per_sec' (every scored window; compilation and evaluation
-    excluded), 'train_seconds', 'compile_seconds', 'steps'.
-  """
+def check_data(data, cfg):
+  """Refuses a configuration the training data cannot serve, in one line."""
   if cfg.objective not in OBJECTIVES:
     raise ValueError(f'unknown objective {cfg.objective!r}')
   if cfg.negatives not in NEGATIVES:
@@ -394,49 +354,20 @@ def fit(params, data, cfg, *, num_steps, seed=0, evaluate=None, eval_every=0,
       data.negatives_Q.shape[0] == 0):
     raise UserError('no negative training windows to draw real negatives '
                     'from; use negatives=corrupt')
-  eval_every = eval_every or num_steps
-  state = init_state(params, cfg, jax.random.key(seed))
-  max_steps = max(1, min(steps_per_call, num_steps))
-  t0 = time.perf_counter()
-  step_fn = train_steps.lower(state, data, 1, cfg, max_steps).compile()
-  compile_seconds = time.perf_counter() - t0
-  per_step = windows_per_step(cfg)
 
-  history, stats, train_seconds, step, last = [], [], 0.0, 0, 0
 
-  def record():
-    if evaluate is None:
-      return
-    since = np.concatenate(stats)[last:] if step else np.zeros((0, 2))
-    row = {'step': step,
-           'train_loss': float(since[:, 0].mean()) if len(since) else None,
-           'train_active': (float(since[:, 1].mean())
-                            if len(since) and cfg.objective == 'margin'
-                            else None)}
-    row.update(evaluate(state.params))
-    history.append(row)
-
-  record()
-  while step < num_steps:
-    num = min(max_steps, num_steps - step, eval_every - step % eval_every)
-    t = time.perf_counter()
-    state, chunk_Sx2 = step_fn(state, data, num)
-    chunk_Sx2 = np.asarray(chunk_Sx2)[:num]  # waits for the device
-    train_seconds += time.perf_counter() - t
-    stats.append(chunk_Sx2)
-    step += num
-    wps = step * per_step / train_seconds
-    eta = (num_steps - step) * per_step / wps
-    active = (f' active hinges {chunk_Sx2[:, 1].mean():.3f}'
-              if cfg.objective == 'margin' else '')
-    log(f'{name} step {step}/{num_steps} loss {chunk_Sx2[:, 0].mean():.4f}'
-        f'{active} {wps:,.0f} windows/s ETA {eta:.0f}s')
-    if step % eval_every == 0 or step == num_steps:
-      record()
-      last = step
-  all_Sx2 = np.concatenate(stats) if stats else np.zeros((0, 2), np.float32)
-  return state.params, history, {
-      'loss': all_Sx2[:, 0], 'active': all_Sx2[:, 1],
-      'windows_per_sec': step * per_step / max(train_seconds, 1e-9),
-      'train_seconds': train_seconds, 'compile_seconds': compile_seconds,
-      'steps': step}
+def fit(params, data, hyper, seeds, cfg, *, num_steps, steps_per_epoch=None,
+        **kw):
+  """engine.fit of the scorer for `num_steps` steps (stacked params, [S]
+  hyper, S seeds); evaluates at step 0 too. Other keywords are engine.fit's.
+  """
+  check_data(data, cfg)
+  spe = steps_per_epoch or num_steps
+  if num_steps % spe:
+    raise ValueError(f'num_steps {num_steps} is not a multiple of '
+                     f'steps_per_epoch {spe}')
+  kw.setdefault('steps_per_call', 200)
+  kw.setdefault('eval_every', num_steps)
+  return engine.fit(ScorerTask(cfg), params, hyper, seeds, data,
+                    num_examples=1, epochs=num_steps // spe,
+                    steps_per_epoch=spe, eval_at_start=True, **kw)

@@ -1,0 +1,374 @@
+"""Training throughput against this machine's own matmul peak.
+
+Measured in one run, side by side (the timings compared in a ratio are taken
+in interleaved rounds, `repeats` of each; the best round is kept):
+  * the float32 matmul peak (GFLOP/s) of jitted square products, with XLA's
+    default CPU options and with the training program's (the higher counts);
+  * windows/s of the hidden model at batch sizes `batch_sizes`, with the data
+    vocabulary and with the whole pretrained vocabulary (vocab=pretrained,
+    400k words for GloVe), and the achieved GFLOP/s as a fraction of the peak;
+  * the same step's matrix products alone (the counted FLOPs, nothing else),
+    the ceiling for this model at each batch size;
+  * at batch 256: the naive baseline (one jitted step per batch called from
+    Python, batches sent from the host, dense optax updates of the whole
+    table), the training program compiled with XLA's default options, and
+    the lazy row update in its plain form (engine.lazy_row_update_plain);
+  * a vmapped sweep of `sweep_configs` L2 strengths against one configuration,
+    with the least time the S configurations could take at the matmul peak.
+FLOPs per window are 3x the forward matmuls (research.model.num_flops_per_window):
+the backward pass of each product costs two products of the same size.
+Compilation is excluded from every rate (it is reported separately).
+"""
+
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from research import classifier
+from research import engine
+from research import model as model_lib
+from research import render
+from research import workdir as workdir_lib
+from research.errors import UserError
+
+XLA_DEFAULTS = ()  # compiler options: none, XLA's defaults
+
+
+def rounds(timers, repeats):
+  """Calls each timer (-> seconds) once per round, `repeats` rounds, so that
+  what is compared is measured under the same conditions; best per timer."""
+  times = {name: [] for name in timers}
+  for _ in range(repeats):
+    for name, timer in timers.items():
+      times[name].append(timer())
+  return {name: min(t) for name, t in times.items()}
+
+
+def matmul_peak(compiler_options, sizes=(512, 1024, 2048), seconds=1.0):
+  """Best float32 GFLOP/s of a jitted square matmul on the default device."""
+  best = {}
+  for n in sizes:
+    a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
+    b = jax.random.normal(jax.random.key(1), (n, n), jnp.float32)
+    f = jax.jit(jnp.matmul, compiler_options=dict(compiler_options) or None)
+    f(a, b).block_until_ready()
+    reps = max(2, int(seconds * 50e9 / (2 * n**3)))
+    rates = []
+    for _ in range(3):
+      t = time.perf_counter()
+      for _ in range(reps):
+        out = f(a, b)
+      out.block_until_ready()
+      rates.append(2 * n**3 * reps / (time.perf_counter() - t) / 1e9)
+    best[n] = max(rates)
+  return best
+
+
+def matmul_floor(B, D, H, C, steps, compiler_options):
+  """A timer of a step's matrix products alone, at batch B.
+
+  Forward x W1^T and a W2^T, backward the gradients w.r.t. both weights and
+  both inputs: the FLOPs research.model.num_flops_per_window counts, with
+  nothing else (no gather, nonlinearity, loss or update). Each product reads
+  the previous step's result, so none can be hoisted out of the loop.
+  """
+  k = jax.random.split(jax.random.key(0), 3)
+  x = jax.random.normal(k[0], (B, D))
+  w1 = jax.random.normal(k[1], (H, D)) * 1e-3
+  w2 = jax.random.normal(k[2], (C, H)) * 1e-3
+
+  def body(_, c):
+    x, w1, w2 = c
+    a = x @ w1.T
+    f = a @ w2.T
+    da = f @ w2
+    return (x - 1e-9 * (da @ w1), w1 - 1e-9 * (da.T @ x),
+            w2 - 1e-9 * (f.T @ a))
+
+  run = jax.jit(lambda c: jax.lax.fori_loop(0, steps, body, c),
+                compiler_options=dict(compiler_options) or None)
+  jax.block_until_ready(run((x, w1, w2)))
+
+  def timer():
+    t = time.perf_counter()
+    jax.block_until_ready(run((x, w1, w2)))
+    return time.perf_counter() - t
+  return timer
+
+
+def fit_timer(params, windows, hyper, model_cfg, cfg, steps, seeds=(0,),
+              compiler_options=None):
+  """A timer of classifier.fit's stepping over `steps` steps (one compiled
+  call) of the stacked `params`; also returns the list that collects each
+  run's compile seconds."""
+  sub = _take(windows, steps * cfg.batch_size)
+  compile_s = []
+  S = len(seeds)
+  hyper = engine.Hyper(np.broadcast_to(hyper.lr, S),
+                       np.broadcast_to(hyper.l2, S))
+
+  def timer():
+    _, _, stats = classifier.fit(params, sub, hyper, seeds, model_cfg, cfg,
+                                 epochs=1, steps_per_call=steps,
+                                 compiler_options=compiler_options,
+                                 log=lambda _: None)
+    compile_s.append(stats['compile_seconds'])
+    return stats['train_seconds']
+  return timer, compile_s
+
+
+def _take(windows, n):
+  """The first n windows, tiled if there are fewer."""
+  reps = -(-n // len(windows.labels))
+  tile = lambda a: np.concatenate([a] * reps)[:n]
+  return type(windows)(tile(windows.words), tile(windows.casing),
+                       tile(windows.labels), tile(windows.sentence_index))
+
+
+def naive_timer(params, windows, hyper, model_cfg, cfg, steps):
+  """One jitted step per batch from Python, dense updates, host batches."""
+  cfg = cfg._replace(sparse=False)
+  step = jax.jit(classifier.train_step, static_argnames=('model_cfg', 'cfg'))
+  B = cfg.batch_size
+  sub = _take(windows, steps * B)
+  hyper = engine.Hyper(jnp.float32(hyper.lr), jnp.float32(hyper.l2))
+
+  def timer():
+    state = engine.init_state(params, cfg, jax.random.key(0))
+    t = time.perf_counter()
+    for i in range(steps):
+      sl = slice(i * B, (i + 1) * B)
+      batch = (sub.words[sl], sub.casing[sl], sub.labels[sl])
+      state, loss = step(state, batch, hyper, model_cfg=model_cfg, cfg=cfg)
+    loss.block_until_ready()
+    return time.perf_counter() - t
+  timer()  # compiles
+  return timer
+
+
+def init(ds, model_cfg, seed=0):
+  return model_lib.init_params(jax.random.key(seed), model_cfg,
+                               vocab_size=len(ds.vocab),
+                               num_classes=len(ds.tags), embeddings=ds.L_init)
+
+
+def init_stack(ds, model_cfg, seeds):
+  return engine.stack([init(ds, model_cfg, s) for s in seeds])
+
+
+def check_batch_sizes(batch_sizes):
+  if 256 not in batch_sizes:
+    raise UserError('--batch_sizes must include 256: the vocabulary, naive '
+                    'and sweep comparisons are made at batch 256')
+
+
+def run(datasets, model_cfg, cfg, *, lr, batch_sizes, bench_steps=0,
+        sweep_configs=8, repeats=3, log=print):
+  """Every measurement; returns the plain data written to bench.json.
+
+  datasets: {'data': Dataset, 'pretrained': Dataset} (the two vocabularies).
+  bench_steps: windows timed per measurement, in steps of the largest batch
+  (0: one pass over the training windows).
+  """
+  check_batch_sizes(batch_sizes)
+  hyper = engine.Hyper(lr, 0.0)
+  train_options = engine.default_compiler_options()
+  out = {'device': str(jax.devices()[0]), 'backend': jax.default_backend(),
+         'jax': jax.__version__, 'train_compiler_options': dict(train_options),
+         'repeats': repeats}
+
+  by_options = {'xla_defaults': matmul_peak(XLA_DEFAULTS),
+                'train_options': matmul_peak(train_options)}
+  peak = max(g for by_size in by_options.values() for g in by_size.values())
+  out['matmul_peak_gflops'] = peak
+  out['matmul_gflops_by_size'] = by_options
+  log(f'matmul peak {peak:.1f} GFLOP/s; by size, XLA defaults / training '
+      'options: ' + ', '.join(
+          f'{n}: {by_options["xla_defaults"][n]:.0f} / '
+          f'{by_options["train_options"][n]:.0f}'
+          for n in by_options['xla_defaults']))
+
+  out['runs'] = []
+  for vocab in ('data', 'pretrained'):
+    ds = datasets[vocab]
+    params = init_stack(ds, model_cfg, [0])
+    train = ds.windows['train']
+    D = (2 * model_cfg.window + 1) * (ds.L_init.shape[1] + 5)
+    flops = model_lib.num_flops_per_window(model_cfg, D, len(ds.tags))
+    steps_budget = bench_steps * max(batch_sizes) or len(train.labels)
+    for B in batch_sizes:
+      if vocab == 'pretrained' and B != 256:
+        continue
+      steps = max(20, steps_budget // B)
+      c = cfg._replace(batch_size=B)
+      timers = {}
+      timers['step'], compile_s = fit_timer(params, train, hyper, model_cfg,
+                                            c, steps)
+      if vocab == 'data' and model_cfg.model == 'hidden':
+        timers['matmuls'] = matmul_floor(B, D, model_cfg.hidden,
+                                         len(ds.tags), steps, train_options)
+      if B == 256 and vocab == 'data':
+        naive_steps = min(steps, 400)
+        naive = naive_timer(engine.unstack(params, 0), train, hyper,
+                            model_cfg, c, naive_steps)
+        timers['naive'] = lambda: naive() * steps / naive_steps
+        timers['xla_defaults'], _ = fit_timer(params, train, hyper, model_cfg,
+                                              c, steps,
+                                              compiler_options=XLA_DEFAULTS)
+        timers['plain_rows'], _ = fit_timer(params, train, hyper, model_cfg,
+                                            c._replace(packed_rows=False),
+                                            steps)
+      seconds = rounds(timers, repeats)
+      rate = {name: steps * B / s for name, s in seconds.items()}
+      run = {'vocab': vocab, 'vocab_size': len(ds.vocab), 'batch_size': B,
+             'steps': steps, 'windows_per_sec': rate['step'],
+             'gflops': rate['step'] * flops / 1e9,
+             'fraction_of_peak': rate['step'] * flops / 1e9 / peak,
+             'compile_seconds': compile_s[0], 'flops_per_window': flops}
+      if 'matmuls' in rate:
+        run['matmuls_only_windows_per_sec'] = rate['matmuls']
+        run['matmuls_only_fraction_of_peak'] = rate['matmuls'] * flops / 1e9 / peak
+      if 'naive' in rate:
+        run['naive_windows_per_sec'] = rate['naive']
+        run['xla_defaults_windows_per_sec'] = rate['xla_defaults']
+        run['plain_rows_windows_per_sec'] = rate['plain_rows']
+      out['runs'].append(run)
+      log(f'vocab {len(ds.vocab):,} batch {B}: {rate["step"]:,.0f} windows/s, '
+          f'{run["gflops"]:.1f} GFLOP/s = {100 * run["fraction_of_peak"]:.0f}% '
+          'of peak' + ''.join(
+              f'; {label} {rate[name]:,.0f}' for name, label in (
+                  ('matmuls', 'matmuls alone'), ('naive', 'naive'),
+                  ('xla_defaults', 'with XLA default options'),
+                  ('plain_rows', 'plain row update'))
+              if name in rate))
+
+  # Vmapped sweep: S configurations as one program vs one configuration.
+  ds, S = datasets['data'], sweep_configs
+  train = ds.windows['train']
+  steps = max(20, len(train.labels) // 256)
+  c = cfg._replace(batch_size=256)
+  one, _ = fit_timer(init_stack(ds, model_cfg, [0]), train, hyper,
+                     model_cfg, c, steps)
+  many, many_compile = fit_timer(
+      init_stack(ds, model_cfg, range(S)), train,
+      engine.Hyper(np.full(S, hyper.lr), np.geomspace(1e-6, 1e-3, S)),
+      model_cfg, c, steps, seeds=list(range(S)))
+  seconds = rounds({'one': one, 'many': many}, repeats)
+  r256 = next(r for r in out['runs']
+              if r['vocab'] == 'data' and r['batch_size'] == 256)
+  at_peak = S * steps * 256 * r256['flops_per_window'] / (peak * 1e9)
+  out['sweep'] = {
+      'configs': S, 'steps': steps,
+      'one_train_seconds': seconds['one'],
+      'many_train_seconds': seconds['many'],
+      'many_compile_seconds': many_compile[0],
+      'train_ratio': seconds['many'] / seconds['one'],
+      'many_seconds_at_matmul_peak': at_peak,
+      'least_ratio_at_matmul_peak': at_peak / seconds['one']}
+  log(f'vmapped sweep: {S} configurations take '
+      f'{out["sweep"]["train_ratio"]:.2f}x the training time of one; at the '
+      f'matmul peak their FLOPs alone would take '
+      f'{out["sweep"]["least_ratio_at_matmul_peak"]:.2f}x (compiling the '
+      f'vmapped program took {out["sweep"]["many_compile_seconds"]:.1f}s more)')
+
+  small = [r for r in out['runs'] if r['vocab'] == 'data']
+  full = next(r for r in out['runs'] if r['vocab'] == 'pretrained')
+  out['full_vocab_time_ratio'] = r256['windows_per_sec'] / full[
+      'windows_per_sec']
+  out['speedup_over_naive'] = r256['windows_per_sec'] / r256[
+      'naive_windows_per_sec']
+  out['speedup_over_xla_defaults'] = r256['windows_per_sec'] / r256[
+      'xla_defaults_windows_per_sec']
+  out['speedup_over_plain_rows'] = r256['windows_per_sec'] / r256[
+      'plain_rows_windows_per_sec']
+  out['batch_sizes'] = batch_sizes
+  return out
+
+
+def write_outputs(workdir, out):
+  """bench.json, bench.md and throughput.png; returns the summary table."""
+  peak, repeats = out['matmul_peak_gflops'], out['repeats']
+  train_options = tuple(out['train_compiler_options'].items())
+  S = out['sweep']['configs']
+  r256 = next(r for r in out['runs']
+              if r['vocab'] == 'data' and r['batch_size'] == 256)
+  small = [r for r in out['runs'] if r['vocab'] == 'data']
+  full = next(r for r in out['runs'] if r['vocab'] == 'pretrained')
+  best = max(small, key=lambda r: r['windows_per_sec'])
+  headers = ['vocab', 'batch', 'windows/s', 'GFLOP/s', '% of peak',
+             'matmuls alone, windows/s (% of peak)', 'step time in matmuls']
+  table = [[f'{r["vocab_size"]:,}', r['batch_size'],
+            f'{r["windows_per_sec"]:,.0f}', f'{r["gflops"]:.1f}',
+            f'{100 * r["fraction_of_peak"]:.0f}%'] + (
+                [f'{r["matmuls_only_windows_per_sec"]:,.0f} '
+                 f'({100 * r["matmuls_only_fraction_of_peak"]:.0f}%)',
+                 f'{100 * r["windows_per_sec"] / r["matmuls_only_windows_per_sec"]:.0f}%']
+                if 'matmuls_only_windows_per_sec' in r else ['—', '—'])
+           for r in out['runs']]
+  options = ', '.join(f'{k}={v!r}' for k, v in train_options) or 'none'
+  summary = render.markdown_table(['measure', 'value'], [
+      ['matmul peak (GFLOP/s)', f'{peak:.1f}'],
+      ['batch 256, windows/s', f'{r256["windows_per_sec"]:,.0f}'],
+      ['naive baseline at batch 256, windows/s',
+       f'{r256["naive_windows_per_sec"]:,.0f}'],
+      ['speedup over naive at batch 256', f'{out["speedup_over_naive"]:.2f}x'],
+      ['batch 256 with XLA\'s default options, windows/s (speedup of the '
+       'training options)', f'{r256["xla_defaults_windows_per_sec"]:,.0f} '
+       f'({out["speedup_over_xla_defaults"]:.2f}x)'],
+      ['batch 256 with the plain row update, windows/s (speedup of the '
+       'packed one)', f'{r256["plain_rows_windows_per_sec"]:,.0f} '
+       f'({out["speedup_over_plain_rows"]:.2f}x)'],
+      [f'best batch ({best["batch_size"]}), % of peak',
+       f'{100 * best["fraction_of_peak"]:.0f}%'],
+      [f'full vocabulary ({full["vocab_size"]:,}) time / data vocabulary '
+       f'({r256["vocab_size"]:,}) time', f'{out["full_vocab_time_ratio"]:.2f}x'],
+      [f'{S}-config vmapped sweep time / one config (training)',
+       f'{out["sweep"]["train_ratio"]:.2f}x'],
+      [f'{S} configs\' FLOPs at the matmul peak / one config\'s measured time '
+       '(the least the ratio above can be)',
+       f'{out["sweep"]["least_ratio_at_matmul_peak"]:.2f}x'],
+      [f'{S}-config vmapped program, compile seconds (once per sweep)',
+       f'{out["sweep"]["many_compile_seconds"]:.1f}'],
+  ])
+  fig, (ax,) = render.figure()
+  ax.plot([r['batch_size'] for r in small],
+          [r['windows_per_sec'] for r in small], 'o-', label='compiled loop, '
+          'sparse rows')
+  if 'matmuls_only_windows_per_sec' in r256:
+    ax.plot([r['batch_size'] for r in small],
+            [r['matmuls_only_windows_per_sec'] for r in small], 's:',
+            color='tab:green', label='its matrix products alone')
+  ax.axhline(peak * 1e9 / r256['flops_per_window'], color='gray', ls='--',
+             label='matmul peak / FLOPs per window')
+  ax.plot([256], [r256['naive_windows_per_sec']], 'rs', label='naive step')
+  ax.set_xscale('log', base=2)
+  ax.set_xticks([r['batch_size'] for r in small],
+                [str(r['batch_size']) for r in small])
+  ax.set_xlabel('batch size')
+  ax.set_ylabel('training windows/s')
+  ax.set_ylim(bottom=0)
+  ax.set_title(f'hidden model, vocabulary {r256["vocab_size"]:,}')
+  ax.legend(fontsize=8)
+  ax.grid(alpha=0.3)
+  png = render.save(fig, workdir / 'throughput.png')
+  workdir_lib.write_json(workdir / 'bench.json', out)
+  render.write_report(workdir / 'bench.md', 'Training throughput', [
+      ('Machine', f'{out["device"]} ({out["backend"]}), jax {out["jax"]}; '
+                  f'FLOPs per window {r256["flops_per_window"]:,} (3x the '
+                  f'forward matmuls); training compiler options: {options}; '
+                  f'best of {repeats} interleaved rounds.'),
+      ('Summary', summary),
+      ('Reading the table', 'windows/s and GFLOP/s are those of the whole '
+       'training step (gather, forward, backward, loss, sparse row update, '
+       'Adam). "Matmuls alone" times only the step\'s matrix products (the '
+       'FLOPs counted) at the same batch size, so it is the ceiling for this '
+       'model on this machine; "step time in matmuls" is their share of the '
+       'step.'),
+      ('Throughput by batch size', render.markdown_table(headers, table)),
+      ('Plot', f'![]({png})'),
+  ])
+  return summary
+
+

@@ -1,0 +1,256 @@
+"""Tagging with a trained model: load it, tag sentences, score a file.
+
+`load` reads the model that experiments.train saved in its --workdir; `tag`
+gives one predicted tag per token; `evaluate_file` scores a CoNLL file with
+conlleval's entity F1 (the same dict as a split of result.json);
+`conll_text` writes `token gold predicted` lines, the input of the original
+perl `conlleval`, or `token predicted` lines.
+
+Columns are separated by one space, so a token that holds whitespace (read
+from a tab-separated file, e.g. 'New York') is written with each whitespace
+character replaced by '_' ('New_York'): the columns stay valid for
+conlleval, at the price of not telling 'New York' from 'New_York'.
+"""
+
+import dataclasses
+import pathlib
+import re
+from typing import Any
+
+import numpy as np
+
+from research import data as data_lib
+from research import metrics
+from research import model as model_lib
+from research import classifier
+from research import vocab as vocab_lib
+from research import workdir as workdir_lib
+from research.errors import UserError
+
+_WHITESPACE = re.compile(r'\s')
+
+
+@dataclasses.dataclass(frozen=True)
+class Model:
+  """A trained model, as saved in a run directory.
+
+  Attributes:
+    params: The parameters (a flat dict of arrays).
+    vocab: The `vocab.Vocab` that maps tokens to rows of params['L'].
+    tags: The tag of each class id.
+    config: The `model.ModelConfig`.
+  """
+  params: dict[str, np.ndarray]
+  vocab: vocab_lib.Vocab
+  tags: list[str]
+  config: model_lib.ModelConfig
+
+
+@dataclasses.dataclass(frozen=True)
+class Evaluation:
+  """A CoNLL file tagged by a model and scored against its tags.
+
+  Attributes:
+    sentences: The `data.Sentence`s of the file (their tags are the gold).
+    predicted: The predicted tags of each sentence.
+    scores: `metrics.as_dict` of the entity scores: overall 'precision',
+      'recall', 'f1', counts, 'accuracy' and 'per_type' (percent).
+  """
+  sentences: list[data_lib.Sentence]
+  predicted: list[list[str]]
+  scores: dict[str, Any]
+
+
+def load(model_dir):
+  """Loads the model an experiments.train run saved.
+
+  Args:
+    model_dir: The run's --workdir.
+
+  Returns:
+    The `Model`.
+
+  Raises:
+    UserError: `model_dir` is not a finished run directory.
+  """
+  params, vocab, tags, config = workdir_lib.load_model(model_dir)
+  return Model(params, vocab, tags, model_lib.ModelConfig(**config['model']))
+
+
+def tag(model, sentences):
+  """Predicts one tag per token.
+
+  Args:
+    model: A `Model`.
+    sentences: `data.Sentence`s; only their tokens are read.
+
+  Returns:
+    The predicted tags of each sentence, a list of lists of str.
+  """
+  if not sentences:
+    return []
+  # The labels of the windows are not used; any tag of the model will do.
+  blank = [data_lib.Sentence(s.tokens, (model.tags[0],) * len(s.tokens))
+           for s in sentences]
+  windows = vocab_lib.make_windows(blank, model.vocab, model.tags,
+                                   model.config.window)
+  pred_N, _ = classifier.predict(model.params, windows, model.config)
+  names_N = np.asarray(model.tags, dtype=object)[np.asarray(pred_N)]
+  ends = np.cumsum([len(s.tokens) for s in sentences])[:-1]
+  return [list(part) for part in np.split(names_N, ends)]
+
+
+def tag_text(model, lines):
+  """Tags text: each non-blank line is a sentence of whitespace-split tokens.
+
+  Args:
+    model: A `Model`.
+    lines: Lines of text.
+
+  Returns:
+    [(tokens, tags)] for each non-blank line: a tuple of str and a list of
+    str.
+  """
+  sentences = [data_lib.Sentence(tuple(words), ('O',) * len(words))
+               for words in (line.split() for line in lines) if words]
+  return [(s.tokens, tags) for s, tags in zip(sentences, tag(model, sentences))]
+
+
+def read_sentences(path, require_tags=True):
+  """Reads the sentences of a CoNLL file, across its documents.
+
+  Args:
+    path: The file (see `data.read_conll`).
+    require_tags: If False, a file of tokens only is accepted.
+
+  Returns:
+    A list of `data.Sentence`s.
+
+  Raises:
+    UserError: The file is missing or malformed.
+  """
+  documents = data_lib.read_conll(path, require_tags=require_tags)
+  return [s for document in documents for s in document]
+
+
+def evaluate(model, sentences):
+  """Tags sentences and scores the tags against theirs, like conlleval.
+
+  Gold tags the model never predicts (unseen in its training data) are
+  scored too: their chunks count as missed.
+
+  Args:
+    model: A `Model`.
+    sentences: `data.Sentence`s whose tags are the gold.
+
+  Returns:
+    The `Evaluation`.
+  """
+  predicted = tag(model, sentences)
+  result = metrics.evaluate([list(s.tags) for s in sentences], predicted)
+  return Evaluation(list(sentences), predicted, metrics.as_dict(result))
+
+
+def evaluate_file(model, path):
+  """Tags a CoNLL file and scores it against its tags (`evaluate`).
+
+  Args:
+    model: A `Model`.
+    path: The CoNLL file, token first and tag last (see `data.read_conll`).
+
+  Returns:
+    The `Evaluation`.
+
+  Raises:
+    UserError: The file is missing or malformed.
+  """
+  return evaluate(model, read_sentences(path))
+
+
+def column(token):
+  """Returns `token` as one column: whitespace -> '_', '' -> EMPTY_TOKEN."""
+  return _WHITESPACE.sub('_', token) or data_lib.EMPTY_TOKEN
+
+
+def conll_text(tokens, *tag_columns):
+  """Formats sentences as CoNLL columns separated by single spaces.
+
+  Args:
+    tokens: The tokens of each sentence.
+    *tag_columns: Columns of tags, each holding the tags of each sentence
+      (e.g. the gold tags, then the predicted ones).
+
+  Returns:
+    One line per token, `token tag...`, the token passed through `column`;
+    each sentence followed by a blank line.
+
+  Raises:
+    ValueError: A column has another number of sentences or tags.
+  """
+  if any(len(tags) != len(tokens) for tags in tag_columns):
+    raise ValueError(f'{len(tokens)} sentences but columns of '
+                     f'{[len(tags) for tags in tag_columns]}')
+  out = []
+  for i, sentence in enumerate(tokens):
+    rows = [sentence] + [tags[i] for tags in tag_columns]
+    if any(len(row) != len(sentence) for row in rows):
+      raise ValueError(f'sentence {i}: {[len(r) for r in rows]} tags/tokens')
+    out.extend(' '.join([column(token), *tags]) + '\n'
+               for token, *tags in zip(*rows))
+    out.append('\n')
+  return ''.join(out)
+
+
+def format_scores(scores, title=''):
+  """Formats entity scores as a table: overall, then one row per type.
+
+  Args:
+    scores: `metrics.as_dict` of the scores (e.g. `Evaluation.scores`, or a
+      split of result.json).
+    title: An optional first line.
+
+  Returns:
+    Text without a trailing newline: the title, a header, the 'overall' row
+    and one row per type (precision, recall and F1 in percent, then the
+    numbers of gold, found and correct chunks), and the token accuracy.
+  """
+  rows = [('overall', scores)] + sorted(scores['per_type'].items())
+  width = max(len(name) for name, _ in rows)
+  lines = [title] if title else []
+  lines.append(f'{"type":<{width}}  precision  recall      F1    gold   found '
+               ' correct')
+  for name, s in rows:
+    lines.append(f'{name:<{width}}  {s["precision"]:9.2f}  {s["recall"]:6.2f}'
+                 f'  {s["f1"]:6.2f}  {s["num_gold"]:6d}  {s["num_pred"]:6d}  '
+                 f'{s["num_correct"]:7d}')
+  lines.append(f'token accuracy {scores["accuracy"]:.2f}%')
+  return '\n'.join(lines)
+
+
+def check_output(path, overwrite=False):
+  """Refuses an output file that exists, unless `overwrite`.
+
+  Args:
+    path: The file to be written.
+    overwrite: Whether an existing file may be replaced.
+
+  Returns:
+    `path` as a pathlib.Path.
+
+  Raises:
+    UserError: `path` is a directory, or exists and not `overwrite`.
+  """
+  path = pathlib.Path(path)
+  if path.is_dir():
+    raise UserError(f'--output={path} is a directory; pass a file name')
+  if path.exists() and not overwrite:
+    raise UserError(f'--output={path} exists; pass another --output, or '
+                    '--overwrite to replace it')
+  return path
+
+
+def write_text(path, text):
+  """Writes `text` (UTF-8) to `path`, creating its directory."""
+  path = pathlib.Path(path)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  path.write_text(text, encoding='utf-8')
