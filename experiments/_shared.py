@@ -13,8 +13,8 @@ import time
 from absl import app
 from absl import flags
 
-from research import model as model_lib
 from research import classifier
+from research import model as model_lib
 from research import ner
 from research import workdir as workdir_lib
 from research.errors import UserError
@@ -23,58 +23,93 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 DEFAULT_DATA_DIR = str(REPO / 'data' / 'wikigold')
 
 DATA_DIR = flags.DEFINE_string(
-    'data_dir', DEFAULT_DATA_DIR,
-    'CoNLL directory (train/dev[/test] files, or one file to split).')
+  'data_dir',
+  DEFAULT_DATA_DIR,
+  'CoNLL directory (train/dev[/test] files, or one file to split).',
+)
 EMBEDDINGS = flags.DEFINE_string(
-    'embeddings', 'glove',
-    "'glove' (GloVe 6B 50d, offline), 'random', or a GloVe/word2vec text file.")
+  'embeddings',
+  'glove',
+  "'glove' (GloVe 6B 50d, offline), 'random', or a GloVe/word2vec text file.",
+)
 VOCAB = flags.DEFINE_enum(
-    'vocab', 'data', ['data', 'pretrained'],
-    "'data': training words + dev/test words with a pretrained vector; "
-    "'pretrained': also every pretrained word (400k for GloVe).")
+  'vocab',
+  'data',
+  ['data', 'pretrained'],
+  "'data': training words + dev/test words with a pretrained vector; "
+  "'pretrained': also every pretrained word (400k for GloVe).",
+)
 EMBED_DIM = flags.DEFINE_integer('embed_dim', 50, 'd for --embeddings=random.')
-MODEL = flags.DEFINE_enum('model', 'hidden', list(model_lib.MODELS),
-                          'softmax: f = Wx + c; hidden: f = W g(Vx + b) + c.')
+MODEL = flags.DEFINE_enum(
+  'model',
+  'hidden',
+  list(model_lib.MODELS),
+  'softmax: f = Wx + c; hidden: f = W g(Vx + b) + c.',
+)
 NONLINEARITY = flags.DEFINE_enum(
-    'nonlinearity', 'tanh', list(model_lib.NONLINEARITIES),
-    'g of the hidden layer.')
-WINDOW = flags.DEFINE_integer('window', 2, 'Half-width k: 2k+1 words a window.',
-                              lower_bound=0)
+  'nonlinearity',
+  'tanh',
+  list(model_lib.NONLINEARITIES),
+  'g of the hidden layer.',
+)
+WINDOW = flags.DEFINE_integer(
+  'window', 2, 'Half-width k: 2k+1 words a window.', lower_bound=0
+)
 HIDDEN = flags.DEFINE_integer('hidden', 300, 'Hidden units.', lower_bound=1)
 L2_EMBEDDINGS = flags.DEFINE_bool(
-    'l2_embeddings', False, 'L2 also covers word and casing vectors.')
+  'l2_embeddings', False, 'L2 also covers word and casing vectors.'
+)
 L2_BIASES = flags.DEFINE_bool('l2_biases', False, 'L2 also covers biases.')
-DROPOUT = flags.DEFINE_float('dropout', 0.0,
-                             'Dropout rate on x and the hidden layer.',
-                             lower_bound=0.0, upper_bound=0.95)
-FREEZE = flags.DEFINE_bool('freeze_embeddings', False,
-                           'Keep the word vectors fixed.')
-OPTIMIZER = flags.DEFINE_enum('optimizer', 'adam', list(classifier.OPTIMIZERS),
-                              'Optimizer.')
+DROPOUT = flags.DEFINE_float(
+  'dropout',
+  0.0,
+  'Dropout rate on x and the hidden layer.',
+  lower_bound=0.0,
+  upper_bound=0.95,
+)
+FREEZE = flags.DEFINE_bool(
+  'freeze_embeddings', False, 'Keep the word vectors fixed.'
+)
+OPTIMIZER = flags.DEFINE_enum(
+  'optimizer', 'adam', list(classifier.OPTIMIZERS), 'Optimizer.'
+)
 LR = flags.DEFINE_float('lr', 1e-3, 'Learning rate.', lower_bound=0.0)
-BATCH_SIZE = flags.DEFINE_integer('batch_size', 256, 'Windows per step.',
-                                  lower_bound=1)
-EPOCHS = flags.DEFINE_integer('epochs', 10, 'Passes over the training data.',
-                              lower_bound=1)
-EVAL_EVERY = flags.DEFINE_integer('eval_every', 0,
-                                  'Evaluate every N steps (0: every epoch).',
-                                  lower_bound=0)
-SPARSE = flags.DEFINE_bool('sparse', True,
-                           'Update only the rows of L a batch touches.')
-GRAD = flags.DEFINE_enum('grad', 'autodiff', ['autodiff', 'manual'],
-                         'jax.grad, or the hand-derived backprop.')
-WORKDIR = flags.DEFINE_string('workdir', None,
-                              'Output directory (default runs/<entry>-<time>).')
+BATCH_SIZE = flags.DEFINE_integer(
+  'batch_size', 256, 'Windows per step.', lower_bound=1
+)
+EPOCHS = flags.DEFINE_integer(
+  'epochs', 10, 'Passes over the training data.', lower_bound=1
+)
+EVAL_EVERY = flags.DEFINE_integer(
+  'eval_every', 0, 'Evaluate every N steps (0: every epoch).', lower_bound=0
+)
+SPARSE = flags.DEFINE_bool(
+  'sparse', True, 'Update only the rows of L a batch touches.'
+)
+GRAD = flags.DEFINE_enum(
+  'grad',
+  'autodiff',
+  ['autodiff', 'manual'],
+  'jax.grad, or the hand-derived backprop.',
+)
+WORKDIR = flags.DEFINE_string(
+  'workdir', None, 'Output directory (default runs/<entry>-<time>).'
+)
 OVERWRITE = flags.DEFINE_bool(
-    'overwrite', False, 'Replace the files of an earlier run in --workdir.')
+  'overwrite', False, 'Replace the files of an earlier run in --workdir.'
+)
 
 
 def run(main):
   """absl.app.run(main), printing a UserError as one line and exiting 2."""
+
   def guarded(argv):
     if len(argv) > 1:
-      print(f'error: unexpected arguments {" ".join(argv[1:])!r}; flags are '
-            'written --name=value', file=sys.stderr)
+      print(
+        f'error: unexpected arguments {" ".join(argv[1:])!r}; flags are '
+        'written --name=value',
+        file=sys.stderr,
+      )
       sys.exit(2)
     try:
       return main(argv)
@@ -84,14 +119,16 @@ def run(main):
     except KeyboardInterrupt:
       print('interrupted', file=sys.stderr)
       sys.exit(130)
+
   app.run(guarded)
 
 
 def workdir(name):
   """--workdir (default runs/<name>-<time>), checked before any work starts:
   one holding an earlier run's files is refused unless --overwrite."""
-  path = WORKDIR.value or str(REPO / 'runs' /
-                              f'{name}-{time.strftime("%Y%m%d-%H%M%S")}')
+  path = WORKDIR.value or str(
+    REPO / 'runs' / f'{name}-{time.strftime("%Y%m%d-%H%M%S")}'
+  )
   return workdir_lib.check(path, OVERWRITE.value)
 
 
@@ -102,14 +139,17 @@ def save_flags(path):
   # Left out: absl's own flags (--verbosity, --pdb, ...), and where this run
   # was written: a run repeated with --flagfile=W/flags.txt names its own
   # --workdir and can never overwrite W by accident.
-  lines = [f.serialize()
-           for module, module_flags in flags.FLAGS.flags_by_module_dict().items()
-           if not module.startswith('absl')
-           for f in sorted(module_flags, key=lambda f: f.name)
-           if f.value is not None and f.name not in ('workdir', 'overwrite')]
+  lines = [
+    f.serialize()
+    for module, module_flags in flags.FLAGS.flags_by_module_dict().items()
+    if not module.startswith('absl')
+    for f in sorted(module_flags, key=lambda f: f.name)
+    if f.value is not None and f.name not in ('workdir', 'overwrite')
+  ]
   entry = pathlib.Path(sys.argv[0]).stem
-  (path / 'flags.txt').write_text(f'# ./launch.sh {entry}\n' +
-                                  '\n'.join(lines) + '\n')
+  (path / 'flags.txt').write_text(
+    f'# ./launch.sh {entry}\n' + '\n'.join(lines) + '\n'
+  )
 
 
 def parse_list(values, kind, name):
@@ -117,8 +157,10 @@ def parse_list(values, kind, name):
   try:
     parsed = [kind(v) for v in values]
   except ValueError:
-    raise UserError(f'--{name}={",".join(values)}: expected a comma-separated '
-                    f'list of {kind.__name__} values') from None
+    raise UserError(
+      f'--{name}={",".join(values)}: expected a comma-separated '
+      f'list of {kind.__name__} values'
+    ) from None
   if not parsed:
     raise UserError(f'--{name} is empty; give at least one value')
   return parsed
@@ -129,9 +171,14 @@ def log(line):
 
 
 def load_dataset(**overrides):
-  kw = dict(data_dir=DATA_DIR.value, embeddings=EMBEDDINGS.value,
-            window=WINDOW.value, vocab=VOCAB.value, embed_dim=EMBED_DIM.value,
-            log=log)
+  kw = dict(
+    data_dir=DATA_DIR.value,
+    embeddings=EMBEDDINGS.value,
+    window=WINDOW.value,
+    vocab=VOCAB.value,
+    embed_dim=EMBED_DIM.value,
+    log=log,
+  )
   kw.update(overrides)
   return ner.load_dataset(**kw)
 
@@ -141,23 +188,35 @@ def check_batch_size(ds):
   run directory is written (entry points that train on all of them)."""
   num_train = len(ds.windows['train'].labels)
   if BATCH_SIZE.value > num_train:
-    raise UserError(f'--batch_size={BATCH_SIZE.value} is larger than the '
-                    f'{num_train:,} training windows of {DATA_DIR.value}; '
-                    'pass a smaller --batch_size')
+    raise UserError(
+      f'--batch_size={BATCH_SIZE.value} is larger than the '
+      f'{num_train:,} training windows of {DATA_DIR.value}; '
+      'pass a smaller --batch_size'
+    )
 
 
 def model_config(**overrides):
-  kw = dict(model=MODEL.value, nonlinearity=NONLINEARITY.value,
-            window=WINDOW.value, hidden=HIDDEN.value, dropout=DROPOUT.value)
+  kw = dict(
+    model=MODEL.value,
+    nonlinearity=NONLINEARITY.value,
+    window=WINDOW.value,
+    hidden=HIDDEN.value,
+    dropout=DROPOUT.value,
+  )
   kw.update(overrides)
   return model_lib.ModelConfig(**kw)
 
 
 def train_config(**overrides):
-  kw = dict(optimizer=OPTIMIZER.value, batch_size=BATCH_SIZE.value,
-            l2_embeddings=L2_EMBEDDINGS.value, l2_biases=L2_BIASES.value,
-            freeze_embeddings=FREEZE.value, sparse=SPARSE.value,
-            grad=GRAD.value)
+  kw = dict(
+    optimizer=OPTIMIZER.value,
+    batch_size=BATCH_SIZE.value,
+    l2_embeddings=L2_EMBEDDINGS.value,
+    l2_biases=L2_BIASES.value,
+    freeze_embeddings=FREEZE.value,
+    sparse=SPARSE.value,
+    grad=GRAD.value,
+  )
   kw.update(overrides)
   cfg = classifier.TrainConfig(**kw)
   if cfg.grad == 'manual' and DROPOUT.value > 0:

@@ -12,29 +12,43 @@ from experiments import _shared as common
 from research.studies import throughput
 
 _BATCH_SIZES = flags.DEFINE_list(
-    'batch_sizes', ['64', '128', '256', '512', '1024', '2048', '4096'],
-    'Batch sizes to time (256 must be one).')
+  'batch_sizes',
+  ['64', '128', '256', '512', '1024', '2048', '4096'],
+  'Batch sizes to time (256 must be one).',
+)
 _BENCH_STEPS = flags.DEFINE_integer(
-    'bench_steps', 0, 'Windows timed per measurement, in steps of the '
-    'largest batch (0: one pass over the training windows).')
-_SWEEP_CONFIGS = flags.DEFINE_integer('sweep_configs', 8,
-                                      'Configurations in the vmapped sweep.')
-_REPEATS = flags.DEFINE_integer('repeats', 3, 'Timed rounds (best is kept).',
-                                lower_bound=1)
+  'bench_steps',
+  0,
+  'Windows timed per measurement, in steps of the '
+  'largest batch (0: one pass over the training windows).',
+)
+_SWEEP_CONFIGS = flags.DEFINE_integer(
+  'sweep_configs', 8, 'Configurations in the vmapped sweep.'
+)
+_REPEATS = flags.DEFINE_integer(
+  'repeats', 3, 'Timed rounds (best is kept).', lower_bound=1
+)
 
 
 def main(_):
   workdir = common.workdir('bench')
   batch_sizes = common.parse_list(_BATCH_SIZES.value, int, 'batch_sizes')
   throughput.check_batch_sizes(batch_sizes)
-  datasets = {vocab: common.load_dataset(vocab=vocab)
-              for vocab in ('data', 'pretrained')}
+  datasets = {
+    vocab: common.load_dataset(vocab=vocab) for vocab in ('data', 'pretrained')
+  }
   common.save_flags(workdir)
   out = throughput.run(
-      datasets, common.model_config(), common.train_config(),
-      lr=common.LR.value, batch_sizes=batch_sizes,
-      bench_steps=_BENCH_STEPS.value, sweep_configs=_SWEEP_CONFIGS.value,
-      repeats=_REPEATS.value, log=common.log)
+    datasets,
+    common.model_config(),
+    common.train_config(),
+    lr=common.LR.value,
+    batch_sizes=batch_sizes,
+    bench_steps=_BENCH_STEPS.value,
+    sweep_configs=_SWEEP_CONFIGS.value,
+    repeats=_REPEATS.value,
+    log=common.log,
+  )
   summary = throughput.write_outputs(workdir, out)
   common.log(f'\n{summary}\nwrote {workdir}/bench.md')
 

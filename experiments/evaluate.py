@@ -18,34 +18,48 @@ from research import data as data_lib
 from research import tagging
 from research.errors import UserError
 
-_MODEL_DIR = flags.DEFINE_string('model_dir', None,
-                                 'The --workdir of an experiments.train run.')
-_DATA = flags.DEFINE_string('data', None,
-                            'The CoNLL file to score (token first, tag last).')
+_MODEL_DIR = flags.DEFINE_string(
+  'model_dir', None, 'The --workdir of an experiments.train run.'
+)
+_DATA = flags.DEFINE_string(
+  'data', None, 'The CoNLL file to score (token first, tag last).'
+)
 _OUTPUT = flags.DEFINE_string(
-    'output', None, "Also write 'token gold predicted' lines to this file.")
+  'output', None, "Also write 'token gold predicted' lines to this file."
+)
 
 
 def main(_):
   if not _MODEL_DIR.value:
-    raise UserError('pass --model_dir, the --workdir of an experiments.train '
-                    'run')
+    raise UserError(
+      'pass --model_dir, the --workdir of an experiments.train run'
+    )
   if not _DATA.value:
     raise UserError('pass --data=FILE, a CoNLL file with the gold tags')
-  output = _OUTPUT.value and tagging.check_output(_OUTPUT.value,
-                                                  common.OVERWRITE.value)
+  output = _OUTPUT.value and tagging.check_output(
+    _OUTPUT.value, common.OVERWRITE.value
+  )
   model = tagging.load(_MODEL_DIR.value)
   result = tagging.evaluate_file(model, _DATA.value)
   if note := data_lib.empty_tokens_note({'data': result.sentences}):
     common.log(note)
   num_tokens = sum(len(s.tokens) for s in result.sentences)
-  common.log(tagging.format_scores(
-      result.scores, f'{_DATA.value}: {len(result.sentences):,} sentences, '
-      f'{num_tokens:,} tokens'))
+  common.log(
+    tagging.format_scores(
+      result.scores,
+      f'{_DATA.value}: {len(result.sentences):,} sentences, '
+      f'{num_tokens:,} tokens',
+    )
+  )
   if output:
-    tagging.write_text(output, tagging.conll_text(
+    tagging.write_text(
+      output,
+      tagging.conll_text(
         [s.tokens for s in result.sentences],
-        [s.tags for s in result.sentences], result.predicted))
+        [s.tags for s in result.sentences],
+        result.predicted,
+      ),
+    )
     common.log(f'wrote {output}')
 
 

@@ -18,9 +18,9 @@ from experiments import _shared as common
 from research.studies import derivations
 
 _SEED = flags.DEFINE_integer('seed', 0, 'Seed of the random problems.')
-_RTOL = flags.DEFINE_float('rtol', 1e-10,
-                           'Largest relative difference that passes.',
-                           lower_bound=0.0)
+_RTOL = flags.DEFINE_float(
+  'rtol', 1e-10, 'Largest relative difference that passes.', lower_bound=0.0
+)
 
 
 def main(_):

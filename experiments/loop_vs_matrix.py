@@ -19,26 +19,30 @@ from experiments import _shared as common
 from research.errors import UserError
 from research.studies import vectorization
 
-_DECK_CLASSES = flags.DEFINE_integer('deck_classes', 5,
-                                     'C: rows of W in the deck example.',
-                                     lower_bound=1)
-_DECK_DIM = flags.DEFINE_integer('deck_dim', 300,
-                                 'd: word vector size in the deck example.',
-                                 lower_bound=1)
-_DECK_VECTORS = flags.DEFINE_integer('deck_vectors', 500,
-                                     'N: word vectors in the deck example.',
-                                     lower_bound=1)
+_DECK_CLASSES = flags.DEFINE_integer(
+  'deck_classes', 5, 'C: rows of W in the deck example.', lower_bound=1
+)
+_DECK_DIM = flags.DEFINE_integer(
+  'deck_dim', 300, 'd: word vector size in the deck example.', lower_bound=1
+)
+_DECK_VECTORS = flags.DEFINE_integer(
+  'deck_vectors', 500, 'N: word vectors in the deck example.', lower_bound=1
+)
 _MODEL_WINDOWS = flags.DEFINE_integer(
-    'model_windows', 0,
-    'Dev windows scored by the window model (0: all of them).',
-    lower_bound=0)
-_TIMING_REPEATS = flags.DEFINE_integer('timing_repeats', 5,
-                                       'Measurements per version (R).',
-                                       lower_bound=1)
+  'model_windows',
+  0,
+  'Dev windows scored by the window model (0: all of them).',
+  lower_bound=0,
+)
+_TIMING_REPEATS = flags.DEFINE_integer(
+  'timing_repeats', 5, 'Measurements per version (R).', lower_bound=1
+)
 _TIMING_MIN_SECONDS = flags.DEFINE_float(
-    'timing_min_seconds', 0.2,
-    'Loops per measurement are doubled until one takes this long.',
-    lower_bound=0.0)
+  'timing_min_seconds',
+  0.2,
+  'Loops per measurement are doubled until one takes this long.',
+  lower_bound=0.0,
+)
 
 
 def main(_):
@@ -49,11 +53,17 @@ def main(_):
   common.save_flags(workdir)
   ds = common.load_dataset()
   results = vectorization.run(
-      ds, model_cfg, deck_classes=_DECK_CLASSES.value,
-      deck_dim=_DECK_DIM.value, deck_vectors=_DECK_VECTORS.value,
-      model_windows=_MODEL_WINDOWS.value, repeats=_TIMING_REPEATS.value,
-      min_seconds=_TIMING_MIN_SECONDS.value, data_dir=common.DATA_DIR.value,
-      log=common.log)
+    ds,
+    model_cfg,
+    deck_classes=_DECK_CLASSES.value,
+    deck_dim=_DECK_DIM.value,
+    deck_vectors=_DECK_VECTORS.value,
+    model_windows=_MODEL_WINDOWS.value,
+    repeats=_TIMING_REPEATS.value,
+    min_seconds=_TIMING_MIN_SECONDS.value,
+    data_dir=common.DATA_DIR.value,
+    log=common.log,
+  )
   common.log('\n' + vectorization.write_outputs(workdir, results))
   common.log(f'wrote {workdir}')
 

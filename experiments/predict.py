@@ -24,24 +24,30 @@ from research import metrics
 from research import tagging
 from research.errors import UserError
 
-_MODEL_DIR = flags.DEFINE_string('model_dir', None,
-                                 'The --workdir of an experiments.train run.')
-_TEXT = flags.DEFINE_string('text', None,
-                            'Text to tag (default: stdin, unless --input).')
-_INPUT = flags.DEFINE_string('input', None,
-                             'A CoNLL file to tag (token first).')
+_MODEL_DIR = flags.DEFINE_string(
+  'model_dir', None, 'The --workdir of an experiments.train run.'
+)
+_TEXT = flags.DEFINE_string(
+  'text', None, 'Text to tag (default: stdin, unless --input).'
+)
+_INPUT = flags.DEFINE_string(
+  'input', None, 'A CoNLL file to tag (token first).'
+)
 _OUTPUT = flags.DEFINE_string(
-    'output', None, "Write 'token predicted' lines to this file.")
+  'output', None, "Write 'token predicted' lines to this file."
+)
 
 
 def main(_):
   if not _MODEL_DIR.value:
-    raise UserError('pass --model_dir, the --workdir of an experiments.train '
-                    'run')
+    raise UserError(
+      'pass --model_dir, the --workdir of an experiments.train run'
+    )
   if _INPUT.value and _TEXT.value is not None:
     raise UserError('pass either --text or --input, not both')
-  output = _OUTPUT.value and tagging.check_output(_OUTPUT.value,
-                                                  common.OVERWRITE.value)
+  output = _OUTPUT.value and tagging.check_output(
+    _OUTPUT.value, common.OVERWRITE.value
+  )
   model = tagging.load(_MODEL_DIR.value)
   if _INPUT.value:
     sentences = tagging.read_sentences(_INPUT.value, require_tags=False)
@@ -61,8 +67,9 @@ def main(_):
     for sentence, tags in zip(tokens, predicted):
       for token, tag in zip(sentence, tags):
         print(f'{token}\t{tag}')
-      spans = [f'[{" ".join(sentence[a:b])}]/{t}'
-               for a, b, t in metrics.chunks(tags)]
+      spans = [
+        f'[{" ".join(sentence[a:b])}]/{t}' for a, b, t in metrics.chunks(tags)
+      ]
       print('entities:', ' '.join(spans) if spans else '(none)')
       print()
 

@@ -19,11 +19,14 @@ from research import results_page
 from research.errors import UserError
 
 _RUN_DIRS = flags.DEFINE_list(
-    'run_dirs', None, 'Run directories to gather (default: every directory '
-    'under runs/results/).')
+  'run_dirs',
+  None,
+  'Run directories to gather (default: every directory under runs/results/).',
+)
 DEFAULT_PAGE = common.REPO / 'docs' / 'results.md'
-_OUTPUT = flags.DEFINE_string('output', str(DEFAULT_PAGE),
-                              'The markdown page to write.')
+_OUTPUT = flags.DEFINE_string(
+  'output', str(DEFAULT_PAGE), 'The markdown page to write.'
+)
 
 
 def main(_):
@@ -32,14 +35,20 @@ def main(_):
     root = common.REPO / 'runs' / 'results'
     run_dirs = sorted(str(p) for p in root.glob('*') if p.is_dir())
   if not run_dirs:
-    raise UserError('no run directories: pass --run_dirs=DIR[,DIR...], or '
-                    'run the experiments with --workdir=runs/results/NAME '
-                    '(docs/results.md says how for each)')
+    raise UserError(
+      'no run directories: pass --run_dirs=DIR[,DIR...], or '
+      'run the experiments with --workdir=runs/results/NAME '
+      '(docs/results.md says how for each)'
+    )
   page = pathlib.Path(_OUTPUT.value)
-  readme = (common.REPO / 'README.md'
-            if page.resolve() == DEFAULT_PAGE.resolve() else None)
-  n = results_page.write(run_dirs, page, readme=readme,
-                         overwrite=common.OVERWRITE.value)
+  readme = (
+    common.REPO / 'README.md'
+    if page.resolve() == DEFAULT_PAGE.resolve()
+    else None
+  )
+  n = results_page.write(
+    run_dirs, page, readme=readme, overwrite=common.OVERWRITE.value
+  )
   common.log(f'wrote {_OUTPUT.value} ({n} runs)')
 
 

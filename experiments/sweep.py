@@ -15,15 +15,23 @@ from research import losses
 from research.studies import objective_l2
 
 _OBJECTIVES = flags.DEFINE_multi_enum(
-    'objectives', ['xent', 'max_margin'], list(losses.OBJECTIVES),
-    'Objectives to compare.')
-_L2S = flags.DEFINE_list('l2s', ['0', '1e-6', '1e-5', '1e-4', '1e-3'],
-                         'L2 strengths lambda.')
+  'objectives',
+  ['xent', 'max_margin'],
+  list(losses.OBJECTIVES),
+  'Objectives to compare.',
+)
+_L2S = flags.DEFINE_list(
+  'l2s', ['0', '1e-6', '1e-5', '1e-4', '1e-3'], 'L2 strengths lambda.'
+)
 _SEEDS = flags.DEFINE_list(
-    'seeds', ['0', '1', '2'], 'Seeds per cell: each picks the initialization '
-    'of the layers and the shuffling; word vectors start from the same L.')
-_VMAP = flags.DEFINE_bool('vmap', True, "Train each objective's grid as one "
-                          'vmapped program.')
+  'seeds',
+  ['0', '1', '2'],
+  'Seeds per cell: each picks the initialization '
+  'of the layers and the shuffling; word vectors start from the same L.',
+)
+_VMAP = flags.DEFINE_bool(
+  'vmap', True, "Train each objective's grid as one vmapped program."
+)
 
 
 def main(_):
@@ -34,13 +42,29 @@ def main(_):
   common.check_batch_size(ds)
   model_cfg, cfg = common.model_config(), common.train_config()
   common.save_flags(workdir)
-  sweep = objective_l2.run(ds, model_cfg, cfg, _OBJECTIVES.value, l2s, seeds,
-                           lr=common.LR.value, epochs=common.EPOCHS.value,
-                           vmap=_VMAP.value, log=common.log)
+  sweep = objective_l2.run(
+    ds,
+    model_cfg,
+    cfg,
+    _OBJECTIVES.value,
+    l2s,
+    seeds,
+    lr=common.LR.value,
+    epochs=common.EPOCHS.value,
+    vmap=_VMAP.value,
+    log=common.log,
+  )
   table = objective_l2.write_outputs(
-      workdir, sweep, data_dir=common.DATA_DIR.value, model_cfg=model_cfg,
-      cfg=cfg, lr=common.LR.value, epochs=common.EPOCHS.value, seeds=seeds,
-      has_test='test' in ds.splits)
+    workdir,
+    sweep,
+    data_dir=common.DATA_DIR.value,
+    model_cfg=model_cfg,
+    cfg=cfg,
+    lr=common.LR.value,
+    epochs=common.EPOCHS.value,
+    seeds=seeds,
+    has_test='test' in ds.splits,
+  )
   common.log(f'\n{table}\nwrote {workdir}/report.md')
 
 

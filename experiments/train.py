@@ -12,15 +12,20 @@ The data, model and optimizer flags are in experiments/_shared.py.
 from absl import flags
 
 from experiments import _shared as common
-from research import losses
 from research import engine
+from research import losses
 from research import ner
 from research import workdir as workdir_lib
 
-_OBJECTIVE = flags.DEFINE_enum('objective', 'xent', list(losses.OBJECTIVES),
-                               'Cross-entropy or multiclass max-margin.')
-_L2 = flags.DEFINE_float('l2', 0.0, 'lambda of lambda/2 ||theta||^2.',
-                         lower_bound=0.0)
+_OBJECTIVE = flags.DEFINE_enum(
+  'objective',
+  'xent',
+  list(losses.OBJECTIVES),
+  'Cross-entropy or multiclass max-margin.',
+)
+_L2 = flags.DEFINE_float(
+  'l2', 0.0, 'lambda of lambda/2 ||theta||^2.', lower_bound=0.0
+)
 _SEED = flags.DEFINE_integer('seed', 0, 'Initialization and shuffling seed.')
 
 
@@ -34,22 +39,38 @@ def main(_):
   common.save_flags(workdir)
   metrics_file = workdir_lib.JsonlWriter(workdir / 'metrics.jsonl')
   params, result = ner.train_and_evaluate(
-      ds, model_cfg, cfg, engine.Hyper(common.LR.value, _L2.value),
-      epochs=common.EPOCHS.value, seed=_SEED.value,
-      eval_every=common.EVAL_EVERY.value, eval_train=True,
-      on_eval=metrics_file.write, log=log)
+    ds,
+    model_cfg,
+    cfg,
+    engine.Hyper(common.LR.value, _L2.value),
+    epochs=common.EPOCHS.value,
+    seed=_SEED.value,
+    eval_every=common.EVAL_EVERY.value,
+    eval_train=True,
+    on_eval=metrics_file.write,
+    log=log,
+  )
   metrics_file.close()
   workdir_lib.write_json(workdir / 'result.json', result)
-  workdir_lib.save_model(workdir, params, ds.vocab, ds.tags, {
-      'model': model_cfg._asdict(), 'train': cfg._asdict()})
+  workdir_lib.save_model(
+    workdir,
+    params,
+    ds.vocab,
+    ds.tags,
+    {'model': model_cfg._asdict(), 'train': cfg._asdict()},
+  )
   for split in ('dev', 'test'):
     if split in result:
       r = result[split]
-      log(f'{split}: precision {r["precision"]:.2f} recall {r["recall"]:.2f} '
-          f'F1 {r["f1"]:.2f} accuracy {r["accuracy"]:.2f}')
-  log(f'{result["train_windows_per_sec"]:,.0f} training windows/s '
-      f'({result["train_seconds"]:.1f}s training, '
-      f'{result["compile_seconds"]:.1f}s compiling); wrote {workdir}')
+      log(
+        f'{split}: precision {r["precision"]:.2f} recall {r["recall"]:.2f} '
+        f'F1 {r["f1"]:.2f} accuracy {r["accuracy"]:.2f}'
+      )
+  log(
+    f'{result["train_windows_per_sec"]:,.0f} training windows/s '
+    f'({result["train_seconds"]:.1f}s training, '
+    f'{result["compile_seconds"]:.1f}s compiling); wrote {workdir}'
+  )
 
 
 if __name__ == '__main__':

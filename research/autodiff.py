@@ -1,6 +1,7 @@
 """Autodiff references for the hand-derived gradients, and their comparison.
 
-`experiments.gradcheck` and `tests/test_manual_grads.py` compare every
+`research/studies/derivations.py` (`./launch.sh gradcheck`) and
+`tests/test_manual_grads.py` compare every
 function of research/manual_grads.py with `jax.grad` (or
 `jax.vmap(jax.grad(...))` per window) through `compare`.
 """
@@ -15,6 +16,7 @@ from research import losses
 from research import manual_grads
 from research import model as model_lib
 
+
 def classifier_window_losses(params, x_NxD, y_N, model_cfg, objective):
   """Per-window loss of a classifier from research.model and research.losses
   (the autodiff reference of `classifier_grads`)."""
@@ -22,29 +24,43 @@ def classifier_window_losses(params, x_NxD, y_N, model_cfg, objective):
   return losses.OBJECTIVES[objective](f_NxC, y_N)
 
 
-def scorer_window_losses(params, x_NxD, x_corrupt_NxMxD, nonlinearity='tanh',
-                         margin=1.0):
+def scorer_window_losses(
+  params, x_NxD, x_corrupt_NxMxD, nonlinearity='tanh', margin=1.0
+):
   """Per-window max-margin of research.model.window_score with
   research.losses.window_margin (the autodiff reference of
   `scorer_grads`)."""
   N, M, D = x_corrupt_NxMxD.shape
   s_N = model_lib.window_score(params, x_NxD, nonlinearity)
   s_corrupt_NxM = model_lib.window_score(
-      params, x_corrupt_NxMxD.reshape(N * M, D), nonlinearity).reshape(N, M)
+    params, x_corrupt_NxMxD.reshape(N * M, D), nonlinearity
+  ).reshape(N, M)
   return losses.window_margin(s_N, s_corrupt_NxM, margin)
 
 
-def scorer_id_losses(params, words_NxK, casing_NxK, corrupt_words_NxMxK,
-                     corrupt_casing_NxMxK, nonlinearity='tanh', margin=1.0):
+def scorer_id_losses(
+  params,
+  words_NxK,
+  casing_NxK,
+  corrupt_words_NxMxK,
+  corrupt_casing_NxMxK,
+  nonlinearity='tanh',
+  margin=1.0,
+):
   """`scorer_window_losses` on windows gathered from L and L_case."""
   N, M, K = corrupt_words_NxMxK.shape
-  x_NxD = model_lib.window_vectors(params['L'], params['L_case'], words_NxK,
-                                   casing_NxK)
+  x_NxD = model_lib.window_vectors(
+    params['L'], params['L_case'], words_NxK, casing_NxK
+  )
   x_corrupt_NxMxD = model_lib.window_vectors(
-      params['L'], params['L_case'], corrupt_words_NxMxK.reshape(N * M, K),
-      corrupt_casing_NxMxK.reshape(N * M, K)).reshape(N, M, -1)
-  return scorer_window_losses(params, x_NxD, x_corrupt_NxMxD, nonlinearity,
-                              margin)
+    params['L'],
+    params['L_case'],
+    corrupt_words_NxMxK.reshape(N * M, K),
+    corrupt_casing_NxMxK.reshape(N * M, K),
+  ).reshape(N, M, -1)
+  return scorer_window_losses(
+    params, x_NxD, x_corrupt_NxMxD, nonlinearity, margin
+  )
 
 
 def autodiff_grads(window_losses, params, inputs, others=(), reduce='mean'):
@@ -65,13 +81,17 @@ def autodiff_grads(window_losses, params, inputs, others=(), reduce='mean'):
   J_N = window_losses(params, *inputs, *others)
   n = len(inputs)
   if reduce == 'mean':
+
     def mean_loss(params, *inputs):
       return jnp.mean(window_losses(params, *inputs, *others))
+
     grads = jax.grad(mean_loss, argnums=tuple(range(n + 1)))(params, *inputs)
   else:
+
     def one_window(params, *args):
       batch = [a[None] for a in args]
       return window_losses(params, *batch)[0]
+
     grad_fn = jax.grad(one_window, argnums=tuple(range(n + 1)))
     in_axes = (None,) + (0,) * (n + len(others))
     grads = jax.vmap(grad_fn, in_axes)(params, *inputs, *others)
@@ -80,6 +100,7 @@ def autodiff_grads(window_losses, params, inputs, others=(), reduce='mean'):
 
 class Diff(NamedTuple):
   """One compared leaf: differences of a manual gradient from autodiff."""
+
   name: str
   max_abs: float  # max |autodiff - manual|
   max_rel: float  # max_abs / max(max |autodiff|, tiny)
@@ -115,8 +136,9 @@ def compare(manual, reference, rtol=1e-10, exact_zero=False):
     m = np.asarray(manual[name], np.float64)
     a = np.asarray(reference[name], np.float64)
     if m.shape != a.shape:
-      rows.append(Diff(name, np.inf, np.inf, False,
-                       f'shape {m.shape} != {a.shape}'))
+      rows.append(
+        Diff(name, np.inf, np.inf, False, f'shape {m.shape} != {a.shape}')
+      )
       continue
     max_abs = float(np.max(np.abs(a - m), initial=0.0))
     max_rel = max_abs / max(float(np.max(np.abs(a), initial=0.0)), tiny)

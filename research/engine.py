@@ -45,6 +45,7 @@ ADAM_B1, ADAM_B2, ADAM_EPS = 0.9, 0.999, 1e-8  # optax.adam defaults
 
 class Hyper(NamedTuple):
   """Traced hyperparameters: [S] vectors in `fit`, scalars inside a step."""
+
   lr: Any
   l2: Any
 
@@ -60,9 +61,9 @@ class TrainState(NamedTuple):
 def direction(name):
   """The optimizer without its -lr scaling (lr is applied by the step)."""
   return {
-      'sgd': optax.identity(),
-      'adagrad': optax.scale_by_rss(ADAGRAD_INIT, ADAGRAD_EPS),
-      'adam': optax.scale_by_adam(ADAM_B1, ADAM_B2, ADAM_EPS),
+    'sgd': optax.identity(),
+    'adagrad': optax.scale_by_rss(ADAGRAD_INIT, ADAGRAD_EPS),
+    'adam': optax.scale_by_adam(ADAM_B1, ADAM_B2, ADAM_EPS),
   }[name]
 
 
@@ -80,8 +81,11 @@ def init_state(params, cfg, key):
   """A fresh TrainState: optax state for the dense keys, row state for L."""
   dense = {k: params[k] for k in dense_keys(params, cfg)}
   rows_state = {}
-  if cfg.sparse and not cfg.freeze_embeddings and (
-      cfg.optimizer != 'sgd' or cfg.l2_embeddings):
+  if (
+    cfg.sparse
+    and not cfg.freeze_embeddings
+    and (cfg.optimizer != 'sgd' or cfg.l2_embeddings)
+  ):
     V, d = params['L'].shape
     if cfg.packed_rows:
       rows_state['slot'] = jnp.zeros(V, jnp.int32)  # representatives
@@ -90,8 +94,13 @@ def init_state(params, cfg, key):
     elif cfg.optimizer == 'adam':
       # Both moments of a row side by side: one gather, one scatter.
       rows_state['mu_nu'] = jnp.zeros((V, 2, d), jnp.float32)
-  return TrainState(params, direction(cfg.optimizer).init(dense), rows_state,
-                    jnp.zeros((), jnp.int32), key)
+  return TrainState(
+    params,
+    direction(cfg.optimizer).init(dense),
+    rows_state,
+    jnp.zeros((), jnp.int32),
+    key,
+  )
 
 
 def _row_delta(cfg, rows_state, g_Mxd, moments_Mx2xd, sum_sq_Mxd, step):
@@ -112,7 +121,8 @@ def _row_delta(cfg, rows_state, g_Mxd, moments_Mx2xd, sum_sq_Mxd, step):
   mu_nu = beta * moments_Mx2xd + (1 - beta) * powers_Mx2xd
   t = (step + 1).astype(jnp.float32)
   delta = (mu_nu[:, 0] / (1 - ADAM_B1**t)) / (
-      jnp.sqrt(mu_nu[:, 1] / (1 - ADAM_B2**t)) + ADAM_EPS)
+    jnp.sqrt(mu_nu[:, 1] / (1 - ADAM_B2**t)) + ADAM_EPS
+  )
   return delta, mu_nu
 
 
@@ -141,9 +151,14 @@ def lazy_row_update_plain(L, rows_state, ids_M, g_Mxd, step, hyper, cfg):
     g_Vxd = g_Vxd + hyper.l2 * L
   key = _state_key(cfg)
   old = rows_state.get(key)
-  delta, new = _row_delta(cfg, rows_state, g_Vxd,
-                          old if key == 'mu_nu' else None,
-                          old if key == 'sum_sq' else None, step)
+  delta, new = _row_delta(
+    cfg,
+    rows_state,
+    g_Vxd,
+    old if key == 'mu_nu' else None,
+    old if key == 'sum_sq' else None,
+    step,
+  )
   if key is not None:
     mask = touched_V.reshape((V,) + (1,) * (old.ndim - 1))
     rows_state = dict(rows_state, **{key: jnp.where(mask, new, old)})
@@ -190,9 +205,14 @@ def lazy_row_update(L, rows_state, ids_M, rows_Mxd, g_Mxd, step, hyper, cfg):
   rows_state = dict(rows_state, slot=slot)
   key = _state_key(cfg)
   old = rows.take(rows_state[key], ids_M) if key else None
-  delta, new = _row_delta(cfg, rows_state, g_Mxd,
-                          old if key == 'mu_nu' else None,
-                          old if key == 'sum_sq' else None, step)
+  delta, new = _row_delta(
+    cfg,
+    rows_state,
+    g_Mxd,
+    old if key == 'mu_nu' else None,
+    old if key == 'sum_sq' else None,
+    step,
+  )
   if key is not None:
     rows_state[key] = rows.put_distinct(rows_state[key], ids_M, new, first_M)
   L = rows.put_distinct(L, ids_M, rows_Mxd - hyper.lr * delta, first_M)
@@ -217,27 +237,31 @@ def apply_gradients(state, g_dense, hyper, cfg, key, word_rows=None):
   if word_rows is not None and not cfg.freeze_embeddings:
     ids_M, rows_Mxd, g_Mxd = word_rows
     if cfg.packed_rows:
-      L, rows_state = lazy_row_update(L, rows_state, ids_M, rows_Mxd, g_Mxd,
-                                      state.step, hyper, cfg)
+      L, rows_state = lazy_row_update(
+        L, rows_state, ids_M, rows_Mxd, g_Mxd, state.step, hyper, cfg
+      )
     else:
-      L, rows_state = lazy_row_update_plain(L, rows_state, ids_M, g_Mxd,
-                                            state.step, hyper, cfg)
+      L, rows_state = lazy_row_update_plain(
+        L, rows_state, ids_M, g_Mxd, state.step, hyper, cfg
+      )
   updates, opt_state = direction(cfg.optimizer).update(
-      g_dense, state.opt_state, dense)
+    g_dense, state.opt_state, dense
+  )
   new = {k: dense[k] - hyper.lr * updates[k] for k in dense}
   new.setdefault('L', L)
-  return TrainState(dict(params, **new), opt_state, rows_state,
-                    state.step + 1, key)
+  return TrainState(
+    dict(params, **new), opt_state, rows_state, state.step + 1, key
+  )
 
 
-def run_steps(state, data, order_N, first, num_steps, hyper, task,
-              max_steps):
+def run_steps(state, data, order_N, first, num_steps, hyper, task, max_steps):
   """Steps first .. first+num_steps-1 of an epoch in one compiled loop.
 
   num_steps (<= max_steps) is traced, so every chunk size shares one
   program. Returns (state, metrics_TxM): the per-step metrics in the first
   num_steps rows of a [max_steps, M] array.
   """
+
   def body(i, carry):
     state, metrics_TxM = carry
     state, m_M = task.step(state, data, order_N, first + i, hyper)
@@ -247,17 +271,20 @@ def run_steps(state, data, order_N, first, num_steps, hyper, task,
   return jax.lax.fori_loop(0, num_steps, body, (state, metrics_TxM))
 
 
-def _run_stack(state, data, order_SxN, first, num_steps, hyper, task,
-               max_steps):
+def _run_stack(
+  state, data, order_SxN, first, num_steps, hyper, task, max_steps
+):
   """`run_steps` for the S stacked configurations (vmapped when S > 1)."""
   run = functools.partial(run_steps, task=task, max_steps=max_steps)
   if order_SxN.shape[0] == 1:
     squeeze = functools.partial(jax.tree.map, lambda a: a[0])
-    state, metrics = run(squeeze(state), data, order_SxN[0], first,
-                         num_steps, squeeze(hyper))
+    state, metrics = run(
+      squeeze(state), data, order_SxN[0], first, num_steps, squeeze(hyper)
+    )
     return jax.tree.map(lambda a: a[None], (state, metrics))
   return jax.vmap(run, in_axes=(0, None, 0, None, None, 0))(
-      state, data, order_SxN, first, num_steps, hyper)
+    state, data, order_SxN, first, num_steps, hyper
+  )
 
 
 # XLA:CPU hands float32 matrix products to YNNPACK by default; its own
@@ -280,9 +307,12 @@ def program(compiler_options=None):
   """
   if compiler_options is None:
     compiler_options = default_compiler_options()
-  return jax.jit(_run_stack, static_argnames=('task', 'max_steps'),
-                 donate_argnames=('state',),
-                 compiler_options=dict(compiler_options) or None)
+  return jax.jit(
+    _run_stack,
+    static_argnames=('task', 'max_steps'),
+    donate_argnames=('state',),
+    compiler_options=dict(compiler_options) or None,
+  )
 
 
 def stack(trees):
@@ -295,10 +325,25 @@ def unstack(tree, i):
   return jax.tree.map(lambda a: a[i], tree)
 
 
-def fit(task, params, hyper, seeds, data, *, num_examples, epochs,
-        steps_per_epoch=None, evaluate=None, eval_every=0,
-        eval_at_start=False, on_eval=None, steps_per_call=500,
-        compiler_options=None, log=print, name=''):
+def fit(
+  task,
+  params,
+  hyper,
+  seeds,
+  data,
+  *,
+  num_examples,
+  epochs,
+  steps_per_epoch=None,
+  evaluate=None,
+  eval_every=0,
+  eval_at_start=False,
+  on_eval=None,
+  steps_per_call=500,
+  compiler_options=None,
+  log=print,
+  name='',
+):
   """Trains S configurations of one task together.
 
   Args:
@@ -334,28 +379,34 @@ def fit(task, params, hyper, seeds, data, *, num_examples, epochs,
   B = task.batch_size()
   spe = steps_per_epoch or num_examples // B
   if spe == 0:
-    raise UserError(f'batch size {B} is larger than the {num_examples:,} '
-                    'training windows; pass a smaller --batch_size')
+    raise UserError(
+      f'batch size {B} is larger than the {num_examples:,} '
+      'training windows; pass a smaller --batch_size'
+    )
   total_steps = spe * epochs
   eval_every = eval_every or spe
   names = task.metric_names()
   per_window = task.windows_per_step()
-  hyper = Hyper(jnp.asarray(hyper.lr, jnp.float32).reshape(S),
-                jnp.asarray(hyper.l2, jnp.float32).reshape(S))
+  hyper = Hyper(
+    jnp.asarray(hyper.lr, jnp.float32).reshape(S),
+    jnp.asarray(hyper.l2, jnp.float32).reshape(S),
+  )
   params = jax.tree.map(jnp.array, params)  # a copy: the state is donated
   state = jax.vmap(task.init_state)(params, jnp.asarray(seeds, jnp.uint32))
 
   def orders(epoch):
-    return jnp.asarray(np.stack([task.order(s, epoch, num_examples)
-                                 for s in seeds]))
+    return jnp.asarray(
+      np.stack([task.order(s, epoch, num_examples) for s in seeds])
+    )
 
   max_steps = max(1, min(steps_per_call, total_steps))
   # A call of zero steps compiles (or finds in jit's cache) the program. It
   # is called exactly as the loop below calls it: jit keys its cache on how
   # arguments are passed, so a positional task here and a keyword one there
   # would compile twice (the second time inside the timed steps).
-  step_fn = functools.partial(program(compiler_options), task=task,
-                              max_steps=max_steps)
+  step_fn = functools.partial(
+    program(compiler_options), task=task, max_steps=max_steps
+  )
   t0 = time.perf_counter()
   state, _ = step_fn(state, data, orders(0), 0, 0, hyper)
   jax.block_until_ready(state)
@@ -364,12 +415,18 @@ def fit(task, params, hyper, seeds, data, *, num_examples, epochs,
   history, chunks, train_seconds, step, last = [], [], 0.0, 0, 0
 
   def record():
-    since = (np.concatenate(chunks, axis=1)[:, last:] if chunks
-             else np.zeros((S, 0, len(names))))
+    since = (
+      np.concatenate(chunks, axis=1)[:, last:]
+      if chunks
+      else np.zeros((S, 0, len(names)))
+    )
     row = {'step': step, 'epoch': step / spe}
     for j, metric in enumerate(names):
-      row[f'train_{metric}'] = (since[:, :, j].astype(np.float64).mean(1)
-                                .tolist() if since.shape[1] else None)
+      row[f'train_{metric}'] = (
+        since[:, :, j].astype(np.float64).mean(1).tolist()
+        if since.shape[1]
+        else None
+      )
     row.update(evaluate(state.params))
     history.append(row)
     if on_eval is not None:
@@ -390,23 +447,28 @@ def fit(task, params, hyper, seeds, data, *, num_examples, epochs,
       first, step = first + num, step + num
       wps = step * per_window * S / train_seconds
       eta = (total_steps - step) * per_window * S / wps
-      shown = ' '.join(f'{m} {chunk[:, :, j].mean():.4f}'
-                       for j, m in enumerate(names))
-      log(f'{name}epoch {epoch + 1}/{epochs} step {step}/{total_steps} '
-          f'{shown} {wps:,.0f} windows/s ETA {eta:.0f}s')
+      shown = ' '.join(
+        f'{m} {chunk[:, :, j].mean():.4f}' for j, m in enumerate(names)
+      )
+      log(
+        f'{name}epoch {epoch + 1}/{epochs} step {step}/{total_steps} '
+        f'{shown} {wps:,.0f} windows/s ETA {eta:.0f}s'
+      )
       if step % eval_every == 0 or step == total_steps:
         if evaluate is not None:
           record()
         last = step
-  all_SxTxM = (np.concatenate(chunks, axis=1) if chunks
-               else np.zeros((S, 0, len(names)), np.float32))
+  all_SxTxM = (
+    np.concatenate(chunks, axis=1)
+    if chunks
+    else np.zeros((S, 0, len(names)), np.float32)
+  )
   stats = {
-      'train_windows_per_sec': step * per_window * S /
-                               max(train_seconds, 1e-9),
-      'train_seconds': train_seconds,
-      'compile_seconds': compile_seconds,
-      'steps': step,
-      'per_step': {m: all_SxTxM[:, :, j] for j, m in enumerate(names)},
+    'train_windows_per_sec': step * per_window * S / max(train_seconds, 1e-9),
+    'train_seconds': train_seconds,
+    'compile_seconds': compile_seconds,
+    'steps': step,
+    'per_step': {m: all_SxTxM[:, :, j] for j, m in enumerate(names)},
   }
   return state.params, history, stats
 
@@ -421,14 +483,14 @@ def predict(fn, params, arrays, batch=8192):
   n = len(arrays[0])
   outs = []
   for start in range(0, n, batch):
-    part = [np.asarray(a[start:start + batch]) for a in arrays]
+    part = [np.asarray(a[start : start + batch]) for a in arrays]
     pad = batch - len(part[0]) if n > batch else 0
     if pad:
       part = [np.pad(a, [(0, pad)] + [(0, 0)] * (a.ndim - 1)) for a in part]
     out = fn(params, *part)
     single = not isinstance(out, tuple)
     out = (out,) if single else out
-    outs.append([np.asarray(o)[:len(o) - pad] for o in out])
+    outs.append([np.asarray(o)[: len(o) - pad] for o in out])
   if not outs:
     raise ValueError('predict: no data')
   joined = tuple(np.concatenate(parts) for parts in zip(*outs))

@@ -39,8 +39,8 @@ from research import model as model_lib
 
 # The parameter keys of each classifier, in `model.init_params` order.
 PARAM_KEYS = {
-    'softmax': ('L', 'L_case', 'W', 'c'),
-    'hidden': ('L', 'L_case', 'V', 'b', 'W', 'c'),
+  'softmax': ('L', 'L_case', 'W', 'c'),
+  'hidden': ('L', 'L_case', 'V', 'b', 'W', 'c'),
 }
 
 
@@ -48,15 +48,20 @@ def _check_params(params, cfg):
   """Raises ValueError unless `params` fits `cfg` (keys and shapes)."""
   if cfg.model not in PARAM_KEYS:
     raise ValueError(
-        f'WindowClassifier supports models {tuple(PARAM_KEYS)}, got '
-        f'{cfg.model!r} (the window scorer has no class scores)')
+      f'WindowClassifier supports models {tuple(PARAM_KEYS)}, got '
+      f'{cfg.model!r} (the window scorer has no class scores)'
+    )
   if cfg.model == 'hidden' and cfg.nonlinearity not in model_lib.NONLINEARITIES:
-    raise ValueError(f'unknown nonlinearity {cfg.nonlinearity!r}; expected '
-                     f'one of {tuple(model_lib.NONLINEARITIES)}')
+    raise ValueError(
+      f'unknown nonlinearity {cfg.nonlinearity!r}; expected '
+      f'one of {tuple(model_lib.NONLINEARITIES)}'
+    )
   expected = set(PARAM_KEYS[cfg.model])
   if set(params) != expected:
-    raise ValueError(f'{cfg.model!r} parameters need keys {sorted(expected)}, '
-                     f'got {sorted(params)}')
+    raise ValueError(
+      f'{cfg.model!r} parameters need keys {sorted(expected)}, '
+      f'got {sorted(params)}'
+    )
   shapes = {name: tuple(params[name].shape) for name in params}
   if len(shapes['L']) != 2 or len(shapes['L_case']) != 2:
     raise ValueError(f'L and L_case must be matrices, got {shapes}')
@@ -71,9 +76,10 @@ def _check_params(params, cfg):
   for name, shape in want.items():
     if shapes[name] != shape:
       raise ValueError(
-          f'{name} has shape {shapes[name]}, expected {shape} for {cfg} '
-          f'(window vectors of size D={D}; matrices act on column vectors, '
-          'W is [C, D] or [C, hidden])')
+        f'{name} has shape {shapes[name]}, expected {shape} for {cfg} '
+        f'(window vectors of size D={D}; matrices act on column vectors, '
+        'W is [C, D] or [C, hidden])'
+      )
 
 
 class WindowClassifier(nnx.Module):
@@ -107,8 +113,9 @@ class WindowClassifier(nnx.Module):
     return cls(params, model_cfg)
 
   @classmethod
-  def init(cls, rngs, model_cfg, vocab_size, num_classes, embeddings=None,
-           **kwargs):
+  def init(
+    cls, rngs, model_cfg, vocab_size, num_classes, embeddings=None, **kwargs
+  ):
     """A fresh classifier initialized by `model.init_params`.
 
     Args:
@@ -125,9 +132,14 @@ class WindowClassifier(nnx.Module):
       `model.init_params(key, model_cfg, ...)` for the same key.
     """
     key = rngs.params() if isinstance(rngs, nnx.Rngs) else rngs
-    params = model_lib.init_params(key, model_cfg, vocab_size=vocab_size,
-                                   num_classes=num_classes,
-                                   embeddings=embeddings, **kwargs)
+    params = model_lib.init_params(
+      key,
+      model_cfg,
+      vocab_size=vocab_size,
+      num_classes=num_classes,
+      embeddings=embeddings,
+      **kwargs,
+    )
     return cls(params, model_cfg)
 
   def to_params(self):
@@ -151,7 +163,7 @@ class WindowClassifier(nnx.Module):
     else:
       key = rngs
     params = self.to_params()
-    x_NxD = model_lib.window_vectors(params['L'], params['L_case'], words_NxK,
-                                     casing_NxK)
+    x_NxD = model_lib.window_vectors(
+      params['L'], params['L_case'], words_NxK, casing_NxK
+    )
     return model_lib.class_scores(params, x_NxD, self.model_cfg, key)
-

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 
 
 def cross_entropy(f_NxC, y_N):
-  """Cross-entropy  J = -log softmax(f)_y  (= KL(p_gold || q), H(p_gold) = 0)."""
+  """Cross-entropy J = -log softmax(f)_y (= KL(p_gold || q), H(p_gold) = 0)."""
   return -jnp.take_along_axis(jax.nn.log_softmax(f_NxC), y_N[:, None], 1)[:, 0]
 
 
@@ -26,8 +26,8 @@ def window_margin(s_N, s_corrupt_NxM, margin=1.0):
 
 
 OBJECTIVES = {
-    'xent': cross_entropy,
-    'max_margin': multiclass_margin,
+  'xent': cross_entropy,
+  'max_margin': multiclass_margin,
 }
 
 EMBEDDING_KEYS = ('L', 'L_case')

@@ -66,10 +66,10 @@ def _hardtanh_grad(z, a):
 
 
 NONLINEARITY_GRADS = {
-    'tanh': _tanh_grad,
-    'relu': _relu_grad,
-    'sigmoid': _sigmoid_grad,
-    'hardtanh': _hardtanh_grad,
+  'tanh': _tanh_grad,
+  'relu': _relu_grad,
+  'sigmoid': _sigmoid_grad,
+  'hardtanh': _hardtanh_grad,
 }
 
 
@@ -130,13 +130,12 @@ def multiclass_margin_delta(f_NxC, y_N, margin=1.0):
   ties_N = jnp.maximum(jnp.sum(is_max_NxC, axis=1), 1).astype(f_NxC.dtype)
   share_NxC = is_max_NxC.astype(f_NxC.dtype) / ties_N[:, None]
   gold_NxC = is_gold_NxC.astype(f_NxC.dtype)
-  return (jnp.maximum(t_N, 0.0),
-          active_N[:, None] * (share_NxC - gold_NxC))
+  return (jnp.maximum(t_N, 0.0), active_N[:, None] * (share_NxC - gold_NxC))
 
 
 OBJECTIVE_DELTAS = {
-    'xent': cross_entropy_delta,
-    'max_margin': multiclass_margin_delta,
+  'xent': cross_entropy_delta,
+  'max_margin': multiclass_margin_delta,
 }
 
 
@@ -157,8 +156,11 @@ def window_margin_delta(s_N, s_corrupt_NxM, margin=1.0):
   """
   t_NxM = margin - s_N[:, None] + s_corrupt_NxM
   active_NxM = (t_NxM > 0).astype(s_N.dtype)
-  return (jnp.sum(jnp.maximum(t_NxM, 0.0), axis=1),
-          -jnp.sum(active_NxM, axis=1), active_NxM)
+  return (
+    jnp.sum(jnp.maximum(t_NxM, 0.0), axis=1),
+    -jnp.sum(active_NxM, axis=1),
+    active_NxM,
+  )
 
 
 # --- Layers: error signals to parameter and input gradients. -----------------
@@ -212,13 +214,13 @@ def softmax_grads(params, x_NxD, y_N, objective='xent', reduce='mean'):
   f_NxC = x_NxD @ W_CxD.T + c_C[None, :]
   J_N, delta_NxC = OBJECTIVE_DELTAS[objective](f_NxC, y_N)
   delta_NxC = _per_window_weight(delta_NxC, reduce)
-  grads = {'W': _outer(delta_NxC, x_NxD, reduce),
-           'c': _bias(delta_NxC, reduce)}
+  grads = {'W': _outer(delta_NxC, x_NxD, reduce), 'c': _bias(delta_NxC, reduce)}
   return J_N, grads, delta_NxC @ W_CxD
 
 
-def hidden_grads(params, x_NxD, y_N, nonlinearity='tanh', objective='xent',
-                 reduce='mean'):
+def hidden_grads(
+  params, x_NxD, y_N, nonlinearity='tanh', objective='xent', reduce='mean'
+):
   """One hidden layer f = W g(V x + b) + c: loss and gradients.
 
   Deck ("A more powerful window classifier", "Computing gradients with
@@ -247,26 +249,31 @@ def hidden_grads(params, x_NxD, y_N, nonlinearity='tanh', objective='xent',
   J_N, delta_NxC = OBJECTIVE_DELTAS[objective](f_NxC, y_N)
   delta_NxC = _per_window_weight(delta_NxC, reduce)
   delta_hidden_NxH = (delta_NxC @ W_CxH) * g_prime_NxH
-  grads = {'V': _outer(delta_hidden_NxH, x_NxD, reduce),
-           'b': _bias(delta_hidden_NxH, reduce),
-           'W': _outer(delta_NxC, a_NxH, reduce),
-           'c': _bias(delta_NxC, reduce)}
+  grads = {
+    'V': _outer(delta_hidden_NxH, x_NxD, reduce),
+    'b': _bias(delta_hidden_NxH, reduce),
+    'W': _outer(delta_NxC, a_NxH, reduce),
+    'c': _bias(delta_NxC, reduce),
+  }
   return J_N, grads, delta_hidden_NxH @ V_HxD
 
 
-def classifier_grads(params, x_NxD, y_N, model_cfg, objective='xent',
-                     reduce='mean'):
+def classifier_grads(
+  params, x_NxD, y_N, model_cfg, objective='xent', reduce='mean'
+):
   """`softmax_grads` or `hidden_grads`, as `model_cfg.model` says."""
   if model_cfg.model == 'softmax':
     return softmax_grads(params, x_NxD, y_N, objective, reduce)
   if model_cfg.model == 'hidden':
-    return hidden_grads(params, x_NxD, y_N, model_cfg.nonlinearity, objective,
-                        reduce)
+    return hidden_grads(
+      params, x_NxD, y_N, model_cfg.nonlinearity, objective, reduce
+    )
   raise ValueError(f'unknown classifier {model_cfg.model!r}')
 
 
-def scorer_grads(params, x_NxD, x_corrupt_NxMxD, nonlinearity='tanh',
-                 margin=1.0, reduce='mean'):
+def scorer_grads(
+  params, x_NxD, x_corrupt_NxMxD, nonlinearity='tanh', margin=1.0, reduce='mean'
+):
   """Window scorer s = U . g(W x + b) with the window max-margin.
 
   Deck ("The max-margin loss", "Training with backpropagation"): with
@@ -301,8 +308,9 @@ def scorer_grads(params, x_NxD, x_corrupt_NxMxD, nonlinearity='tanh',
   z_QxH = x_QxD @ W_HxD.T + b_H[None, :]
   a_QxH, g_prime_QxH = _activate(nonlinearity, z_QxH)
   s_NxP = (a_QxH @ U_H).reshape(N, P)
-  J_N, ds_N, ds_corrupt_NxM = window_margin_delta(s_NxP[:, 0], s_NxP[:, 1:],
-                                                  margin)
+  J_N, ds_N, ds_corrupt_NxM = window_margin_delta(
+    s_NxP[:, 0], s_NxP[:, 1:], margin
+  )
   ds_NxP = jnp.concatenate([ds_N[:, None], ds_corrupt_NxM], axis=1)
   ds_NxP = _per_window_weight(ds_NxP, reduce)
   ds_Q = ds_NxP.reshape(N * P)
@@ -310,13 +318,17 @@ def scorer_grads(params, x_NxD, x_corrupt_NxMxD, nonlinearity='tanh',
   if reduce == 'none':
     delta_NxPxH = delta_QxH.reshape(N, P, H)
     a_NxPxH = a_QxH.reshape(N, P, H)
-    grads = {'U': jnp.einsum('np,nph->nh', ds_NxP, a_NxPxH),
-             'W': jnp.einsum('nph,npd->nhd', delta_NxPxH, x_NxPxD),
-             'b': jnp.sum(delta_NxPxH, axis=1)}
+    grads = {
+      'U': jnp.einsum('np,nph->nh', ds_NxP, a_NxPxH),
+      'W': jnp.einsum('nph,npd->nhd', delta_NxPxH, x_NxPxD),
+      'b': jnp.sum(delta_NxPxH, axis=1),
+    }
   else:
-    grads = {'U': ds_Q @ a_QxH,
-             'W': delta_QxH.T @ x_QxD,
-             'b': jnp.sum(delta_QxH, axis=0)}
+    grads = {
+      'U': ds_Q @ a_QxH,
+      'W': delta_QxH.T @ x_QxD,
+      'b': jnp.sum(delta_QxH, axis=0),
+    }
   dx_NxPxD = (delta_QxH @ W_HxD).reshape(N, P, D)
   return J_N, grads, dx_NxPxD[:, 0], dx_NxPxD[:, 1:]
 
@@ -374,8 +386,9 @@ def scatter_rows(ids, g, num_rows):
   return jnp.zeros((num_rows, g.shape[-1]), g.dtype).at[ids].add(g)
 
 
-def classifier_loss_and_grads(params, words_NxK, casing_NxK, y_N, model_cfg,
-                              objective='xent'):
+def classifier_loss_and_grads(
+  params, words_NxK, casing_NxK, y_N, model_cfg, objective='xent'
+):
   """Mean loss of a classifier on word ids and its gradient w.r.t. params.
 
   The forward pass gathers x = [L[w_j]; L_case[c_j]]_j
@@ -395,18 +408,26 @@ def classifier_loss_and_grads(params, words_NxK, casing_NxK, y_N, model_cfg,
   """
   L_Vxd, L_case_Sxe = params['L'], params['L_case']
   x_NxD = model_lib.window_vectors(L_Vxd, L_case_Sxe, words_NxK, casing_NxK)
-  J_N, grads, dx_NxD = classifier_grads(params, x_NxD, y_N, model_cfg,
-                                        objective, 'mean')
-  dE_NxKxd, dcase_NxKxe = split_window_grad(dx_NxD, L_Vxd.shape[1],
-                                            L_case_Sxe.shape[1])
+  J_N, grads, dx_NxD = classifier_grads(
+    params, x_NxD, y_N, model_cfg, objective, 'mean'
+  )
+  dE_NxKxd, dcase_NxKxe = split_window_grad(
+    dx_NxD, L_Vxd.shape[1], L_case_Sxe.shape[1]
+  )
   grads['L'] = scatter_rows(words_NxK, dE_NxKxd, L_Vxd.shape[0])
   grads['L_case'] = scatter_rows(casing_NxK, dcase_NxKxe, L_case_Sxe.shape[0])
   return jnp.mean(J_N), grads
 
 
-def scorer_loss_and_grads(params, words_NxK, casing_NxK, corrupt_words_NxMxK,
-                          corrupt_casing_NxMxK, nonlinearity='tanh',
-                          margin=1.0):
+def scorer_loss_and_grads(
+  params,
+  words_NxK,
+  casing_NxK,
+  corrupt_words_NxMxK,
+  corrupt_casing_NxMxK,
+  nonlinearity='tanh',
+  margin=1.0,
+):
   """Mean window max-margin of the scorer on word ids, and its gradients.
 
   `scorer_grads` on the gathered true and corrupt windows; both windows'
@@ -431,22 +452,27 @@ def scorer_loss_and_grads(params, words_NxK, casing_NxK, corrupt_words_NxMxK,
   N, M, K = corrupt_words_NxMxK.shape
   x_NxD = model_lib.window_vectors(L_Vxd, L_case_Sxe, words_NxK, casing_NxK)
   x_corrupt_NxMxD = model_lib.window_vectors(
-      L_Vxd, L_case_Sxe, corrupt_words_NxMxK.reshape(N * M, K),
-      corrupt_casing_NxMxK.reshape(N * M, K)).reshape(N, M, -1)
+    L_Vxd,
+    L_case_Sxe,
+    corrupt_words_NxMxK.reshape(N * M, K),
+    corrupt_casing_NxMxK.reshape(N * M, K),
+  ).reshape(N, M, -1)
   J_N, grads, dx_NxD, dx_corrupt_NxMxD = scorer_grads(
-      params, x_NxD, x_corrupt_NxMxD, nonlinearity, margin, 'mean')
+    params, x_NxD, x_corrupt_NxMxD, nonlinearity, margin, 'mean'
+  )
   d, e = L_Vxd.shape[1], L_case_Sxe.shape[1]
   dE_NxKxd, dcase_NxKxe = split_window_grad(dx_NxD, d, e)
   dE_NMxKxd, dcase_NMxKxe = split_window_grad(
-      dx_corrupt_NxMxD.reshape(N * M, -1), d, e)
-  grads['L'] = (
-      scatter_rows(words_NxK, dE_NxKxd, L_Vxd.shape[0]) +
-      scatter_rows(corrupt_words_NxMxK.reshape(-1, K), dE_NMxKxd,
-                   L_Vxd.shape[0]))
-  grads['L_case'] = (
-      scatter_rows(casing_NxK, dcase_NxKxe, L_case_Sxe.shape[0]) +
-      scatter_rows(corrupt_casing_NxMxK.reshape(-1, K), dcase_NMxKxe,
-                   L_case_Sxe.shape[0]))
+    dx_corrupt_NxMxD.reshape(N * M, -1), d, e
+  )
+  grads['L'] = scatter_rows(words_NxK, dE_NxKxd, L_Vxd.shape[0]) + scatter_rows(
+    corrupt_words_NxMxK.reshape(-1, K), dE_NMxKxd, L_Vxd.shape[0]
+  )
+  grads['L_case'] = scatter_rows(
+    casing_NxK, dcase_NxKxe, L_case_Sxe.shape[0]
+  ) + scatter_rows(
+    corrupt_casing_NxMxK.reshape(-1, K), dcase_NMxKxe, L_case_Sxe.shape[0]
+  )
   return jnp.mean(J_N), grads
 
 
@@ -471,8 +497,9 @@ def l2_value_and_grads(params, lam, embeddings=False, biases=False):
   """
   keys = losses.regularized_keys(params, embeddings, biases)
   value = sum(0.5 * lam * jnp.sum(params[k] * params[k]) for k in keys)
-  grads = {k: lam * v if k in keys else jnp.zeros_like(v)
-           for k, v in params.items()}
+  grads = {
+    k: lam * v if k in keys else jnp.zeros_like(v) for k, v in params.items()
+  }
   return value, grads
 
 
@@ -491,12 +518,13 @@ def objective_grads(params, words_NxK, casing_NxK, y_N, l2, model_cfg, cfg):
     (value, gradients w.r.t. the trainable parameters: every key of params,
     less L when cfg.freeze_embeddings).
   """
-  loss, grads = classifier_loss_and_grads(params, words_NxK, casing_NxK, y_N,
-                                          model_cfg, cfg.objective)
-  reg, reg_grads = l2_value_and_grads(params, l2, cfg.l2_embeddings,
-                                      cfg.l2_biases)
-  trainable = [k for k in params
-               if not (k == 'L' and cfg.freeze_embeddings)]
+  loss, grads = classifier_loss_and_grads(
+    params, words_NxK, casing_NxK, y_N, model_cfg, cfg.objective
+  )
+  reg, reg_grads = l2_value_and_grads(
+    params, l2, cfg.l2_embeddings, cfg.l2_biases
+  )
+  trainable = [k for k in params if not (k == 'L' and cfg.freeze_embeddings)]
   return loss + reg, {k: grads[k] + reg_grads[k] for k in trainable}
 
 
@@ -524,11 +552,14 @@ def batch_grads(dense, E_BxKxd, casing_BxK, y_B, model_cfg, objective):
     raise ValueError('the manual gradients have no dropout; use dropout=0')
   L_case_Sxe = dense['L_case']
   x_BxD = model_lib.concat_window(E_BxKxd, L_case_Sxe[casing_BxK])
-  J_B, grads, dx_BxD = classifier_grads(dense, x_BxD, y_B, model_cfg,
-                                        objective, 'mean')
-  dE_BxKxd, dcase_BxKxe = split_window_grad(dx_BxD, E_BxKxd.shape[-1],
-                                            L_case_Sxe.shape[1])
+  J_B, grads, dx_BxD = classifier_grads(
+    dense, x_BxD, y_B, model_cfg, objective, 'mean'
+  )
+  dE_BxKxd, dcase_BxKxe = split_window_grad(
+    dx_BxD, E_BxKxd.shape[-1], L_case_Sxe.shape[1]
+  )
   grads['L_case'] = scatter_rows(casing_BxK, dcase_BxKxe, L_case_Sxe.shape[0])
-  g_dense = {k: grads[k] if k in grads else jnp.zeros_like(v)
-             for k, v in dense.items()}
+  g_dense = {
+    k: grads[k] if k in grads else jnp.zeros_like(v) for k, v in dense.items()
+  }
   return jnp.mean(J_B), g_dense, dE_BxKxd

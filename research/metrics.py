@@ -19,9 +19,10 @@ supported.
 """
 
 import collections
+from collections.abc import Sequence
 import dataclasses
 import functools
-from typing import Any, Sequence
+from typing import Any
 
 _PREFIXES = ('B', 'I', 'E', 'S')
 
@@ -33,7 +34,8 @@ def _split(tag: str) -> tuple[str, str]:
   prefix, hyphen, type_ = tag.partition('-')
   if not hyphen or prefix not in _PREFIXES or not type_:
     raise ValueError(
-        f'bad tag {tag!r}: expected O or B-, I-, E-, S- followed by a type')
+      f'bad tag {tag!r}: expected O or B-, I-, E-, S- followed by a type'
+    )
   return prefix, type_
 
 
@@ -46,8 +48,9 @@ def _end_of_chunk(prev_tag: str, tag: str, prev_type: str, type_: str) -> bool:
   return prev_tag != 'O' and prev_type != type_
 
 
-def _start_of_chunk(prev_tag: str, tag: str, prev_type: str,
-                    type_: str) -> bool:
+def _start_of_chunk(
+  prev_tag: str, tag: str, prev_type: str, type_: str
+) -> bool:
   """conlleval's startOfChunk: does a chunk start at the current tag?"""
   if tag in ('B', 'S'):
     return True
@@ -93,6 +96,7 @@ class Score:
     num_pred: number of predicted chunks.
     num_correct: number of predicted chunks that match a gold chunk.
   """
+
   precision: float
   recall: float
   f1: float
@@ -115,8 +119,9 @@ def _score(num_gold: int, num_pred: int, num_correct: int) -> Score:
 _cached_chunks = functools.lru_cache(maxsize=1 << 17)(chunks)
 
 
-def evaluate(gold: Sequence[Sequence[str]],
-             pred: Sequence[Sequence[str]]) -> dict[str, Any]:
+def evaluate(
+  gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]]
+) -> dict[str, Any]:
   """Scores predicted tags against gold tags, like conlleval.
 
   Args:
@@ -134,41 +139,43 @@ def evaluate(gold: Sequence[Sequence[str]],
       or a tag is malformed.
   """
   if len(gold) != len(pred):
-    raise ValueError(
-        f'gold has {len(gold)} sentences but pred has {len(pred)}')
+    raise ValueError(f'gold has {len(gold)} sentences but pred has {len(pred)}')
   gold_spans, pred_spans = set(), set()
   num_tokens = num_same = 0
   for i, (gold_tags, pred_tags) in enumerate(zip(gold, pred)):
     if len(gold_tags) != len(pred_tags):
-      raise ValueError(f'sentence {i}: gold has {len(gold_tags)} tags but '
-                       f'pred has {len(pred_tags)}')
+      raise ValueError(
+        f'sentence {i}: gold has {len(gold_tags)} tags but '
+        f'pred has {len(pred_tags)}'
+      )
     gold_spans.update((i, *span) for span in _cached_chunks(tuple(gold_tags)))
     pred_spans.update((i, *span) for span in _cached_chunks(tuple(pred_tags)))
     num_tokens += len(gold_tags)
     num_same += sum(g == p for g, p in zip(gold_tags, pred_tags))
   correct = gold_spans & pred_spans
   num_gold, num_pred, num_correct = (
-      collections.Counter(span[3] for span in spans)
-      for spans in (gold_spans, pred_spans, correct))
+    collections.Counter(span[3] for span in spans)
+    for spans in (gold_spans, pred_spans, correct)
+  )
   per_type = {
-      t: _score(num_gold[t], num_pred[t], num_correct[t])
-      for t in sorted(num_gold.keys() | num_pred.keys())
+    t: _score(num_gold[t], num_pred[t], num_correct[t])
+    for t in sorted(num_gold.keys() | num_pred.keys())
   }
   return {
-      'overall': _score(len(gold_spans), len(pred_spans), len(correct)),
-      'per_type': per_type,
-      'accuracy': 100.0 * num_same / num_tokens if num_tokens else 0.0,
+    'overall': _score(len(gold_spans), len(pred_spans), len(correct)),
+    'per_type': per_type,
+    'accuracy': 100.0 * num_same / num_tokens if num_tokens else 0.0,
   }
 
 
 def _score_dict(score: Score) -> dict[str, Any]:
   return {
-      'precision': float(score.precision),
-      'recall': float(score.recall),
-      'f1': float(score.f1),
-      'num_gold': int(score.num_gold),
-      'num_pred': int(score.num_pred),
-      'num_correct': int(score.num_correct),
+    'precision': float(score.precision),
+    'recall': float(score.recall),
+    'f1': float(score.f1),
+    'num_gold': int(score.num_gold),
+    'num_pred': int(score.num_pred),
+    'num_correct': int(score.num_correct),
   }
 
 
@@ -186,7 +193,7 @@ def as_dict(result: dict[str, Any]) -> dict[str, Any]:
   out = _score_dict(result['overall'])
   out['accuracy'] = float(result['accuracy'])
   out['per_type'] = {
-      t: _score_dict(score) for t, score in result['per_type'].items()
+    t: _score_dict(score) for t, score in result['per_type'].items()
   }
   return out
 
@@ -201,10 +208,12 @@ def prf(num_gold: int, num_pred: int, num_correct: int) -> dict[str, Any]:
 
 
 def _score_line(score: Score) -> str:
-  return (f'precision: {score.precision:6.2f}%; '
-          f'recall: {score.recall:6.2f}%; FB1: {score.f1:6.2f}; '
-          f'gold: {score.num_gold}; found: {score.num_pred}; '
-          f'correct: {score.num_correct}')
+  return (
+    f'precision: {score.precision:6.2f}%; '
+    f'recall: {score.recall:6.2f}%; FB1: {score.f1:6.2f}; '
+    f'gold: {score.num_gold}; found: {score.num_pred}; '
+    f'correct: {score.num_correct}'
+  )
 
 
 def format_table(result: dict[str, Any], title: str = '') -> str:
@@ -220,8 +229,10 @@ def format_table(result: dict[str, Any], title: str = '') -> str:
   """
   width = max([17, *map(len, result['per_type'])])
   lines = [title] if title else []
-  lines.append(f'{"overall":>{width}}: accuracy: {result["accuracy"]:6.2f}%; '
-               + _score_line(result['overall']))
+  lines.append(
+    f'{"overall":>{width}}: accuracy: {result["accuracy"]:6.2f}%; '
+    + _score_line(result['overall'])
+  )
   for type_, score in result['per_type'].items():
     lines.append(f'{type_:>{width}}: ' + _score_line(score))
   return '\n'.join(lines)

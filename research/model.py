@@ -1,4 +1,4 @@
-"""Window classifiers as plain functions over dicts of arrays (the decks' notation).
+"""Window classifiers as plain functions over dicts of arrays (decks' notation).
 
 A window of half-width k is 2k+1 word ids. Each word contributes its word vector
 (a row of the lookup table `L`, d columns) and its casing vector (a row of
@@ -11,9 +11,9 @@ of size D = (2k+1)(d + d_case). Matrices act on column vectors as in the decks
 
 | model    | forward                                   | parameters            |
 |----------|-------------------------------------------|-----------------------|
-| softmax  | f = W x + c                               | L, L_case, W, c       |
-| hidden   | a = g(V x + b), f = W a + c               | L, L_case, V, b, W, c |
-| scorer   | s = U . g(W x + b)  (one score, no softmax) | L, L_case, W, b, U    |
+| softmax  | f = W x + c                             | L, L_case, W, c       |
+| hidden   | a = g(V x + b), f = W a + c             | L, L_case, V, b, W, c |
+| scorer   | s = U . g(W x + b) (one score, no softmax) | L, L_case, W, b, U |
 """
 
 from typing import NamedTuple
@@ -25,15 +25,16 @@ import numpy as np
 MODELS = ('softmax', 'hidden')
 
 NONLINEARITIES = {
-    'tanh': jnp.tanh,
-    'relu': jax.nn.relu,
-    'sigmoid': jax.nn.sigmoid,
-    'hardtanh': lambda z: jnp.clip(z, -1.0, 1.0),
+  'tanh': jnp.tanh,
+  'relu': jax.nn.relu,
+  'sigmoid': jax.nn.sigmoid,
+  'hardtanh': lambda z: jnp.clip(z, -1.0, 1.0),
 }
 
 
 class ModelConfig(NamedTuple):
   """Static (hashable) description of a classifier."""
+
   model: str = 'hidden'  # one of MODELS
   nonlinearity: str = 'tanh'  # a key of NONLINEARITIES
   window: int = 2  # half-width k
@@ -41,8 +42,17 @@ class ModelConfig(NamedTuple):
   dropout: float = 0.0  # on x and on the hidden layer, training only
 
 
-def init_params(key, cfg, *, vocab_size, num_classes, embed_dim=50,
-                num_casings=8, case_dim=5, embeddings=None):
+def init_params(
+  key,
+  cfg,
+  *,
+  vocab_size,
+  num_classes,
+  embed_dim=50,
+  num_casings=8,
+  case_dim=5,
+  embeddings=None,
+):
   """Initial parameters for `cfg.model` (or 'scorer', the deck's window scorer).
 
   Args:
@@ -67,8 +77,8 @@ def init_params(key, cfg, *, vocab_size, num_classes, embed_dim=50,
   width = 2 * cfg.window + 1
   D = width * (d + case_dim)
   params = {
-      'L': L,
-      'L_case': 0.1 * jax.random.normal(k_case, (num_casings, case_dim)),
+    'L': L,
+    'L_case': 0.1 * jax.random.normal(k_case, (num_casings, case_dim)),
   }
   glorot = jax.nn.initializers.glorot_uniform()
   if cfg.model == 'softmax':

@@ -13,14 +13,17 @@ matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402 (after choosing the backend)
 import numpy as np  # noqa: E402
 
-F1_DEFINITION = ('F1 is entity F1 (%) with the semantics of conlleval '
-                 '(research/metrics.py).')
+F1_DEFINITION = (
+  'F1 is entity F1 (%) with the semantics of conlleval (research/metrics.py).'
+)
 
 
 def markdown_table(headers, rows):
   """A GitHub markdown table; cells are written with str()."""
-  lines = ['| ' + ' | '.join(map(str, headers)) + ' |',
-           '|' + '|'.join('---' for _ in headers) + '|']
+  lines = [
+    '| ' + ' | '.join(map(str, headers)) + ' |',
+    '|' + '|'.join('---' for _ in headers) + '|',
+  ]
   lines += ['| ' + ' | '.join(map(str, row)) + ' |' for row in rows]
   return '\n'.join(lines)
 
@@ -41,8 +44,9 @@ def mean_std(values, fmt='{:.2f}'):
 
 
 def figure(ncols=1, width=5.0, height=3.6):
-  fig, axes = plt.subplots(1, ncols, figsize=(width * ncols, height),
-                           squeeze=False)
+  fig, axes = plt.subplots(
+    1, ncols, figsize=(width * ncols, height), squeeze=False
+  )
   return fig, axes[0]
 
 

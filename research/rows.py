@@ -9,8 +9,8 @@ offsets configuration s's ids by s*V, so the rows move with one plain gather
 or scatter.
 """
 
-import jax.numpy as jnp
 from jax import custom_batching
+import jax.numpy as jnp
 
 
 def _batched(x, batched, size):
@@ -22,7 +22,8 @@ def _fold(table_SxVx_, ids_Sx_):
   S, V = table_SxVx_.shape[:2]
   flat = table_SxVx_.reshape((S * V,) + table_SxVx_.shape[2:])
   offset = (jnp.arange(S, dtype=ids_Sx_.dtype) * V).reshape(
-      (S,) + (1,) * (ids_Sx_.ndim - 1))
+    (S,) + (1,) * (ids_Sx_.ndim - 1)
+  )
   return flat, ids_Sx_ + offset
 
 
@@ -48,10 +49,12 @@ def _scatter(op):
 
   @fn.def_vmap
   def _rule(size, in_batched, table, ids, *rest):
-    table, ids, *rest = (_batched(x, b, size)
-                         for x, b in zip((table, ids, *rest), in_batched))
+    table, ids, *rest = (
+      _batched(x, b, size) for x, b in zip((table, ids, *rest), in_batched)
+    )
     flat, ids = _fold(table, ids)
     return op(flat, ids, *rest).reshape(table.shape), True
+
   return fn
 
 
@@ -70,9 +73,11 @@ def put_distinct(table, ids, values, keep):
   the table's rows, which the scatter drops.
   """
   past = table.shape[0] + jnp.arange(ids.size, dtype=ids.dtype).reshape(
-      ids.shape)
-  return table.at[jnp.where(keep, ids, past)].set(values, mode='drop',
-                                                  unique_indices=True)
+    ids.shape
+  )
+  return table.at[jnp.where(keep, ids, past)].set(
+    values, mode='drop', unique_indices=True
+  )
 
 
 @_scatter

@@ -19,10 +19,10 @@ from typing import Any
 
 import numpy as np
 
+from research import classifier
 from research import data as data_lib
 from research import metrics
 from research import model as model_lib
-from research import classifier
 from research import vocab as vocab_lib
 from research import workdir as workdir_lib
 from research.errors import UserError
@@ -40,6 +40,7 @@ class Model:
     tags: The tag of each class id.
     config: The `model.ModelConfig`.
   """
+
   params: dict[str, np.ndarray]
   vocab: vocab_lib.Vocab
   tags: list[str]
@@ -56,6 +57,7 @@ class Evaluation:
     scores: `metrics.as_dict` of the entity scores: overall 'precision',
       'recall', 'f1', counts, 'accuracy' and 'per_type' (percent).
   """
+
   sentences: list[data_lib.Sentence]
   predicted: list[list[str]]
   scores: dict[str, Any]
@@ -90,10 +92,13 @@ def tag(model, sentences):
   if not sentences:
     return []
   # The labels of the windows are not used; any tag of the model will do.
-  blank = [data_lib.Sentence(s.tokens, (model.tags[0],) * len(s.tokens))
-           for s in sentences]
-  windows = vocab_lib.make_windows(blank, model.vocab, model.tags,
-                                   model.config.window)
+  blank = [
+    data_lib.Sentence(s.tokens, (model.tags[0],) * len(s.tokens))
+    for s in sentences
+  ]
+  windows = vocab_lib.make_windows(
+    blank, model.vocab, model.tags, model.config.window
+  )
   pred_N, _ = classifier.predict(model.params, windows, model.config)
   names_N = np.asarray(model.tags, dtype=object)[np.asarray(pred_N)]
   ends = np.cumsum([len(s.tokens) for s in sentences])[:-1]
@@ -111,8 +116,11 @@ def tag_text(model, lines):
     [(tokens, tags)] for each non-blank line: a tuple of str and a list of
     str.
   """
-  sentences = [data_lib.Sentence(tuple(words), ('O',) * len(words))
-               for words in (line.split() for line in lines) if words]
+  sentences = [
+    data_lib.Sentence(tuple(words), ('O',) * len(words))
+    for words in (line.split() for line in lines)
+    if words
+  ]
   return [(s.tokens, tags) for s, tags in zip(sentences, tag(model, sentences))]
 
 
@@ -188,15 +196,18 @@ def conll_text(tokens, *tag_columns):
     ValueError: A column has another number of sentences or tags.
   """
   if any(len(tags) != len(tokens) for tags in tag_columns):
-    raise ValueError(f'{len(tokens)} sentences but columns of '
-                     f'{[len(tags) for tags in tag_columns]}')
+    raise ValueError(
+      f'{len(tokens)} sentences but columns of '
+      f'{[len(tags) for tags in tag_columns]}'
+    )
   out = []
   for i, sentence in enumerate(tokens):
     rows = [sentence] + [tags[i] for tags in tag_columns]
     if any(len(row) != len(sentence) for row in rows):
       raise ValueError(f'sentence {i}: {[len(r) for r in rows]} tags/tokens')
-    out.extend(' '.join([column(token), *tags]) + '\n'
-               for token, *tags in zip(*rows))
+    out.extend(
+      ' '.join([column(token), *tags]) + '\n' for token, *tags in zip(*rows)
+    )
     out.append('\n')
   return ''.join(out)
 
@@ -217,12 +228,15 @@ def format_scores(scores, title=''):
   rows = [('overall', scores)] + sorted(scores['per_type'].items())
   width = max(len(name) for name, _ in rows)
   lines = [title] if title else []
-  lines.append(f'{"type":<{width}}  precision  recall      F1    gold   found '
-               ' correct')
+  lines.append(
+    f'{"type":<{width}}  precision  recall      F1    gold   found  correct'
+  )
   for name, s in rows:
-    lines.append(f'{name:<{width}}  {s["precision"]:9.2f}  {s["recall"]:6.2f}'
-                 f'  {s["f1"]:6.2f}  {s["num_gold"]:6d}  {s["num_pred"]:6d}  '
-                 f'{s["num_correct"]:7d}')
+    lines.append(
+      f'{name:<{width}}  {s["precision"]:9.2f}  {s["recall"]:6.2f}'
+      f'  {s["f1"]:6.2f}  {s["num_gold"]:6d}  {s["num_pred"]:6d}  '
+      f'{s["num_correct"]:7d}'
+    )
   lines.append(f'token accuracy {scores["accuracy"]:.2f}%')
   return '\n'.join(lines)
 
@@ -244,8 +258,10 @@ def check_output(path, overwrite=False):
   if path.is_dir():
     raise UserError(f'--output={path} is a directory; pass a file name')
   if path.exists() and not overwrite:
-    raise UserError(f'--output={path} exists; pass another --output, or '
-                    '--overwrite to replace it')
+    raise UserError(
+      f'--output={path} exists; pass another --output, or '
+      '--overwrite to replace it'
+    )
   return path
 
 

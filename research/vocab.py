@@ -16,8 +16,16 @@ from research.errors import UserError
 
 PAD_LEFT, PAD_RIGHT, UNK = '<s>', '</s>', '<unk>'
 
-CASINGS = ('<pad>', 'lower', 'upper', 'title', 'mixed', 'numeric', 'has_digit',
-           'other')
+CASINGS = (
+  '<pad>',
+  'lower',
+  'upper',
+  'title',
+  'mixed',
+  'numeric',
+  'has_digit',
+  'other',
+)
 _DIGIT = re.compile(r'\d')
 _NUMERIC = re.compile(r'[\d,./-]*\d[\d,./-]*')
 
@@ -104,8 +112,14 @@ class Vocab:
     return self.index.get(normalize(token, self.known), 2)
 
   @classmethod
-  def build(cls, train_sentences, other_sentences=(), pretrained=frozenset(),
-            min_count=1, all_pretrained=False):
+  def build(
+    cls,
+    train_sentences,
+    other_sentences=(),
+    pretrained=frozenset(),
+    min_count=1,
+    all_pretrained=False,
+  ):
     """Builds the vocabulary of a corpus.
 
     Words: normalized training words with count >= min_count, plus training
@@ -130,13 +144,19 @@ class Vocab:
     known = frozenset(pretrained)
     specials = (PAD_LEFT, PAD_RIGHT, UNK)
     counts = collections.Counter(
-        normalize(t, known) for s in train_sentences for t in s.tokens)
-    frequent = sorted((w for w, c in counts.items()
-                       if c >= min_count and w not in specials),
-                      key=lambda w: (-counts[w], w))
+      normalize(t, known) for s in train_sentences for t in s.tokens
+    )
+    frequent = sorted(
+      (w for w, c in counts.items() if c >= min_count and w not in specials),
+      key=lambda w: (-counts[w], w),
+    )
     rest = {w for w in counts if w in known}
-    rest.update(w for s in other_sentences for t in s.tokens
-                if (w := normalize(t, known)) in known)
+    rest.update(
+      w
+      for s in other_sentences
+      for t in s.tokens
+      if (w := normalize(t, known)) in known
+    )
     if all_pretrained:
       rest.update(known)
     rest -= set(frequent) | set(specials)
@@ -153,6 +173,7 @@ class Windows:
     labels: [N] int32 tag ids.
     sentence_index: [N] int32: the sentence of each window's center word.
   """
+
   words: np.ndarray
   casing: np.ndarray
   labels: np.ndarray
@@ -188,8 +209,10 @@ def make_windows(sentences, vocab, tags, k=2):
   for s in sentences:
     for i, (token, tag) in enumerate(zip(s.tokens, s.tags)):
       if tag not in tag_ids:
-        raise UserError(f'{s.where(i)} tag {tag!r} is not in the tag set '
-                        f'({len(tags)} tags from train); fix the tag')
+        raise UserError(
+          f'{s.where(i)} tag {tag!r} is not in the tag set '
+          f'({len(tags)} tags from train); fix the tag'
+        )
       labels.append(tag_ids[tag])
       f = features.get(token)
       if f is None:
@@ -210,7 +233,8 @@ def make_windows(sentences, vocab, tags, k=2):
   padded_casing[center] = casing_ids
   window = center[:, None] + np.arange(-k, k + 1)
   return Windows(
-      words=padded_words[window],
-      casing=padded_casing[window],
-      labels=np.array(labels, dtype=np.int32),
-      sentence_index=sentence_index.astype(np.int32))
+    words=padded_words[window],
+    casing=padded_casing[window],
+    labels=np.array(labels, dtype=np.int32),
+    sentence_index=sentence_index.astype(np.int32),
+  )

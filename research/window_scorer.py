@@ -46,6 +46,7 @@ LOWER = vocab_lib.CASINGS.index('lower')
 
 class ScorerConfig(NamedTuple):
   """Static choices of a training run (hashable: part of the jit cache key)."""
+
   objective: str = 'margin'  # one of OBJECTIVES
   negatives: str = 'corrupt'  # one of NEGATIVES (margin only)
   num_corrupt: int = 5  # M
@@ -62,6 +63,7 @@ class ScorerConfig(NamedTuple):
 
 class TrainData(NamedTuple):
   """Training windows and what the samplers need, as device arrays."""
+
   words_NxK: jax.Array
   casing_NxK: jax.Array
   y_N: jax.Array  # float32, 1 where the center word is of type T
@@ -87,8 +89,10 @@ def entity_labels(labels_N, tags, entity_type):
   types = [t.partition('-')[2] if t != 'O' else '' for t in tags]
   if entity_type not in types:
     known = sorted(set(types) - {''})
-    raise UserError(f'entity type {entity_type!r} is not in the tag set; '
-                    f'choose one of {", ".join(known)}')
+    raise UserError(
+      f'entity type {entity_type!r} is not in the tag set; '
+      f'choose one of {", ".join(known)}'
+    )
   is_type = np.array([t == entity_type for t in types])
   return is_type[np.asarray(labels_N)]
 
@@ -107,8 +111,15 @@ def casing_of_words(words_NxK, casing_NxK, vocab_size):
   return table
 
 
-def corrupt_windows(key, words_NxK, casing_NxK, num_corrupt, vocab_size,
-                    casing_of_word_V=None, minval=FIRST_WORD):
+def corrupt_windows(
+  key,
+  words_NxK,
+  casing_NxK,
+  num_corrupt,
+  vocab_size,
+  casing_of_word_V=None,
+  minval=FIRST_WORD,
+):
   """M corrupt copies of each window: the center word replaced at random.
 
   Deck: "sample several corrupt windows per true one", a corrupt window
@@ -133,8 +144,9 @@ def corrupt_windows(key, words_NxK, casing_NxK, num_corrupt, vocab_size,
   """
   N, K = words_NxK.shape
   center = K // 2
-  ids_NxM = jax.random.randint(key, (N, num_corrupt), minval, vocab_size,
-                               dtype=words_NxK.dtype)
+  ids_NxM = jax.random.randint(
+    key, (N, num_corrupt), minval, vocab_size, dtype=words_NxK.dtype
+  )
   words_NxMxK = jnp.broadcast_to(words_NxK[:, None, :], (N, num_corrupt, K))
   words_NxMxK = words_NxMxK.at[:, :, center].set(ids_NxM)
   casing_NxMxK = jnp.broadcast_to(casing_NxK[:, None, :], (N, num_corrupt, K))
@@ -145,8 +157,9 @@ def corrupt_windows(key, words_NxK, casing_NxK, num_corrupt, vocab_size,
 
 def scores(params, words_NxK, casing_NxK, nonlinearity='tanh'):
   """s = U . g(W x + b) for each window, [N]."""
-  x_NxD = model_lib.window_vectors(params['L'], params['L_case'], words_NxK,
-                                   casing_NxK)
+  x_NxD = model_lib.window_vectors(
+    params['L'], params['L_case'], words_NxK, casing_NxK
+  )
   return model_lib.window_score(params, x_NxD, nonlinearity)
 
 
@@ -165,8 +178,14 @@ def logistic_loss(s_N, y_N):
   return jax.nn.softplus(s_N) - y_N * s_N
 
 
-def margin_losses(params, words_BxK, casing_BxK, neg_words_BxMxK,
-                  neg_casing_BxMxK, nonlinearity='tanh'):
+def margin_losses(
+  params,
+  words_BxK,
+  casing_BxK,
+  neg_words_BxMxK,
+  neg_casing_BxMxK,
+  nonlinearity='tanh',
+):
   """The deck's per-window J and its hinges' active fraction.
 
   Returns:
@@ -200,15 +219,13 @@ def sample_batch(key, data, cfg):
   words_BxK, casing_BxK = data.words_NxK[idx_B], data.casing_NxK[idx_B]
   table = data.casing_of_word_V if cfg.corrupt_casing == 'word' else None
   neg_words, neg_casing = corrupt_windows(
-      k_corrupt, words_BxK, casing_BxK, M, data.casing_of_word_V.shape[0],
-      table)
+    k_corrupt, words_BxK, casing_BxK, M, data.casing_of_word_V.shape[0], table
+  )
   if cfg.negatives == 'corrupt+real':
-    pick_BxM = jax.random.randint(k_real, (B, M), 0,
-                                  data.negatives_Q.shape[0])
+    pick_BxM = jax.random.randint(k_real, (B, M), 0, data.negatives_Q.shape[0])
     idx_BxM = data.negatives_Q[pick_BxM]
     neg_words = jnp.concatenate([neg_words, data.words_NxK[idx_BxM]], axis=1)
-    neg_casing = jnp.concatenate([neg_casing, data.casing_NxK[idx_BxM]],
-                                 axis=1)
+    neg_casing = jnp.concatenate([neg_casing, data.casing_NxK[idx_BxM]], axis=1)
   return words_BxK, casing_BxK, neg_words, neg_casing
 
 
@@ -240,6 +257,7 @@ def train_step(state, data, hyper, cfg):
 class ScorerTask(NamedTuple):
   """The window scorer for `engine.fit`: data = TrainData; each step draws
   its batch from the configuration's key (no epoch order)."""
+
   cfg: ScorerConfig
 
   def init_state(self, params, seed):
@@ -271,8 +289,9 @@ def _scores_batch(params, words, casing, nonlinearity):
   return scores(params, words, casing, nonlinearity)
 
 
-def predict_scores(params, words_NxK, casing_NxK, nonlinearity='tanh',
-                   batch=8192):
+def predict_scores(
+  params, words_NxK, casing_NxK, nonlinearity='tanh', batch=8192
+):
   """Scores s [N] (numpy) in fixed-size batches (one compiled shape)."""
   if len(words_NxK) == 0:
     return np.zeros((0,), np.float32)
@@ -315,8 +334,11 @@ def detection_scores(s_N, gold_N, threshold=0.0):
   pred_N = s_N > threshold
   num_gold = int(gold_N.sum())
   out = metrics.prf(num_gold, int(pred_N.sum()), int((pred_N & gold_N).sum()))
-  out.update(ap=average_precision(s_N, gold_N), best_f1=0.0,
-             best_threshold=float(threshold))
+  out.update(
+    ap=average_precision(s_N, gold_N),
+    best_f1=0.0,
+    best_threshold=float(threshold),
+  )
   if num_gold:
     sorted_N, hits, cuts = _cuts(s_N, gold_N)
     f1_at = 200.0 * hits[cuts] / (cuts + 1 + num_gold)
@@ -327,16 +349,27 @@ def detection_scores(s_N, gold_N, threshold=0.0):
   return out
 
 
-def hinge_stats(params, words_NxK, casing_NxK, neg_words_NxMxK,
-                neg_casing_NxMxK, nonlinearity='tanh'):
+def hinge_stats(
+  params,
+  words_NxK,
+  casing_NxK,
+  neg_words_NxMxK,
+  neg_casing_NxMxK,
+  nonlinearity='tanh',
+):
   """Active fraction and mean J of the window margin on fixed pairs."""
   N, M, K = neg_words_NxMxK.shape
   s_N = predict_scores(params, words_NxK, casing_NxK, nonlinearity)
-  s_c_NxM = predict_scores(params, np.asarray(neg_words_NxMxK).reshape(-1, K),
-                           np.asarray(neg_casing_NxMxK).reshape(-1, K),
-                           nonlinearity).reshape(N, M)
-  return {'active': float(active_fraction(s_N, s_c_NxM)),
-          'loss': float(losses.window_margin(s_N, s_c_NxM).mean())}
+  s_c_NxM = predict_scores(
+    params,
+    np.asarray(neg_words_NxMxK).reshape(-1, K),
+    np.asarray(neg_casing_NxMxK).reshape(-1, K),
+    nonlinearity,
+  ).reshape(N, M)
+  return {
+    'active': float(active_fraction(s_N, s_c_NxM)),
+    'loss': float(losses.window_margin(s_N, s_c_NxM).mean()),
+  }
 
 
 def check_data(data, cfg):
@@ -348,26 +381,44 @@ def check_data(data, cfg):
   if cfg.corrupt_casing not in CORRUPT_CASINGS:
     raise ValueError(f'unknown corrupt_casing {cfg.corrupt_casing!r}')
   if cfg.objective == 'margin' and data.positives_P.shape[0] == 0:
-    raise UserError('no positive training windows: the entity type never '
-                    'occurs at a window center in train')
-  if (cfg.objective == 'margin' and cfg.negatives == 'corrupt+real' and
-      data.negatives_Q.shape[0] == 0):
-    raise UserError('no negative training windows to draw real negatives '
-                    'from; use negatives=corrupt')
+    raise UserError(
+      'no positive training windows: the entity type never '
+      'occurs at a window center in train'
+    )
+  if (
+    cfg.objective == 'margin'
+    and cfg.negatives == 'corrupt+real'
+    and data.negatives_Q.shape[0] == 0
+  ):
+    raise UserError(
+      'no negative training windows to draw real negatives '
+      'from; use negatives=corrupt'
+    )
 
 
-def fit(params, data, hyper, seeds, cfg, *, num_steps, steps_per_epoch=None,
-        **kw):
+def fit(
+  params, data, hyper, seeds, cfg, *, num_steps, steps_per_epoch=None, **kw
+):
   """engine.fit of the scorer for `num_steps` steps (stacked params, [S]
   hyper, S seeds); evaluates at step 0 too. Other keywords are engine.fit's.
   """
   check_data(data, cfg)
   spe = steps_per_epoch or num_steps
   if num_steps % spe:
-    raise ValueError(f'num_steps {num_steps} is not a multiple of '
-                     f'steps_per_epoch {spe}')
+    raise ValueError(
+      f'num_steps {num_steps} is not a multiple of steps_per_epoch {spe}'
+    )
   kw.setdefault('steps_per_call', 200)
   kw.setdefault('eval_every', num_steps)
-  return engine.fit(ScorerTask(cfg), params, hyper, seeds, data,
-                    num_examples=1, epochs=num_steps // spe,
-                    steps_per_epoch=spe, eval_at_start=True, **kw)
+  return engine.fit(
+    ScorerTask(cfg),
+    params,
+    hyper,
+    seeds,
+    data,
+    num_examples=1,
+    epochs=num_steps // spe,
+    steps_per_epoch=spe,
+    eval_at_start=True,
+    **kw,
+  )

@@ -15,18 +15,28 @@ import pytest
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
-PEOPLE = [('Anna', 'Berg'), ('Tomas', 'Holm'), ('Lena', 'Ortiz'),
-          ('Marco', 'Vidal'), ('Ines', 'Park'), ('Olaf', 'Reyes')]
+PEOPLE = [
+  ('Anna', 'Berg'),
+  ('Tomas', 'Holm'),
+  ('Lena', 'Ortiz'),
+  ('Marco', 'Vidal'),
+  ('Ines', 'Park'),
+  ('Olaf', 'Reyes'),
+]
 PLACES = ['Lisbon', 'Kyoto', 'Quito', 'Tallinn', 'Accra', 'Perth']
-ORGS = [('Nordbank',), ('Vela', 'Motors'), ('Orion', 'Press'),
-        ('Delta', 'Farms')]
+ORGS = [
+  ('Nordbank',),
+  ('Vela', 'Motors'),
+  ('Orion', 'Press'),
+  ('Delta', 'Farms'),
+]
 TEMPLATES = [
-    'PER visited LOC last week .',
-    'PER works for ORG in LOC .',
-    'ORG opened an office in LOC .',
-    'the mayor of LOC met PER .',
-    'PER and PER founded ORG .',
-    'shares of ORG fell on Monday .',
+  'PER visited LOC last week .',
+  'PER works for ORG in LOC .',
+  'ORG opened an office in LOC .',
+  'the mayor of LOC met PER .',
+  'PER and PER founded ORG .',
+  'shares of ORG fell on Monday .',
 ]
 
 
@@ -50,8 +60,13 @@ def _fill(template, rng, scheme):
   return tokens, tags
 
 
-def write_corpus(directory, sentences=(120, 30, 30), scheme='iob2', seed=0,
-                 names=('train.txt', 'valid.txt', 'test.txt')):
+def write_corpus(
+  directory,
+  sentences=(120, 30, 30),
+  scheme='iob2',
+  seed=0,
+  names=('train.txt', 'valid.txt', 'test.txt'),
+):
   """Writes train/dev/test files of templated sentences; returns the dir."""
   directory = pathlib.Path(directory)
   directory.mkdir(parents=True, exist_ok=True)
@@ -59,8 +74,7 @@ def write_corpus(directory, sentences=(120, 30, 30), scheme='iob2', seed=0,
   for name, count in zip(names, sentences):
     lines = ['-DOCSTART- -X- O', '']
     for _ in range(count):
-      tokens, tags = _fill(TEMPLATES[rng.integers(len(TEMPLATES))], rng,
-                           scheme)
+      tokens, tags = _fill(TEMPLATES[rng.integers(len(TEMPLATES))], rng, scheme)
       lines += [f'{t} X {g}' for t, g in zip(tokens, tags)] + ['']
     (directory / name).write_text('\n'.join(lines))
   return directory
@@ -74,6 +88,13 @@ def corpus(tmp_path):
 def run_entry(*args, stdin=None, timeout=300):
   """Runs `python -m experiments.<args>` as a user would; returns the result."""
   env = dict(os.environ, PYTHONPATH=str(REPO), JAX_PLATFORMS='cpu')
-  return subprocess.run([sys.executable, '-m', *args], cwd=REPO, env=env,
-                        input=stdin, capture_output=True, text=True,
-                        timeout=timeout, check=False)
+  return subprocess.run(
+    [sys.executable, '-m', *args],
+    cwd=REPO,
+    env=env,
+    input=stdin,
+    capture_output=True,
+    text=True,
+    timeout=timeout,
+    check=False,
+  )

@@ -7,10 +7,10 @@ import numpy as np
 import optax
 import pytest
 
-from research import losses
-from research import model as model_lib
 from research import classifier
 from research import engine
+from research import losses
+from research import model as model_lib
 from research import ner
 from research import vocab as vocab_lib
 
@@ -21,22 +21,32 @@ def toy_windows(seed=0, n=N, vocab=V):
   rng = np.random.default_rng(seed)
   words = rng.integers(0, vocab // 2, (n, K)).astype(np.int32)  # repeats
   words[:, 0] = words[:, 1]  # a word repeated inside every window
-  return vocab_lib.Windows(words,
-                           rng.integers(0, 8, (n, K)).astype(np.int32),
-                           rng.integers(0, C, n).astype(np.int32),
-                           np.arange(n, dtype=np.int32))
+  return vocab_lib.Windows(
+    words,
+    rng.integers(0, 8, (n, K)).astype(np.int32),
+    rng.integers(0, C, n).astype(np.int32),
+    np.arange(n, dtype=np.int32),
+  )
 
 
 def init(seed=0, model='hidden', hidden=16):
   cfg = model_lib.ModelConfig(model=model, hidden=hidden)
-  return cfg, model_lib.init_params(jax.random.key(seed), cfg, vocab_size=V,
-                                    num_classes=C, embed_dim=6)
+  return cfg, model_lib.init_params(
+    jax.random.key(seed), cfg, vocab_size=V, num_classes=C, embed_dim=6
+  )
 
 
 def run(params, cfg, model_cfg, hyper, epochs=2, seed=0, windows=None):
-  out, _, _ = classifier.fit(engine.stack([params]), windows or toy_windows(),
-                             engine.Hyper([hyper.lr], [hyper.l2]), [seed],
-                             model_cfg, cfg, epochs=epochs, log=lambda _: None)
+  out, _, _ = classifier.fit(
+    engine.stack([params]),
+    windows or toy_windows(),
+    engine.Hyper([hyper.lr], [hyper.l2]),
+    [seed],
+    model_cfg,
+    cfg,
+    epochs=epochs,
+    log=lambda _: None,
+  )
   return engine.unstack(out, 0)
 
 
@@ -61,8 +71,9 @@ def test_sparse_differs_from_dense_when_l2_covers_vectors():
   """Lazy weight decay touches only the batch's rows: not the dense update."""
   model_cfg, params = init()
   hyper = engine.Hyper(0.5, 0.1)
-  base = classifier.TrainConfig(optimizer='sgd', batch_size=16,
-                               l2_embeddings=True)
+  base = classifier.TrainConfig(
+    optimizer='sgd', batch_size=16, l2_embeddings=True
+  )
   sparse = run(params, base._replace(sparse=True), model_cfg, hyper)
   dense = run(params, base._replace(sparse=False), model_cfg, hyper)
   unused = np.setdiff1d(np.arange(V), toy_windows().words)
@@ -72,7 +83,7 @@ def test_sparse_differs_from_dense_when_l2_covers_vectors():
 
 
 def lazy_rows_reference(params, windows, model_cfg, cfg, lr, l2, epochs):
-  """Training written independently of research.train's row machinery.
+  """Training written independently of the engine's row machinery.
 
   Gradients of the full objective w.r.t. every parameter, L as a dense
   table (autodiff through the gather); dense parameters stepped by optax's
@@ -84,22 +95,32 @@ def lazy_rows_reference(params, windows, model_cfg, cfg, lr, l2, epochs):
   if cfg.optimizer == 'adagrad':
     s1 += 0.1
   dense = {k: v for k, v in params.items() if k != 'L'}
-  opt = {'sgd': optax.sgd(lr), 'adam': optax.adam(lr),
-         'adagrad': optax.adagrad(lr, initial_accumulator_value=0.1,
-                                  eps=1e-7)}[cfg.optimizer]
+  opt = {
+    'sgd': optax.sgd(lr),
+    'adam': optax.adam(lr),
+    'adagrad': optax.adagrad(lr, initial_accumulator_value=0.1, eps=1e-7),
+  }[cfg.optimizer]
   opt_state = opt.init(dense)
   B, n, t = cfg.batch_size, len(windows.labels), 0
 
   def objective(dense, L, idx):
-    return classifier.objective(dict(dense, L=L), windows.words[idx],
-                               windows.casing[idx], windows.labels[idx], l2,
-                               model_cfg, cfg)
+    return classifier.objective(
+      dict(dense, L=L),
+      windows.words[idx],
+      windows.casing[idx],
+      windows.labels[idx],
+      l2,
+      model_cfg,
+      cfg,
+    )
+
   for epoch in range(epochs):
     order = engine.epoch_order(0, epoch, n)
     for b in range(n // B):
-      idx = order[b * B:(b + 1) * B]
+      idx = order[b * B : (b + 1) * B]
       g_dense, g_L = jax.grad(objective, argnums=(0, 1))(
-          dense, jnp.asarray(L, jnp.float32), idx)
+        dense, jnp.asarray(L, jnp.float32), idx
+      )
       updates, opt_state = opt.update(g_dense, opt_state, dense)
       dense = optax.apply_updates(dense, updates)
       rows = np.unique(windows.words[idx])
@@ -115,30 +136,44 @@ def lazy_rows_reference(params, windows, model_cfg, cfg, lr, l2, epochs):
       else:
         s1[rows] = 0.9 * s1[rows] + 0.1 * g
         s2[rows] = 0.999 * s2[rows] + 0.001 * g**2
-        L[rows] -= lr * (s1[rows] / (1 - 0.9**t)) / (
-            np.sqrt(s2[rows] / (1 - 0.999**t)) + 1e-8)
+        L[rows] -= (
+          lr
+          * (s1[rows] / (1 - 0.9**t))
+          / (np.sqrt(s2[rows] / (1 - 0.999**t)) + 1e-8)
+        )
   return dict(dense, L=L)
 
 
 @pytest.mark.parametrize('packed_rows', [True, False])
-@pytest.mark.parametrize('optimizer,l2_embeddings', [
-    ('sgd', True), ('adagrad', False), ('adagrad', True), ('adam', False),
-    ('adam', True)])
-def test_sparse_rows_follow_the_lazy_reference(optimizer, l2_embeddings,
-                                               packed_rows):
+@pytest.mark.parametrize(
+  'optimizer,l2_embeddings',
+  [
+    ('sgd', True),
+    ('adagrad', False),
+    ('adagrad', True),
+    ('adam', False),
+    ('adam', True),
+  ],
+)
+def test_sparse_rows_follow_the_lazy_reference(
+  optimizer, l2_embeddings, packed_rows
+):
   """Batches of 16 from 40 words (each window repeats a word): every step
   touches another set of rows, and many rows several times. Both forms of
   the lazy row update (engine.lazy_row_update and its plain form)."""
   model_cfg, params = init()
-  cfg = classifier.TrainConfig(optimizer=optimizer, batch_size=16,
-                               l2_embeddings=l2_embeddings,
-                               packed_rows=packed_rows)
+  cfg = classifier.TrainConfig(
+    optimizer=optimizer,
+    batch_size=16,
+    l2_embeddings=l2_embeddings,
+    packed_rows=packed_rows,
+  )
   lr, l2 = (0.1 if optimizer == 'sgd' else 0.01), 1e-2
   windows = toy_windows()
-  got = run(params, cfg, model_cfg, engine.Hyper(lr, l2), epochs=2,
-            windows=windows)
-  want = lazy_rows_reference(params, windows, model_cfg, cfg, lr, l2,
-                             epochs=2)
+  got = run(
+    params, cfg, model_cfg, engine.Hyper(lr, l2), epochs=2, windows=windows
+  )
+  want = lazy_rows_reference(params, windows, model_cfg, cfg, lr, l2, epochs=2)
   assert_trees_close(got, want, atol=2e-5)
   untouched = np.setdiff1d(np.arange(V), windows.words)
   assert len(untouched) > 0
@@ -162,18 +197,28 @@ def test_representatives_need_no_reset_between_steps():
 @pytest.mark.parametrize('optimizer', ['sgd', 'adagrad', 'adam'])
 def test_vmapped_configs_equal_separate_runs(optimizer):
   model_cfg, _ = init()
-  cfg = classifier.TrainConfig(optimizer=optimizer, batch_size=16,
-                              l2_embeddings=True)
+  cfg = classifier.TrainConfig(
+    optimizer=optimizer, batch_size=16, l2_embeddings=True
+  )
   grid = [(1e-4, 0), (1e-2, 1), (0.0, 2)]
   inits = [init(seed)[1] for _, seed in grid]
   lr = 0.1 if optimizer != 'adam' else 0.01
-  separate = [run(p, cfg, model_cfg, engine.Hyper(lr, l2), seed=s)
-              for p, (l2, s) in zip(inits, grid)]
+  separate = [
+    run(p, cfg, model_cfg, engine.Hyper(lr, l2), seed=s)
+    for p, (l2, s) in zip(inits, grid)
+  ]
   stacked = jax.tree.map(lambda *a: jnp.stack(a), *inits)
   hyper = engine.Hyper(np.full(3, lr), np.array([l2 for l2, _ in grid]))
-  together, _, _ = classifier.fit(stacked, toy_windows(), hyper,
-                                  [s for _, s in grid], model_cfg, cfg,
-                                  epochs=2, log=lambda _: None)
+  together, _, _ = classifier.fit(
+    stacked,
+    toy_windows(),
+    hyper,
+    [s for _, s in grid],
+    model_cfg,
+    cfg,
+    epochs=2,
+    log=lambda _: None,
+  )
   for i, want in enumerate(separate):
     assert_trees_close(engine.unstack(together, i), want, atol=1e-5)
 
@@ -181,8 +226,12 @@ def test_vmapped_configs_equal_separate_runs(optimizer):
 def test_fit_does_not_consume_the_callers_parameters():
   model_cfg, params = init()
   before = np.array(params['V'])
-  run(params, classifier.TrainConfig(batch_size=16), model_cfg,
-      engine.Hyper(0.01, 0.0))
+  run(
+    params,
+    classifier.TrainConfig(batch_size=16),
+    model_cfg,
+    engine.Hyper(0.01, 0.0),
+  )
   np.testing.assert_array_equal(np.asarray(params['V']), before)
 
 
@@ -197,18 +246,29 @@ def test_fit_compiles_its_program_once(stacked):
   params = engine.stack([params] * S)
   hyper, seeds = engine.Hyper(np.full(S, 0.01), np.zeros(S)), list(range(S))
   before = program._cache_size()
-  _, _, stats = classifier.fit(params, toy_windows(), hyper, seeds, model_cfg,
-                               cfg, epochs=2, steps_per_call=2,
-                               log=lambda _: None)
+  _, _, stats = classifier.fit(
+    params,
+    toy_windows(),
+    hyper,
+    seeds,
+    model_cfg,
+    cfg,
+    epochs=2,
+    steps_per_call=2,
+    log=lambda _: None,
+  )
   assert stats['steps'] == 2 * (N // 16)  # several calls, odd chunk sizes
   assert program._cache_size() == before + 1
 
 
 def test_frozen_embeddings_stay_fixed():
   model_cfg, params = init()
-  out = run(params, classifier.TrainConfig(batch_size=16,
-                                          freeze_embeddings=True),
-            model_cfg, engine.Hyper(0.01, 0.0))
+  out = run(
+    params,
+    classifier.TrainConfig(batch_size=16, freeze_embeddings=True),
+    model_cfg,
+    engine.Hyper(0.01, 0.0),
+  )
   np.testing.assert_array_equal(out['L'], params['L'])
   assert not np.allclose(out['V'], params['V'])
 
@@ -238,30 +298,41 @@ def test_cross_entropy_and_margin_against_numpy():
   y = rng.integers(0, 5, 20)
   p = np.exp(f - f.max(1, keepdims=True))
   p /= p.sum(1, keepdims=True)
-  np.testing.assert_allclose(losses.cross_entropy(f, y),
-                             -np.log(p[np.arange(20), y]), rtol=1e-5)
+  np.testing.assert_allclose(
+    losses.cross_entropy(f, y), -np.log(p[np.arange(20), y]), rtol=1e-5
+  )
   other = np.where(np.eye(5, dtype=bool)[y], -np.inf, f).max(1)
-  np.testing.assert_allclose(losses.multiclass_margin(f, y),
-                             np.maximum(0, 1 + other - f[np.arange(20), y]),
-                             rtol=1e-6)
+  np.testing.assert_allclose(
+    losses.multiclass_margin(f, y),
+    np.maximum(0, 1 + other - f[np.arange(20), y]),
+    rtol=1e-6,
+  )
   s, sc = rng.normal(size=20), rng.normal(size=(20, 3))
   np.testing.assert_allclose(
-      losses.window_margin(s, sc),
-      np.maximum(0, 1 - s[:, None] + sc).sum(1), rtol=1e-6)
+    losses.window_margin(s, sc),
+    np.maximum(0, 1 - s[:, None] + sc).sum(1),
+    rtol=1e-6,
+  )
 
 
-@pytest.mark.parametrize('embeddings,biases,want', [
-    (False, False, ('V', 'W')), (True, False, ('L', 'L_case', 'V', 'W')),
+@pytest.mark.parametrize(
+  'embeddings,biases,want',
+  [
+    (False, False, ('V', 'W')),
+    (True, False, ('L', 'L_case', 'V', 'W')),
     (False, True, ('V', 'W', 'b', 'c')),
-    (True, True, ('L', 'L_case', 'V', 'W', 'b', 'c'))])
+    (True, True, ('L', 'L_case', 'V', 'W', 'b', 'c')),
+  ],
+)
 def test_l2_conventions(embeddings, biases, want):
   _, params = init()
   assert losses.regularized_keys(params, embeddings, biases) == tuple(
-      sorted(want))
+    sorted(want)
+  )
   total = sum(float(np.sum(np.square(params[k]))) for k in want)
   np.testing.assert_allclose(
-      losses.l2_penalty(params, 0.3, embeddings, biases), 0.15 * total,
-      rtol=1e-5)
+    losses.l2_penalty(params, 0.3, embeddings, biases), 0.15 * total, rtol=1e-5
+  )
 
 
 @pytest.mark.parametrize('objective', ['xent', 'max_margin'])
@@ -270,8 +341,8 @@ def test_training_learns_a_synthetic_corpus(corpus, objective):
   model_cfg = model_lib.ModelConfig(hidden=32)
   cfg = classifier.TrainConfig(objective=objective, batch_size=32)
   _, result = ner.train_and_evaluate(
-      ds, model_cfg, cfg, engine.Hyper(0.01, 0.0), epochs=15,
-      log=lambda _: None)
+    ds, model_cfg, cfg, engine.Hyper(0.01, 0.0), epochs=15, log=lambda _: None
+  )
   assert result['dev']['f1'] > 90, result['dev']
   assert result['test']['f1'] > 90, result['test']
   assert result['train_windows_per_sec'] > 0

@@ -110,8 +110,10 @@ def test_read_conll_iob1_two_columns_first_document_without_header(tmp_path):
   documents = data.read_conll(path)
   # The headerless first document counts; the empty trailing one is dropped.
   assert len(documents) == 2
-  assert [s.tokens for s in documents[0]] == [('010', 'is', 'the'),
-                                              ('Kurt', 'Cobain')]
+  assert [s.tokens for s in documents[0]] == [
+    ('010', 'is', 'the'),
+    ('Kurt', 'Cobain'),
+  ]
   assert documents[0][0].tags == ('I-MISC', 'O', 'O')
   assert documents[1][0].tags == ('O', 'I-ORG', 'I-ORG', 'I-ORG')
   assert documents[1][0].lines == (10, 11, 12, 13)
@@ -121,7 +123,9 @@ def test_read_conll_docstart_without_blank_line_and_crlf(tmp_path):
   text = 'a O\nb B-X\n-DOCSTART- O\nc O\r\n\r\n\r\nd I-X\r\n'
   documents = data.read_conll(write(tmp_path, 'f.txt', text))
   assert [[s.tokens for s in d] for d in documents] == [
-      [('a', 'b')], [('c',), ('d',)]]
+    [('a', 'b')],
+    [('c',), ('d',)],
+  ]
 
 
 def test_read_conll_blanks_and_middle_columns(tmp_path):
@@ -134,11 +138,13 @@ def test_read_conll_blanks_and_middle_columns(tmp_path):
 
 
 def test_read_conll_tab_separated_tokens_with_spaces(tmp_path):
-  text = ('-DOCSTART- -X- O\n\n'
-          'New York\tNNP\tB-LOC\n'
-          ' is \tVBZ\tO \n\n'
-          'the New  York Times\tNNP\tB-ORG\r\n'
-          'reported\tVBD\tO\t\n')
+  text = (
+    '-DOCSTART- -X- O\n\n'
+    'New York\tNNP\tB-LOC\n'
+    ' is \tVBZ\tO \n\n'
+    'the New  York Times\tNNP\tB-ORG\r\n'
+    'reported\tVBD\tO\t\n'
+  )
   documents = data.read_conll(write(tmp_path, 'f.txt', text))
   first, second = documents[0]
   assert first.tokens == ('New York', 'is')
@@ -150,8 +156,9 @@ def test_read_conll_tab_separated_tokens_with_spaces(tmp_path):
 
 
 def test_read_conll_empty_tokens_are_counted(tmp_path):
-  train = write(tmp_path, 'train.txt',
-                'Paris\tB-LOC\n\tO\n \tO\n\nParis\tB-LOC\n')
+  train = write(
+    tmp_path, 'train.txt', 'Paris\tB-LOC\n\tO\n \tO\n\nParis\tB-LOC\n'
+  )
   write(tmp_path, 'valid.txt', 'Paris B-LOC\n\u00a0 O\n')
   sentences = data.read_conll(train)[0]
   assert sentences[0].tokens == ('Paris', data.EMPTY_TOKEN, data.EMPTY_TOKEN)
@@ -160,7 +167,7 @@ def test_read_conll_empty_tokens_are_counted(tmp_path):
   splits = data.load_splits(tmp_path)
   assert splits['dev'][0].tokens == ('Paris', data.EMPTY_TOKEN)
   assert data.count_empty_tokens(splits) == 3
-  # A sentence listed twice (pipeline's 'train_sample') counts once.
+  # A sentence listed twice (ner's 'train_sample') counts once.
   splits['train_sample'] = splits['train'][:1]
   assert data.count_empty_tokens(splits) == 3
   note = data.empty_tokens_note(splits)
@@ -199,15 +206,21 @@ def test_read_conll_untagged(tmp_path):
   assert f'{path}:1:' in message and 'one column' in message
   path = write(tmp_path, 'f.txt', 'EU\nrejects O\n')
   message = raises_user_error(
-      lambda p: data.read_conll(p, require_tags=False), path)
+    lambda p: data.read_conll(p, require_tags=False), path
+  )
   assert f'{path}:2:' in message and '2 columns' in message
 
 
 def test_read_conll_wnut_tags(tmp_path):
   documents = data.read_conll(write(tmp_path, 'wnut.txt', WNUT))
   assert len(documents) == 1
-  assert documents[0][0].tags == ('O', 'O', 'B-creative-work',
-                                  'I-creative-work', 'I-creative-work')
+  assert documents[0][0].tags == (
+    'O',
+    'O',
+    'B-creative-work',
+    'I-creative-work',
+    'I-creative-work',
+  )
   assert documents[0][1].tags == ('O', 'B-corporation')
 
 
@@ -259,16 +272,21 @@ def test_read_conll_empty_file(tmp_path):
 # find_split_files, split_documents, load_splits
 
 
-@pytest.mark.parametrize('train,dev,test', [
+@pytest.mark.parametrize(
+  'train,dev,test',
+  [
     ('train.txt', 'valid.txt', 'test.txt'),
     ('train.txt', 'dev.txt', None),
     ('eng.train', 'eng.testa', 'eng.testb'),
     ('train.conll', 'dev.conll', 'test.conll'),
     ('train.conll', 'valid.conll', None),
-])
+  ],
+)
 def test_find_split_files_naming_schemes(tmp_path, train, dev, test):
-  expected = {'train': write(tmp_path, train, WNUT),
-              'dev': write(tmp_path, dev, WNUT)}
+  expected = {
+    'train': write(tmp_path, train, WNUT),
+    'dev': write(tmp_path, dev, WNUT),
+  }
   if test:
     expected['test'] = write(tmp_path, test, WNUT)
   write(tmp_path, 'README.txt', 'ignored')
@@ -305,7 +323,10 @@ def test_split_documents_deterministic_and_proportions():
   splits = data.split_documents(documents)
   assert splits == data.split_documents(documents)
   assert {k: len(v) for k, v in splits.items()} == {
-      'train': 80, 'dev': 10, 'test': 10}
+    'train': 80,
+    'dev': 10,
+    'test': 10,
+  }
   first = lambda docs: [d[0].tokens[0] for d in docs[:3]]
   assert first(splits['dev']) == ['doc8', 'doc18', 'doc28']
   assert first(splits['test']) == ['doc9', 'doc19', 'doc29']
@@ -318,11 +339,22 @@ def test_load_splits_single_file(tmp_path):
   write(tmp_path, 'corpus.txt', corpus(20, sentences_per_document=2))
   splits = data.load_splits(tmp_path)
   assert {k: len(v) for k, v in splits.items()} == {
-      'train': 32, 'dev': 4, 'test': 4}
-  assert [s.tokens[0] for s in splits['dev']] == ['doc8', 'doc8', 'doc18',
-                                                  'doc18']
-  assert [s.tokens[0] for s in splits['test']] == ['doc9', 'doc9', 'doc19',
-                                                   'doc19']
+    'train': 32,
+    'dev': 4,
+    'test': 4,
+  }
+  assert [s.tokens[0] for s in splits['dev']] == [
+    'doc8',
+    'doc8',
+    'doc18',
+    'doc18',
+  ]
+  assert [s.tokens[0] for s in splits['test']] == [
+    'doc9',
+    'doc9',
+    'doc19',
+    'doc19',
+  ]
 
 
 def test_load_splits_missing_dir(tmp_path):
@@ -367,15 +399,22 @@ def test_check_tags_order(tmp_path):
   write(tmp_path, 'train.txt', CONLL_4COL)
   write(tmp_path, 'valid.txt', 'x NN B-NP B-PER\ny NN B-NP O\n')
   splits = data.load_splits(tmp_path)
-  assert data.check_tags(splits) == ['O', 'B-LOC', 'B-MISC', 'B-ORG', 'B-PER',
-                                     'I-PER']
+  assert data.check_tags(splits) == [
+    'O',
+    'B-LOC',
+    'B-MISC',
+    'B-ORG',
+    'B-PER',
+    'I-PER',
+  ]
 
 
 def test_check_tags_unseen_tag(tmp_path):
   write(tmp_path, 'train.txt', CONLL_4COL)
   write(tmp_path, 'valid.txt', 'x NN B-NP O\n')
-  path = write(tmp_path, 'test.txt',
-               'x NN B-NP O\n\ny NN B-NP I-LOC\nz NN B-NP I-LOC\n')
+  path = write(
+    tmp_path, 'test.txt', 'x NN B-NP O\n\ny NN B-NP I-LOC\nz NN B-NP I-LOC\n'
+  )
   message = raises_user_error(data.check_tags, data.load_splits(tmp_path))
   assert f'{path}:3:' in message and "'I-LOC'" in message
 
@@ -383,19 +422,40 @@ def test_check_tags_unseen_tag(tmp_path):
 # Casing and normalization
 
 
-@pytest.mark.parametrize('token,casing', [
-    ('the', 'lower'), ("don't", 'lower'), ('e.g.', 'lower'),
-    ('well-known', 'lower'), ('é', 'lower'),
-    ('EU', 'upper'), ('U.S.', 'upper'), ('AT&T', 'upper'),
-    ('German', 'title'), ('I', 'title'), ('A.', 'title'), ('Élan', 'title'),
-    ('iPhone', 'mixed'), ('McDonald', 'mixed'), ('eBay', 'mixed'),
-    ('1996', 'numeric'), ('1,000.5', 'numeric'), ('1996-08-22', 'numeric'),
+@pytest.mark.parametrize(
+  'token,casing',
+  [
+    ('the', 'lower'),
+    ("don't", 'lower'),
+    ('e.g.', 'lower'),
+    ('well-known', 'lower'),
+    ('é', 'lower'),
+    ('EU', 'upper'),
+    ('U.S.', 'upper'),
+    ('AT&T', 'upper'),
+    ('German', 'title'),
+    ('I', 'title'),
+    ('A.', 'title'),
+    ('Élan', 'title'),
+    ('iPhone', 'mixed'),
+    ('McDonald', 'mixed'),
+    ('eBay', 'mixed'),
+    ('1996', 'numeric'),
+    ('1,000.5', 'numeric'),
+    ('1996-08-22', 'numeric'),
     ('3/4', 'numeric'),
-    ('2nd', 'has_digit'), ('A4', 'has_digit'), ('12:30', 'has_digit'),
+    ('2nd', 'has_digit'),
+    ('A4', 'has_digit'),
+    ('12:30', 'has_digit'),
     ('5%', 'has_digit'),
-    ('.', 'other'), ('--', 'other'), ('(', 'other'), ('$', 'other'),
-    ('-', 'other'), ('北京', 'other'),
-])
+    ('.', 'other'),
+    ('--', 'other'),
+    ('(', 'other'),
+    ('$', 'other'),
+    ('-', 'other'),
+    ('北京', 'other'),
+  ],
+)
 def test_casing_id(token, casing):
   assert vocab_lib.CASINGS[vocab_lib.casing_id(token)] == casing
 
@@ -413,8 +473,9 @@ def test_fold_digits():
 def test_normalize():
   assert vocab_lib.normalize('EU') == 'eu'
   assert vocab_lib.normalize('1996-08-22') == '0000-00-00'
-  assert vocab_lib.normalize('1996-08-22',
-                             frozenset({'1996-08-22'})) == '1996-08-22'
+  assert (
+    vocab_lib.normalize('1996-08-22', frozenset({'1996-08-22'})) == '1996-08-22'
+  )
   assert vocab_lib.normalize('1996', frozenset({'1996'})) == '1996'
   assert vocab_lib.normalize('2nd', frozenset({'1996'})) == '0nd'
   assert vocab_lib.normalize('Paris', frozenset({'paris'})) == 'paris'
@@ -424,8 +485,11 @@ def test_normalize():
 
 
 def test_vocab_build_order_and_min_count():
-  train = [sentence('b', 'a', 'The', 'the'), sentence('c', 'a', 'the', '7'),
-           sentence('9')]
+  train = [
+    sentence('b', 'a', 'The', 'the'),
+    sentence('c', 'a', 'the', '7'),
+    sentence('9'),
+  ]
   vocab = vocab_lib.Vocab.build(train)
   assert vocab.words == ['<s>', '</s>', '<unk>', 'the', '0', 'a', 'b', 'c']
   assert vocab.index == {w: i for i, w in enumerate(vocab.words)}
@@ -448,13 +512,23 @@ def test_vocab_build_pretrained_and_other_sentences():
   assert vocab.lookup('unseen') == 2 and vocab.lookup('rarer') == 2
   assert vocab.lookup('DEV') == vocab.index['dev']
   vocab = vocab_lib.Vocab.build(train, dev, pretrained, all_pretrained=True)
-  assert vocab.words == ['<s>', '</s>', '<unk>', 'a', 'rare', 'rarer', 'aaa',
-                         'dev', 'zzz']
+  assert vocab.words == [
+    '<s>',
+    '</s>',
+    '<unk>',
+    'a',
+    'rare',
+    'rarer',
+    'aaa',
+    'dev',
+    'zzz',
+  ]
 
 
 def test_vocab_lookup_normalizes():
-  vocab = vocab_lib.Vocab(['<s>', '</s>', '<unk>', 'eu', '0000', '1996'],
-                          known=frozenset({'1996'}))
+  vocab = vocab_lib.Vocab(
+    ['<s>', '</s>', '<unk>', 'eu', '0000', '1996'], known=frozenset({'1996'})
+  )
   assert vocab.lookup('EU') == 3
   assert vocab.lookup('1996') == 5
   assert vocab.lookup('2001') == 4
@@ -476,18 +550,22 @@ TAGS = ['O', 'B-MISC', 'B-ORG']
 def test_make_windows_three_tokens_k2():
   s = sentence('EU', 'rejects', 'German', tags=['B-ORG', 'O', 'B-MISC'])
   windows = vocab_lib.make_windows([s], VOCAB, TAGS, k=2)
-  np.testing.assert_array_equal(windows.words, [[0, 0, 3, 4, 5],
-                                                [0, 3, 4, 5, 1],
-                                                [3, 4, 5, 1, 1]])
+  np.testing.assert_array_equal(
+    windows.words, [[0, 0, 3, 4, 5], [0, 3, 4, 5, 1], [3, 4, 5, 1, 1]]
+  )
   # EU upper (2), rejects lower (1), German title (3); padding 0.
-  np.testing.assert_array_equal(windows.casing, [[0, 0, 2, 1, 3],
-                                                 [0, 2, 1, 3, 0],
-                                                 [2, 1, 3, 0, 0]])
+  np.testing.assert_array_equal(
+    windows.casing, [[0, 0, 2, 1, 3], [0, 2, 1, 3, 0], [2, 1, 3, 0, 0]]
+  )
   np.testing.assert_array_equal(windows.labels, [2, 0, 1])
   np.testing.assert_array_equal(windows.sentence_index, [0, 0, 0])
   assert len(windows) == 3
-  for array in (windows.words, windows.casing, windows.labels,
-                windows.sentence_index):
+  for array in (
+    windows.words,
+    windows.casing,
+    windows.labels,
+    windows.sentence_index,
+  ):
     assert array.dtype == np.int32
 
 
@@ -503,10 +581,11 @@ def test_make_windows_never_cross_sentence_boundaries():
   lengths = [1, 4, 2, 7, 3]
   words = [f'w{i}' for i in range(sum(lengths))]
   vocab = vocab_lib.Vocab(
-      [vocab_lib.PAD_LEFT, vocab_lib.PAD_RIGHT, vocab_lib.UNK] + words)
+    [vocab_lib.PAD_LEFT, vocab_lib.PAD_RIGHT, vocab_lib.UNK] + words
+  )
   sentences, start = [], 0
   for n in lengths:
-    sentences.append(sentence(*words[start:start + n]))
+    sentences.append(sentence(*words[start : start + n]))
     start += n
   for k in (0, 1, 3, 8):
     windows = vocab_lib.make_windows(sentences, vocab, ['O'], k=k)
@@ -516,8 +595,13 @@ def test_make_windows_never_cross_sentence_boundaries():
       for i in range(len(s.tokens)):
         expected = []
         for j in range(i - k, i + k + 1):
-          expected.append(0 if j < 0 else 1 if j >= len(s.tokens) else
-                          vocab.lookup(s.tokens[j]))
+          expected.append(
+            0
+            if j < 0
+            else 1
+            if j >= len(s.tokens)
+            else vocab.lookup(s.tokens[j])
+          )
         assert windows.words[row].tolist() == expected
         assert windows.sentence_index[row] == index
         row += 1

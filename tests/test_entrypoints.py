@@ -5,10 +5,17 @@ import pathlib
 
 import pytest
 
-from tests.conftest import REPO, run_entry, write_corpus
+from tests.conftest import REPO
+from tests.conftest import run_entry
+from tests.conftest import write_corpus
 
-TRAIN = ('experiments.train', '--embeddings=random', '--epochs=2',
-         '--hidden=16', '--batch_size=32')
+TRAIN = (
+  'experiments.train',
+  '--embeddings=random',
+  '--epochs=2',
+  '--hidden=16',
+  '--batch_size=32',
+)
 
 
 def assert_one_line_error(result, *fragments):
@@ -26,8 +33,15 @@ def test_train_writes_its_run_directory_and_predict_reads_it(corpus, tmp_path):
   assert result.returncode == 0, result.stderr
   assert 'windows/s' in result.stdout and 'dev: precision' in result.stdout
   names = {p.name for p in workdir.iterdir()}
-  assert {'flags.txt', 'config.json', 'metrics.jsonl', 'result.json',
-          'params.npz', 'vocab.txt', 'tags.txt'} <= names
+  assert {
+    'flags.txt',
+    'config.json',
+    'metrics.jsonl',
+    'result.json',
+    'params.npz',
+    'vocab.txt',
+    'tags.txt',
+  } <= names
   res = json.loads((workdir / 'result.json').read_text())
   for split in ('dev', 'test'):
     assert {'precision', 'recall', 'f1', 'accuracy'} <= res[split].keys()
@@ -38,28 +52,34 @@ def test_train_writes_its_run_directory_and_predict_reads_it(corpus, tmp_path):
 
   # The flags file reproduces the run: --flagfile works.
   again = tmp_path / 'again'
-  result = run_entry('experiments.train', f'--flagfile={workdir}/flags.txt',
-                     f'--workdir={again}')
+  result = run_entry(
+    'experiments.train', f'--flagfile={workdir}/flags.txt', f'--workdir={again}'
+  )
   assert result.returncode == 0, result.stderr
   assert json.loads((again / 'result.json').read_text())['dev'] == res['dev']
 
-  result = run_entry('experiments.predict', f'--model_dir={workdir}',
-                     stdin='Anna Berg visited Kyoto last week .\n')
+  result = run_entry(
+    'experiments.predict',
+    f'--model_dir={workdir}',
+    stdin='Anna Berg visited Kyoto last week .\n',
+  )
   assert result.returncode == 0, result.stderr
   assert result.stdout.splitlines()[0].startswith('Anna\t')
   assert 'entities:' in result.stdout
 
   page = tmp_path / 'pages' / 'report.md'
-  result = run_entry('experiments.report', f'--run_dirs={workdir}',
-                     f'--output={page}')
+  result = run_entry(
+    'experiments.report', f'--run_dirs={workdir}', f'--output={page}'
+  )
   assert result.returncode == 0, result.stderr
   text = page.read_text()
   assert '| dev | all |' in text and '![](results/run/curves.png)' in text
   assert (page.parent / 'results' / 'run' / 'curves.png').stat().st_size > 0
   assert '--flagfile=results/run/flags.txt' in text
   # A page that report wrote is regenerated without --overwrite.
-  result = run_entry('experiments.report', f'--run_dirs={workdir}',
-                     f'--output={page}')
+  result = run_entry(
+    'experiments.report', f'--run_dirs={workdir}', f'--output={page}'
+  )
   assert result.returncode == 0, result.stderr
 
 
@@ -89,25 +109,32 @@ def corpus_without(directory, *names):
 
 
 BAD_INPUTS = {
-    'missing data dir': (lambda d: d / 'nope', ['nope', 'not found']),
-    'missing dev split': (
-        lambda d: (corpus_with(d) / 'valid.txt').unlink() or d / 'c',
-        ['dev']),
-    'empty split': (lambda d: corpus_with(d, dev=b'\n\n'), ['valid.txt']),
-    'no tag column': (lambda d: corpus_with(d, train=b'Anna B-PER\nBerg\n'),
-                      ['train.txt:2']),
-    'mixed column counts': (
-        lambda d: corpus_with(d, train=b'Anna X B-PER\nBerg I-PER\n'),
-        ['train.txt:2']),
-    'undecodable bytes': (
-        lambda d: corpus_with(d, train=b'Anna B-PER\n\xff\xfe O\n'),
-        ['train.txt:2']),
-    'tag unseen in training': (
-        lambda d: corpus_with(d, dev=b'Kyoto B-GPE\n'), ['valid.txt:1',
-                                                        'B-GPE']),
-    'only a test file': (
-        lambda d: corpus_without(corpus_with(d), 'train.txt', 'valid.txt'),
-        ['test.txt', 'no train or dev']),
+  'missing data dir': (lambda d: d / 'nope', ['nope', 'not found']),
+  'missing dev split': (
+    lambda d: (corpus_with(d) / 'valid.txt').unlink() or d / 'c',
+    ['dev'],
+  ),
+  'empty split': (lambda d: corpus_with(d, dev=b'\n\n'), ['valid.txt']),
+  'no tag column': (
+    lambda d: corpus_with(d, train=b'Anna B-PER\nBerg\n'),
+    ['train.txt:2'],
+  ),
+  'mixed column counts': (
+    lambda d: corpus_with(d, train=b'Anna X B-PER\nBerg I-PER\n'),
+    ['train.txt:2'],
+  ),
+  'undecodable bytes': (
+    lambda d: corpus_with(d, train=b'Anna B-PER\n\xff\xfe O\n'),
+    ['train.txt:2'],
+  ),
+  'tag unseen in training': (
+    lambda d: corpus_with(d, dev=b'Kyoto B-GPE\n'),
+    ['valid.txt:1', 'B-GPE'],
+  ),
+  'only a test file': (
+    lambda d: corpus_without(corpus_with(d), 'train.txt', 'valid.txt'),
+    ['test.txt', 'no train or dev'],
+  ),
 }
 
 
@@ -115,22 +142,31 @@ BAD_INPUTS = {
 def test_bad_data_gives_one_clear_line(case, tmp_path):
   make, fragments = BAD_INPUTS[case]
   data_dir = make(tmp_path)
-  result = run_entry(*TRAIN, f'--data_dir={data_dir}',
-                     f'--workdir={tmp_path / "run"}')
+  result = run_entry(
+    *TRAIN, f'--data_dir={data_dir}', f'--workdir={tmp_path / "run"}'
+  )
   assert_one_line_error(result, *fragments)
   assert not (tmp_path / 'run').exists()  # nothing half-written
 
 
-@pytest.mark.parametrize('flags,fragments', [
+@pytest.mark.parametrize(
+  'flags,fragments',
+  [
     (('--batch_size=100000',), ['--batch_size=100000', 'training windows']),
     (('--seeds=',), ['--seeds is empty']),
     (('--l2s=0,x',), ['--l2s=0,x', 'float']),
-])
-def test_bad_flag_values_give_one_clear_line(corpus, tmp_path, flags,
-                                             fragments):
-  result = run_entry('experiments.sweep', '--embeddings=random',
-                     f'--data_dir={corpus}', *flags,
-                     f'--workdir={tmp_path / "run"}')
+  ],
+)
+def test_bad_flag_values_give_one_clear_line(
+  corpus, tmp_path, flags, fragments
+):
+  result = run_entry(
+    'experiments.sweep',
+    '--embeddings=random',
+    f'--data_dir={corpus}',
+    *flags,
+    f'--workdir={tmp_path / "run"}',
+  )
   assert_one_line_error(result, *fragments)
   assert not (tmp_path / 'run').exists()  # nothing half-written
 
@@ -138,10 +174,18 @@ def test_bad_flag_values_give_one_clear_line(corpus, tmp_path, flags,
 def test_sweep_of_one_configuration(corpus, tmp_path):
   """One L2 strength and one seed: still the vmapped program (S = 1)."""
   workdir = tmp_path / 'run'
-  result = run_entry('experiments.sweep', '--embeddings=random',
-                     f'--data_dir={corpus}', '--l2s=0', '--seeds=0',
-                     '--objectives=xent', '--epochs=1', '--hidden=8',
-                     '--batch_size=64', f'--workdir={workdir}')
+  result = run_entry(
+    'experiments.sweep',
+    '--embeddings=random',
+    f'--data_dir={corpus}',
+    '--l2s=0',
+    '--seeds=0',
+    '--objectives=xent',
+    '--epochs=1',
+    '--hidden=8',
+    '--batch_size=64',
+    f'--workdir={workdir}',
+  )
   assert result.returncode == 0, result.stderr
   results = json.loads((workdir / 'results.json').read_text())['results']
   assert len(results) == 1 and 0 <= results[0]['dev']['f1'] <= 100
@@ -149,25 +193,34 @@ def test_sweep_of_one_configuration(corpus, tmp_path):
 
 
 def test_missing_vectors_file(corpus, tmp_path):
-  result = run_entry('experiments.train', f'--data_dir={corpus}',
-                     f'--embeddings={tmp_path}/vectors.txt',
-                     f'--workdir={tmp_path / "run"}')
+  result = run_entry(
+    'experiments.train',
+    f'--data_dir={corpus}',
+    f'--embeddings={tmp_path}/vectors.txt',
+    f'--workdir={tmp_path / "run"}',
+  )
   assert_one_line_error(result, 'vectors.txt', '--embeddings')
 
 
 def test_vectors_file_is_used(corpus, tmp_path):
   vectors = tmp_path / 'vectors.txt'
   vectors.write_text('3 4\nanna 1 0 0 0\nkyoto 0 1 0 0\nvisited 0 0 1 0\n')
-  result = run_entry(*TRAIN[:1], '--epochs=1', '--hidden=8',
-                     f'--embeddings={vectors}', f'--data_dir={corpus}',
-                     f'--workdir={tmp_path / "run"}')
+  result = run_entry(
+    *TRAIN[:1],
+    '--epochs=1',
+    '--hidden=8',
+    f'--embeddings={vectors}',
+    f'--data_dir={corpus}',
+    f'--workdir={tmp_path / "run"}',
+  )
   assert result.returncode == 0, result.stderr
   assert '3 with a pretrained vector' in result.stdout
 
 
 def test_predict_without_a_model(tmp_path):
-  result = run_entry('experiments.predict', f'--model_dir={tmp_path}',
-                     '--text=hello')
+  result = run_entry(
+    'experiments.predict', f'--model_dir={tmp_path}', '--text=hello'
+  )
   assert_one_line_error(result, 'not a trained run directory')
 
 
@@ -189,26 +242,42 @@ def test_default_data_is_shipped_with_its_licence():
 def test_readme_quickstart_is_the_two_commands():
   readme = (REPO / 'README.md').read_text()
   assert '```\n./launch.sh\n./launch.sh test\n```' in readme
-  assert pathlib.Path(REPO / '.ci' / 'run').read_text().count(
-      'launch.sh test') == 1
+  assert (
+    pathlib.Path(REPO / '.ci' / 'run').read_text().count('launch.sh test') == 1
+  )
 
 
 def test_bench_measures_every_row_it_reports(corpus, tmp_path):
   vectors = tmp_path / 'vectors.txt'  # 'pretrained' vocabulary: 6 more words
-  words = ['anna', 'kyoto', 'visited', 'zebra', 'quartz', 'fjord', 'lynx',
-           'oboe', 'wharf']
+  words = [
+    'anna',
+    'kyoto',
+    'visited',
+    'zebra',
+    'quartz',
+    'fjord',
+    'lynx',
+    'oboe',
+    'wharf',
+  ]
   vectors.write_text(''.join(f'{w} {i} 1 0 0\n' for i, w in enumerate(words)))
   workdir = tmp_path / 'bench'
-  result = run_entry('experiments.bench', f'--data_dir={corpus}',
-                     f'--embeddings={vectors}', '--hidden=8',
-                     '--batch_sizes=16,256', '--bench_steps=2', '--repeats=1',
-                     '--sweep_configs=2', f'--workdir={workdir}')
+  result = run_entry(
+    'experiments.bench',
+    f'--data_dir={corpus}',
+    f'--embeddings={vectors}',
+    '--hidden=8',
+    '--batch_sizes=16,256',
+    '--bench_steps=2',
+    '--repeats=1',
+    '--sweep_configs=2',
+    f'--workdir={workdir}',
+  )
   assert result.returncode == 0, result.stderr
   out = json.loads((workdir / 'bench.json').read_text())
   runs = {(r['vocab'], r['batch_size']): r for r in out['runs']}
   assert set(runs) == {('data', 16), ('data', 256), ('pretrained', 256)}
-  assert runs['pretrained', 256]['vocab_size'] > runs['data', 256][
-      'vocab_size']
+  assert runs['pretrained', 256]['vocab_size'] > runs['data', 256]['vocab_size']
   for r in out['runs']:
     assert r['windows_per_sec'] > 0
     # 3 x forward: D = 5 words x (4 vector + 5 casing), H = 8, C = 6 tags
@@ -222,19 +291,27 @@ def test_bench_measures_every_row_it_reports(corpus, tmp_path):
   assert out['sweep']['configs'] == 2 and out['sweep']['train_ratio'] > 0
   assert 0 < out['sweep']['least_ratio_at_matmul_peak']
   assert out['matmul_peak_gflops'] == max(
-      g for by_size in out['matmul_gflops_by_size'].values()
-      for g in by_size.values())
+    g
+    for by_size in out['matmul_gflops_by_size'].values()
+    for g in by_size.values()
+  )
   assert {'bench.md', 'throughput.png', 'flags.txt'} <= {
-      p.name for p in workdir.iterdir()}
+    p.name for p in workdir.iterdir()
+  }
   assert 'matmuls alone' in (workdir / 'bench.md').read_text()
 
   page = tmp_path / 'report.md'
   page.write_text('an earlier page')
-  result = run_entry('experiments.report', f'--run_dirs={workdir}',
-                     f'--output={page}')
+  result = run_entry(
+    'experiments.report', f'--run_dirs={workdir}', f'--output={page}'
+  )
   assert_one_line_error(result, str(page), '--overwrite')
   assert page.read_text() == 'an earlier page'
-  result = run_entry('experiments.report', f'--run_dirs={workdir}',
-                     f'--output={page}', '--overwrite')
+  result = run_entry(
+    'experiments.report',
+    f'--run_dirs={workdir}',
+    f'--output={page}',
+    '--overwrite',
+  )
   assert result.returncode == 0, result.stderr
   assert '![](results/bench/throughput.png)' in page.read_text()

@@ -24,13 +24,16 @@ VOCAB, EMBED_DIM, NUM_CASINGS, CASE_DIM = 7, 3, 4, 2
 NUM_CLASSES = 4
 N = 6
 CONFIGS = {
-    'softmax': model_lib.ModelConfig(model='softmax', window=1, hidden=4),
-    'hidden_tanh': model_lib.ModelConfig(model='hidden', nonlinearity='tanh',
-                                         window=1, hidden=NUM_CLASSES),
-    'hidden_relu': model_lib.ModelConfig(model='hidden', nonlinearity='relu',
-                                         window=1, hidden=NUM_CLASSES),
-    'hidden_hardtanh': model_lib.ModelConfig(
-        model='hidden', nonlinearity='hardtanh', window=2, hidden=5),
+  'softmax': model_lib.ModelConfig(model='softmax', window=1, hidden=4),
+  'hidden_tanh': model_lib.ModelConfig(
+    model='hidden', nonlinearity='tanh', window=1, hidden=NUM_CLASSES
+  ),
+  'hidden_relu': model_lib.ModelConfig(
+    model='hidden', nonlinearity='relu', window=1, hidden=NUM_CLASSES
+  ),
+  'hidden_hardtanh': model_lib.ModelConfig(
+    model='hidden', nonlinearity='hardtanh', window=2, hidden=5
+  ),
 }
 xent = losses.OBJECTIVES['xent']
 
@@ -43,13 +46,22 @@ def _rng(*parts):
 def _params(cfg, tag, dtype=np.float32):
   """Random (all nonzero) parameters with init_params' keys and shapes."""
   shapes = jax.eval_shape(
-      lambda key: model_lib.init_params(
-          key, cfg, vocab_size=VOCAB, num_classes=NUM_CLASSES,
-          embed_dim=EMBED_DIM, num_casings=NUM_CASINGS, case_dim=CASE_DIM),
-      jax.random.key(0))
+    lambda key: model_lib.init_params(
+      key,
+      cfg,
+      vocab_size=VOCAB,
+      num_classes=NUM_CLASSES,
+      embed_dim=EMBED_DIM,
+      num_casings=NUM_CASINGS,
+      case_dim=CASE_DIM,
+    ),
+    jax.random.key(0),
+  )
   rng = _rng('params', tag, np.dtype(dtype).name)
-  return {name: jnp.asarray(rng.normal(size=s.shape), dtype)
-          for name, s in shapes.items()}
+  return {
+    name: jnp.asarray(rng.normal(size=s.shape), dtype)
+    for name, s in shapes.items()
+  }
 
 
 def _batch(cfg, tag):
@@ -62,8 +74,9 @@ def _batch(cfg, tag):
 
 
 def _pure_scores(params, words_NxK, casing_NxK, cfg, key=None):
-  x_NxD = model_lib.window_vectors(params['L'], params['L_case'], words_NxK,
-                                   casing_NxK)
+  x_NxD = model_lib.window_vectors(
+    params['L'], params['L_case'], words_NxK, casing_NxK
+  )
   return model_lib.class_scores(params, x_NxD, cfg, key)
 
 
@@ -76,11 +89,15 @@ def test_scores_equal_pure_functions(tag):
   f_NxC = clf(words_NxK, casing_NxK)
   assert f_NxC.shape == (N, NUM_CLASSES)
   np.testing.assert_array_equal(
-      f_NxC, _pure_scores(params, words_NxK, casing_NxK, cfg))
+    f_NxC, _pure_scores(params, words_NxK, casing_NxK, cfg)
+  )
   jitted_NxC = nnx.jit(lambda m, w, c: m(w, c))(clf, words_NxK, casing_NxK)
   np.testing.assert_allclose(
-      jitted_NxC, _pure_scores(params, words_NxK, casing_NxK, cfg),
-      rtol=1e-6, atol=1e-6)
+    jitted_NxC,
+    _pure_scores(params, words_NxK, casing_NxK, cfg),
+    rtol=1e-6,
+    atol=1e-6,
+  )
 
 
 @pytest.mark.parametrize('tag', ['softmax', 'hidden_tanh', 'hidden_relu'])
@@ -94,8 +111,9 @@ def test_grads_equal_pure_grads_float64(tag):
       return jnp.mean(xent(clf(words_NxK, casing_NxK), y_N))
 
     def pure_loss(params):
-      return jnp.mean(xent(_pure_scores(params, words_NxK, casing_NxK, cfg),
-                           y_N))
+      return jnp.mean(
+        xent(_pure_scores(params, words_NxK, casing_NxK, cfg), y_N)
+      )
 
     clf = flax_model.WindowClassifier(params, cfg)
     got = nnx.to_pure_dict(nnx.jit(nnx.grad(module_loss))(clf))
@@ -104,8 +122,9 @@ def test_grads_equal_pure_grads_float64(tag):
     for name in want:
       assert got[name].dtype == jnp.float64, name
       assert np.any(want[name] != 0), name  # a real comparison
-      np.testing.assert_allclose(got[name], want[name], rtol=1e-12,
-                                 atol=1e-15, err_msg=name)
+      np.testing.assert_allclose(
+        got[name], want[name], rtol=1e-12, atol=1e-15, err_msg=name
+      )
 
 
 @pytest.mark.parametrize('tag', ['softmax', 'hidden_tanh'])
@@ -123,8 +142,9 @@ def test_to_params_round_trips(tag):
     np.testing.assert_array_equal(state[name], params[name])
   again = flax_model.WindowClassifier(out, cfg)
   words_NxK, casing_NxK, _ = _batch(cfg, tag)
-  np.testing.assert_array_equal(again(words_NxK, casing_NxK),
-                                clf(words_NxK, casing_NxK))
+  np.testing.assert_array_equal(
+    again(words_NxK, casing_NxK), clf(words_NxK, casing_NxK)
+  )
 
 
 def test_init_delegates_to_init_params():
@@ -134,14 +154,15 @@ def test_init_delegates_to_init_params():
   key = jax.random.key(3)
   want = model_lib.init_params(key, cfg, **sizes, **extra)
   got = flax_model.WindowClassifier.init(key, cfg, **sizes, **extra)
-  from_rngs = flax_model.WindowClassifier.init(nnx.Rngs(params=3), cfg,
-                                               **sizes, **extra)
-  want_rngs = model_lib.init_params(nnx.Rngs(params=3).params(), cfg, **sizes,
-                                    **extra)
+  from_rngs = flax_model.WindowClassifier.init(
+    nnx.Rngs(params=3), cfg, **sizes, **extra
+  )
+  want_rngs = model_lib.init_params(
+    nnx.Rngs(params=3).params(), cfg, **sizes, **extra
+  )
   for name in want:
     np.testing.assert_array_equal(got.to_params()[name], want[name])
-    np.testing.assert_array_equal(from_rngs.to_params()[name],
-                                  want_rngs[name])
+    np.testing.assert_array_equal(from_rngs.to_params()[name], want_rngs[name])
   E = _rng('embeddings').normal(size=(VOCAB, EMBED_DIM)).astype(np.float32)
   with_E = flax_model.WindowClassifier.init(key, cfg, **sizes, embeddings=E)
   np.testing.assert_array_equal(with_E.L[...], E)
@@ -154,16 +175,20 @@ def test_dropout_key_is_passed_through():
   clf = flax_model.WindowClassifier(params, cfg)
   key = jax.random.key(7)
   np.testing.assert_array_equal(
-      clf(words_NxK, casing_NxK, rngs=key),
-      _pure_scores(params, words_NxK, casing_NxK, cfg, key))
+    clf(words_NxK, casing_NxK, rngs=key),
+    _pure_scores(params, words_NxK, casing_NxK, cfg, key),
+  )
   np.testing.assert_array_equal(
-      clf(words_NxK, casing_NxK, rngs=nnx.Rngs(dropout=7)),
-      _pure_scores(params, words_NxK, casing_NxK, cfg,
-                   nnx.Rngs(dropout=7).dropout()))
+    clf(words_NxK, casing_NxK, rngs=nnx.Rngs(dropout=7)),
+    _pure_scores(
+      params, words_NxK, casing_NxK, cfg, nnx.Rngs(dropout=7).dropout()
+    ),
+  )
   deterministic = clf(words_NxK, casing_NxK)
   np.testing.assert_array_equal(
-      deterministic,
-      _pure_scores(params, words_NxK, casing_NxK, cfg._replace(dropout=0.0)))
+    deterministic,
+    _pure_scores(params, words_NxK, casing_NxK, cfg._replace(dropout=0.0)),
+  )
   assert not np.allclose(clf(words_NxK, casing_NxK, rngs=key), deterministic)
 
 
@@ -201,8 +226,11 @@ def test_composed_module_trains():
     assert not np.allclose(trained[name], params[name]), name
   # ... and the exported dict still scores like the module.
   np.testing.assert_allclose(
-      model.classifier(words_NxK, casing_NxK),
-      _pure_scores(trained, words_NxK, casing_NxK, cfg), rtol=1e-6, atol=1e-6)
+    model.classifier(words_NxK, casing_NxK),
+    _pure_scores(trained, words_NxK, casing_NxK, cfg),
+    rtol=1e-6,
+    atol=1e-6,
+  )
 
 
 def test_wrong_parameters_give_different_scores():
@@ -232,5 +260,6 @@ def test_bad_parameters_are_rejected():
     flax_model.WindowClassifier(params, softmax._replace(model='scorer'))
   hidden = CONFIGS['hidden_tanh']
   with pytest.raises(ValueError, match='nonlinearity'):
-    flax_model.WindowClassifier(_params(hidden, 'bad'),
-                                hidden._replace(nonlinearity='swish'))
+    flax_model.WindowClassifier(
+      _params(hidden, 'bad'), hidden._replace(nonlinearity='swish')
+    )

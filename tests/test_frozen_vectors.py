@@ -100,16 +100,18 @@ def _corpus(tmp_path):
 
 def _dataset(corpus):
   data_dir, vectors = corpus
-  return ner.load_dataset(str(data_dir), embeddings=str(vectors),
-                               log=lambda _: None)
+  return ner.load_dataset(
+    str(data_dir), embeddings=str(vectors), log=lambda _: None
+  )
 
 
 # Seen / unseen entity groups.
 
 
 def test_chunk_group_hand_made():
-  seen = fvf.training_words([data_lib.Sentence(('Paris', 'is', 'NICE'),
-                                               ('B-LOC', 'O', 'O'))])
+  seen = fvf.training_words(
+    [data_lib.Sentence(('Paris', 'is', 'NICE'), ('B-LOC', 'O', 'O'))]
+  )
   assert seen == {'paris', 'is', 'nice'}
   assert fvf.chunk_group(('PARIS',), seen) == 'seen'  # case-insensitive
   assert fvf.chunk_group(('Nice', 'paris'), seen) == 'seen'
@@ -119,23 +121,35 @@ def test_chunk_group_hand_made():
 
 def test_group_scores_hand_made():
   dev = [
-      data_lib.Sentence(('Paris', 'Hilton', 'visited', 'Germany'),
-                        ('B-LOC', 'B-PER', 'O', 'B-LOC')),
-      data_lib.Sentence(('the', 'European', 'Parliament', 'in', 'Rome'),
-                        ('O', 'B-ORG', 'I-ORG', 'O', 'B-LOC')),
+    data_lib.Sentence(
+      ('Paris', 'Hilton', 'visited', 'Germany'),
+      ('B-LOC', 'B-PER', 'O', 'B-LOC'),
+    ),
+    data_lib.Sentence(
+      ('the', 'European', 'Parliament', 'in', 'Rome'),
+      ('O', 'B-ORG', 'I-ORG', 'O', 'B-LOC'),
+    ),
   ]
   seen = {'paris', 'european'}
   # Gold chunks: Paris (seen), Hilton (unseen), Germany (unseen),
   # European Parliament (mixed), Rome (unseen).
-  pred = [['B-LOC', 'I-LOC', 'O', 'B-LOC'],  # Paris Hilton (mixed, wrong),
-          # Germany (unseen, correct)
-          ['O', 'B-ORG', 'I-ORG', 'O', 'B-PER']]  # EP (mixed, correct),
+  pred = [
+    ['B-LOC', 'I-LOC', 'O', 'B-LOC'],  # Paris Hilton (mixed, wrong),
+    # Germany (unseen, correct)
+    ['O', 'B-ORG', 'I-ORG', 'O', 'B-PER'],
+  ]  # EP (mixed, correct),
   # Rome as PER (unseen, wrong)
   got = fvf.group_scores(dev, pred, seen)
-  counts = {g: (got[g]['num_gold'], got[g]['num_pred'], got[g]['num_correct'])
-            for g in ('overall', *fvf.GROUPS)}
-  assert counts == {'overall': (5, 4, 2), 'seen': (1, 0, 0),
-                    'unseen': (3, 2, 1), 'mixed': (1, 2, 1)}
+  counts = {
+    g: (got[g]['num_gold'], got[g]['num_pred'], got[g]['num_correct'])
+    for g in ('overall', *fvf.GROUPS)
+  }
+  assert counts == {
+    'overall': (5, 4, 2),
+    'seen': (1, 0, 0),
+    'unseen': (3, 2, 1),
+    'mixed': (1, 2, 1),
+  }
   assert got['unseen']['precision'] == pytest.approx(50.0)
   assert got['unseen']['recall'] == pytest.approx(100 / 3)
   assert got['mixed']['f1'] == pytest.approx(100 * 2 * 0.5 / 1.5)
@@ -174,32 +188,36 @@ def test_subset_dataset_matches_a_dataset_built_from_the_subset(corpus):
   ids = np.array([0, 2])  # 'EU rejects ...' and 'BRUSSELS 1996-08-22'
   sub = fvf.subset_dataset(ds, ids)
   assert [s.tokens for s in sub.splits['train']] == [
-      ds.splits['train'][i].tokens for i in ids]
+    ds.splits['train'][i].tokens for i in ids
+  ]
   # Training windows equal those made from the subset with the new vocabulary.
-  ref = vocab_lib.make_windows(sub.splits['train'], sub.vocab, ds.tags,
-                               k=2)
+  ref = vocab_lib.make_windows(sub.splits['train'], sub.vocab, ds.tags, k=2)
   for name in ('words', 'casing', 'labels', 'sentence_index'):
-    np.testing.assert_array_equal(getattr(sub.windows['train'], name),
-                                  getattr(ref, name))
+    np.testing.assert_array_equal(
+      getattr(sub.windows['train'], name), getattr(ref, name)
+    )
   # So do the dev windows; dev words with a vector keep it.
   ref = vocab_lib.make_windows(sub.splits['dev'], sub.vocab, ds.tags, k=2)
   np.testing.assert_array_equal(sub.windows['dev'].words, ref.words)
   for word in ('paris', 'hilton', 'parliament', 'germany', 'european'):
-    np.testing.assert_array_equal(sub.L_init[sub.vocab.index[word]],
-                                  ds.L_init[ds.vocab.index[word]])
+    np.testing.assert_array_equal(
+      sub.L_init[sub.vocab.index[word]], ds.L_init[ds.vocab.index[word]]
+    )
   # A training word without a vector outside the subset is <unk>; inside, not.
   assert 'qwvx' in ds.vocab.index and 'qwvx' not in sub.vocab.index
   assert sub.vocab.lookup('zzqx') == 2 and ds.vocab.lookup('zzqx') != 2
   assert 'lamb' in sub.vocab.index  # in the subset, no vector
-  assert len(sub.windows['train']) == sum(len(s.tokens)
-                                          for s in sub.splits['train'])
+  assert len(sub.windows['train']) == sum(
+    len(s.tokens) for s in sub.splits['train']
+  )
 
 
 def test_judge_needs_every_seed():
   assert fvf.judge(np.array([-1.0, -0.5]), -1) == 'held'
   assert fvf.judge(np.array([1.0, 0.5]), -1) == 'was contradicted'
   assert fvf.judge(np.array([-3.0, 1.0]), -1) == (
-      'is inconclusive (the mean goes the claimed way, 1/2 seeds agree)')
+    'is inconclusive (the mean goes the claimed way, 1/2 seeds agree)'
+  )
   assert fvf.judge(np.array([0.0, 0.0]), 1).startswith('is inconclusive')
 
 
@@ -214,12 +232,19 @@ def test_budget_keeps_steps_and_caps_epochs():
 
 
 def _start(module, *flags):
-  env = dict(os.environ, JAX_PLATFORMS='cpu',
-             PYTHONPATH=str(REPO) + os.pathsep + os.environ.get('PYTHONPATH',
-                                                                ''))
-  return subprocess.Popen([sys.executable, '-m', module, *flags], cwd=REPO,
-                          env=env, stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True)
+  env = dict(
+    os.environ,
+    JAX_PLATFORMS='cpu',
+    PYTHONPATH=str(REPO) + os.pathsep + os.environ.get('PYTHONPATH', ''),
+  )
+  return subprocess.Popen(
+    [sys.executable, '-m', module, *flags],
+    cwd=REPO,
+    env=env,
+    stdout=subprocess.PIPE,
+    stderr=subprocess.STDOUT,
+    text=True,
+  )
 
 
 def _finish(proc):
@@ -232,18 +257,32 @@ def test_entry_points_run_end_to_end(corpus, tmp_path):
   data_dir, _ = corpus
   fvf_dir = tmp_path / 'fvf'
   fvf_out = _finish(
-      _start('experiments.freeze_vs_finetune', f'--data_dir={data_dir}',
-             '--embeddings=random', '--fractions=0.5,1', '--seeds=0',
-             '--epochs=1', '--hidden=8', f'--workdir={fvf_dir}'))
+    _start(
+      'experiments.freeze_vs_finetune',
+      f'--data_dir={data_dir}',
+      '--embeddings=random',
+      '--fractions=0.5,1',
+      '--seeds=0',
+      '--epochs=1',
+      '--hidden=8',
+      f'--workdir={fvf_dir}',
+    )
+  )
 
-  for name in ('flags.txt', 'results.json', 'results.csv', 'report.md',
-               fvf.PLOT_NAME):
+  for name in (
+    'flags.txt',
+    'results.json',
+    'results.csv',
+    'report.md',
+    fvf.PLOT_NAME,
+  ):
     assert (fvf_dir / name).is_file(), name
   results = json.loads((fvf_dir / 'results.json').read_text())
   assert results['fractions'] == [0.5, 1.0]
   runs = results['runs']
   assert {(r['fraction'], r['mode']) for r in runs} == {
-      (f, m) for f in (0.5, 1.0) for m in fvf.MODES}
+    (f, m) for f in (0.5, 1.0) for m in fvf.MODES
+  }
   for r in runs:
     dev = r['dev']
     assert dev['overall']['num_gold'] == 5

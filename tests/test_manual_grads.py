@@ -31,8 +31,12 @@ RTOL = 1e-10
 CLASSIFIERS = dict(derivations.classifiers())  # tag -> ModelConfig
 OBJECTIVES = tuple(losses.OBJECTIVES)
 NONLINEARITIES = tuple(model_lib.NONLINEARITIES)
-L2_FROZEN = [(embeddings, biases, frozen) for embeddings in (False, True)
-             for biases in (False, True) for frozen in (False, True)]
+L2_FROZEN = [
+  (embeddings, biases, frozen)
+  for embeddings in (False, True)
+  for biases in (False, True)
+  for frozen in (False, True)
+]
 
 
 def _rng(*parts):
@@ -41,15 +45,17 @@ def _rng(*parts):
 
 
 def _random_shapes(rng):
-  return derivations.Shapes(windows=int(rng.integers(1, 6)),
-                            half_width=int(rng.integers(0, 3)),
-                            embed_dim=int(rng.integers(1, 4)),
-                            case_dim=int(rng.integers(0, 3)),
-                            hidden=int(rng.integers(1, 5)),
-                            classes=int(rng.integers(2, 5)),
-                            vocab=int(rng.integers(2, 7)),
-                            casings=int(rng.integers(1, 4)),
-                            corrupt=int(rng.integers(1, 4)))
+  return derivations.Shapes(
+    windows=int(rng.integers(1, 6)),
+    half_width=int(rng.integers(0, 3)),
+    embed_dim=int(rng.integers(1, 4)),
+    case_dim=int(rng.integers(0, 3)),
+    hidden=int(rng.integers(1, 5)),
+    classes=int(rng.integers(2, 5)),
+    vocab=int(rng.integers(2, 7)),
+    casings=int(rng.integers(1, 4)),
+    corrupt=int(rng.integers(1, 4)),
+  )
 
 
 def _l2_name(embeddings, biases, frozen):
@@ -58,8 +64,12 @@ def _l2_name(embeddings, biases, frozen):
 
 
 def _train_cfg(objective, embeddings, biases, frozen):
-  return classifier.TrainConfig(objective=objective, l2_embeddings=embeddings,
-                                l2_biases=biases, freeze_embeddings=frozen)
+  return classifier.TrainConfig(
+    objective=objective,
+    l2_embeddings=embeddings,
+    l2_biases=biases,
+    freeze_embeddings=frozen,
+  )
 
 
 def _conventions(i):
@@ -83,55 +93,96 @@ def _suite_plan():
   for i, (tag, objective) in enumerate(pairs):
     model_cfg = CLASSIFIERS[tag]
     rng = _rng(tag, objective)
-    problem = derivations.sample_classifier(rng, _random_shapes(rng),
-                                            model_cfg, objective)
+    problem = derivations.sample_classifier(
+      rng, _random_shapes(rng), model_cfg, objective
+    )
     name = f'{tag}/{objective}'
     # Per-window gradients (against vmap(grad)) for one objective of each
     # classifier, xent and max-margin in turn; batched ones for every pair.
-    per_window = (OBJECTIVES.index(objective) ==
-                  list(CLASSIFIERS).index(tag) % len(OBJECTIVES))
+    per_window = OBJECTIVES.index(objective) == list(CLASSIFIERS).index(
+      tag
+    ) % len(OBJECTIVES)
     reduces = mg.REDUCTIONS if per_window else ('mean',)
-    plan.append((name, derivations.classifier_cases, (problem,),
-                 dict(model_cfg=model_cfg, objective=objective,
-                      reduces=reduces), False))
+    plan.append(
+      (
+        name,
+        derivations.classifier_cases,
+        (problem,),
+        dict(model_cfg=model_cfg, objective=objective, reduces=reduces),
+        False,
+      )
+    )
     lam = float(rng.uniform(0.1, 1.0))
     cases = (derivations.objective_case, derivations.hook_case)
     for fn, convention in zip(cases, _conventions(i)):
-      step = ('objective' if fn is derivations.objective_case
-              else 'train.batch_grads')
-      plan.append((f'{name}/{step}/{_l2_name(*convention)}', fn,
-                   (problem, lam), dict(model_cfg=model_cfg,
-                                        cfg=_train_cfg(objective,
-                                                       *convention)), False))
+      step = (
+        'objective' if fn is derivations.objective_case else 'train.batch_grads'
+      )
+      plan.append(
+        (
+          f'{name}/{step}/{_l2_name(*convention)}',
+          fn,
+          (problem, lam),
+          dict(model_cfg=model_cfg, cfg=_train_cfg(objective, *convention)),
+          False,
+        )
+      )
   mean_only = dict(reduces=('mean',))
   for tag, model_cfg in CLASSIFIERS.items():
     rng = _rng(tag, 'inactive')
-    problem = derivations.sample_classifier(rng, _random_shapes(rng),
-                                            model_cfg, 'max_margin',
-                                            inactive=True)
-    plan.append((f'{tag}/max_margin/inactive', derivations.classifier_cases,
-                 (problem,), dict(model_cfg=model_cfg, objective='max_margin',
-                                  **mean_only), True))
+    problem = derivations.sample_classifier(
+      rng, _random_shapes(rng), model_cfg, 'max_margin', inactive=True
+    )
+    plan.append(
+      (
+        f'{tag}/max_margin/inactive',
+        derivations.classifier_cases,
+        (problem,),
+        dict(model_cfg=model_cfg, objective='max_margin', **mean_only),
+        True,
+      )
+    )
   rng = _rng('scorer')
   shapes = _random_shapes(rng)  # one shape: corrupt_windows compiles once
   for g in NONLINEARITIES:
     problem = derivations.sample_scorer(rng, shapes, g)
-    plan.append((f'scorer/{g}', derivations.scorer_cases, (problem,),
-                 dict(nonlinearity=g), False))
+    plan.append(
+      (
+        f'scorer/{g}',
+        derivations.scorer_cases,
+        (problem,),
+        dict(nonlinearity=g),
+        False,
+      )
+    )
     problem = derivations.sample_scorer(rng, shapes, g, inactive=True)
-    plan.append((f'scorer/{g}/inactive', derivations.scorer_cases, (problem,),
-                 dict(nonlinearity=g, **mean_only), True))
+    plan.append(
+      (
+        f'scorer/{g}/inactive',
+        derivations.scorer_cases,
+        (problem,),
+        dict(nonlinearity=g, **mean_only),
+        True,
+      )
+    )
   lam = float(rng.uniform(0.1, 1.0))
   for model in model_lib.MODELS + ('scorer',):
     if model == 'scorer':
       params = derivations.sample_scorer(rng, shapes, 'tanh')[0]
     else:
       params = derivations.sample_classifier(
-          rng, shapes, model_lib.ModelConfig(model), 'xent')[0]
+        rng, shapes, model_lib.ModelConfig(model), 'xent'
+      )[0]
     for embeddings, biases in derivations.L2_CONVENTIONS.values():
-      plan.append((f'l2/{model}/embeddings={embeddings}/biases={biases}',
-                   derivations.l2_case, (params, lam),
-                   dict(embeddings=embeddings, biases=biases), False))
+      plan.append(
+        (
+          f'l2/{model}/embeddings={embeddings}/biases={biases}',
+          derivations.l2_case,
+          (params, lam),
+          dict(embeddings=embeddings, biases=biases),
+          False,
+        )
+      )
   return plan
 
 
@@ -142,15 +193,20 @@ def _rows(plan, rtol=RTOL):
   for (formula, _, _, _, exact_zero), out in zip(plan, outs):
     cases = out if isinstance(out, dict) else {'': out}
     for suffix, (manual, reference) in cases.items():
-      rows[formula + suffix] = autodiff.compare(manual, reference, rtol,
-                                                exact_zero)
+      rows[formula + suffix] = autodiff.compare(
+        manual, reference, rtol, exact_zero
+      )
   return rows
 
 
 def _failures(rows):
-  return [f'{formula} {d.name}: max_abs {d.max_abs:.1e} max_rel '
-          f'{d.max_rel:.1e} {d.note}'
-          for formula, diffs in rows for d in diffs if not d.ok]
+  return [
+    f'{formula} {d.name}: max_abs {d.max_abs:.1e} max_rel '
+    f'{d.max_rel:.1e} {d.note}'
+    for formula, diffs in rows
+    for d in diffs
+    if not d.ok
+  ]
 
 
 @pytest.fixture(scope='module')
@@ -160,8 +216,11 @@ def suite():
 
 
 def _select(suite, prefix):
-  rows = [(f, d) for f, d in suite.items()
-          if f == prefix or f.startswith(prefix + '/')]
+  rows = [
+    (f, d)
+    for f, d in suite.items()
+    if f == prefix or f.startswith(prefix + '/')
+  ]
   assert rows, f'no comparison named {prefix}'
   return rows
 
@@ -172,8 +231,9 @@ def test_classifier_grads_equal_autodiff(suite, tag, objective):
   """Batched, per-window (vmap(grad)), from word ids, the full objective
   and the --grad=manual hook (manual_grads.batch_grads) under two L2
   conventions (see `_conventions`)."""
-  rows = [r for r in _select(suite, f'{tag}/{objective}')
-          if '/inactive' not in r[0]]
+  rows = [
+    r for r in _select(suite, f'{tag}/{objective}') if '/inactive' not in r[0]
+  ]
   names = {f for f, _ in rows}
   assert sum('/objective/' in f for f in names) == 1
   assert sum('/train.batch_grads/' in f for f in names) == 1
@@ -188,7 +248,7 @@ def test_per_window_grads_equal_vmap_grad(suite):
   loss)): every classifier (one objective each, both objectives in all) and
   every scorer."""
   rows = [(f, d) for f, d in suite.items() if f.endswith('/per_window')]
-  formulas = {f[:-len('/per_window')] for f, _ in rows}
+  formulas = {f[: -len('/per_window')] for f, _ in rows}
   pairs = [f.rsplit('/', 1) for f in formulas if not f.startswith('scorer/')]
   assert {tag for tag, _ in pairs} == set(CLASSIFIERS)
   assert {objective for _, objective in pairs} == set(OBJECTIVES)
@@ -196,13 +256,15 @@ def test_per_window_grads_equal_vmap_grad(suite):
   assert not _failures(rows)
 
 
-@pytest.mark.parametrize('convention', L2_FROZEN,
-                         ids=[_l2_name(*c) for c in L2_FROZEN])
+@pytest.mark.parametrize(
+  'convention', L2_FROZEN, ids=[_l2_name(*c) for c in L2_FROZEN]
+)
 def test_l2_conventions_and_frozen_vectors(suite, convention):
   """research.classifier.objective and the hook under each L2
   convention."""
-  rows = [(f, d) for f, d in suite.items()
-          if f.endswith('/' + _l2_name(*convention))]
+  rows = [
+    (f, d) for f, d in suite.items() if f.endswith('/' + _l2_name(*convention))
+  ]
   assert len(rows) >= 2
   assert {f.split('/')[-5] for f, _ in rows} == set(OBJECTIVES)
   assert not _failures(rows)
@@ -242,29 +304,43 @@ def _check_grads_problems():
   from every kink: every classifier (the softmax with both objectives, the
   hidden ones with each in turn) and the scorer with a smooth and a kinked
   g."""
-  shapes = derivations.Shapes(windows=3, half_width=1, embed_dim=2,
-                              case_dim=1, hidden=3, classes=3, vocab=5,
-                              casings=3, corrupt=2)
+  shapes = derivations.Shapes(
+    windows=3,
+    half_width=1,
+    embed_dim=2,
+    case_dim=1,
+    hidden=3,
+    classes=3,
+    vocab=5,
+    casings=3,
+    corrupt=2,
+  )
   out = {}
   for t, (tag, model_cfg) in enumerate(CLASSIFIERS.items()):
     objectives = OBJECTIVES if t == 0 else [OBJECTIVES[t % 2]]
     for objective in objectives:
       rng = _rng('check_grads', tag, objective)
       p, words, casing, y = derivations.sample_classifier(
-          rng, shapes, model_cfg, objective, kink_tol=1e-2)
+        rng, shapes, model_cfg, objective, kink_tol=1e-2
+      )
       weights = {k: v for k, v in p.items() if k not in ('L', 'L_case')}
       x = jnp.asarray(derivations.numpy_window_vectors(p, words, casing))
-      loss = functools.partial(_mean_classifier_loss, y=y,
-                               model_cfg=model_cfg, objective=objective)
+      loss = functools.partial(
+        _mean_classifier_loss, y=y, model_cfg=model_cfg, objective=objective
+      )
       out[f'{tag}/{objective}'] = (loss, (weights, x))
   for g in ('tanh', 'relu'):
     rng = _rng('check_grads', 'scorer', g)
     p, words, casing, cwords, ccasing = derivations.sample_scorer(
-        rng, shapes, g, kink_tol=1e-2)
+      rng, shapes, g, kink_tol=1e-2
+    )
     N, M, K = cwords.shape
     x = jnp.asarray(derivations.numpy_window_vectors(p, words, casing))
-    xc = jnp.asarray(derivations.numpy_window_vectors(
-        p, cwords.reshape(N * M, K), ccasing.reshape(N * M, K)))
+    xc = jnp.asarray(
+      derivations.numpy_window_vectors(
+        p, cwords.reshape(N * M, K), ccasing.reshape(N * M, K)
+      )
+    )
     xc = xc.reshape(N, M, -1)
     weights = {k: p[k] for k in ('U', 'W', 'b')}
     loss = functools.partial(_mean_scorer_loss, nonlinearity=g)
@@ -273,8 +349,9 @@ def _check_grads_problems():
 
 
 def _mean_classifier_loss(weights, x, *, y, model_cfg, objective):
-  return jnp.mean(autodiff.classifier_window_losses(weights, x, y, model_cfg,
-                                                    objective))
+  return jnp.mean(
+    autodiff.classifier_window_losses(weights, x, y, model_cfg, objective)
+  )
 
 
 def _mean_scorer_loss(weights, x, xc, *, nonlinearity):
@@ -288,8 +365,11 @@ def test_autodiff_side_passes_finite_differences():
   dict, so that one compiled program serves them all."""
   with jax.enable_x64(True):
     problems = _check_grads_problems()
-    losses_fn = jax.jit(lambda args: {name: fn(*a) for (name, (fn, _)), a
-                                      in zip(problems.items(), args)})
+    losses_fn = jax.jit(
+      lambda args: {
+        name: fn(*a) for (name, (fn, _)), a in zip(problems.items(), args)
+      }
+    )
     args = [a for _, a in problems.values()]
     jtu.check_grads(losses_fn, (args,), order=1, modes=['rev'])
 
@@ -304,9 +384,11 @@ def _no_g_prime(z, a):
 
 def _transposed_dV(hidden_grads):
   """dJ/dV written x delta_hidden^T instead of delta_hidden x^T."""
+
   def wrong(*args, **kwargs):
     J, grads, dx = hidden_grads(*args, **kwargs)
     return J, dict(grads, V=jnp.swapaxes(grads['V'], -1, -2)), dx
+
   return wrong
 
 
@@ -314,6 +396,7 @@ def _margin_sign_flipped(delta_fn):
   def wrong(f, y, margin=1.0):
     J, delta = delta_fn(f, y, margin)
     return J, -delta
+
   return wrong
 
 
@@ -321,6 +404,7 @@ def _margin_sign_flipped_in_window(delta_fn):
   def wrong(s, s_corrupt, margin=1.0):
     J, ds, ds_corrupt = delta_fn(s, s_corrupt, margin)
     return J, -ds, -ds_corrupt
+
   return wrong
 
 
@@ -332,54 +416,81 @@ def _scatter_without_accumulation(ids, g, num_rows):
 #          of research.studies.derivations, the problem, {suffix: the
 #          leaves that must fail}; every other leaf must pass).
 WRONG = {
-    'missing_g_prime': (
-        lambda m: m.setitem(mg.NONLINEARITY_GRADS, 'tanh', _no_g_prime),
-        derivations.classifier_cases, 'hidden/tanh/xent',
-        {'': {'V', 'b', 'x', 'L', 'L_case'}, '/per_window': {'V', 'b', 'x'}}),
-    'transposed_dV_square': (
-        lambda m: m.setattr(mg, 'hidden_grads',
-                            _transposed_dV(mg.hidden_grads)),
-        derivations.classifier_cases, 'hidden/sigmoid/xent/square',
-        {'': {'V'}, '/per_window': {'V'}}),
-    'transposed_dV_shape': (
-        lambda m: m.setattr(mg, 'hidden_grads',
-                            _transposed_dV(mg.hidden_grads)),
-        derivations.classifier_cases, 'hidden/relu/xent', {'': {'V'}}),
-    'margin_sign': (
-        lambda m: m.setitem(mg.OBJECTIVE_DELTAS, 'max_margin',
-                            _margin_sign_flipped(mg.multiclass_margin_delta)),
-        derivations.classifier_cases, 'softmax/max_margin',
-        {'': {'W', 'c', 'x', 'L', 'L_case'}, '/per_window': {'W', 'c', 'x'}}),
-    'window_margin_sign': (
-        lambda m: m.setattr(
-            mg, 'window_margin_delta',
-            _margin_sign_flipped_in_window(mg.window_margin_delta)),
-        derivations.scorer_cases, 'scorer/tanh',
-        {'': {'U', 'W', 'b', 'x', 'x_corrupt', 'L', 'L_case'},
-         '/per_window': {'U', 'W', 'b', 'x', 'x_corrupt'}}),
-    'no_accumulation': (
-        lambda m: m.setattr(mg, 'scatter_rows', _scatter_without_accumulation),
-        derivations.classifier_cases, 'hidden/tanh/xent',
-        {'': {'L', 'L_case'}}),
+  'missing_g_prime': (
+    lambda m: m.setitem(mg.NONLINEARITY_GRADS, 'tanh', _no_g_prime),
+    derivations.classifier_cases,
+    'hidden/tanh/xent',
+    {'': {'V', 'b', 'x', 'L', 'L_case'}, '/per_window': {'V', 'b', 'x'}},
+  ),
+  'transposed_dV_square': (
+    lambda m: m.setattr(mg, 'hidden_grads', _transposed_dV(mg.hidden_grads)),
+    derivations.classifier_cases,
+    'hidden/sigmoid/xent/square',
+    {'': {'V'}, '/per_window': {'V'}},
+  ),
+  'transposed_dV_shape': (
+    lambda m: m.setattr(mg, 'hidden_grads', _transposed_dV(mg.hidden_grads)),
+    derivations.classifier_cases,
+    'hidden/relu/xent',
+    {'': {'V'}},
+  ),
+  'margin_sign': (
+    lambda m: m.setitem(
+      mg.OBJECTIVE_DELTAS,
+      'max_margin',
+      _margin_sign_flipped(mg.multiclass_margin_delta),
+    ),
+    derivations.classifier_cases,
+    'softmax/max_margin',
+    {'': {'W', 'c', 'x', 'L', 'L_case'}, '/per_window': {'W', 'c', 'x'}},
+  ),
+  'window_margin_sign': (
+    lambda m: m.setattr(
+      mg,
+      'window_margin_delta',
+      _margin_sign_flipped_in_window(mg.window_margin_delta),
+    ),
+    derivations.scorer_cases,
+    'scorer/tanh',
+    {
+      '': {'U', 'W', 'b', 'x', 'x_corrupt', 'L', 'L_case'},
+      '/per_window': {'U', 'W', 'b', 'x', 'x_corrupt'},
+    },
+  ),
+  'no_accumulation': (
+    lambda m: m.setattr(mg, 'scatter_rows', _scatter_without_accumulation),
+    derivations.classifier_cases,
+    'hidden/tanh/xent',
+    {'': {'L', 'L_case'}},
+  ),
 }
 
-_WRONG_SHAPES = derivations.Shapes(windows=4, half_width=1, embed_dim=2,
-                                   case_dim=1, hidden=5, classes=3, vocab=4,
-                                   casings=2, corrupt=2)
+_WRONG_SHAPES = derivations.Shapes(
+  windows=4,
+  half_width=1,
+  embed_dim=2,
+  case_dim=1,
+  hidden=5,
+  classes=3,
+  vocab=4,
+  casings=2,
+  corrupt=2,
+)
 
 
 def _wrong_problem(name):
   rng = _rng('wrong', name)
   shapes = _WRONG_SHAPES
   if name.endswith('/square'):  # H == D, so a transposed dV fits
-    name = name[:-len('/square')]
+    name = name[: -len('/square')]
     shapes = shapes._replace(hidden=shapes.input_dim)
   if name.startswith('scorer/'):
     g = name.split('/')[1]
     return (derivations.sample_scorer(rng, shapes, g),), dict(nonlinearity=g)
   tag, objective = name.rsplit('/', 1)
-  problem = derivations.sample_classifier(rng, shapes, CLASSIFIERS[tag],
-                                          objective)
+  problem = derivations.sample_classifier(
+    rng, shapes, CLASSIFIERS[tag], objective
+  )
   return (problem,), dict(model_cfg=CLASSIFIERS[tag], objective=objective)
 
 
@@ -406,9 +517,13 @@ def wrong_suite():
 
   with jax.enable_x64(True):
     outs = derivations.jit_call(program, [args for _, _, args, _, _ in plan])
-  return {name: {suffix: autodiff.compare(manual, reference, RTOL)
-                 for suffix, (manual, reference) in out.items()}
-          for (name, *_), out in zip(plan, outs)}
+  return {
+    name: {
+      suffix: autodiff.compare(manual, reference, RTOL)
+      for suffix, (manual, reference) in out.items()
+    }
+    for (name, *_), out in zip(plan, outs)
+  }
 
 
 @pytest.mark.parametrize('name', list(WRONG))
@@ -430,8 +545,9 @@ def test_compare_reports_missing_and_nonfinite_leaves():
   assert not rows['W'].ok and rows['W'].note == 'not finite'
   assert not rows['b'].ok and 'missing' in rows['b'].note
   assert all(d.ok for d in autodiff.compare(a, a))
-  assert not autodiff.compare({'b': np.full(2, 1e-300)}, {'b': np.zeros(2)},
-                              exact_zero=True)[0].ok
+  assert not autodiff.compare(
+    {'b': np.full(2, 1e-300)}, {'b': np.zeros(2)}, exact_zero=True
+  )[0].ok
 
 
 # --- Pieces and conventions. -------------------------------------------------
@@ -444,8 +560,9 @@ def test_scatter_rows_accumulates_repeated_words():
   expected = np.zeros((4, 2))
   np.add.at(expected, np.asarray(ids_NxK), np.asarray(g_NxKxd))
   np.testing.assert_array_equal(table, expected)
-  np.testing.assert_array_equal(table[2], g_NxKxd[0, 0] + g_NxKxd[0, 1] +
-                                g_NxKxd[1, 0])
+  np.testing.assert_array_equal(
+    table[2], g_NxKxd[0, 0] + g_NxKxd[0, 1] + g_NxKxd[1, 0]
+  )
   np.testing.assert_array_equal(table[3], [0.0, 0.0])
 
 
@@ -463,14 +580,18 @@ def test_split_window_grad_follows_concat_window():
 def test_corrupt_windows_replace_only_the_center_word():
   words = jnp.array([[5, 6, 7, 8, 9], [0, 0, 3, 1, 1]], jnp.int32)
   casing = jnp.array([[1, 2, 3, 4, 5], [0, 0, 2, 0, 0]], jnp.int32)
-  corrupt = jax.jit(window_scorer.corrupt_windows,
-                    static_argnames=('num_corrupt', 'vocab_size', 'minval'))
-  cw, cc = jax.device_get(corrupt(jax.random.key(7), words, casing, 6, 50,
-                                  minval=3))
+  corrupt = jax.jit(
+    window_scorer.corrupt_windows,
+    static_argnames=('num_corrupt', 'vocab_size', 'minval'),
+  )
+  cw, cc = jax.device_get(
+    corrupt(jax.random.key(7), words, casing, 6, 50, minval=3)
+  )
   words, casing = np.asarray(words), np.asarray(casing)
   assert cw.shape == cc.shape == (2, 6, 5)
-  np.testing.assert_array_equal(cw[:, :, [0, 1, 3, 4]],
-                                np.repeat(words[:, None, [0, 1, 3, 4]], 6, 1))
+  np.testing.assert_array_equal(
+    cw[:, :, [0, 1, 3, 4]], np.repeat(words[:, None, [0, 1, 3, 4]], 6, 1)
+  )
   np.testing.assert_array_equal(cc, np.repeat(casing[:, None], 6, 1))
   assert np.all((cw[:, :, 2] >= 3) & (cw[:, :, 2] < 50))
   again, _ = corrupt(jax.random.key(7), words, casing, 6, 50, minval=3)
@@ -484,19 +605,24 @@ def _kink_pairs():
   pairs = {}
   z = jnp.array([-2.0, -1.0, -0.5, 0.0, 0.5, 1.0, 2.0])
   for name, g in model_lib.NONLINEARITIES.items():
-    pairs[name] = (mg.NONLINEARITY_GRADS[name](z, g(z)),
-                   jax.vmap(jax.grad(g))(z))
+    pairs[name] = (
+      mg.NONLINEARITY_GRADS[name](z, g(z)),
+      jax.vmap(jax.grad(g))(z),
+    )
   # Every class score tied (the softmax model at W = 0, c = 0), and a hinge
   # exactly at zero (1 + 0 - 1 = 0).
   f = jnp.array([[0.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, -3.0]])
   y = jnp.array([2, 1])
   pairs['multiclass_margin'] = (
-      mg.multiclass_margin_delta(f, y)[1],
-      jax.grad(lambda f: losses.multiclass_margin(f, y).sum())(f))
+    mg.multiclass_margin_delta(f, y)[1],
+    jax.grad(lambda f: losses.multiclass_margin(f, y).sum())(f),
+  )
   s, s_c = jnp.array([1.0, 0.5]), jnp.array([[0.0, 0.5], [0.5, -0.5]])
   _, ds, ds_c = mg.window_margin_delta(s, s_c)
-  pairs['window_margin'] = ((ds, ds_c), jax.grad(
-      lambda s, s_c: losses.window_margin(s, s_c).sum(), (0, 1))(s, s_c))
+  pairs['window_margin'] = (
+    (ds, ds_c),
+    jax.grad(lambda s, s_c: losses.window_margin(s, s_c).sum(), (0, 1))(s, s_c),
+  )
   return pairs
 
 
@@ -511,12 +637,15 @@ def test_subgradients_at_kinks_are_those_of_autodiff():
     if name in ('tanh', 'sigmoid'):  # smooth: exact up to rounding
       np.testing.assert_allclose(manual, reference, rtol=1e-14, err_msg=name)
     else:
-      jax.tree.map(functools.partial(np.testing.assert_array_equal,
-                                     err_msg=name), manual, reference)
-  np.testing.assert_array_equal(pairs['hardtanh'][0],
-                                [0, 0.5, 1, 1, 1, 0.5, 0])
-  np.testing.assert_array_equal(pairs['multiclass_margin'][0],
-                                [[1 / 3, 1 / 3, -1, 1 / 3], [0, 0, 0, 0]])
+      jax.tree.map(
+        functools.partial(np.testing.assert_array_equal, err_msg=name),
+        manual,
+        reference,
+      )
+  np.testing.assert_array_equal(pairs['hardtanh'][0], [0, 0.5, 1, 1, 1, 0.5, 0])
+  np.testing.assert_array_equal(
+    pairs['multiclass_margin'][0], [[1 / 3, 1 / 3, -1, 1 / 3], [0, 0, 0, 0]]
+  )
 
 
 # --- Training with the manual gradients. -------------------------------------
@@ -528,21 +657,39 @@ def test_fit_with_manual_grads_equals_autodiff():
   rng = np.random.default_rng(0)
   n, k, vocab, num_classes = 96, 1, 11, 4
   train = vocab_lib.Windows(
-      rng.integers(0, vocab, (n, 2 * k + 1)).astype(np.int32),
-      rng.integers(0, 8, (n, 2 * k + 1)).astype(np.int32),
-      rng.integers(0, num_classes, n).astype(np.int32),
-      np.zeros(n, np.int32))
+    rng.integers(0, vocab, (n, 2 * k + 1)).astype(np.int32),
+    rng.integers(0, 8, (n, 2 * k + 1)).astype(np.int32),
+    rng.integers(0, num_classes, n).astype(np.int32),
+    np.zeros(n, np.int32),
+  )
   model_cfg = model_lib.ModelConfig('hidden', 'tanh', window=k, hidden=8)
-  cfg = classifier.TrainConfig(optimizer='sgd', batch_size=16, sparse=False,
-                               l2_embeddings=True, l2_biases=True)
-  params = model_lib.init_params(jax.random.key(0), model_cfg,
-                                 vocab_size=vocab, num_classes=num_classes,
-                                 embed_dim=4, case_dim=3)
+  cfg = classifier.TrainConfig(
+    optimizer='sgd',
+    batch_size=16,
+    sparse=False,
+    l2_embeddings=True,
+    l2_biases=True,
+  )
+  params = model_lib.init_params(
+    jax.random.key(0),
+    model_cfg,
+    vocab_size=vocab,
+    num_classes=num_classes,
+    embed_dim=4,
+    case_dim=3,
+  )
   trained = {}
   for grad in ('autodiff', 'manual'):
     stacked, _, stats = classifier.fit(
-        engine.stack([params]), train, engine.Hyper([0.1], [1e-3]), [0],
-        model_cfg, cfg._replace(grad=grad), epochs=2, log=lambda _: None)
+      engine.stack([params]),
+      train,
+      engine.Hyper([0.1], [1e-3]),
+      [0],
+      model_cfg,
+      cfg._replace(grad=grad),
+      epochs=2,
+      log=lambda _: None,
+    )
     trained[grad] = engine.unstack(stacked, 0)
     assert stats['steps'] == 2 * (n // 16)
   rows = autodiff.compare(trained['manual'], trained['autodiff'], rtol=1e-5)
@@ -553,8 +700,17 @@ def test_fit_with_manual_grads_equals_autodiff():
 
 def test_batch_grads_refuses_dropout():
   model_cfg = model_lib.ModelConfig('softmax', dropout=0.5)
-  dense = {'L_case': jnp.zeros((2, 1)), 'W': jnp.zeros((3, 3)),
-           'c': jnp.zeros(3)}
+  dense = {
+    'L_case': jnp.zeros((2, 1)),
+    'W': jnp.zeros((3, 3)),
+    'c': jnp.zeros(3),
+  }
   with pytest.raises(ValueError, match='dropout'):
-    mg.batch_grads(dense, jnp.zeros((1, 1, 2)), jnp.zeros((1, 1), jnp.int32),
-                   jnp.zeros(1, jnp.int32), model_cfg, 'xent')
+    mg.batch_grads(
+      dense,
+      jnp.zeros((1, 1, 2)),
+      jnp.zeros((1, 1), jnp.int32),
+      jnp.zeros(1, jnp.int32),
+      model_cfg,
+      'xent',
+    )

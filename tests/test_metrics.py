@@ -7,8 +7,10 @@ import warnings
 
 import numpy as np
 import pytest
-from seqeval.metrics import (classification_report, f1_score, precision_score,
-                             recall_score)
+from seqeval.metrics import classification_report
+from seqeval.metrics import f1_score
+from seqeval.metrics import precision_score
+from seqeval.metrics import recall_score
 from seqeval.metrics.sequence_labeling import get_entities
 
 from research import metrics
@@ -22,6 +24,7 @@ def _perl_split(tag):
   return (match.group(1), match.group(2)) if match else (tag, '')
 
 
+# fmt: off
 def _perl_end_of_chunk(prev_tag, tag, prev_type, type_):
   """endOfChunk of the official conlleval.pl (2004-01-26): no S rules."""
   chunk_end = False
@@ -92,10 +95,15 @@ def _iobes_start_of_chunk(prev_tag, tag, prev_type, type_):
   if tag == '[': chunk_start = True
   if tag == ']': chunk_start = True
   return chunk_start
+# fmt: on
 
 
-def _conlleval_stream(gold, pred, end_of_chunk=_iobes_end_of_chunk,
-                      start_of_chunk=_iobes_start_of_chunk):
+def _conlleval_stream(
+  gold,
+  pred,
+  end_of_chunk=_iobes_end_of_chunk,
+  start_of_chunk=_iobes_start_of_chunk,
+):
   """conlleval.pl's main loop: one pass over tokens, blank line = O O.
 
   Returns:
@@ -117,20 +125,21 @@ def _conlleval_stream(gold, pred, end_of_chunk=_iobes_end_of_chunk,
     correct, correct_type = _perl_split(gold_tag)
     if boundary:
       guessed = 'O'
-    end_c = end_of_chunk(last_correct, correct, last_correct_type,
-                         correct_type)
-    end_g = end_of_chunk(last_guessed, guessed, last_guessed_type,
-                         guessed_type)
-    start_c = start_of_chunk(last_correct, correct, last_correct_type,
-                             correct_type)
-    start_g = start_of_chunk(last_guessed, guessed, last_guessed_type,
-                             guessed_type)
+    end_c = end_of_chunk(last_correct, correct, last_correct_type, correct_type)
+    end_g = end_of_chunk(last_guessed, guessed, last_guessed_type, guessed_type)
+    start_c = start_of_chunk(
+      last_correct, correct, last_correct_type, correct_type
+    )
+    start_g = start_of_chunk(
+      last_guessed, guessed, last_guessed_type, guessed_type
+    )
     if in_correct:
       if end_c and end_g and last_guessed_type == last_correct_type:
         in_correct = False
         correct_chunk += 1
         correct_chunk_t[last_correct_type] = (
-            correct_chunk_t.get(last_correct_type, 0) + 1)
+          correct_chunk_t.get(last_correct_type, 0) + 1
+        )
       elif end_c != end_g or guessed_type != correct_type:
         in_correct = False
     if start_c and start_g and guessed_type == correct_type:
@@ -150,9 +159,18 @@ def _conlleval_stream(gold, pred, end_of_chunk=_iobes_end_of_chunk,
   if in_correct:
     correct_chunk += 1
     correct_chunk_t[last_correct_type] = (
-        correct_chunk_t.get(last_correct_type, 0) + 1)
-  return (correct_chunk, found_correct, found_guessed, correct_chunk_t,
-          found_correct_t, found_guessed_t, correct_tags, token_counter)
+      correct_chunk_t.get(last_correct_type, 0) + 1
+    )
+  return (
+    correct_chunk,
+    found_correct,
+    found_guessed,
+    correct_chunk_t,
+    found_correct_t,
+    found_guessed_t,
+    correct_tags,
+    token_counter,
+  )
 
 
 def _chunks_by_rules(tags, end_of_chunk, start_of_chunk):
@@ -217,8 +235,11 @@ def _corrupt(rng, tags, prefixes):
       if r < 0.05:  # I- after O (or anywhere) starts a chunk.
         out[i] = 'I-' + _TYPES[rng.integers(len(_TYPES))]
       elif r < 0.08:
-        out[i] = (prefixes[rng.integers(len(prefixes))] + '-'
-                  + _TYPES[rng.integers(len(_TYPES))])
+        out[i] = (
+          prefixes[rng.integers(len(prefixes))]
+          + '-'
+          + _TYPES[rng.integers(len(_TYPES))]
+        )
     else:
       prefix, type_ = tag.split('-', 1)
       if r < 0.08:  # Swap the type of one token.
@@ -248,8 +269,9 @@ def _random_tags(rng, length, prefixes):
   tags = []
   for _ in range(length):
     prefix = (prefixes + 'O')[rng.integers(len(prefixes) + 1)]
-    tags.append('O' if prefix == 'O' else
-                prefix + '-' + _TYPES[rng.integers(2)])  # 2 types: more ties.
+    tags.append(
+      'O' if prefix == 'O' else prefix + '-' + _TYPES[rng.integers(2)]
+    )  # 2 types: more ties.
   return tags
 
 
@@ -259,7 +281,9 @@ def _random_tags(rng, length, prefixes):
 def test_chunks_iob2():
   # B starts a chunk, I continues it, O ends it; end is exclusive.
   assert metrics.chunks(['B-PER', 'I-PER', 'O', 'B-LOC']) == [
-      (0, 2, 'PER'), (3, 4, 'LOC')]
+    (0, 2, 'PER'),
+    (3, 4, 'LOC'),
+  ]
   # Types may contain hyphens (conlleval.pl since 2004: type = after 1st -).
   assert metrics.chunks(['B-GPE-LOC', 'I-GPE-LOC']) == [(0, 2, 'GPE-LOC')]
 
@@ -267,7 +291,9 @@ def test_chunks_iob2():
 def test_chunks_iob1():
   # IOB1: B only separates two adjacent chunks of one type, so I I B is two.
   assert metrics.chunks(['I-PER', 'I-PER', 'B-PER']) == [
-      (0, 2, 'PER'), (2, 3, 'PER')]
+    (0, 2, 'PER'),
+    (2, 3, 'PER'),
+  ]
   # A sentence of all I- tags is one chunk (I at the start follows an O).
   assert metrics.chunks(['I-ORG', 'I-ORG', 'I-ORG']) == [(0, 3, 'ORG')]
 
@@ -275,36 +301,48 @@ def test_chunks_iob1():
 def test_i_after_o_starts_a_chunk():
   # conlleval's startOfChunk(O, I): a stray I- is a chunk, not dropped.
   assert metrics.chunks(['O', 'I-LOC', 'I-LOC', 'O', 'I-PER']) == [
-      (1, 3, 'LOC'), (4, 5, 'PER')]
+    (1, 3, 'LOC'),
+    (4, 5, 'PER'),
+  ]
 
 
 def test_type_change_splits_chunks():
   # prevType ne type ends the PER chunk and starts a LOC one at the I-.
   assert metrics.chunks(['B-PER', 'I-LOC']) == [(0, 1, 'PER'), (1, 2, 'LOC')]
   assert metrics.chunks(['B-PER', 'I-PER', 'I-LOC', 'I-LOC']) == [
-      (0, 2, 'PER'), (2, 4, 'LOC')]
+    (0, 2, 'PER'),
+    (2, 4, 'LOC'),
+  ]
 
 
 def test_b_after_b():
   # endOfChunk(B, B) and startOfChunk(B, B): two one-token chunks.
   assert metrics.chunks(['B-MISC', 'B-MISC']) == [
-      (0, 1, 'MISC'), (1, 2, 'MISC')]
+    (0, 1, 'MISC'),
+    (1, 2, 'MISC'),
+  ]
 
 
 def test_iobes():
   # S is a one-token chunk; anything after E or S starts afresh.
   assert metrics.chunks(['B-LOC', 'I-LOC', 'E-LOC', 'O', 'S-ORG']) == [
-      (0, 3, 'LOC'), (4, 5, 'ORG')]
+    (0, 3, 'LOC'),
+    (4, 5, 'ORG'),
+  ]
   assert metrics.chunks(['S-PER', 'S-PER']) == [(0, 1, 'PER'), (1, 2, 'PER')]
   assert metrics.chunks(['B-PER', 'E-PER', 'B-PER', 'E-PER']) == [
-      (0, 2, 'PER'), (2, 4, 'PER')]
+    (0, 2, 'PER'),
+    (2, 4, 'PER'),
+  ]
   # E-X then I-X: E ends the chunk and startOfChunk(E, I) starts a new one.
   assert metrics.chunks(['E-PER', 'I-PER']) == [(0, 1, 'PER'), (1, 2, 'PER')]
   # An E after O is a one-token chunk (IOE style).
   assert metrics.chunks(['O', 'E-PER']) == [(1, 2, 'PER')]
   # IOE1: E only separates adjacent same-type chunks, so I E I is two.
   assert metrics.chunks(['I-NP', 'E-NP', 'I-NP']) == [
-      (0, 2, 'NP'), (2, 3, 'NP')]
+    (0, 2, 'NP'),
+    (2, 3, 'NP'),
+  ]
   # B-X followed by S-X: B's chunk ends at the S.
   assert metrics.chunks(['B-PER', 'S-PER']) == [(0, 1, 'PER'), (1, 2, 'PER')]
 
@@ -314,21 +352,24 @@ def test_iobes_where_official_perl_differs():
   # so it merges adjacent same-type IOBES chunks: S-PER S-PER is one chunk of
   # two tokens there. We follow the IOBES port (conlleval.py) and seqeval.
   for tags, ours, perl in [
-      (['S-PER', 'S-PER'], [(0, 1, 'PER'), (1, 2, 'PER')], [(0, 2, 'PER')]),
-      (['E-PER', 'B-PER'], [(0, 1, 'PER'), (1, 2, 'PER')], [(0, 2, 'PER')]),
-      (['S-PER', 'I-PER'], [(0, 1, 'PER'), (1, 2, 'PER')], [(0, 2, 'PER')]),
+    (['S-PER', 'S-PER'], [(0, 1, 'PER'), (1, 2, 'PER')], [(0, 2, 'PER')]),
+    (['E-PER', 'B-PER'], [(0, 1, 'PER'), (1, 2, 'PER')], [(0, 2, 'PER')]),
+    (['S-PER', 'I-PER'], [(0, 1, 'PER'), (1, 2, 'PER')], [(0, 2, 'PER')]),
   ]:
     assert metrics.chunks(tags) == ours
-    assert _chunks_by_rules(tags, _perl_end_of_chunk,
-                            _perl_start_of_chunk) == perl
+    assert (
+      _chunks_by_rules(tags, _perl_end_of_chunk, _perl_start_of_chunk) == perl
+    )
   # So the perl scores gold S-PER S-PER against pred B-PER E-PER as one gold
   # chunk, found and correct (F1 100); we (and seqeval) see two gold chunks
   # and one wrong prediction (F1 0). Checked against the real perl script.
   gold, pred = [['S-PER', 'S-PER']], [['B-PER', 'E-PER']]
-  assert _conlleval_stream(gold, pred, _perl_end_of_chunk,
-                           _perl_start_of_chunk)[:3] == (1, 1, 1)
+  assert _conlleval_stream(
+    gold, pred, _perl_end_of_chunk, _perl_start_of_chunk
+  )[:3] == (1, 1, 1)
   assert metrics.evaluate(gold, pred)['overall'] == metrics.Score(
-      0.0, 0.0, 0.0, 2, 1, 0)
+    0.0, 0.0, 0.0, 2, 1, 0
+  )
 
 
 def test_same_as_official_perl_without_s():
@@ -339,7 +380,8 @@ def test_same_as_official_perl_without_s():
     for _ in range(2000):
       tags = _random_tags(rng, int(rng.integers(0, 12)), prefixes)
       assert metrics.chunks(tags) == _chunks_by_rules(
-          tags, _perl_end_of_chunk, _perl_start_of_chunk), tags
+        tags, _perl_end_of_chunk, _perl_start_of_chunk
+      ), tags
 
 
 def test_chunks_edge_cases():
@@ -370,8 +412,11 @@ def test_sentence_end_does_not_join_the_next_sentence():
   # So a prediction of one two-token chunk in one sentence matches neither.
   pred = [['O', 'I-PER'], ['O', 'O']]
   result = metrics.evaluate(gold, pred)
-  assert (result['overall'].num_gold, result['overall'].num_pred,
-          result['overall'].num_correct) == (2, 1, 1)
+  assert (
+    result['overall'].num_gold,
+    result['overall'].num_pred,
+    result['overall'].num_correct,
+  ) == (2, 1, 1)
 
 
 def test_per_type_scores():
@@ -381,16 +426,19 @@ def test_per_type_scores():
   pred = [['B-PER', 'I-PER', 'O', 'B-ORG', 'O', 'B-ORG']]
   result = metrics.evaluate(gold, pred)
   assert result['overall'] == metrics.Score(
-      100 * 2 / 3, 100 * 2 / 3, pytest.approx(100 * 2 / 3), 3, 3, 2)
+    100 * 2 / 3, 100 * 2 / 3, pytest.approx(100 * 2 / 3), 3, 3, 2
+  )
   assert list(result['per_type']) == ['LOC', 'ORG', 'PER']  # Sorted.
   # LOC: one gold, none found: precision undefined -> 0, recall 0, F1 0.
   assert result['per_type']['LOC'] == metrics.Score(0.0, 0.0, 0.0, 1, 0, 0)
   # ORG: 1 of 2 found is right (P 50), the one gold is found (R 100),
   # F1 = 2 * 50 * 100 / 150.
   assert result['per_type']['ORG'] == metrics.Score(
-      50.0, 100.0, pytest.approx(200 / 3), 1, 2, 1)
+    50.0, 100.0, pytest.approx(200 / 3), 1, 2, 1
+  )
   assert result['per_type']['PER'] == metrics.Score(
-      100.0, 100.0, 100.0, 1, 1, 1)
+    100.0, 100.0, 100.0, 1, 1, 1
+  )
   # Token accuracy counts O tokens too: 5 of 6 tags equal.
   assert result['accuracy'] == pytest.approx(100 * 5 / 6)
 
@@ -404,10 +452,12 @@ def test_partial_match_is_wrong():
 
 def test_iobes_scores():
   # Gold S-PER S-PER is two chunks; pred B-PER E-PER is one two-token chunk.
-  result = metrics.evaluate([['S-PER', 'S-PER', 'S-LOC']],
-                            [['B-PER', 'E-PER', 'S-LOC']])
+  result = metrics.evaluate(
+    [['S-PER', 'S-PER', 'S-LOC']], [['B-PER', 'E-PER', 'S-LOC']]
+  )
   assert result['overall'] == metrics.Score(
-      50.0, 100 / 3, pytest.approx(40.0), 3, 2, 1)
+    50.0, 100 / 3, pytest.approx(40.0), 3, 2, 1
+  )
 
 
 def test_empty_sentences():
@@ -455,18 +505,35 @@ def test_as_dict_and_format_table():
   assert plain['f1'] == pytest.approx(200 / 3)
   assert plain['accuracy'] == pytest.approx(500 / 6)
   assert plain['per_type']['ORG'] == {
-      'precision': 50.0, 'recall': 100.0, 'f1': pytest.approx(200 / 3),
-      'num_gold': 1, 'num_pred': 2, 'num_correct': 1}
-  assert set(plain) == {'precision', 'recall', 'f1', 'accuracy', 'per_type',
-                        'num_gold', 'num_pred', 'num_correct'}
+    'precision': 50.0,
+    'recall': 100.0,
+    'f1': pytest.approx(200 / 3),
+    'num_gold': 1,
+    'num_pred': 2,
+    'num_correct': 1,
+  }
+  assert set(plain) == {
+    'precision',
+    'recall',
+    'f1',
+    'accuracy',
+    'per_type',
+    'num_gold',
+    'num_pred',
+    'num_correct',
+  }
   lines = metrics.format_table(result, title='dev').splitlines()
   assert lines[0] == 'dev'
   assert 'accuracy:  83.33%' in lines[1] and 'FB1:  66.67' in lines[1]
   assert [line.split(':')[0].strip() for line in lines[2:]] == [
-      'LOC', 'ORG', 'PER']
+    'LOC',
+    'ORG',
+    'PER',
+  ]
   assert 'precision:  50.00%; recall: 100.00%; FB1:  66.67' in lines[3]
-  assert metrics.format_table(result).splitlines()[0].strip().startswith(
-      'overall')
+  assert (
+    metrics.format_table(result).splitlines()[0].strip().startswith('overall')
+  )
 
 
 # --- Agreement with the streaming conlleval port and with seqeval. ---
@@ -478,23 +545,40 @@ def test_streaming_conlleval_port_agrees():
   rng = np.random.default_rng(1)
   for _ in range(500):
     num_sentences = int(rng.integers(0, 5))
-    gold = [_random_tags(rng, int(rng.integers(0, 8)), 'BIES')
-            for _ in range(num_sentences)]
+    gold = [
+      _random_tags(rng, int(rng.integers(0, 8)), 'BIES')
+      for _ in range(num_sentences)
+    ]
     pred = [_random_tags(rng, len(tags), 'BIES') for tags in gold]
-    (correct, found_correct, found_guessed, correct_t, found_correct_t,
-     found_guessed_t, correct_tags, tokens) = _conlleval_stream(gold, pred)
+    (
+      correct,
+      found_correct,
+      found_guessed,
+      correct_t,
+      found_correct_t,
+      found_guessed_t,
+      correct_tags,
+      tokens,
+    ) = _conlleval_stream(gold, pred)
     result = metrics.evaluate(gold, pred)
     overall = result['overall']
     assert (overall.num_correct, overall.num_gold, overall.num_pred) == (
-        correct, found_correct, found_guessed), (gold, pred)
+      correct,
+      found_correct,
+      found_guessed,
+    ), (gold, pred)
     assert list(result['per_type']) == sorted(
-        found_correct_t.keys() | found_guessed_t.keys())
+      found_correct_t.keys() | found_guessed_t.keys()
+    )
     for type_, score in result['per_type'].items():
       assert (score.num_correct, score.num_gold, score.num_pred) == (
-          correct_t.get(type_, 0), found_correct_t.get(type_, 0),
-          found_guessed_t.get(type_, 0)), (gold, pred, type_)
-    assert result['accuracy'] == (100 * correct_tags / tokens if tokens
-                                  else 0.0)
+        correct_t.get(type_, 0),
+        found_correct_t.get(type_, 0),
+        found_guessed_t.get(type_, 0),
+      ), (gold, pred, type_)
+    assert result['accuracy'] == (
+      100 * correct_tags / tokens if tokens else 0.0
+    )
 
 
 def test_chunks_agree_with_seqeval_get_entities():
@@ -502,9 +586,9 @@ def test_chunks_agree_with_seqeval_get_entities():
   rng = np.random.default_rng(6)
   for _ in range(2000):
     tags = _random_tags(rng, int(rng.integers(0, 10)), 'BIES')
-    assert [(type_, start, end - 1)
-            for start, end, type_ in metrics.chunks(tags)
-           ] == get_entities(tags), tags
+    assert [
+      (type_, start, end - 1) for start, end, type_ in metrics.chunks(tags)
+    ] == get_entities(tags), tags
 
 
 # seqeval's default mode uses the same IOBES-aware rules (it cites
@@ -525,13 +609,19 @@ def test_agrees_with_seqeval(scheme):
     result = metrics.evaluate(gold, pred)
     with warnings.catch_warnings():
       warnings.simplefilter('ignore')  # Undefined-metric warnings.
-      expected = (precision_score(gold, pred), recall_score(gold, pred),
-                  f1_score(gold, pred))
+      expected = (
+        precision_score(gold, pred),
+        recall_score(gold, pred),
+        f1_score(gold, pred),
+      )
       report = classification_report(gold, pred, output_dict=True)
     overall = result['overall']
     np.testing.assert_allclose(
-        [overall.precision / 100, overall.recall / 100, overall.f1 / 100],
-        expected, rtol=0, atol=1e-9)
+      [overall.precision / 100, overall.recall / 100, overall.f1 / 100],
+      expected,
+      rtol=0,
+      atol=1e-9,
+    )
     types = sorted(k for k in report if not k.endswith(' avg'))
     assert list(result['per_type']) == types
     for type_, score in result['per_type'].items():
@@ -544,10 +634,14 @@ def test_agrees_with_seqeval(scheme):
 def test_seqeval_iob2_hand_example():
   # A fixed, readable case on top of the random ones: a stray I-MISC after O
   # is a chunk for both conlleval and seqeval's default mode.
-  gold = [['O', 'O', 'O', 'B-MISC', 'I-MISC', 'I-MISC', 'O'],
-          ['B-PER', 'I-PER', 'O']]
-  pred = [['O', 'O', 'B-MISC', 'I-MISC', 'I-MISC', 'I-MISC', 'O'],
-          ['B-PER', 'I-PER', 'O']]
+  gold = [
+    ['O', 'O', 'O', 'B-MISC', 'I-MISC', 'I-MISC', 'O'],
+    ['B-PER', 'I-PER', 'O'],
+  ]
+  pred = [
+    ['O', 'O', 'B-MISC', 'I-MISC', 'I-MISC', 'I-MISC', 'O'],
+    ['B-PER', 'I-PER', 'O'],
+  ]
   result = metrics.evaluate(gold, pred)
   assert result['overall'] == metrics.Score(50.0, 50.0, 50.0, 2, 2, 1)
   assert f1_score(gold, pred) == pytest.approx(0.5)

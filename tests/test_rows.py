@@ -31,9 +31,12 @@ def per_table(fn, *args):
 def test_vmapped_equals_per_table(name):
   tables, ids, values, keep = inputs()
   fn = getattr(rows, name)
-  args = {'take': (tables, ids), 'put': (tables, ids, values),
-          'put_distinct': (tables, ids, values, keep),
-          'add': (tables, ids, values)}[name]
+  args = {
+    'take': (tables, ids),
+    'put': (tables, ids, values),
+    'put_distinct': (tables, ids, values, keep),
+    'add': (tables, ids, values),
+  }[name]
   got = jax.jit(jax.vmap(fn))(*args)
   want = per_table(jax.jit(fn), *args)
   if name == 'put':  # a repeated id keeps one of its values: compare per id

@@ -32,9 +32,14 @@ def trained(tmp_path_factory):
   root = tmp_path_factory.mktemp('tagging')
   corpus = write_corpus(root / 'corpus')
   workdir = root / 'run'
-  result = run_entry('experiments.train', f'--data_dir={corpus}',
-                     '--embeddings=random', '--epochs=2',
-                     f'--workdir={workdir}', '--hidden=16')
+  result = run_entry(
+    'experiments.train',
+    f'--data_dir={corpus}',
+    '--embeddings=random',
+    '--epochs=2',
+    f'--workdir={workdir}',
+    '--hidden=16',
+  )
   assert result.returncode == 0, result.stderr
   return corpus, workdir
 
@@ -44,8 +49,12 @@ def evaluated(trained):
   """(stdout, --output file) of experiments.evaluate on the test file."""
   corpus, workdir = trained
   output = workdir.parent / 'eval' / 'pred.txt'
-  result = run_entry('experiments.evaluate', f'--model_dir={workdir}',
-                     f'--data={corpus / "test.txt"}', f'--output={output}')
+  result = run_entry(
+    'experiments.evaluate',
+    f'--model_dir={workdir}',
+    f'--data={corpus / "test.txt"}',
+    f'--output={output}',
+  )
   assert result.returncode == 0, result.stderr
   return result.stdout, output
 
@@ -55,7 +64,7 @@ def printed_scores(stdout):
   lines = stdout.splitlines()
   header = next(i for i, line in enumerate(lines) if line.startswith('type '))
   rows = {}
-  for line in lines[header + 1:]:
+  for line in lines[header + 1 :]:
     if line.startswith('token accuracy'):
       break
     name, *numbers = line.split()
@@ -79,14 +88,28 @@ def read_columns(path):
 
 
 def _end_of_chunk(prev_tag, tag, prev_type, type_):
-  end = (prev_tag, tag) in {('B', 'B'), ('B', 'O'), ('I', 'B'), ('I', 'O'),
-                            ('E', 'E'), ('E', 'I'), ('E', 'O')}
+  end = (prev_tag, tag) in {
+    ('B', 'B'),
+    ('B', 'O'),
+    ('I', 'B'),
+    ('I', 'O'),
+    ('E', 'E'),
+    ('E', 'I'),
+    ('E', 'O'),
+  }
   return end or (prev_tag not in ('O', '.') and prev_type != type_)
 
 
 def _start_of_chunk(prev_tag, tag, prev_type, type_):
-  start = (prev_tag, tag) in {('B', 'B'), ('I', 'B'), ('O', 'B'), ('O', 'I'),
-                              ('E', 'E'), ('E', 'I'), ('O', 'E')}
+  start = (prev_tag, tag) in {
+    ('B', 'B'),
+    ('I', 'B'),
+    ('O', 'B'),
+    ('O', 'I'),
+    ('E', 'E'),
+    ('E', 'I'),
+    ('O', 'E'),
+  }
   return start or (tag not in ('O', '.') and prev_type != type_)
 
 
@@ -120,20 +143,25 @@ def conlleval(lines):
     if features[0] == '-X-':
       guessed = 'O'
     if in_correct:
-      ends_correct = _end_of_chunk(last_correct, correct, last_correct_type,
-                                   correct_type)
-      ends_guessed = _end_of_chunk(last_guessed, guessed, last_guessed_type,
-                                   guessed_type)
-      if (ends_correct and ends_guessed and
-          last_guessed_type == last_correct_type):
+      ends_correct = _end_of_chunk(
+        last_correct, correct, last_correct_type, correct_type
+      )
+      ends_guessed = _end_of_chunk(
+        last_guessed, guessed, last_guessed_type, guessed_type
+      )
+      if (
+        ends_correct and ends_guessed and last_guessed_type == last_correct_type
+      ):
         in_correct = False
         correct_chunks[last_correct_type] += 1
       elif ends_correct != ends_guessed or guessed_type != correct_type:
         in_correct = False
-    starts_correct = _start_of_chunk(last_correct, correct, last_correct_type,
-                                     correct_type)
-    starts_guessed = _start_of_chunk(last_guessed, guessed, last_guessed_type,
-                                     guessed_type)
+    starts_correct = _start_of_chunk(
+      last_correct, correct, last_correct_type, correct_type
+    )
+    starts_guessed = _start_of_chunk(
+      last_guessed, guessed, last_guessed_type, guessed_type
+    )
     if starts_correct and starts_guessed and guessed_type == correct_type:
       in_correct = True
     if starts_correct:
@@ -152,9 +180,13 @@ def conlleval(lines):
     fb1 = 2 * precision * recall / total if total else 0.0
     return precision, recall, fb1, gold, guessed, right
 
-  out = {'overall': score(sum(correct_chunks.values()),
-                          sum(found_guessed.values()),
-                          sum(found_correct.values()))}
+  out = {
+    'overall': score(
+      sum(correct_chunks.values()),
+      sum(found_guessed.values()),
+      sum(found_correct.values()),
+    )
+  }
   for t in sorted(found_correct.keys() | found_guessed.keys()):
     out[t] = score(correct_chunks[t], found_guessed[t], found_correct[t])
   return out
@@ -163,8 +195,16 @@ def conlleval(lines):
 def test_conlleval_port_on_known_cases():
   # From conlleval's own rules: I- after O starts a chunk; a type change
   # ends one; a chunk is correct only if both ends and the type match.
-  lines = ['a B-PER B-PER', 'b I-PER I-PER', 'c O I-LOC', '',
-           'd I-ORG B-ORG', 'e I-ORG I-PER', '', 'f B-LOC B-LOC']
+  lines = [
+    'a B-PER B-PER',
+    'b I-PER I-PER',
+    'c O I-LOC',
+    '',
+    'd I-ORG B-ORG',
+    'e I-ORG I-PER',
+    '',
+    'f B-LOC B-LOC',
+  ]
   scores = conlleval(lines)
   assert scores['overall'][3:] == (3, 5, 2)
   assert scores['PER'][3:] == (1, 2, 1) and scores['LOC'][3:] == (1, 2, 1)
@@ -177,7 +217,8 @@ def test_evaluate_prints_the_f1_of_the_training_run(trained, evaluated):
   printed = printed_scores(stdout)
   assert printed['overall'][2] == float(f'{test["f1"]:.2f}')
   assert printed['overall'][:3] == tuple(
-      float(f'{test[k]:.2f}') for k in ('precision', 'recall', 'f1'))
+    float(f'{test[k]:.2f}') for k in ('precision', 'recall', 'f1')
+  )
   for t, s in test['per_type'].items():
     assert printed[t][2] == float(f'{s["f1"]:.2f}')
   assert f'token accuracy {test["accuracy"]:.2f}%' in stdout
@@ -189,15 +230,21 @@ def test_evaluate_output_scored_by_a_conlleval_port(trained, evaluated):
   sentences = read_columns(output)
   gold_sentences = tagging.read_sentences(corpus / 'test.txt')
   assert [[row[0] for row in s] for s in sentences] == [
-      list(s.tokens) for s in gold_sentences]
+    list(s.tokens) for s in gold_sentences
+  ]
   assert all(len(row) == 3 for s in sentences for row in s)
-  result = metrics.evaluate([[row[1] for row in s] for s in sentences],
-                            [[row[2] for row in s] for s in sentences])
+  result = metrics.evaluate(
+    [[row[1] for row in s] for s in sentences],
+    [[row[2] for row in s] for s in sentences],
+  )
   ours = metrics.as_dict(result)
   port = conlleval(output.read_text(encoding='utf-8').split('\n'))
   assert ours['num_pred'] > 0 and ours['num_correct'] > 0  # not trivial
-  assert port['overall'][3:] == (ours['num_gold'], ours['num_pred'],
-                                 ours['num_correct'])
+  assert port['overall'][3:] == (
+    ours['num_gold'],
+    ours['num_pred'],
+    ours['num_correct'],
+  )
   for k, key in enumerate(('precision', 'recall', 'f1')):
     assert port['overall'][k] == pytest.approx(ours[key], abs=1e-9)
   assert sorted(port) == sorted(['overall', *ours['per_type']])
@@ -210,40 +257,57 @@ def test_predict_writes_one_tag_per_token(trained, evaluated):
   corpus, workdir = trained
   _, evaluation = evaluated
   output = workdir.parent / 'predict' / 'tags.txt'
-  result = run_entry('experiments.predict', f'--model_dir={workdir}',
-                     f'--input={corpus / "test.txt"}', f'--output={output}')
+  result = run_entry(
+    'experiments.predict',
+    f'--model_dir={workdir}',
+    f'--input={corpus / "test.txt"}',
+    f'--output={output}',
+  )
   assert result.returncode == 0, result.stderr
   text = output.read_text(encoding='utf-8')
   assert text.endswith('\n\n') and '\n\n\n' not in text
   sentences = read_columns(output)
   gold_sentences = tagging.read_sentences(corpus / 'test.txt')
   assert [[row[0] for row in s] for s in sentences] == [
-      list(s.tokens) for s in gold_sentences]
+    list(s.tokens) for s in gold_sentences
+  ]
   tags = (workdir / 'tags.txt').read_text().split()
   assert all(len(row) == 2 and row[1] in tags for s in sentences for row in s)
   # The same model tags the same file alike in both entry points.
   assert [[row[1] for row in s] for s in sentences] == [
-      [row[2] for row in s] for s in read_columns(evaluation)]
+    [row[2] for row in s] for s in read_columns(evaluation)
+  ]
 
 
 def test_predict_tab_file_with_spaces_and_empty_tokens(trained, tmp_path):
   _, workdir = trained
   source = tmp_path / 'in.conll'
-  source.write_text('Anna Berg\tB-PER\n\tO\nvisited\tO\n\nKyoto\tB-LOC\n',
-                    encoding='utf-8')
-  result = run_entry('experiments.predict', f'--model_dir={workdir}',
-                     f'--input={source}')
+  source.write_text(
+    'Anna Berg\tB-PER\n\tO\nvisited\tO\n\nKyoto\tB-LOC\n', encoding='utf-8'
+  )
+  result = run_entry(
+    'experiments.predict', f'--model_dir={workdir}', f'--input={source}'
+  )
   assert result.returncode == 0, result.stderr
   lines = result.stdout.split('\n')
   assert [line.split(' ')[0] for line in lines] == [
-      'Anna_Berg', '<empty>', 'visited', '', 'Kyoto', '', '']
+    'Anna_Berg',
+    '<empty>',
+    'visited',
+    '',
+    'Kyoto',
+    '',
+    '',
+  ]
   assert all(len(line.split(' ')) == 2 for line in lines if line)
 
 
 def test_conll_text_keeps_the_columns():
-  text = tagging.conll_text([('New York', ''), ('a\u00a0b',)],
-                            [['B-LOC', 'O'], ['O']], [['B-LOC', 'B-PER'],
-                                                      ['O']])
+  text = tagging.conll_text(
+    [('New York', ''), ('a\u00a0b',)],
+    [['B-LOC', 'O'], ['O']],
+    [['B-LOC', 'B-PER'], ['O']],
+  )
   assert text == 'New_York B-LOC B-LOC\n<empty> O B-PER\n\na_b O O\n\n'
 
 
@@ -251,8 +315,12 @@ def test_evaluate_refuses_an_existing_output(trained, tmp_path):
   corpus, workdir = trained
   output = tmp_path / 'pred.txt'
   output.write_text('precious')
-  result = run_entry('experiments.evaluate', f'--model_dir={workdir}',
-                     f'--data={corpus / "test.txt"}', f'--output={output}')
+  result = run_entry(
+    'experiments.evaluate',
+    f'--model_dir={workdir}',
+    f'--data={corpus / "test.txt"}',
+    f'--output={output}',
+  )
   assert_one_line_error(result, str(output), '--overwrite')
   assert output.read_text() == 'precious'
   result = run_entry('experiments.evaluate', f'--model_dir={workdir}')

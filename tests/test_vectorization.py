@@ -19,8 +19,9 @@ def test_deck_loop_and_matrix_agree():
   versions = vectorization.deck_versions(W, vectors)
   ref = W @ M
   for name, (_, _, scores, _) in versions.items():
-    np.testing.assert_allclose(scores(), ref, rtol=1e-5, atol=1e-5,
-                               err_msg=name)
+    np.testing.assert_allclose(
+      scores(), ref, rtol=1e-5, atol=1e-5, err_msg=name
+    )
   diffs = vectorization.check_same(versions, rtol=1e-5, atol=1e-5)
   assert set(diffs) == set(versions)
 
@@ -29,13 +30,15 @@ def test_deck_loop_and_matrix_agree():
 def test_window_model_loop_and_matrix_agree(model):
   cfg = model_lib.ModelConfig(model=model, window=1, hidden=6)
   params, words, casing = vectorization.model_inputs(
-      cfg, 13, vocab_size=50, num_classes=4, embed_dim=3)
+    cfg, 13, vocab_size=50, num_classes=4, embed_dim=3
+  )
   ref = np.asarray(vectorization.model_scores(params, words, casing, cfg))
   assert ref.shape == (13, 4) and np.abs(ref).max() > 0
   versions = vectorization.model_versions(params, words, casing, cfg)
   for name, (_, _, scores, _) in versions.items():
-    np.testing.assert_allclose(scores(), ref, rtol=1e-5, atol=1e-6,
-                               err_msg=name)
+    np.testing.assert_allclose(
+      scores(), ref, rtol=1e-5, atol=1e-6, err_msg=name
+    )
 
 
 def test_timeit_interleaves_and_reports_loops_and_repeats():
@@ -54,11 +57,20 @@ def test_timeit_interleaves_and_reports_loops_and_repeats():
 
 def test_entry_point_writes_its_results_and_report(corpus, tmp_path):
   workdir = tmp_path / 'lvm'
-  result = run_entry('experiments.loop_vs_matrix', '--deck_classes=3',
-                     '--deck_dim=8', '--deck_vectors=10', '--model_windows=5',
-                     f'--data_dir={corpus}', '--embeddings=random',
-                     '--hidden=8', '--embed_dim=4', '--timing_repeats=1',
-                     '--timing_min_seconds=0', f'--workdir={workdir}')
+  result = run_entry(
+    'experiments.loop_vs_matrix',
+    '--deck_classes=3',
+    '--deck_dim=8',
+    '--deck_vectors=10',
+    '--model_windows=5',
+    f'--data_dir={corpus}',
+    '--embeddings=random',
+    '--hidden=8',
+    '--embed_dim=4',
+    '--timing_repeats=1',
+    '--timing_min_seconds=0',
+    f'--workdir={workdir}',
+  )
   assert result.returncode == 0, result.stderr
   for name in ('flags.txt', 'results.json', 'report.md'):
     assert (workdir / name).is_file(), name

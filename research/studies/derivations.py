@@ -49,13 +49,16 @@ MAX_TRIES = 500
 
 # Each check runs once on tiny arrays: compile fast rather than well (these
 # XLA options cut the CPU compile time about threefold).
-FAST_COMPILE = {'xla_backend_optimization_level': 0,
-                'xla_llvm_disable_expensive_passes': True,
-                'xla_cpu_use_fusion_emitters': False}
+FAST_COMPILE = {
+  'xla_backend_optimization_level': 0,
+  'xla_llvm_disable_expensive_passes': True,
+  'xla_cpu_use_fusion_emitters': False,
+}
 
 
 class Shapes(NamedTuple):
   """Sizes of a random problem."""
+
   windows: int = 6  # N
   half_width: int = 2  # k: K = 2k+1 words a window
   embed_dim: int = 3  # d
@@ -87,8 +90,7 @@ def _ids(rng, shapes):
   """Word and casing ids [N, K]; window 0 repeats its first word and casing."""
   K = 2 * shapes.half_width + 1
   words = rng.integers(0, shapes.vocab, (shapes.windows, K), dtype=np.int32)
-  casing = rng.integers(0, shapes.casings, (shapes.windows, K),
-                        dtype=np.int32)
+  casing = rng.integers(0, shapes.casings, (shapes.windows, K), dtype=np.int32)
   if K > 1:
     words[0, 1], casing[0, 1] = words[0, 0], casing[0, 0]
   return words, casing
@@ -97,10 +99,10 @@ def _ids(rng, shapes):
 # The samplers look at pre-activations and scores only to stay away from
 # kinks: a numpy forward pass (no compiling per shape) is all they need.
 _NUMPY_NONLINEARITIES = {
-    'tanh': np.tanh,
-    'relu': lambda z: np.maximum(z, 0.0),
-    'sigmoid': lambda z: 1.0 / (1.0 + np.exp(-z)),
-    'hardtanh': lambda z: np.clip(z, -1.0, 1.0),
+  'tanh': np.tanh,
+  'relu': lambda z: np.maximum(z, 0.0),
+  'sigmoid': lambda z: 1.0 / (1.0 + np.exp(-z)),
+  'hardtanh': lambda z: np.clip(z, -1.0, 1.0),
 }
 
 
@@ -136,13 +138,15 @@ def _as_jax(*trees):
   return jax.tree.map(jnp.asarray, trees)
 
 
-_corrupt_windows = jax.jit(window_scorer.corrupt_windows,
-                           static_argnames=('num_corrupt', 'vocab_size',
-                                            'minval'))
+_corrupt_windows = jax.jit(
+  window_scorer.corrupt_windows,
+  static_argnames=('num_corrupt', 'vocab_size', 'minval'),
+)
 
 
-def sample_classifier(rng, shapes, model_cfg, objective, *, inactive=False,
-                      kink_tol=KINK_TOL):
+def sample_classifier(
+  rng, shapes, model_cfg, objective, *, inactive=False, kink_tol=KINK_TOL
+):
   """A random classifier problem (params, words, casing, y).
 
   Values are float64 under jax_enable_x64. With the max-margin objective the
@@ -154,8 +158,10 @@ def sample_classifier(rng, shapes, model_cfg, objective, *, inactive=False,
   d, e, H, C = shapes.embed_dim, shapes.case_dim, shapes.hidden, shapes.classes
   D = shapes.input_dim
   for _ in range(MAX_TRIES):
-    p = {'L': _normal(rng, (shapes.vocab, d)),
-         'L_case': _normal(rng, (shapes.casings, e))}
+    p = {
+      'L': _normal(rng, (shapes.vocab, d)),
+      'L_case': _normal(rng, (shapes.casings, e)),
+    }
     if model_cfg.model == 'softmax':
       p['W'] = _normal(rng, (C, D), 2.0 / np.sqrt(D))
       p['c'] = _normal(rng, (C,))
@@ -191,8 +197,9 @@ def sample_classifier(rng, shapes, model_cfg, objective, *, inactive=False,
   raise RuntimeError('no random classifier problem away from the kinks')
 
 
-def sample_scorer(rng, shapes, nonlinearity, *, inactive=False,
-                  kink_tol=KINK_TOL):
+def sample_scorer(
+  rng, shapes, nonlinearity, *, inactive=False, kink_tol=KINK_TOL
+):
   """A random window-scorer problem.
 
   Returns (params, words, casing, corrupt_words, corrupt_casing). The corrupt
@@ -208,15 +215,18 @@ def sample_scorer(rng, shapes, nonlinearity, *, inactive=False,
   K = 2 * shapes.half_width + 1
   g = _NUMPY_NONLINEARITIES[nonlinearity]
   for _ in range(MAX_TRIES):
-    p = {'L': _normal(rng, (shapes.vocab, d)),
-         'L_case': _normal(rng, (shapes.casings, e)),
-         'W': _normal(rng, (H, D), 1.5 / np.sqrt(D)),
-         'b': _normal(rng, (H,), 0.5),
-         'U': _normal(rng, (H,), 3.0 / np.sqrt(H))}
+    p = {
+      'L': _normal(rng, (shapes.vocab, d)),
+      'L_case': _normal(rng, (shapes.casings, e)),
+      'W': _normal(rng, (H, D), 1.5 / np.sqrt(D)),
+      'b': _normal(rng, (H,), 0.5),
+      'U': _normal(rng, (H,), 3.0 / np.sqrt(H)),
+    }
     words, casing = _ids(rng, shapes)
     key = jax.random.key(int(rng.integers(2**31)))
-    cwords, ccasing = jax.device_get(_corrupt_windows(
-        key, words, casing, M, shapes.vocab, minval=0))
+    cwords, ccasing = jax.device_get(
+      _corrupt_windows(key, words, casing, M, shapes.vocab, minval=0)
+    )
     all_words = np.concatenate([words[:, None], cwords], 1).reshape(-1, K)
     all_casing = np.concatenate([casing[:, None], ccasing], 1).reshape(-1, K)
     z = numpy_window_vectors(p, all_words, all_casing) @ p['W'].T + p['b']
@@ -224,14 +234,17 @@ def sample_scorer(rng, shapes, nonlinearity, *, inactive=False,
     s = (g(z) @ p['U']).reshape(N, 1 + M)
     if inactive:
       order = np.argsort(-s, axis=1)
-      gap = float(np.min(s[np.arange(N), order[:, 0]] -
-                         s[np.arange(N), order[:, 1]]))
+      gap = float(
+        np.min(s[np.arange(N), order[:, 0]] - s[np.arange(N), order[:, 1]])
+      )
       if gap < kink_tol or dist < kink_tol:
         continue
-      w = np.take_along_axis(all_words.reshape(N, 1 + M, K),
-                             order[:, :, None], 1)
-      c = np.take_along_axis(all_casing.reshape(N, 1 + M, K),
-                             order[:, :, None], 1)
+      w = np.take_along_axis(
+        all_words.reshape(N, 1 + M, K), order[:, :, None], 1
+      )
+      c = np.take_along_axis(
+        all_casing.reshape(N, 1 + M, K), order[:, :, None], 1
+      )
       p['U'] = p['U'] * (2.0 / gap)
       return _as_jax(p, w[:, 0], c[:, 0], w[:, 1:], c[:, 1:])
     t = 1.0 - s[:, :1] + s[:, 1:]
@@ -258,13 +271,12 @@ def jit_call(fn, *args, **static):
   lowered = jax.jit(functools.partial(fn, **static)).lower(*args)
   try:
     compiled = lowered.compile(FAST_COMPILE)
-  except Exception:  # pylint: disable=broad-except
+  except Exception:
     compiled = lowered.compile()  # an XLA without these options
   return compiled(*args)
 
 
-def classifier_cases(problem, model_cfg, objective,
-                     reduces=mg.REDUCTIONS):
+def classifier_cases(problem, model_cfg, objective, reduces=mg.REDUCTIONS):
   """{suffix: (manual, reference)} for one classifier and objective.
 
   '' (reduce 'mean'): gradients of the mean loss w.r.t. the weights, x, L
@@ -275,23 +287,28 @@ def classifier_cases(problem, model_cfg, objective,
   p, words, casing, y = problem
   x = model_lib.window_vectors(p['L'], p['L_case'], words, casing)
   weights = _sub(p, [k for k in p if k not in losses.EMBEDDING_KEYS])
-  window_losses = functools.partial(autodiff.classifier_window_losses,
-                                    model_cfg=model_cfg, objective=objective)
+  window_losses = functools.partial(
+    autodiff.classifier_window_losses, model_cfg=model_cfg, objective=objective
+  )
   cases = {}
   for reduce in reduces:
     with _strict():
-      J, grads, dx = mg.classifier_grads(p, x, y, model_cfg, objective,
-                                         reduce)
+      J, grads, dx = mg.classifier_grads(p, x, y, model_cfg, objective, reduce)
     J_ref, grads_ref, (dx_ref,) = autodiff.autodiff_grads(
-        window_losses, weights, (x,), (y,), reduce)
+      window_losses, weights, (x,), (y,), reduce
+    )
     manual = dict(grads, x=dx, J=J)
     reference = dict(grads_ref, x=dx_ref, J=J_ref)
     if reduce == 'mean':
       with _strict():
         loss, ids_grads = mg.classifier_loss_and_grads(
-            p, words, casing, y, model_cfg, objective)
-      ids_ref = jax.grad(lambda p: classifier.window_losses(
-          p, p['L'][words], casing, y, model_cfg, objective).mean())(p)
+          p, words, casing, y, model_cfg, objective
+        )
+      ids_ref = jax.grad(
+        lambda p: classifier.window_losses(
+          p, p['L'][words], casing, y, model_cfg, objective
+        ).mean()
+      )(p)
       manual.update(L=ids_grads['L'], L_case=ids_grads['L_case'])
       reference.update(L=ids_ref['L'], L_case=ids_ref['L_case'])
       manual['J_mean'], reference['J_mean'] = loss, jnp.mean(J_ref)
@@ -305,26 +322,32 @@ def scorer_cases(problem, nonlinearity, reduces=mg.REDUCTIONS):
   p, words, casing, cwords, ccasing = problem
   N, M, K = cwords.shape
   x = model_lib.window_vectors(p['L'], p['L_case'], words, casing)
-  xc = model_lib.window_vectors(p['L'], p['L_case'], cwords.reshape(-1, K),
-                                ccasing.reshape(-1, K)).reshape(N, M, -1)
+  xc = model_lib.window_vectors(
+    p['L'], p['L_case'], cwords.reshape(-1, K), ccasing.reshape(-1, K)
+  ).reshape(N, M, -1)
   weights = _sub(p, ('U', 'W', 'b'))
-  window_losses = functools.partial(autodiff.scorer_window_losses,
-                                    nonlinearity=nonlinearity)
+  window_losses = functools.partial(
+    autodiff.scorer_window_losses, nonlinearity=nonlinearity
+  )
   cases = {}
   for reduce in reduces:
     with _strict():
-      J, grads, dx, dxc = mg.scorer_grads(p, x, xc, nonlinearity, 1.0,
-                                          reduce)
+      J, grads, dx, dxc = mg.scorer_grads(p, x, xc, nonlinearity, 1.0, reduce)
     J_ref, grads_ref, (dx_ref, dxc_ref) = autodiff.autodiff_grads(
-        window_losses, weights, (x, xc), (), reduce)
+      window_losses, weights, (x, xc), (), reduce
+    )
     manual = dict(grads, x=dx, x_corrupt=dxc, J=J)
     reference = dict(grads_ref, x=dx_ref, x_corrupt=dxc_ref, J=J_ref)
     if reduce == 'mean':
       with _strict():
-        loss, ids_grads = mg.scorer_loss_and_grads(p, words, casing, cwords,
-                                                   ccasing, nonlinearity)
-      ids_ref = jax.grad(lambda p: autodiff.scorer_id_losses(
-          p, words, casing, cwords, ccasing, nonlinearity).mean())(p)
+        loss, ids_grads = mg.scorer_loss_and_grads(
+          p, words, casing, cwords, ccasing, nonlinearity
+        )
+      ids_ref = jax.grad(
+        lambda p: autodiff.scorer_id_losses(
+          p, words, casing, cwords, ccasing, nonlinearity
+        ).mean()
+      )(p)
       manual.update(L=ids_grads['L'], L_case=ids_grads['L_case'])
       reference.update(L=ids_ref['L'], L_case=ids_ref['L_case'])
       manual['J_mean'], reference['J_mean'] = loss, jnp.mean(J_ref)
@@ -333,10 +356,10 @@ def scorer_cases(problem, nonlinearity, reduces=mg.REDUCTIONS):
 
 
 L2_CONVENTIONS = {
-    'weights': (False, False),
-    'weights+vectors': (True, False),
-    'weights+biases': (False, True),
-    'all': (True, True),
+  'weights': (False, False),
+  'weights+vectors': (True, False),
+  'weights+biases': (False, True),
+  'all': (True, True),
 }
 
 
@@ -344,8 +367,9 @@ def l2_case(params, lam, embeddings, biases):
   """(manual, reference) of the L2 term's gradient (and value, 'value')."""
   with _strict():
     value, grads = mg.l2_value_and_grads(params, lam, embeddings, biases)
-  ref_value, ref = jax.value_and_grad(losses.l2_penalty)(params, lam,
-                                                         embeddings, biases)
+  ref_value, ref = jax.value_and_grad(losses.l2_penalty)(
+    params, lam, embeddings, biases
+  )
   return dict(grads, value=value), dict(ref, value=ref_value)
 
 
@@ -354,10 +378,10 @@ def objective_case(problem, l2, model_cfg, cfg):
   trainable parameters (L left out when cfg.freeze_embeddings)."""
   p, words, casing, y = problem
   with _strict():
-    value, grads = mg.objective_grads(p, words, casing, y, l2, model_cfg,
-                                      cfg)
+    value, grads = mg.objective_grads(p, words, casing, y, l2, model_cfg, cfg)
   ref_value, ref = jax.value_and_grad(classifier.objective)(
-      p, words, casing, y, l2, model_cfg, cfg)
+    p, words, casing, y, l2, model_cfg, cfg
+  )
   if cfg.freeze_embeddings:
     del ref['L']
   return dict(grads, value=value), dict(ref, value=ref_value)
@@ -370,13 +394,17 @@ def batch_grads_case(problem, model_cfg, objective):
   dense = _sub(p, [k for k in p if k != 'L'])
   E = p['L'][words]
   with _strict():
-    loss, g_dense, g_E = mg.batch_grads(dense, E, casing, y, model_cfg,
-                                        objective)
+    loss, g_dense, g_E = mg.batch_grads(
+      dense, E, casing, y, model_cfg, objective
+    )
   cfg = classifier.TrainConfig(objective=objective, grad='autodiff')
   ref_loss, ref_dense, ref_E = classifier.batch_grads(
-      dense, E, casing, y, 0.0, model_cfg, cfg, None)
-  return (dict(g_dense, E=g_E, J_mean=loss),
-          dict(ref_dense, E=ref_E, J_mean=ref_loss))
+    dense, E, casing, y, 0.0, model_cfg, cfg, None
+  )
+  return (
+    dict(g_dense, E=g_E, J_mean=loss),
+    dict(ref_dense, E=ref_E, J_mean=ref_loss),
+  )
 
 
 def hook_case(problem, l2, model_cfg, cfg):
@@ -389,11 +417,15 @@ def hook_case(problem, l2, model_cfg, cfg):
   E = p['L'][words]
   with _strict():
     loss, g_dense, g_E = classifier.batch_grads(
-        dense, E, casing, y, l2, model_cfg, cfg._replace(grad='manual'), None)
+      dense, E, casing, y, l2, model_cfg, cfg._replace(grad='manual'), None
+    )
   ref_loss, ref_dense, ref_E = classifier.batch_grads(
-      dense, E, casing, y, l2, model_cfg, cfg._replace(grad='autodiff'), None)
-  manual, reference = dict(g_dense, J_mean=loss), dict(ref_dense,
-                                                      J_mean=ref_loss)
+    dense, E, casing, y, l2, model_cfg, cfg._replace(grad='autodiff'), None
+  )
+  manual, reference = (
+    dict(g_dense, J_mean=loss),
+    dict(ref_dense, J_mean=ref_loss),
+  )
   if ref_E is not None:
     manual['E'], reference['E'] = g_E, ref_E
   return manual, reference
@@ -414,19 +446,48 @@ def make_plan(rng, shapes):
   for tag, model_cfg in classifiers():
     for objective in losses.OBJECTIVES:
       problem = sample_classifier(rng, shapes, model_cfg, objective)
-      plan.append((f'{tag}/{objective}', classifier_cases, (problem,),
-                   dict(model_cfg=model_cfg, objective=objective), False))
-    problem = sample_classifier(rng, shapes, model_cfg, 'max_margin',
-                                inactive=True)
-    plan.append((f'{tag}/max_margin/inactive', classifier_cases, (problem,),
-                 dict(model_cfg=model_cfg, objective='max_margin'), True))
+      plan.append(
+        (
+          f'{tag}/{objective}',
+          classifier_cases,
+          (problem,),
+          dict(model_cfg=model_cfg, objective=objective),
+          False,
+        )
+      )
+    problem = sample_classifier(
+      rng, shapes, model_cfg, 'max_margin', inactive=True
+    )
+    plan.append(
+      (
+        f'{tag}/max_margin/inactive',
+        classifier_cases,
+        (problem,),
+        dict(model_cfg=model_cfg, objective='max_margin'),
+        True,
+      )
+    )
   for g in model_lib.NONLINEARITIES:
     problem = sample_scorer(rng, shapes, g)
-    plan.append((f'scorer/{g}/window_margin', scorer_cases, (problem,),
-                 dict(nonlinearity=g), False))
+    plan.append(
+      (
+        f'scorer/{g}/window_margin',
+        scorer_cases,
+        (problem,),
+        dict(nonlinearity=g),
+        False,
+      )
+    )
     problem = sample_scorer(rng, shapes, g, inactive=True)
-    plan.append((f'scorer/{g}/window_margin/inactive', scorer_cases,
-                 (problem,), dict(nonlinearity=g), True))
+    plan.append(
+      (
+        f'scorer/{g}/window_margin/inactive',
+        scorer_cases,
+        (problem,),
+        dict(nonlinearity=g),
+        True,
+      )
+    )
   lam = float(rng.uniform(0.1, 1.0))
   for model in model_lib.MODELS + ('scorer',):
     model_cfg = model_lib.ModelConfig(model)
@@ -435,35 +496,68 @@ def make_plan(rng, shapes):
     else:
       params = sample_classifier(rng, shapes, model_cfg, 'xent')[0]
     for name, (embeddings, biases) in L2_CONVENTIONS.items():
-      plan.append((f'l2/{model}/{name}', l2_case, (params, lam),
-                   dict(embeddings=embeddings, biases=biases), False))
+      plan.append(
+        (
+          f'l2/{model}/{name}',
+          l2_case,
+          (params, lam),
+          dict(embeddings=embeddings, biases=biases),
+          False,
+        )
+      )
   for tag, model_cfg in classifiers()[:2]:
     for objective in losses.OBJECTIVES:
       problem = sample_classifier(rng, shapes, model_cfg, objective)
       for frozen in (False, True):
-        cfg = classifier.TrainConfig(objective=objective, l2_embeddings=True,
-                                    l2_biases=True, freeze_embeddings=frozen)
+        cfg = classifier.TrainConfig(
+          objective=objective,
+          l2_embeddings=True,
+          l2_biases=True,
+          freeze_embeddings=frozen,
+        )
         vectors = 'frozen' if frozen else 'tuned'
-        plan.append((f'objective/{tag}/{objective}/{vectors}',
-                     objective_case, (problem, lam),
-                     dict(model_cfg=model_cfg, cfg=cfg), False))
+        plan.append(
+          (
+            f'objective/{tag}/{objective}/{vectors}',
+            objective_case,
+            (problem, lam),
+            dict(model_cfg=model_cfg, cfg=cfg),
+            False,
+          )
+        )
   for tag, model_cfg in classifiers():
     for objective in losses.OBJECTIVES:
       problem = sample_classifier(rng, shapes, model_cfg, objective)
-      plan.append((f'batch_grads/{tag}/{objective}', batch_grads_case,
-                   (problem,), dict(model_cfg=model_cfg, objective=objective),
-                   False))
-      cfg = classifier.TrainConfig(objective=objective, l2_embeddings=True,
-                                  l2_biases=True)
-      plan.append((f'train.batch_grads/{tag}/{objective}', hook_case,
-                   (problem, lam), dict(model_cfg=model_cfg, cfg=cfg), False))
+      plan.append(
+        (
+          f'batch_grads/{tag}/{objective}',
+          batch_grads_case,
+          (problem,),
+          dict(model_cfg=model_cfg, objective=objective),
+          False,
+        )
+      )
+      cfg = classifier.TrainConfig(
+        objective=objective, l2_embeddings=True, l2_biases=True
+      )
+      plan.append(
+        (
+          f'train.batch_grads/{tag}/{objective}',
+          hook_case,
+          (problem, lam),
+          dict(model_cfg=model_cfg, cfg=cfg),
+          False,
+        )
+      )
   return plan
 
 
 def run_plan(plan):
   """Every case of the plan, computed by one compiled program."""
+
   def program(args):
     return [fn(*a, **static) for (_, fn, _, static, _), a in zip(plan, args)]
+
   return jit_call(program, [args for _, _, args, _, _ in plan])
 
 
@@ -493,5 +587,7 @@ def format_row(formula, diff):
   """One printed line: formula, leaf, max_abs, max_rel, PASS or FAIL."""
   status = 'PASS' if diff.ok else 'FAIL'
   note = f'  ({diff.note})' if diff.note else ''
-  return (f'{formula:<46} {diff.name:<9} max_abs {diff.max_abs:.1e} '
-          f'max_rel {diff.max_rel:.1e} {status}{note}')
+  return (
+    f'{formula:<46} {diff.name:<9} max_abs {diff.max_abs:.1e} '
+    f'max_rel {diff.max_rel:.1e} {status}{note}'
+  )

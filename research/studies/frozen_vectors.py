@@ -101,19 +101,20 @@ def subset_dataset(ds, sentence_ids):
   old_ids = np.flatnonzero(keep_V)
   new_id_V = np.full(len(ds.vocab), ds.vocab.index[vocab_lib.UNK], np.int32)
   new_id_V[old_ids] = np.arange(len(old_ids), dtype=np.int32)
-  vocab = vocab_lib.Vocab([ds.vocab.words[i] for i in old_ids],
-                          ds.vocab.known)
+  vocab = vocab_lib.Vocab([ds.vocab.words[i] for i in old_ids], ds.vocab.known)
 
   def remap(windows, mask=None):
     if mask is None:
       mask = np.ones(len(windows), bool)
     index = windows.sentence_index[mask]
     return vocab_lib.Windows(
-        words=new_id_V[windows.words[mask]],
-        casing=windows.casing[mask],
-        labels=windows.labels[mask],
-        sentence_index=(rank_n[index] if windows is train_windows
-                        else index).astype(np.int32))
+      words=new_id_V[windows.words[mask]],
+      casing=windows.casing[mask],
+      labels=windows.labels[mask],
+      sentence_index=(
+        rank_n[index] if windows is train_windows else index
+      ).astype(np.int32),
+    )
 
   splits = {'train': [train[i] for i in sentence_ids]}
   windows = {'train': remap(train_windows, keep_windows)}
@@ -121,10 +122,12 @@ def subset_dataset(ds, sentence_ids):
     if name in ds.splits:
       splits[name] = ds.splits[name]
       windows[name] = remap(ds.windows[name])
-  coverage = dict(ds.coverage, vocab_size=len(vocab),
-                  train_sentences=len(sentence_ids))
-  return ner.Dataset(splits, ds.tags, vocab, windows,
-                          ds.L_init[old_ids], coverage)
+  coverage = dict(
+    ds.coverage, vocab_size=len(vocab), train_sentences=len(sentence_ids)
+  )
+  return ner.Dataset(
+    splits, ds.tags, vocab, windows, ds.L_init[old_ids], coverage
+  )
 
 
 def training_words(sentences):
@@ -161,8 +164,9 @@ def group_scores(sentences, pred_tags, seen_words):
   gold, pred = set(), set()
   for i, (s, tags) in enumerate(zip(sentences, pred_tags, strict=True)):
     if len(tags) != len(s.tokens):
-      raise ValueError(f'sentence {i}: {len(s.tokens)} tokens but '
-                       f'{len(tags)} predicted tags')
+      raise ValueError(
+        f'sentence {i}: {len(s.tokens)} tokens but {len(tags)} predicted tags'
+      )
     gold.update((i, *c) for c in metrics.chunks(s.tags))
     pred.update((i, *c) for c in metrics.chunks(tags))
 
@@ -173,8 +177,9 @@ def group_scores(sentences, pred_tags, seen_words):
   correct = gold & pred
   out = {'overall': metrics.prf(len(gold), len(pred), len(correct))}
   for g in GROUPS:
-    out[g] = metrics.prf(*(sum(group(c) == g for c in spans)
-                    for spans in (gold, pred, correct)))
+    out[g] = metrics.prf(
+      *(sum(group(c) == g for c in spans) for spans in (gold, pred, correct))
+    )
   return out
 
 
@@ -191,12 +196,14 @@ def budget(num_windows, full_windows, batch_size, epochs, max_epochs):
   batch = min(batch_size, num_windows)
   target_steps = epochs * max(1, full_windows // batch_size)
   steps_per_epoch = num_windows // batch
-  return min(max_epochs, max(epochs, math.ceil(target_steps /
-                                               steps_per_epoch))), batch
+  return min(
+    max_epochs, max(epochs, math.ceil(target_steps / steps_per_epoch))
+  ), batch
 
 
-def run_one(ds, fraction, seed, mode, *, model_cfg, cfg, lr, epochs,
-            max_epochs, log=print):
+def run_one(
+  ds, fraction, seed, mode, *, model_cfg, cfg, lr, epochs, max_epochs, log=print
+):
   """Trains one model on one subset; returns its result row.
 
   cfg: the classifier.TrainConfig of the full run (its batch size is shrunk
@@ -205,107 +212,173 @@ def run_one(ds, fraction, seed, mode, *, model_cfg, cfg, lr, epochs,
   full_windows = len(ds.windows['train'])
   ids = subset_indices(len(ds.splits['train']), fraction, seed)
   sub = subset_dataset(ds, ids)
-  run_epochs, batch = budget(len(sub.windows['train']), full_windows,
-                             cfg.batch_size, epochs, max_epochs)
+  run_epochs, batch = budget(
+    len(sub.windows['train']), full_windows, cfg.batch_size, epochs, max_epochs
+  )
   cfg = cfg._replace(freeze_embeddings=(mode == 'frozen'), batch_size=batch)
   steps = run_epochs * (len(sub.windows['train']) // batch)
   label = f'[fraction {fraction:g} {mode} seed {seed}]'
-  log(f'{label} {len(ids):,} sentences / {len(sub.windows["train"]):,} '
-      f'windows, vocabulary {len(sub.vocab):,}, {run_epochs} epochs of '
-      f'batch {batch} ({steps:,} steps)')
+  log(
+    f'{label} {len(ids):,} sentences / {len(sub.windows["train"]):,} '
+    f'windows, vocabulary {len(sub.vocab):,}, {run_epochs} epochs of '
+    f'batch {batch} ({steps:,} steps)'
+  )
   curve = []
 
   def on_eval(row):
-    curve.append({'step': row['step'], 'dev_f1': row['dev']['f1'],
-                  'train_loss': row['train_loss']})
+    curve.append(
+      {
+        'step': row['step'],
+        'dev_f1': row['dev']['f1'],
+        'train_loss': row['train_loss'],
+      }
+    )
 
   t0 = time.perf_counter()
   params, result = ner.train_and_evaluate(
-      sub, model_cfg, cfg, engine.Hyper(lr, 0.0),
-      epochs=run_epochs, seed=seed,
-      eval_every=max(1, steps // NUM_EVALS), on_eval=on_eval,
-      log=lambda line: log(f'{label} {line.strip()}'))
-  pred, _ = classifier.predict(params, sub.windows['dev'], model_cfg,
-                               cfg.objective)
-  scores = group_scores(sub.splits['dev'], ner.tags_by_sentence(
-      pred, sub.splits['dev'], sub.tags), training_words(sub.splits['train']))
-  log(f'{label} dev F1 {scores["overall"]["f1"]:.2f}: ' + ', '.join(
+    sub,
+    model_cfg,
+    cfg,
+    engine.Hyper(lr, 0.0),
+    epochs=run_epochs,
+    seed=seed,
+    eval_every=max(1, steps // NUM_EVALS),
+    on_eval=on_eval,
+    log=lambda line: log(f'{label} {line.strip()}'),
+  )
+  pred, _ = classifier.predict(
+    params, sub.windows['dev'], model_cfg, cfg.objective
+  )
+  scores = group_scores(
+    sub.splits['dev'],
+    ner.tags_by_sentence(pred, sub.splits['dev'], sub.tags),
+    training_words(sub.splits['train']),
+  )
+  log(
+    f'{label} dev F1 {scores["overall"]["f1"]:.2f}: '
+    + ', '.join(
       f'{g} {scores[g]["f1"]:.2f} ({scores[g]["num_gold"]} gold)'
-      for g in GROUPS) + f' [{time.perf_counter() - t0:.0f}s]')
-  return {'fraction': fraction, 'seed': seed, 'mode': mode,
-          'train_sentences': len(ids),
-          'train_windows': len(sub.windows['train']),
-          'vocab_size': len(sub.vocab), 'epochs': run_epochs,
-          'batch_size': batch, 'steps': result['steps'],
-          'train_seconds': result['train_seconds'], 'dev': scores,
-          'dev_curve': curve}
+      for g in GROUPS
+    )
+    + f' [{time.perf_counter() - t0:.0f}s]'
+  )
+  return {
+    'fraction': fraction,
+    'seed': seed,
+    'mode': mode,
+    'train_sentences': len(ids),
+    'train_windows': len(sub.windows['train']),
+    'vocab_size': len(sub.vocab),
+    'epochs': run_epochs,
+    'batch_size': batch,
+    'steps': result['steps'],
+    'train_seconds': result['train_seconds'],
+    'dev': scores,
+    'dev_curve': curve,
+  }
 
 
 def check_fractions(fractions):
   """Raises a one-line UserError unless every fraction is in (0, 1]."""
   if not all(0 < f <= 1 for f in fractions):
-    raise UserError(f'--fractions={",".join(map(str, fractions))}: give '
-                    'fractions in (0, 1]')
+    raise UserError(
+      f'--fractions={",".join(map(str, fractions))}: give fractions in (0, 1]'
+    )
 
 
-def run(ds, model_cfg, cfg, *, fractions, seeds, lr, epochs, max_epochs,
-        log=print):
+def run(
+  ds, model_cfg, cfg, *, fractions, seeds, lr, epochs, max_epochs, log=print
+):
   """Every (seed, fraction, mode); returns {'runs': [...], 'seconds'}."""
   check_fractions(fractions)
   runs, t0 = [], time.perf_counter()
   for seed in seeds:
     for f in fractions:
       for mode in MODES:
-        runs.append(run_one(ds, f, seed, mode, model_cfg=model_cfg, cfg=cfg,
-                            lr=lr, epochs=epochs, max_epochs=max_epochs,
-                            log=log))
+        runs.append(
+          run_one(
+            ds,
+            f,
+            seed,
+            mode,
+            model_cfg=model_cfg,
+            cfg=cfg,
+            lr=lr,
+            epochs=epochs,
+            max_epochs=max_epochs,
+            log=log,
+          )
+        )
   return {'runs': runs, 'seconds': time.perf_counter() - t0}
 
 
 def _cells(runs, fraction, mode, key):
-  return [r['dev'][key]['f1'] for r in runs
-          if r['fraction'] == fraction and r['mode'] == mode]
+  return [
+    r['dev'][key]['f1']
+    for r in runs
+    if r['fraction'] == fraction and r['mode'] == mode
+  ]
 
 
 def _deltas(runs, fraction, key):
   """Fine-tuned minus frozen F1, paired by seed."""
-  by = {(r['mode'], r['seed']): r['dev'][key]['f1'] for r in runs
-        if r['fraction'] == fraction}
+  by = {
+    (r['mode'], r['seed']): r['dev'][key]['f1']
+    for r in runs
+    if r['fraction'] == fraction
+  }
   seeds = sorted({s for _, s in by})
   return np.array([by['fine-tuned', s] - by['frozen', s] for s in seeds])
 
 
 def table(runs, fractions):
   """(headers, rows) of the main table: mean ± std over seeds."""
-  headers = ['fraction', 'train sentences', 'epochs (steps)', 'vectors',
-             'dev F1', 'unseen F1', 'mixed F1', 'seen F1',
-             'gold unseen/mixed/seen (seed mean)']
+  headers = [
+    'fraction',
+    'train sentences',
+    'epochs (steps)',
+    'vectors',
+    'dev F1',
+    'unseen F1',
+    'mixed F1',
+    'seen F1',
+    'gold unseen/mixed/seen (seed mean)',
+  ]
   rows = []
   for f in fractions:
     for mode in MODES:
       mine = [r for r in runs if r['fraction'] == f and r['mode'] == mode]
       first = mine[0]
       counts = '/'.join(
-          f'{np.mean([r["dev"][g]["num_gold"] for r in mine]):.0f}'
-          for g in GROUPS)
-      rows.append([
-          f'{f:g}', f'{first["train_sentences"]:,}',
-          f'{first["epochs"]} ({first["steps"]:,})', mode,
-          *(render.mean_std(_cells(runs, f, mode, k))
-            for k in ('overall', *GROUPS)), counts])
+        f'{np.mean([r["dev"][g]["num_gold"] for r in mine]):.0f}'
+        for g in GROUPS
+      )
+      rows.append(
+        [
+          f'{f:g}',
+          f'{first["train_sentences"]:,}',
+          f'{first["epochs"]} ({first["steps"]:,})',
+          mode,
+          *(
+            render.mean_std(_cells(runs, f, mode, k))
+            for k in ('overall', *GROUPS)
+          ),
+          counts,
+        ]
+      )
   return headers, rows
 
 
 def delta_table(runs, fractions):
-  headers = ['fraction', 'Δ dev F1', 'Δ unseen F1', 'Δ mixed F1',
-             'Δ seen F1']
+  headers = ['fraction', 'Δ dev F1', 'Δ unseen F1', 'Δ mixed F1', 'Δ seen F1']
   rows = []
   for f in fractions:
     cells = []
     for key in ('overall', *GROUPS):
       d = _deltas(runs, f, key)
-      cells.append(f'{d.mean():+.2f} ± {d.std():.2f} '
-                   f'({int((d > 0).sum())}/{len(d)} +)')
+      cells.append(
+        f'{d.mean():+.2f} ± {d.std():.2f} ({int((d > 0).sum())}/{len(d)} +)'
+      )
     rows.append([f'{f:g}', *cells])
   return headers, rows
 
@@ -323,8 +396,11 @@ def judge(d, claimed_sign):
     return 'held'
   if len(d) and (np.sign(d) == -claimed_sign).all():
     return 'was contradicted'
-  lean = ('the mean goes the claimed way' if np.sign(d.mean()) == claimed_sign
-          else 'the mean goes against it')
+  lean = (
+    'the mean goes the claimed way'
+    if np.sign(d.mean()) == claimed_sign
+    else 'the mean goes against it'
+  )
   return f'is inconclusive ({lean}, {agree}/{len(d)} seeds agree)'
 
 
@@ -339,31 +415,41 @@ def verdict(runs, fractions):
   d_small = _deltas(runs, small, 'overall')
   d_large = _deltas(runs, large, 'overall')
   n = len(d_small)
-  rule = (f'a part holds when all {n} seeds give Δ the claimed sign and is '
-          'contradicted when all give the opposite' if n > 1 else
-          'one seed, so the sign of Δ decides and nothing measures the noise')
-  by_group = {key: [_deltas(runs, f, key) for f in fractions]
-              for key in ('unseen', 'seen')}
+  rule = (
+    f'a part holds when all {n} seeds give Δ the claimed sign and is '
+    'contradicted when all give the opposite'
+    if n > 1
+    else 'one seed, so the sign of Δ decides and nothing measures the noise'
+  )
+  by_group = {
+    key: [_deltas(runs, f, key) for f in fractions]
+    for key in ('unseen', 'seen')
+  }
   pattern = []
   for key, sign, word in (('unseen', -1, 'below'), ('seen', 1, 'above')):
     every = all((d * sign > 0).all() for d in by_group[key])
-    means = ', '.join(f'{f:g}: {d.mean():+.2f}'
-                      for f, d in zip(fractions, by_group[key]))
+    means = ', '.join(
+      f'{f:g}: {d.mean():+.2f}' for f, d in zip(fractions, by_group[key])
+    )
     pattern.append(
-        f'{key} entities: mean Δ {means}' +
-        (f' — fine-tuned is {word} frozen in every seed at every fraction'
-         if every else ''))
+      f'{key} entities: mean Δ {means}'
+      + (
+        f' — fine-tuned is {word} frozen in every seed at every fraction'
+        if every
+        else ''
+      )
+    )
   lines = [
-      f'Δ = fine-tuned − frozen dev F1, paired by seed (mean ± std, seeds '
-      f'with Δ > 0). Rule: {rule}.',
-      '',
-      f'* **Little data** (fraction {small:g}): unseen entities Δ '
-      f'{_fmt(d_unseen)}; all entities Δ {_fmt(d_small)}. "Fine-tuning hurts '
-      f'the words seen only at test time" **{judge(d_unseen, -1)}**; '
-      f'"fine-tuning hurts overall" **{judge(d_small, -1)}**.',
-      f'* **Much data** (fraction {large:g}): all entities Δ {_fmt(d_large)}. '
-      f'"Fine-tuning helps with much data" **{judge(d_large, 1)}**.',
-      f'* By group: {pattern[0]}; {pattern[1]}.',
+    f'Δ = fine-tuned − frozen dev F1, paired by seed (mean ± std, seeds '
+    f'with Δ > 0). Rule: {rule}.',
+    '',
+    f'* **Little data** (fraction {small:g}): unseen entities Δ '
+    f'{_fmt(d_unseen)}; all entities Δ {_fmt(d_small)}. "Fine-tuning hurts '
+    f'the words seen only at test time" **{judge(d_unseen, -1)}**; '
+    f'"fine-tuning hurts overall" **{judge(d_small, -1)}**.',
+    f'* **Much data** (fraction {large:g}): all entities Δ {_fmt(d_large)}. '
+    f'"Fine-tuning helps with much data" **{judge(d_large, 1)}**.',
+    f'* By group: {pattern[0]}; {pattern[1]}.',
   ]
   return '\n'.join(lines)
 
@@ -374,8 +460,14 @@ def plot(runs, fractions, path):
   for ax, key in zip(axes, ('overall', 'unseen', 'seen')):
     for mode, marker in zip(MODES, ('o', 's')):
       values = [np.array(_cells(runs, f, mode, key)) for f in fractions]
-      ax.errorbar(x, [v.mean() for v in values], yerr=[v.std() for v in values],
-                  marker=marker, capsize=3, label=mode)
+      ax.errorbar(
+        x,
+        [v.mean() for v in values],
+        yerr=[v.std() for v in values],
+        marker=marker,
+        capsize=3,
+        label=mode,
+      )
     ax.set_xscale('log')
     ax.set_xticks(x, [f'{f:g}' for f in fractions])
     ax.minorticks_off()
@@ -387,67 +479,126 @@ def plot(runs, fractions, path):
   return render.save(fig, path)
 
 
-def write_outputs(workdir, study, ds, *, model_cfg, cfg, fractions, seeds,
-                  lr, epochs, max_epochs, data_dir, embeddings):
+def write_outputs(
+  workdir,
+  study,
+  ds,
+  *,
+  model_cfg,
+  cfg,
+  fractions,
+  seeds,
+  lr,
+  epochs,
+  max_epochs,
+  data_dir,
+  embeddings,
+):
   """results.json, results.csv, report.md and the plot; returns the text
   printed at the end (tables and verdict)."""
   runs, elapsed = study['runs'], study['seconds']
   headers, rows = table(runs, fractions)
   d_headers, d_rows = delta_table(runs, fractions)
-  workdir_lib.write_json(workdir / 'results.json', {
-      'data_dir': data_dir, 'embeddings': embeddings,
-      'model': model_cfg._asdict(), 'fractions': fractions, 'seeds': seeds,
-      'epochs_full': epochs, 'max_epochs': max_epochs,
-      'seconds': elapsed, 'runs': runs})
-  csv_headers = ['fraction', 'seed', 'mode', 'train_sentences',
-                 'train_windows', 'epochs', 'steps', 'batch_size']
-  csv_headers += [f'{k}_{m}' for k in ('overall', *GROUPS)
-                  for m in ('f1', 'precision', 'recall', 'num_gold',
-                            'num_pred', 'num_correct')]
-  render.write_csv(workdir / 'results.csv', csv_headers, [
-      [r[h] for h in csv_headers[:8]] +
-      [r['dev'][k][m] for k in ('overall', *GROUPS)
-       for m in ('f1', 'precision', 'recall', 'num_gold', 'num_pred',
-                 'num_correct')] for r in runs])
+  workdir_lib.write_json(
+    workdir / 'results.json',
+    {
+      'data_dir': data_dir,
+      'embeddings': embeddings,
+      'model': model_cfg._asdict(),
+      'fractions': fractions,
+      'seeds': seeds,
+      'epochs_full': epochs,
+      'max_epochs': max_epochs,
+      'seconds': elapsed,
+      'runs': runs,
+    },
+  )
+  csv_headers = [
+    'fraction',
+    'seed',
+    'mode',
+    'train_sentences',
+    'train_windows',
+    'epochs',
+    'steps',
+    'batch_size',
+  ]
+  csv_headers += [
+    f'{k}_{m}'
+    for k in ('overall', *GROUPS)
+    for m in (
+      'f1',
+      'precision',
+      'recall',
+      'num_gold',
+      'num_pred',
+      'num_correct',
+    )
+  ]
+  render.write_csv(
+    workdir / 'results.csv',
+    csv_headers,
+    [
+      [r[h] for h in csv_headers[:8]]
+      + [
+        r['dev'][k][m]
+        for k in ('overall', *GROUPS)
+        for m in (
+          'f1',
+          'precision',
+          'recall',
+          'num_gold',
+          'num_pred',
+          'num_correct',
+        )
+      ]
+      for r in runs
+    ],
+  )
   png = plot(runs, fractions, workdir / PLOT_NAME)
   main_table = render.markdown_table(headers, rows)
   deltas = render.markdown_table(d_headers, d_rows)
   first = ds.splits['train']
   setup = (
-      f'Data `{data_dir}` ({len(first):,} training sentences, '
-      f'{len(ds.splits["dev"]):,} dev sentences), vectors '
-      f'`{embeddings}`, model {model_cfg.model} '
-      f'(k={model_cfg.window}, hidden {model_cfg.hidden}, '
-      f'{model_cfg.nonlinearity}), {cfg.optimizer} lr '
-      f'{lr:g}, no L2, seeds {", ".join(map(str, seeds))}. '
-      "'frozen' keeps L (the word vectors) fixed; the casing vectors and the "
-      "layers train in both. 'fine-tuned' also updates the rows of L that a "
-      'batch touches.\n\n'
-      '* **Subset**: for seed s, the first round(f·n) sentences of a random '
-      'permutation of the n training sentences seeded by s (nested across '
-      'fractions, shared by frozen and fine-tuned).\n'
-      '* **Vocabulary**: the subset\'s words plus every word with a '
-      'pretrained vector, so dev words keep their pretrained vectors.\n'
-      '* **Groups**: a token is *seen* when its lowercased form occurs among '
-      'the lowercased tokens of the training subset (any position, any tag). '
-      'A chunk is *seen* if all its tokens are seen, *unseen* if none is, '
-      '*mixed* otherwise. Gold and predicted chunks are grouped by the same '
-      'rule on their own tokens; per group, precision = correct / predicted '
-      'and recall = correct / gold (a correct chunk spans the same tokens as '
-      'its gold chunk, so it is in the same group).\n'
-      f'* **Budget**: each fraction gets about the steps of {epochs} passes '
-      f'over the full training split (fraction f: ~{epochs}/f passes over '
-      f'its subset), at most {max_epochs} passes; the scores are '
-      f'those of the final parameters (no early stopping on dev).')
-  render.write_report(workdir / 'report.md',
-                         'Frozen vs fine-tuned word vectors', [
-                             ('Setup', setup),
-                             ('Dev entity F1 (mean ± std over seeds)',
-                              main_table),
-                             ('Fine-tuned minus frozen (paired by seed; '
-                              '(k/n +): seeds where fine-tuning is better)',
-                              deltas),
-                             ('Plot', f'![F1 vs training fraction]({png})'),
-                             ('Verdict', verdict(runs, fractions)),
-                         ])
+    f'Data `{data_dir}` ({len(first):,} training sentences, '
+    f'{len(ds.splits["dev"]):,} dev sentences), vectors '
+    f'`{embeddings}`, model {model_cfg.model} '
+    f'(k={model_cfg.window}, hidden {model_cfg.hidden}, '
+    f'{model_cfg.nonlinearity}), {cfg.optimizer} lr '
+    f'{lr:g}, no L2, seeds {", ".join(map(str, seeds))}. '
+    "'frozen' keeps L (the word vectors) fixed; the casing vectors and the "
+    "layers train in both. 'fine-tuned' also updates the rows of L that a "
+    'batch touches.\n\n'
+    '* **Subset**: for seed s, the first round(f·n) sentences of a random '
+    'permutation of the n training sentences seeded by s (nested across '
+    'fractions, shared by frozen and fine-tuned).\n'
+    "* **Vocabulary**: the subset's words plus every word with a "
+    'pretrained vector, so dev words keep their pretrained vectors.\n'
+    '* **Groups**: a token is *seen* when its lowercased form occurs among '
+    'the lowercased tokens of the training subset (any position, any tag). '
+    'A chunk is *seen* if all its tokens are seen, *unseen* if none is, '
+    '*mixed* otherwise. Gold and predicted chunks are grouped by the same '
+    'rule on their own tokens; per group, precision = correct / predicted '
+    'and recall = correct / gold (a correct chunk spans the same tokens as '
+    'its gold chunk, so it is in the same group).\n'
+    f'* **Budget**: each fraction gets about the steps of {epochs} passes '
+    f'over the full training split (fraction f: ~{epochs}/f passes over '
+    f'its subset), at most {max_epochs} passes; the scores are '
+    f'those of the final parameters (no early stopping on dev).'
+  )
+  render.write_report(
+    workdir / 'report.md',
+    'Frozen vs fine-tuned word vectors',
+    [
+      ('Setup', setup),
+      ('Dev entity F1 (mean ± std over seeds)', main_table),
+      (
+        'Fine-tuned minus frozen (paired by seed; '
+        '(k/n +): seeds where fine-tuning is better)',
+        deltas,
+      ),
+      ('Plot', f'![F1 vs training fraction]({png})'),
+      ('Verdict', verdict(runs, fractions)),
+    ],
+  )
   return '\n\n'.join([main_table, deltas, verdict(runs, fractions)])

@@ -15,8 +15,9 @@ in interleaved rounds, `repeats` of each; the best round is kept):
     the lazy row update in its plain form (engine.lazy_row_update_plain);
   * a vmapped sweep of `sweep_configs` L2 strengths against one configuration,
     with the least time the S configurations could take at the matmul peak.
-FLOPs per window are 3x the forward matmuls (research.model.num_flops_per_window):
-the backward pass of each product costs two products of the same size.
+FLOPs per window are 3x the forward matmuls
+(research.model.num_flops_per_window): the backward pass of each product
+costs two products of the same size.
 Compilation is excluded from every rate (it is reported separately).
 """
 
@@ -84,38 +85,58 @@ def matmul_floor(B, D, H, C, steps, compiler_options):
     a = x @ w1.T
     f = a @ w2.T
     da = f @ w2
-    return (x - 1e-9 * (da @ w1), w1 - 1e-9 * (da.T @ x),
-            w2 - 1e-9 * (f.T @ a))
+    return (x - 1e-9 * (da @ w1), w1 - 1e-9 * (da.T @ x), w2 - 1e-9 * (f.T @ a))
 
-  run = jax.jit(lambda c: jax.lax.fori_loop(0, steps, body, c),
-                compiler_options=dict(compiler_options) or None)
+  run = jax.jit(
+    lambda c: jax.lax.fori_loop(0, steps, body, c),
+    compiler_options=dict(compiler_options) or None,
+  )
   jax.block_until_ready(run((x, w1, w2)))
 
   def timer():
     t = time.perf_counter()
     jax.block_until_ready(run((x, w1, w2)))
     return time.perf_counter() - t
+
   return timer
 
 
-def fit_timer(params, windows, hyper, model_cfg, cfg, steps, seeds=(0,),
-              compiler_options=None):
+def fit_timer(
+  params,
+  windows,
+  hyper,
+  model_cfg,
+  cfg,
+  steps,
+  seeds=(0,),
+  compiler_options=None,
+):
   """A timer of classifier.fit's stepping over `steps` steps (one compiled
   call) of the stacked `params`; also returns the list that collects each
   run's compile seconds."""
   sub = _take(windows, steps * cfg.batch_size)
   compile_s = []
   S = len(seeds)
-  hyper = engine.Hyper(np.broadcast_to(hyper.lr, S),
-                       np.broadcast_to(hyper.l2, S))
+  hyper = engine.Hyper(
+    np.broadcast_to(hyper.lr, S), np.broadcast_to(hyper.l2, S)
+  )
 
   def timer():
-    _, _, stats = classifier.fit(params, sub, hyper, seeds, model_cfg, cfg,
-                                 epochs=1, steps_per_call=steps,
-                                 compiler_options=compiler_options,
-                                 log=lambda _: None)
+    _, _, stats = classifier.fit(
+      params,
+      sub,
+      hyper,
+      seeds,
+      model_cfg,
+      cfg,
+      epochs=1,
+      steps_per_call=steps,
+      compiler_options=compiler_options,
+      log=lambda _: None,
+    )
     compile_s.append(stats['compile_seconds'])
     return stats['train_seconds']
+
   return timer, compile_s
 
 
@@ -123,8 +144,12 @@ def _take(windows, n):
   """The first n windows, tiled if there are fewer."""
   reps = -(-n // len(windows.labels))
   tile = lambda a: np.concatenate([a] * reps)[:n]
-  return type(windows)(tile(windows.words), tile(windows.casing),
-                       tile(windows.labels), tile(windows.sentence_index))
+  return type(windows)(
+    tile(windows.words),
+    tile(windows.casing),
+    tile(windows.labels),
+    tile(windows.sentence_index),
+  )
 
 
 def naive_timer(params, windows, hyper, model_cfg, cfg, steps):
@@ -144,14 +169,19 @@ def naive_timer(params, windows, hyper, model_cfg, cfg, steps):
       state, loss = step(state, batch, hyper, model_cfg=model_cfg, cfg=cfg)
     loss.block_until_ready()
     return time.perf_counter() - t
+
   timer()  # compiles
   return timer
 
 
 def init(ds, model_cfg, seed=0):
-  return model_lib.init_params(jax.random.key(seed), model_cfg,
-                               vocab_size=len(ds.vocab),
-                               num_classes=len(ds.tags), embeddings=ds.L_init)
+  return model_lib.init_params(
+    jax.random.key(seed),
+    model_cfg,
+    vocab_size=len(ds.vocab),
+    num_classes=len(ds.tags),
+    embeddings=ds.L_init,
+  )
 
 
 def init_stack(ds, model_cfg, seeds):
@@ -160,12 +190,24 @@ def init_stack(ds, model_cfg, seeds):
 
 def check_batch_sizes(batch_sizes):
   if 256 not in batch_sizes:
-    raise UserError('--batch_sizes must include 256: the vocabulary, naive '
-                    'and sweep comparisons are made at batch 256')
+    raise UserError(
+      '--batch_sizes must include 256: the vocabulary, naive '
+      'and sweep comparisons are made at batch 256'
+    )
 
 
-def run(datasets, model_cfg, cfg, *, lr, batch_sizes, bench_steps=0,
-        sweep_configs=8, repeats=3, log=print):
+def run(
+  datasets,
+  model_cfg,
+  cfg,
+  *,
+  lr,
+  batch_sizes,
+  bench_steps=0,
+  sweep_configs=8,
+  repeats=3,
+  log=print,
+):
   """Every measurement; returns the plain data written to bench.json.
 
   datasets: {'data': Dataset, 'pretrained': Dataset} (the two vocabularies).
@@ -175,20 +217,30 @@ def run(datasets, model_cfg, cfg, *, lr, batch_sizes, bench_steps=0,
   check_batch_sizes(batch_sizes)
   hyper = engine.Hyper(lr, 0.0)
   train_options = engine.default_compiler_options()
-  out = {'device': str(jax.devices()[0]), 'backend': jax.default_backend(),
-         'jax': jax.__version__, 'train_compiler_options': dict(train_options),
-         'repeats': repeats}
+  out = {
+    'device': str(jax.devices()[0]),
+    'backend': jax.default_backend(),
+    'jax': jax.__version__,
+    'train_compiler_options': dict(train_options),
+    'repeats': repeats,
+  }
 
-  by_options = {'xla_defaults': matmul_peak(XLA_DEFAULTS),
-                'train_options': matmul_peak(train_options)}
+  by_options = {
+    'xla_defaults': matmul_peak(XLA_DEFAULTS),
+    'train_options': matmul_peak(train_options),
+  }
   peak = max(g for by_size in by_options.values() for g in by_size.values())
   out['matmul_peak_gflops'] = peak
   out['matmul_gflops_by_size'] = by_options
-  log(f'matmul peak {peak:.1f} GFLOP/s; by size, XLA defaults / training '
-      'options: ' + ', '.join(
-          f'{n}: {by_options["xla_defaults"][n]:.0f} / '
-          f'{by_options["train_options"][n]:.0f}'
-          for n in by_options['xla_defaults']))
+  log(
+    f'matmul peak {peak:.1f} GFLOP/s; by size, XLA defaults / training '
+    'options: '
+    + ', '.join(
+      f'{n}: {by_options["xla_defaults"][n]:.0f} / '
+      f'{by_options["train_options"][n]:.0f}'
+      for n in by_options['xla_defaults']
+    )
+  )
 
   out['runs'] = []
   for vocab in ('data', 'pretrained'):
@@ -204,85 +256,123 @@ def run(datasets, model_cfg, cfg, *, lr, batch_sizes, bench_steps=0,
       steps = max(20, steps_budget // B)
       c = cfg._replace(batch_size=B)
       timers = {}
-      timers['step'], compile_s = fit_timer(params, train, hyper, model_cfg,
-                                            c, steps)
+      timers['step'], compile_s = fit_timer(
+        params, train, hyper, model_cfg, c, steps
+      )
       if vocab == 'data' and model_cfg.model == 'hidden':
-        timers['matmuls'] = matmul_floor(B, D, model_cfg.hidden,
-                                         len(ds.tags), steps, train_options)
+        timers['matmuls'] = matmul_floor(
+          B, D, model_cfg.hidden, len(ds.tags), steps, train_options
+        )
       if B == 256 and vocab == 'data':
         naive_steps = min(steps, 400)
-        naive = naive_timer(engine.unstack(params, 0), train, hyper,
-                            model_cfg, c, naive_steps)
-        timers['naive'] = lambda: naive() * steps / naive_steps
-        timers['xla_defaults'], _ = fit_timer(params, train, hyper, model_cfg,
-                                              c, steps,
-                                              compiler_options=XLA_DEFAULTS)
-        timers['plain_rows'], _ = fit_timer(params, train, hyper, model_cfg,
-                                            c._replace(packed_rows=False),
-                                            steps)
+        naive = naive_timer(
+          engine.unstack(params, 0), train, hyper, model_cfg, c, naive_steps
+        )
+        timers['naive'] = lambda: naive() * steps / naive_steps  # noqa: B023
+        timers['xla_defaults'], _ = fit_timer(
+          params,
+          train,
+          hyper,
+          model_cfg,
+          c,
+          steps,
+          compiler_options=XLA_DEFAULTS,
+        )
+        timers['plain_rows'], _ = fit_timer(
+          params, train, hyper, model_cfg, c._replace(packed_rows=False), steps
+        )
       seconds = rounds(timers, repeats)
       rate = {name: steps * B / s for name, s in seconds.items()}
-      run = {'vocab': vocab, 'vocab_size': len(ds.vocab), 'batch_size': B,
-             'steps': steps, 'windows_per_sec': rate['step'],
-             'gflops': rate['step'] * flops / 1e9,
-             'fraction_of_peak': rate['step'] * flops / 1e9 / peak,
-             'compile_seconds': compile_s[0], 'flops_per_window': flops}
+      run = {
+        'vocab': vocab,
+        'vocab_size': len(ds.vocab),
+        'batch_size': B,
+        'steps': steps,
+        'windows_per_sec': rate['step'],
+        'gflops': rate['step'] * flops / 1e9,
+        'fraction_of_peak': rate['step'] * flops / 1e9 / peak,
+        'compile_seconds': compile_s[0],
+        'flops_per_window': flops,
+      }
       if 'matmuls' in rate:
         run['matmuls_only_windows_per_sec'] = rate['matmuls']
-        run['matmuls_only_fraction_of_peak'] = rate['matmuls'] * flops / 1e9 / peak
+        run['matmuls_only_fraction_of_peak'] = (
+          rate['matmuls'] * flops / 1e9 / peak
+        )
       if 'naive' in rate:
         run['naive_windows_per_sec'] = rate['naive']
         run['xla_defaults_windows_per_sec'] = rate['xla_defaults']
         run['plain_rows_windows_per_sec'] = rate['plain_rows']
       out['runs'].append(run)
-      log(f'vocab {len(ds.vocab):,} batch {B}: {rate["step"]:,.0f} windows/s, '
-          f'{run["gflops"]:.1f} GFLOP/s = {100 * run["fraction_of_peak"]:.0f}% '
-          'of peak' + ''.join(
-              f'; {label} {rate[name]:,.0f}' for name, label in (
-                  ('matmuls', 'matmuls alone'), ('naive', 'naive'),
-                  ('xla_defaults', 'with XLA default options'),
-                  ('plain_rows', 'plain row update'))
-              if name in rate))
+      log(
+        f'vocab {len(ds.vocab):,} batch {B}: {rate["step"]:,.0f} windows/s, '
+        f'{run["gflops"]:.1f} GFLOP/s = {100 * run["fraction_of_peak"]:.0f}% '
+        'of peak'
+        + ''.join(
+          f'; {label} {rate[name]:,.0f}'
+          for name, label in (
+            ('matmuls', 'matmuls alone'),
+            ('naive', 'naive'),
+            ('xla_defaults', 'with XLA default options'),
+            ('plain_rows', 'plain row update'),
+          )
+          if name in rate
+        )
+      )
 
   # Vmapped sweep: S configurations as one program vs one configuration.
   ds, S = datasets['data'], sweep_configs
   train = ds.windows['train']
   steps = max(20, len(train.labels) // 256)
   c = cfg._replace(batch_size=256)
-  one, _ = fit_timer(init_stack(ds, model_cfg, [0]), train, hyper,
-                     model_cfg, c, steps)
+  one, _ = fit_timer(
+    init_stack(ds, model_cfg, [0]), train, hyper, model_cfg, c, steps
+  )
   many, many_compile = fit_timer(
-      init_stack(ds, model_cfg, range(S)), train,
-      engine.Hyper(np.full(S, hyper.lr), np.geomspace(1e-6, 1e-3, S)),
-      model_cfg, c, steps, seeds=list(range(S)))
+    init_stack(ds, model_cfg, range(S)),
+    train,
+    engine.Hyper(np.full(S, hyper.lr), np.geomspace(1e-6, 1e-3, S)),
+    model_cfg,
+    c,
+    steps,
+    seeds=list(range(S)),
+  )
   seconds = rounds({'one': one, 'many': many}, repeats)
-  r256 = next(r for r in out['runs']
-              if r['vocab'] == 'data' and r['batch_size'] == 256)
+  r256 = next(
+    r for r in out['runs'] if r['vocab'] == 'data' and r['batch_size'] == 256
+  )
   at_peak = S * steps * 256 * r256['flops_per_window'] / (peak * 1e9)
   out['sweep'] = {
-      'configs': S, 'steps': steps,
-      'one_train_seconds': seconds['one'],
-      'many_train_seconds': seconds['many'],
-      'many_compile_seconds': many_compile[0],
-      'train_ratio': seconds['many'] / seconds['one'],
-      'many_seconds_at_matmul_peak': at_peak,
-      'least_ratio_at_matmul_peak': at_peak / seconds['one']}
-  log(f'vmapped sweep: {S} configurations take '
-      f'{out["sweep"]["train_ratio"]:.2f}x the training time of one; at the '
-      f'matmul peak their FLOPs alone would take '
-      f'{out["sweep"]["least_ratio_at_matmul_peak"]:.2f}x (compiling the '
-      f'vmapped program took {out["sweep"]["many_compile_seconds"]:.1f}s more)')
+    'configs': S,
+    'steps': steps,
+    'one_train_seconds': seconds['one'],
+    'many_train_seconds': seconds['many'],
+    'many_compile_seconds': many_compile[0],
+    'train_ratio': seconds['many'] / seconds['one'],
+    'many_seconds_at_matmul_peak': at_peak,
+    'least_ratio_at_matmul_peak': at_peak / seconds['one'],
+  }
+  log(
+    f'vmapped sweep: {S} configurations take '
+    f'{out["sweep"]["train_ratio"]:.2f}x the training time of one; at the '
+    f'matmul peak their FLOPs alone would take '
+    f'{out["sweep"]["least_ratio_at_matmul_peak"]:.2f}x (compiling the '
+    f'vmapped program took {out["sweep"]["many_compile_seconds"]:.1f}s more)'
+  )
 
-  small = [r for r in out['runs'] if r['vocab'] == 'data']
   full = next(r for r in out['runs'] if r['vocab'] == 'pretrained')
-  out['full_vocab_time_ratio'] = r256['windows_per_sec'] / full[
-      'windows_per_sec']
-  out['speedup_over_naive'] = r256['windows_per_sec'] / r256[
-      'naive_windows_per_sec']
-  out['speedup_over_xla_defaults'] = r256['windows_per_sec'] / r256[
-      'xla_defaults_windows_per_sec']
-  out['speedup_over_plain_rows'] = r256['windows_per_sec'] / r256[
-      'plain_rows_windows_per_sec']
+  out['full_vocab_time_ratio'] = (
+    r256['windows_per_sec'] / full['windows_per_sec']
+  )
+  out['speedup_over_naive'] = (
+    r256['windows_per_sec'] / r256['naive_windows_per_sec']
+  )
+  out['speedup_over_xla_defaults'] = (
+    r256['windows_per_sec'] / r256['xla_defaults_windows_per_sec']
+  )
+  out['speedup_over_plain_rows'] = (
+    r256['windows_per_sec'] / r256['plain_rows_windows_per_sec']
+  )
   out['batch_sizes'] = batch_sizes
   return out
 
@@ -292,60 +382,114 @@ def write_outputs(workdir, out):
   peak, repeats = out['matmul_peak_gflops'], out['repeats']
   train_options = tuple(out['train_compiler_options'].items())
   S = out['sweep']['configs']
-  r256 = next(r for r in out['runs']
-              if r['vocab'] == 'data' and r['batch_size'] == 256)
+  r256 = next(
+    r for r in out['runs'] if r['vocab'] == 'data' and r['batch_size'] == 256
+  )
   small = [r for r in out['runs'] if r['vocab'] == 'data']
   full = next(r for r in out['runs'] if r['vocab'] == 'pretrained')
   best = max(small, key=lambda r: r['windows_per_sec'])
-  headers = ['vocab', 'batch', 'windows/s', 'GFLOP/s', '% of peak',
-             'matmuls alone, windows/s (% of peak)', 'step time in matmuls']
-  table = [[f'{r["vocab_size"]:,}', r['batch_size'],
-            f'{r["windows_per_sec"]:,.0f}', f'{r["gflops"]:.1f}',
-            f'{100 * r["fraction_of_peak"]:.0f}%'] + (
-                [f'{r["matmuls_only_windows_per_sec"]:,.0f} '
-                 f'({100 * r["matmuls_only_fraction_of_peak"]:.0f}%)',
-                 f'{100 * r["windows_per_sec"] / r["matmuls_only_windows_per_sec"]:.0f}%']
-                if 'matmuls_only_windows_per_sec' in r else ['—', '—'])
-           for r in out['runs']]
+  headers = [
+    'vocab',
+    'batch',
+    'windows/s',
+    'GFLOP/s',
+    '% of peak',
+    'matmuls alone, windows/s (% of peak)',
+    'step time in matmuls',
+  ]
+  table = [
+    [
+      f'{r["vocab_size"]:,}',
+      r['batch_size'],
+      f'{r["windows_per_sec"]:,.0f}',
+      f'{r["gflops"]:.1f}',
+      f'{100 * r["fraction_of_peak"]:.0f}%',
+    ]
+    + (
+      [
+        f'{r["matmuls_only_windows_per_sec"]:,.0f} '
+        f'({100 * r["matmuls_only_fraction_of_peak"]:.0f}%)',
+        f'{100 * r["windows_per_sec"] / r["matmuls_only_windows_per_sec"]:.0f}'
+        '%',
+      ]
+      if 'matmuls_only_windows_per_sec' in r
+      else ['—', '—']
+    )
+    for r in out['runs']
+  ]
   options = ', '.join(f'{k}={v!r}' for k, v in train_options) or 'none'
-  summary = render.markdown_table(['measure', 'value'], [
+  summary = render.markdown_table(
+    ['measure', 'value'],
+    [
       ['matmul peak (GFLOP/s)', f'{peak:.1f}'],
       ['batch 256, windows/s', f'{r256["windows_per_sec"]:,.0f}'],
-      ['naive baseline at batch 256, windows/s',
-       f'{r256["naive_windows_per_sec"]:,.0f}'],
+      [
+        'naive baseline at batch 256, windows/s',
+        f'{r256["naive_windows_per_sec"]:,.0f}',
+      ],
       ['speedup over naive at batch 256', f'{out["speedup_over_naive"]:.2f}x'],
-      ['batch 256 with XLA\'s default options, windows/s (speedup of the '
-       'training options)', f'{r256["xla_defaults_windows_per_sec"]:,.0f} '
-       f'({out["speedup_over_xla_defaults"]:.2f}x)'],
-      ['batch 256 with the plain row update, windows/s (speedup of the '
-       'packed one)', f'{r256["plain_rows_windows_per_sec"]:,.0f} '
-       f'({out["speedup_over_plain_rows"]:.2f}x)'],
-      [f'best batch ({best["batch_size"]}), % of peak',
-       f'{100 * best["fraction_of_peak"]:.0f}%'],
-      [f'full vocabulary ({full["vocab_size"]:,}) time / data vocabulary '
-       f'({r256["vocab_size"]:,}) time', f'{out["full_vocab_time_ratio"]:.2f}x'],
-      [f'{S}-config vmapped sweep time / one config (training)',
-       f'{out["sweep"]["train_ratio"]:.2f}x'],
-      [f'{S} configs\' FLOPs at the matmul peak / one config\'s measured time '
-       '(the least the ratio above can be)',
-       f'{out["sweep"]["least_ratio_at_matmul_peak"]:.2f}x'],
-      [f'{S}-config vmapped program, compile seconds (once per sweep)',
-       f'{out["sweep"]["many_compile_seconds"]:.1f}'],
-  ])
+      [
+        "batch 256 with XLA's default options, windows/s (speedup of the "
+        'training options)',
+        f'{r256["xla_defaults_windows_per_sec"]:,.0f} '
+        f'({out["speedup_over_xla_defaults"]:.2f}x)',
+      ],
+      [
+        'batch 256 with the plain row update, windows/s (speedup of the '
+        'packed one)',
+        f'{r256["plain_rows_windows_per_sec"]:,.0f} '
+        f'({out["speedup_over_plain_rows"]:.2f}x)',
+      ],
+      [
+        f'best batch ({best["batch_size"]}), % of peak',
+        f'{100 * best["fraction_of_peak"]:.0f}%',
+      ],
+      [
+        f'full vocabulary ({full["vocab_size"]:,}) time / data vocabulary '
+        f'({r256["vocab_size"]:,}) time',
+        f'{out["full_vocab_time_ratio"]:.2f}x',
+      ],
+      [
+        f'{S}-config vmapped sweep time / one config (training)',
+        f'{out["sweep"]["train_ratio"]:.2f}x',
+      ],
+      [
+        f"{S} configs' FLOPs at the matmul peak / one config's measured time "
+        '(the least the ratio above can be)',
+        f'{out["sweep"]["least_ratio_at_matmul_peak"]:.2f}x',
+      ],
+      [
+        f'{S}-config vmapped program, compile seconds (once per sweep)',
+        f'{out["sweep"]["many_compile_seconds"]:.1f}',
+      ],
+    ],
+  )
   fig, (ax,) = render.figure()
-  ax.plot([r['batch_size'] for r in small],
-          [r['windows_per_sec'] for r in small], 'o-', label='compiled loop, '
-          'sparse rows')
+  ax.plot(
+    [r['batch_size'] for r in small],
+    [r['windows_per_sec'] for r in small],
+    'o-',
+    label='compiled loop, sparse rows',
+  )
   if 'matmuls_only_windows_per_sec' in r256:
-    ax.plot([r['batch_size'] for r in small],
-            [r['matmuls_only_windows_per_sec'] for r in small], 's:',
-            color='tab:green', label='its matrix products alone')
-  ax.axhline(peak * 1e9 / r256['flops_per_window'], color='gray', ls='--',
-             label='matmul peak / FLOPs per window')
+    ax.plot(
+      [r['batch_size'] for r in small],
+      [r['matmuls_only_windows_per_sec'] for r in small],
+      's:',
+      color='tab:green',
+      label='its matrix products alone',
+    )
+  ax.axhline(
+    peak * 1e9 / r256['flops_per_window'],
+    color='gray',
+    ls='--',
+    label='matmul peak / FLOPs per window',
+  )
   ax.plot([256], [r256['naive_windows_per_sec']], 'rs', label='naive step')
   ax.set_xscale('log', base=2)
-  ax.set_xticks([r['batch_size'] for r in small],
-                [str(r['batch_size']) for r in small])
+  ax.set_xticks(
+    [r['batch_size'] for r in small], [str(r['batch_size']) for r in small]
+  )
   ax.set_xlabel('batch size')
   ax.set_ylabel('training windows/s')
   ax.set_ylim(bottom=0)
@@ -354,21 +498,29 @@ def write_outputs(workdir, out):
   ax.grid(alpha=0.3)
   png = render.save(fig, workdir / 'throughput.png')
   workdir_lib.write_json(workdir / 'bench.json', out)
-  render.write_report(workdir / 'bench.md', 'Training throughput', [
-      ('Machine', f'{out["device"]} ({out["backend"]}), jax {out["jax"]}; '
-                  f'FLOPs per window {r256["flops_per_window"]:,} (3x the '
-                  f'forward matmuls); training compiler options: {options}; '
-                  f'best of {repeats} interleaved rounds.'),
+  render.write_report(
+    workdir / 'bench.md',
+    'Training throughput',
+    [
+      (
+        'Machine',
+        f'{out["device"]} ({out["backend"]}), jax {out["jax"]}; '
+        f'FLOPs per window {r256["flops_per_window"]:,} (3x the '
+        f'forward matmuls); training compiler options: {options}; '
+        f'best of {repeats} interleaved rounds.',
+      ),
       ('Summary', summary),
-      ('Reading the table', 'windows/s and GFLOP/s are those of the whole '
-       'training step (gather, forward, backward, loss, sparse row update, '
-       'Adam). "Matmuls alone" times only the step\'s matrix products (the '
-       'FLOPs counted) at the same batch size, so it is the ceiling for this '
-       'model on this machine; "step time in matmuls" is their share of the '
-       'step.'),
+      (
+        'Reading the table',
+        'windows/s and GFLOP/s are those of the whole '
+        'training step (gather, forward, backward, loss, sparse row update, '
+        'Adam). "Matmuls alone" times only the step\'s matrix products (the '
+        'FLOPs counted) at the same batch size, so it is the ceiling for this '
+        'model on this machine; "step time in matmuls" is their share of the '
+        'step.',
+      ),
       ('Throughput by batch size', render.markdown_table(headers, table)),
       ('Plot', f'![]({png})'),
-  ])
+    ],
+  )
   return summary
-
-

@@ -49,10 +49,10 @@ LOOP = 'jax loop (jit per item)'  # a jitted call per vector / window
 DECK_US = {'loop': 639.0, 'matrix': 53.8}  # the deck's per-loop times
 
 NP_NONLINEARITIES = {
-    'tanh': np.tanh,
-    'relu': lambda z: np.maximum(z, 0.0),
-    'sigmoid': lambda z: 1.0 / (1.0 + np.exp(-z)),
-    'hardtanh': lambda z: np.clip(z, -1.0, 1.0),
+  'tanh': np.tanh,
+  'relu': lambda z: np.maximum(z, 0.0),
+  'sigmoid': lambda z: 1.0 / (1.0 + np.exp(-z)),
+  'hardtanh': lambda z: np.clip(z, -1.0, 1.0),
 }
 
 
@@ -99,9 +99,15 @@ def timeit(fns, repeats, min_seconds):
   for _ in range(repeats):
     for name, fn in fns.items():
       per_loop[name].append(measure(fn, number[name]))
-  return {name: {'loops': number[name], 'repeats': repeats,
-                 'best_s': min(t), 'median_s': statistics.median(t)}
-          for name, t in per_loop.items()}
+  return {
+    name: {
+      'loops': number[name],
+      'repeats': repeats,
+      'best_s': min(t),
+      'median_s': statistics.median(t),
+    }
+    for name, t in per_loop.items()
+  }
 
 
 def first_call_seconds(fn):
@@ -157,17 +163,28 @@ def deck_versions(W_Cxd, vectors):
     return np.hstack(list(out)) if isinstance(out, list) else np.asarray(out)
 
   versions = {
-      'numpy loop': ('numpy', lambda: [W_Cxd.dot(v) for v in vectors], None),
-      'numpy matrix': ('numpy', lambda: W_Cxd.dot(M_dxN), None),
-      LOOP: (
-          'jax', lambda: jax.block_until_ready([one(W, v) for v in vs]),
-          lambda: one(W, vs[0])),
-      'jax lax.map': ('jax', lambda: mapped(W, V_Nxdx1).block_until_ready(),
-                      lambda: mapped(W, V_Nxdx1)),
-      'jax vmap': ('jax', lambda: vmapped(W, V_Nxdx1).block_until_ready(),
-                   lambda: vmapped(W, V_Nxdx1)),
-      'jax matrix': ('jax', lambda: matrix(W, M).block_until_ready(),
-                     lambda: matrix(W, M)),
+    'numpy loop': ('numpy', lambda: [W_Cxd.dot(v) for v in vectors], None),
+    'numpy matrix': ('numpy', lambda: W_Cxd.dot(M_dxN), None),
+    LOOP: (
+      'jax',
+      lambda: jax.block_until_ready([one(W, v) for v in vs]),
+      lambda: one(W, vs[0]),
+    ),
+    'jax lax.map': (
+      'jax',
+      lambda: mapped(W, V_Nxdx1).block_until_ready(),
+      lambda: mapped(W, V_Nxdx1),
+    ),
+    'jax vmap': (
+      'jax',
+      lambda: vmapped(W, V_Nxdx1).block_until_ready(),
+      lambda: vmapped(W, V_Nxdx1),
+    ),
+    'jax matrix': (
+      'jax',
+      lambda: matrix(W, M).block_until_ready(),
+      lambda: matrix(W, M),
+    ),
   }
   out = {}
   for name, (lib, run, first) in versions.items():
@@ -182,15 +199,26 @@ def deck_versions(W_Cxd, vectors):
 # The window model: class scores f [N, C] of N windows.
 
 
-def model_inputs(model_cfg, num_windows, vocab_size=MODEL_VOCAB,
-                 num_classes=MODEL_CLASSES, embed_dim=50, seed=0):
+def model_inputs(
+  model_cfg,
+  num_windows,
+  vocab_size=MODEL_VOCAB,
+  num_classes=MODEL_CLASSES,
+  embed_dim=50,
+  seed=0,
+):
   """Random parameters of the window model and random windows."""
-  params = model_lib.init_params(jax.random.key(seed), model_cfg,
-                                 vocab_size=vocab_size,
-                                 num_classes=num_classes, embed_dim=embed_dim)
+  params = model_lib.init_params(
+    jax.random.key(seed),
+    model_cfg,
+    vocab_size=vocab_size,
+    num_classes=num_classes,
+    embed_dim=embed_dim,
+  )
   if model_cfg.model == 'softmax':  # zeros at init: make the scores nonzero
-    params['W'] = 0.01 * jax.random.normal(jax.random.key(seed + 1),
-                                           params['W'].shape)
+    params['W'] = 0.01 * jax.random.normal(
+      jax.random.key(seed + 1), params['W'].shape
+    )
   rng = np.random.default_rng(seed)
   K = 2 * model_cfg.window + 1
   words_NxK = rng.integers(0, vocab_size, (num_windows, K), dtype=np.int32)
@@ -200,13 +228,17 @@ def model_inputs(model_cfg, num_windows, vocab_size=MODEL_VOCAB,
 
 def dataset_inputs(ds, model_cfg, max_windows=0, seed=0):
   """Initial parameters on ds's word vectors, and its first dev windows."""
-  params = model_lib.init_params(jax.random.key(seed), model_cfg,
-                                 vocab_size=len(ds.vocab),
-                                 num_classes=len(ds.tags),
-                                 embeddings=ds.L_init)
+  params = model_lib.init_params(
+    jax.random.key(seed),
+    model_cfg,
+    vocab_size=len(ds.vocab),
+    num_classes=len(ds.tags),
+    embeddings=ds.L_init,
+  )
   if model_cfg.model == 'softmax':  # zeros at init: make the scores nonzero
-    params['W'] = 0.01 * jax.random.normal(jax.random.key(seed + 1),
-                                           params['W'].shape)
+    params['W'] = 0.01 * jax.random.normal(
+      jax.random.key(seed + 1), params['W'].shape
+    )
   dev = ds.windows['dev']
   n = min(max_windows or len(dev.labels), len(dev.labels))
   return params, dev.words[:n], dev.casing[:n]
@@ -214,20 +246,23 @@ def dataset_inputs(ds, model_cfg, max_windows=0, seed=0):
 
 def model_scores(params, words_NxK, casing_NxK, model_cfg):
   """f [N, C]: look the windows up in L and L_case, then class_scores."""
-  x_NxD = model_lib.window_vectors(params['L'], params['L_case'], words_NxK,
-                                   casing_NxK)
+  x_NxD = model_lib.window_vectors(
+    params['L'], params['L_case'], words_NxK, casing_NxK
+  )
   return model_lib.class_scores(params, x_NxD, model_cfg)
 
 
 def numpy_model_scores(params, words_NxK, casing_NxK, model_cfg):
   """The same forward pass in NumPy (float32 parameters)."""
   N = len(words_NxK)
-  x_NxD = np.concatenate([params['L'][words_NxK], params['L_case'][casing_NxK]],
-                         axis=-1).reshape(N, -1)
+  x_NxD = np.concatenate(
+    [params['L'][words_NxK], params['L_case'][casing_NxK]], axis=-1
+  ).reshape(N, -1)
   if model_cfg.model == 'softmax':
     return x_NxD @ params['W'].T + params['c']
-  a_NxH = NP_NONLINEARITIES[model_cfg.nonlinearity](x_NxD @ params['V'].T +
-                                                    params['b'])
+  a_NxH = NP_NONLINEARITIES[model_cfg.nonlinearity](
+    x_NxD @ params['V'].T + params['b']
+  )
   return a_NxH @ params['W'].T + params['c']
 
 
@@ -242,8 +277,9 @@ def model_versions(params, words_NxK, casing_NxK, model_cfg):
     {name: (library, run, scores, compile_fn)}; scores() gives [N, C].
   """
   np_params = {k: np.asarray(v) for k, v in params.items()}
-  rows = [(words_NxK[i:i + 1], casing_NxK[i:i + 1])
-          for i in range(len(words_NxK))]
+  rows = [
+    (words_NxK[i : i + 1], casing_NxK[i : i + 1]) for i in range(len(words_NxK))
+  ]
   dev_rows = [(jnp.asarray(w), jnp.asarray(c)) for w, c in rows]
   words, casing = jnp.asarray(words_NxK), jnp.asarray(casing_NxK)
 
@@ -253,62 +289,81 @@ def model_versions(params, words_NxK, casing_NxK, model_cfg):
   one = jax.jit(lambda p, w, c: model_scores(p, w, c, model_cfg))
   batched = jax.jit(lambda p, w, c: model_scores(p, w, c, model_cfg))
   vmapped = jax.jit(jax.vmap(per_window, in_axes=(None, 0, 0)))
-  mapped = jax.jit(lambda p, w, c: jax.lax.map(
-      lambda wc: per_window(p, *wc), (w, c)))
+  mapped = jax.jit(
+    lambda p, w, c: jax.lax.map(lambda wc: per_window(p, *wc), (w, c))
+  )
 
   def np_loop():
     return [numpy_model_scores(np_params, w, c, model_cfg) for w, c in rows]
 
   versions = {
-      'numpy loop': ('numpy', np_loop, None),
-      'numpy matrix': ('numpy', lambda: numpy_model_scores(
-          np_params, words_NxK, casing_NxK, model_cfg), None),
-      LOOP: (
-          'jax', lambda: jax.block_until_ready(
-              [one(params, w, c) for w, c in dev_rows]),
-          lambda: one(params, *dev_rows[0])),
-      'jax lax.map': ('jax', lambda: mapped(params, words,
-                                            casing).block_until_ready(),
-                      lambda: mapped(params, words, casing)),
-      'jax vmap': ('jax', lambda: vmapped(params, words,
-                                          casing).block_until_ready(),
-                   lambda: vmapped(params, words, casing)),
-      'jax matrix': ('jax', lambda: batched(params, words,
-                                            casing).block_until_ready(),
-                     lambda: batched(params, words, casing)),
+    'numpy loop': ('numpy', np_loop, None),
+    'numpy matrix': (
+      'numpy',
+      lambda: numpy_model_scores(np_params, words_NxK, casing_NxK, model_cfg),
+      None,
+    ),
+    LOOP: (
+      'jax',
+      lambda: jax.block_until_ready([one(params, w, c) for w, c in dev_rows]),
+      lambda: one(params, *dev_rows[0]),
+    ),
+    'jax lax.map': (
+      'jax',
+      lambda: mapped(params, words, casing).block_until_ready(),
+      lambda: mapped(params, words, casing),
+    ),
+    'jax vmap': (
+      'jax',
+      lambda: vmapped(params, words, casing).block_until_ready(),
+      lambda: vmapped(params, words, casing),
+    ),
+    'jax matrix': (
+      'jax',
+      lambda: batched(params, words, casing).block_until_ready(),
+      lambda: batched(params, words, casing),
+    ),
   }
   out = {}
   for name, (lib, run, first) in versions.items():
+
     def scores(run=run):
       f = run()
       return np.concatenate(f) if isinstance(f, list) else np.asarray(f)
+
     out[name] = (lib, run, scores, first)
   return out
 
 
 def bench(versions, num_items, repeats, min_seconds, log):
   """Times every version; returns result rows (ratios against 'matrix')."""
-  first_s = {name: first_call_seconds(first)
-             for name, (_, _, _, first) in versions.items()
-             if first is not None}
-  times = timeit({name: v[1] for name, v in versions.items()}, repeats,
-                 min_seconds)
+  first_s = {
+    name: first_call_seconds(first)
+    for name, (_, _, _, first) in versions.items()
+    if first is not None
+  }
+  times = timeit(
+    {name: v[1] for name, v in versions.items()}, repeats, min_seconds
+  )
   rows = []
   for name, (lib, _, _, _) in versions.items():
     t = times[name]
     # For the loop, the compiled unit is one per-item call.
     unit_s = t['best_s'] / num_items if name == LOOP else t['best_s']
-    compile_s = (max(0.0, first_s[name] - unit_s) if name in first_s
-                 else None)
-    rows.append({'version': name, 'library': lib, **t,
-                 'compile_s': compile_s})
-    log(f'  {name:28s} {t["loops"]} loops, best of {t["repeats"]}: '
-        f'{fmt_time(t["best_s"])} per loop (median '
-        f'{fmt_time(t["median_s"])})'
-        + (f'; compile {compile_s:.3f}s' if compile_s is not None else ''))
+    compile_s = max(0.0, first_s[name] - unit_s) if name in first_s else None
+    rows.append({'version': name, 'library': lib, **t, 'compile_s': compile_s})
+    log(
+      f'  {name:28s} {t["loops"]} loops, best of {t["repeats"]}: '
+      f'{fmt_time(t["best_s"])} per loop (median '
+      f'{fmt_time(t["median_s"])})'
+      + (f'; compile {compile_s:.3f}s' if compile_s is not None else '')
+    )
   for row in rows:
-    ref = next(r for r in rows if r['library'] == row['library'] and
-               r['version'].endswith('matrix'))
+    ref = next(
+      r
+      for r in rows
+      if r['library'] == row['library'] and r['version'].endswith('matrix')
+    )
     row['vs_matrix'] = row['best_s'] / ref['best_s']
   return rows
 
@@ -323,35 +378,62 @@ def check_same(versions, rtol, atol):
       raise AssertionError(f'{name}: shape {got.shape} != {ref.shape}')
     diffs[name] = float(np.max(np.abs(got - ref)))
     if not np.allclose(got, ref, rtol=rtol, atol=atol):
-      raise AssertionError(f'{name}: scores differ from numpy matrix by up to '
-                           f'{diffs[name]:g}')
+      raise AssertionError(
+        f'{name}: scores differ from numpy matrix by up to {diffs[name]:g}'
+      )
   return diffs
 
 
 def table(rows):
   """The markdown table of `bench`'s rows."""
-  headers = ['version', 'loops × best of R', 'best per loop',
-             'median per loop', '× matrix (same library)', 'compile (s)']
-  body = [[r['version'], f'{r["loops"]} × best of {r["repeats"]}',
-           fmt_time(r['best_s']), fmt_time(r['median_s']),
-           f'{r["vs_matrix"]:.1f}',
-           '—' if r['compile_s'] is None else f'{r["compile_s"]:.3f}']
-          for r in rows]
+  headers = [
+    'version',
+    'loops × best of R',
+    'best per loop',
+    'median per loop',
+    '× matrix (same library)',
+    'compile (s)',
+  ]
+  body = [
+    [
+      r['version'],
+      f'{r["loops"]} × best of {r["repeats"]}',
+      fmt_time(r['best_s']),
+      fmt_time(r['median_s']),
+      f'{r["vs_matrix"]:.1f}',
+      '—' if r['compile_s'] is None else f'{r["compile_s"]:.3f}',
+    ]
+    for r in rows
+  ]
   return render.markdown_table(headers, body)
 
 
 def environment():
   """What the timings ran on: versions, device, CPUs, BLAS threads."""
-  return {'jax': jax.__version__, 'numpy': np.__version__,
-          'device': str(jax.devices()[0]), 'cpus': os.cpu_count(),
-          'machine': platform.machine(),
-          'python': platform.python_version(),
-          'openblas_num_threads': os.environ.get('OPENBLAS_NUM_THREADS',
-                                                 'unset')}
+  return {
+    'jax': jax.__version__,
+    'numpy': np.__version__,
+    'device': str(jax.devices()[0]),
+    'cpus': os.cpu_count(),
+    'machine': platform.machine(),
+    'python': platform.python_version(),
+    'openblas_num_threads': os.environ.get('OPENBLAS_NUM_THREADS', 'unset'),
+  }
 
 
-def run(ds, model_cfg, *, deck_classes=5, deck_dim=300, deck_vectors=500,
-        model_windows=0, repeats=5, min_seconds=0.2, data_dir='', log=print):
+def run(
+  ds,
+  model_cfg,
+  *,
+  deck_classes=5,
+  deck_dim=300,
+  deck_vectors=500,
+  model_windows=0,
+  repeats=5,
+  min_seconds=0.2,
+  data_dir='',
+  log=print,
+):
   """Times the deck's example and the window model's scores, loop vs matrix.
 
   Args:
@@ -373,8 +455,10 @@ def run(ds, model_cfg, *, deck_classes=5, deck_dim=300, deck_vectors=500,
   C, d, N = deck_classes, deck_dim, deck_vectors
   env = environment()
   load = [os.getloadavg()[0]]
-  log(f'JAX {env["jax"]} on {env["device"]}, NumPy {env["numpy"]}, '
-      f'{env["cpus"]} CPUs')
+  log(
+    f'JAX {env["jax"]} on {env["device"]}, NumPy {env["numpy"]}, '
+    f'{env["cpus"]} CPUs'
+  )
 
   log(f'deck example: W [{C}, {d}] times {N} word vectors [{d}, 1]')
   W, vectors, _ = deck_inputs(C, d, N)
@@ -386,54 +470,79 @@ def run(ds, model_cfg, *, deck_classes=5, deck_dim=300, deck_vectors=500,
   params, words, casing = dataset_inputs(ds, model_cfg, model_windows)
   windows, vocab_size, classes = len(words), len(ds.vocab), len(ds.tags)
   embed_dim = ds.L_init.shape[1]
-  log(f'window model: {model_cfg.model} ({model_cfg.nonlinearity}, hidden '
-      f'{model_cfg.hidden}), {windows:,} dev windows of {K} words, d='
-      f'{embed_dim}, {classes} classes')
+  log(
+    f'window model: {model_cfg.model} ({model_cfg.nonlinearity}, hidden '
+    f'{model_cfg.hidden}), {windows:,} dev windows of {K} words, d='
+    f'{embed_dim}, {classes} classes'
+  )
   model = model_versions(params, words, casing, model_cfg)
   model_rows = bench(model, windows, repeats, min_seconds, log)
   model_diffs = check_same(model, rtol=1e-4, atol=1e-4)
   load.append(os.getloadavg()[0])
   return {
-      'environment': env, 'deck_reference_us': DECK_US,
-      'deck': {'classes': C, 'dim': d, 'vectors': N, 'rows': deck_rows,
-               'max_abs_diff': deck_diffs},
-      'model': {'config': model_cfg._asdict(), 'windows': windows,
-                'data_dir': data_dir, 'vocab': vocab_size,
-                'classes': classes, 'embed_dim': embed_dim, 'rows': model_rows,
-                'max_abs_diff': model_diffs},
-      'timing': {'repeats': repeats, 'min_seconds': min_seconds,
-                 'load_average_1min': load}}
+    'environment': env,
+    'deck_reference_us': DECK_US,
+    'deck': {
+      'classes': C,
+      'dim': d,
+      'vectors': N,
+      'rows': deck_rows,
+      'max_abs_diff': deck_diffs,
+    },
+    'model': {
+      'config': model_cfg._asdict(),
+      'windows': windows,
+      'data_dir': data_dir,
+      'vocab': vocab_size,
+      'classes': classes,
+      'embed_dim': embed_dim,
+      'rows': model_rows,
+      'max_abs_diff': model_diffs,
+    },
+    'timing': {
+      'repeats': repeats,
+      'min_seconds': min_seconds,
+      'load_average_1min': load,
+    },
+  }
 
 
 COMPILE_NOTE = (
-    'Per-loop times exclude compilation: each JAX version is a fresh jit; '
-    'its first call (tracing + compiling + one run) minus its best steady '
-    'call is the compile column (for the per-item loop, minus one per-item '
-    'call). NumPy has nothing to compile.')
+  'Per-loop times exclude compilation: each JAX version is a fresh jit; '
+  'its first call (tracing + compiling + one run) minus its best steady '
+  'call is the compile column (for the per-item loop, minus one per-item '
+  'call). NumPy has nothing to compile.'
+)
 
 
 def summary(results):
   """The closing paragraph: the loop / matrix ratios against the deck's."""
   env, load = results['environment'], results['timing']['load_average_1min']
   deck_rows = results['deck']['rows']
-  ratio = {lib: next(r['vs_matrix'] for r in deck_rows
-                     if r['library'] == lib and 'loop' in r['version'])
-           for lib in ('numpy', 'jax')}
+  ratio = {
+    lib: next(
+      r['vs_matrix']
+      for r in deck_rows
+      if r['library'] == lib and 'loop' in r['version']
+    )
+    for lib in ('numpy', 'jax')
+  }
   deck_ratio = DECK_US['loop'] / DECK_US['matrix']
   deck_diff = max(results['deck']['max_abs_diff'].values())
   model_diff = max(results['model']['max_abs_diff'].values())
   return (
-      f'The deck: loop 639 µs, matrix 53.8 µs per loop (the loop takes '
-      f'{deck_ratio:.1f}× the time). Here the NumPy loop takes '
-      f'{ratio["numpy"]:.1f}× the time of the NumPy matrix product and the '
-      f'JAX loop of jitted calls {ratio["jax"]:.1f}× the time of one jitted '
-      f'product (load average {load[0]:.1f} before, {load[1]:.1f} after, '
-      f'on {env["cpus"]} CPUs: other processes share the machine when it is '
-      'above the CPU count; OPENBLAS_NUM_THREADS='
-      f'{env["openblas_num_threads"]}). Scores agree across versions (max '
-      f'|difference| from the NumPy product: deck {deck_diff:.2g}, window '
-      f'model {model_diff:.2g}; NumPy runs the deck example in float64, JAX '
-      'in float32).')
+    f'The deck: loop 639 µs, matrix 53.8 µs per loop (the loop takes '
+    f'{deck_ratio:.1f}× the time). Here the NumPy loop takes '
+    f'{ratio["numpy"]:.1f}× the time of the NumPy matrix product and the '
+    f'JAX loop of jitted calls {ratio["jax"]:.1f}× the time of one jitted '
+    f'product (load average {load[0]:.1f} before, {load[1]:.1f} after, '
+    f'on {env["cpus"]} CPUs: other processes share the machine when it is '
+    'above the CPU count; OPENBLAS_NUM_THREADS='
+    f'{env["openblas_num_threads"]}). Scores agree across versions (max '
+    f'|difference| from the NumPy product: deck {deck_diff:.2g}, window '
+    f'model {model_diff:.2g}; NumPy runs the deck example in float64, JAX '
+    'in float32).'
+  )
 
 
 def report_sections(results):
@@ -444,20 +553,25 @@ def report_sections(results):
   C, d, N = deck['classes'], deck['dim'], deck['vectors']
   cfg = model['config']
   return [
-      ('Setup', f'JAX {env["jax"]} on {env["device"]} ({env["cpus"]} CPUs, '
-                f'{env["machine"]}), NumPy {env["numpy"]}. Timing like '
-                '%timeit: warm-up, loops per measurement doubled until one '
-                f'measurement takes {timing["min_seconds"]:g} s, best and '
-                f'median of {timing["repeats"]} measurements, interleaved '
-                'across the versions of a table; JAX results are waited for '
-                f'with `block_until_ready`. {COMPILE_NOTE}'),
-      (f'Deck example: W [{C}, {d}] · {N} vectors [{d}, 1]',
-       table(deck['rows'])),
-      (f'Window model: {model["windows"]:,} dev windows of '
-       f'`{model["data_dir"]}`, {cfg["model"]} ({cfg["nonlinearity"]}, '
-       f'H={cfg["hidden"]}), K={2 * cfg["window"] + 1}, '
-       f'd={model["embed_dim"]}, C={model["classes"]}', table(model['rows'])),
-      ('Summary', summary(results)),
+    (
+      'Setup',
+      f'JAX {env["jax"]} on {env["device"]} ({env["cpus"]} CPUs, '
+      f'{env["machine"]}), NumPy {env["numpy"]}. Timing like '
+      '%timeit: warm-up, loops per measurement doubled until one '
+      f'measurement takes {timing["min_seconds"]:g} s, best and '
+      f'median of {timing["repeats"]} measurements, interleaved '
+      'across the versions of a table; JAX results are waited for '
+      f'with `block_until_ready`. {COMPILE_NOTE}',
+    ),
+    (f'Deck example: W [{C}, {d}] · {N} vectors [{d}, 1]', table(deck['rows'])),
+    (
+      f'Window model: {model["windows"]:,} dev windows of '
+      f'`{model["data_dir"]}`, {cfg["model"]} ({cfg["nonlinearity"]}, '
+      f'H={cfg["hidden"]}), K={2 * cfg["window"] + 1}, '
+      f'd={model["embed_dim"]}, C={model["classes"]}',
+      table(model['rows']),
+    ),
+    ('Summary', summary(results)),
   ]
 
 
