@@ -153,6 +153,9 @@ class ClassifierTask(NamedTuple):
   def batch_size(self):
     return self.cfg.batch_size
 
+  def keeps_per_step(self):
+    return False
+
   def windows_per_step(self):
     return self.cfg.batch_size
 

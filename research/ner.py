@@ -202,7 +202,6 @@ def train_and_evaluate(
     log=log,
   )
   params = engine.unstack(stacked, 0)
-  stats.pop('per_step')
   result = {
     'dev': rows[-1]['dev'],
     'final_train_loss': rows[-1]['train_loss'][0],

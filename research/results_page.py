@@ -215,9 +215,10 @@ def write(run_dirs, page, *, readme=None, overwrite=False):
         shutil.copy(png, assets / png.name)
         mapping[png.name] = f'{rel}/{png.name}'
       body = _relink(body, mapping)
+    from_repo = os.path.relpath(assets / 'flags.txt')  # launch.sh's cwd
     reproduce = (
       f'Reproduce: `./launch.sh {entry} '
-      f'--flagfile={rel}/flags.txt --workdir=runs/{run_name}`'
+      f'--flagfile={from_repo} --workdir=runs/{run_name}`'
     )
     sections.append((f'{entry}: {run_name}', f'{reproduce}\n\n{body}'))
   page.parent.mkdir(parents=True, exist_ok=True)

@@ -280,6 +280,9 @@ class ScorerTask(NamedTuple):
   def batch_size(self):
     return self.cfg.batch_size
 
+  def keeps_per_step(self):
+    return True
+
   def windows_per_step(self):
     return windows_per_step(self.cfg)
 
