@@ -75,7 +75,7 @@ def test_train_writes_its_run_directory_and_predict_reads_it(corpus, tmp_path):
   text = page.read_text()
   assert '| dev | all |' in text and '![](results/run/curves.png)' in text
   assert (page.parent / 'results' / 'run' / 'curves.png').stat().st_size > 0
-  assert '--flagfile=results/run/flags.txt' in text
+  assert 'results/run/flags.txt --workdir=runs/run`' in text
   # A page that report wrote is regenerated without --overwrite.
   result = run_entry(
     'experiments.report', f'--run_dirs={workdir}', f'--output={page}'
