@@ -2,7 +2,7 @@
 
 Gradients are taken with respect to the dense parameters and the *gathered*
 word vectors E = L[words] ([B, K, d]), never the whole table. The word-vector
-gradient then reaches L in one of two ways (`research.engine`):
+gradient then reaches L in one of two ways (`research.optim`):
 
 * sparse (default): the lazy row update of the touched rows only, and of
   only those rows' optimizer state;
@@ -20,9 +20,10 @@ import jax.numpy as jnp
 from research import engine
 from research import losses
 from research import model as model_lib
+from research import optim
 from research import rows
 
-OPTIMIZERS = engine.OPTIMIZERS
+OPTIMIZERS = optim.OPTIMIZERS
 
 
 class TrainConfig(NamedTuple):
@@ -35,7 +36,7 @@ class TrainConfig(NamedTuple):
   l2_biases: bool = False  # L2 covers b and c
   freeze_embeddings: bool = False  # L is never updated
   sparse: bool = True  # row-wise updates of L (see module docstring)
-  packed_rows: bool = True  # engine.lazy_row_update, else its plain form
+  packed_rows: bool = True  # optim.lazy_row_update, else its plain form
   grad: str = 'autodiff'  # or 'manual': the hand-derived backprop
 
 
@@ -94,7 +95,7 @@ def train_step(state, batch, hyper, model_cfg, cfg):
   key, drop_key = state.key, None
   if model_cfg.dropout > 0:
     key, drop_key = jax.random.split(state.key)
-  dense = {k: params[k] for k in engine.dense_keys(params, cfg) if k != 'L'}
+  dense = {k: params[k] for k in optim.dense_keys(params, cfg) if k != 'L'}
   E_BxKxd = rows.take(params['L'], words_BxK)
   loss, g_dense, g_E = batch_grads(
     dense, E_BxKxd, casing_BxK, y_B, hyper.l2, model_cfg, cfg, drop_key
@@ -114,9 +115,7 @@ def train_step(state, batch, hyper, model_cfg, cfg):
       if cfg.l2_embeddings:
         g_L = g_L + hyper.l2 * L
       g_dense['L'] = g_L
-  return engine.apply_gradients(
-    state, g_dense, hyper, cfg, key, word_rows
-  ), loss
+  return optim.apply_gradients(state, g_dense, hyper, cfg, key, word_rows), loss
 
 
 class ClassifierTask(NamedTuple):
@@ -127,7 +126,7 @@ class ClassifierTask(NamedTuple):
   cfg: TrainConfig
 
   def init_state(self, params, seed):
-    return engine.init_state(
+    return optim.init_state(
       params, self.cfg, jax.random.fold_in(jax.random.key(seed), 1)
     )
 

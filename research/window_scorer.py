@@ -33,13 +33,14 @@ from research import engine
 from research import losses
 from research import metrics
 from research import model as model_lib
+from research import optim
 from research import vocab as vocab_lib
 from research.errors import UserError
 
 OBJECTIVES = ('margin', 'logistic')
 NEGATIVES = ('corrupt', 'corrupt+real')
 CORRUPT_CASINGS = ('word', 'keep')
-OPTIMIZERS = engine.OPTIMIZERS
+OPTIMIZERS = optim.OPTIMIZERS
 FIRST_WORD = 3  # ids 0, 1, 2 are <s>, </s>, <unk>: never sampled
 LOWER = vocab_lib.CASINGS.index('lower')
 
@@ -243,7 +244,7 @@ def train_step(state, data, hyper, cfg):
   """One optimizer step; returns (state, (loss, active fraction))."""
   key, batch_key = jax.random.split(state.key)
   batch = sample_batch(batch_key, data, cfg)
-  names = engine.dense_keys(state.params, cfg)
+  names = optim.dense_keys(state.params, cfg)
   trainable = {k: state.params[k] for k in names}
   frozen = {k: v for k, v in state.params.items() if k not in names}
 
@@ -251,7 +252,7 @@ def train_step(state, data, hyper, cfg):
     return batch_loss({**trainable, **frozen}, batch, cfg)
 
   (loss, active), grads = jax.value_and_grad(loss_fn, has_aux=True)(trainable)
-  return engine.apply_gradients(state, grads, hyper, cfg, key), (loss, active)
+  return optim.apply_gradients(state, grads, hyper, cfg, key), (loss, active)
 
 
 class ScorerTask(NamedTuple):
@@ -261,7 +262,7 @@ class ScorerTask(NamedTuple):
   cfg: ScorerConfig
 
   def init_state(self, params, seed):
-    return engine.init_state(params, self.cfg, jax.random.key(seed))
+    return optim.init_state(params, self.cfg, jax.random.key(seed))
 
   def order(self, seed, epoch, n):
     del seed, epoch, n  # batches are sampled, not visited in order

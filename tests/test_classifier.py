@@ -12,6 +12,7 @@ from research import engine
 from research import losses
 from research import model as model_lib
 from research import ner
+from research import optim
 from research import vocab as vocab_lib
 
 V, K, C, N = 40, 5, 4, 96
@@ -160,7 +161,7 @@ def test_sparse_rows_follow_the_lazy_reference(
 ):
   """Batches of 16 from 40 words (each window repeats a word): every step
   touches another set of rows, and many rows several times. Both forms of
-  the lazy row update (engine.lazy_row_update and its plain form)."""
+  the lazy row update (optim.lazy_row_update and its plain form)."""
   model_cfg, params = init()
   cfg = classifier.TrainConfig(
     optimizer=optimizer,
@@ -187,7 +188,7 @@ def test_representatives_need_no_reset_between_steps():
   slot = jnp.asarray(rng.integers(-5, 50, V), jnp.int32)  # stale garbage
   for _ in range(3):
     ids = jnp.asarray(rng.integers(0, 12, 30), jnp.int32)
-    slot, rep, first = engine.representatives(slot, ids)
+    slot, rep, first = optim.representatives(slot, ids)
     ids, rep, first = np.asarray(ids), np.asarray(rep), np.asarray(first)
     np.testing.assert_array_equal(ids[rep], ids)
     np.testing.assert_array_equal(np.sort(ids[first]), np.unique(ids))

@@ -12,7 +12,7 @@ in interleaved rounds, `repeats` of each; the best round is kept):
   * at batch 256: the naive baseline (one jitted step per batch called from
     Python, batches sent from the host, dense optax updates of the whole
     table), the training program compiled with XLA's default options, and
-    the lazy row update in its plain form (engine.lazy_row_update_plain);
+    the lazy row update in its plain form (optim.lazy_row_update_plain);
   * a vmapped sweep of `sweep_configs` L2 strengths against one configuration,
     with the least time the S configurations could take at the matmul peak.
 FLOPs per window are 3x the forward matmuls
@@ -30,6 +30,7 @@ import numpy as np
 from research import classifier
 from research import engine
 from research import model as model_lib
+from research import optim
 from research import render
 from research import workdir as workdir_lib
 from research.errors import UserError
@@ -161,7 +162,7 @@ def naive_timer(params, windows, hyper, model_cfg, cfg, steps):
   hyper = engine.Hyper(jnp.float32(hyper.lr), jnp.float32(hyper.l2))
 
   def timer():
-    state = engine.init_state(params, cfg, jax.random.key(0))
+    state = optim.init_state(params, cfg, jax.random.key(0))
     t = time.perf_counter()
     for i in range(steps):
       sl = slice(i * B, (i + 1) * B)
