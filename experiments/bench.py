@@ -10,6 +10,7 @@ from absl import flags
 
 from experiments import _shared as common
 from research.studies import throughput
+from research.studies import throughput_report
 
 _BATCH_SIZES = flags.DEFINE_list(
   'batch_sizes',
@@ -49,7 +50,7 @@ def main(_):
     repeats=_REPEATS.value,
     log=common.log,
   )
-  summary = throughput.write_outputs(workdir, out)
+  summary = throughput_report.write_outputs(workdir, out)
   common.log(f'\n{summary}\nwrote {workdir}/bench.md')
 
 

@@ -12,6 +12,7 @@ from absl import flags
 
 from experiments import _shared as common
 from research.studies import frozen_vectors as study
+from research.studies import frozen_vectors_report as report
 
 _FRACTIONS = flags.DEFINE_list(
   'fractions',
@@ -53,7 +54,7 @@ def main(_):
     max_epochs=_MAX_EPOCHS.value,
   )
   result = study.run(ds, model_cfg, cfg, log=common.log, **settings)
-  text = study.write_outputs(
+  text = report.write_outputs(
     workdir,
     result,
     ds,

@@ -18,6 +18,7 @@ from absl import flags
 from experiments import _shared as common
 from research.errors import UserError
 from research.studies import vectorization
+from research.studies import vectorization_report
 
 _DECK_CLASSES = flags.DEFINE_integer(
   'deck_classes', 5, 'C: rows of W in the deck example.', lower_bound=1
@@ -64,7 +65,7 @@ def main(_):
     data_dir=common.DATA_DIR.value,
     log=common.log,
   )
-  common.log('\n' + vectorization.write_outputs(workdir, results))
+  common.log('\n' + vectorization_report.write_outputs(workdir, results))
   common.log(f'wrote {workdir}')
 
 

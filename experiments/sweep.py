@@ -3,9 +3,10 @@ r"""Objective x L2 sweep: cross-entropy vs multiclass max-margin.
   ./launch.sh                       (this sweep on the shipped WikiGold)
   ./launch.sh sweep --data_dir=../shared/data/conll2003 --workdir=runs/sweep
 
-The study is research/studies/objective_l2.py. Writes into --workdir:
-flags.txt, results.json (every configuration with its learning curve),
-results.csv, report.md, f1_vs_l2.png, learning_curves.png.
+The study is research/studies/objective_l2.py, its report
+objective_l2_report.py. Writes into --workdir: flags.txt, results.json (every
+configuration with its learning curve), results.csv, report.md, f1_vs_l2.png,
+learning_curves.png.
 """
 
 from absl import flags
@@ -13,6 +14,7 @@ from absl import flags
 from experiments import _shared as common
 from research import losses
 from research.studies import objective_l2
+from research.studies import objective_l2_report
 
 _OBJECTIVES = flags.DEFINE_multi_enum(
   'objectives',
@@ -54,7 +56,7 @@ def main(_):
     vmap=_VMAP.value,
     log=common.log,
   )
-  table = objective_l2.write_outputs(
+  table = objective_l2_report.write_outputs(
     workdir,
     sweep,
     data_dir=common.DATA_DIR.value,

@@ -18,6 +18,7 @@ from experiments import _shared as common
 from research import window_scorer
 from research.errors import UserError
 from research.studies import margin_vs_logistic as study
+from research.studies import margin_vs_logistic_report as report
 
 _ENTITY_TYPE = flags.DEFINE_string(
   'entity_type',
@@ -83,7 +84,7 @@ def main(_):
   study.check_entity_type(ds, st.entity_type)
   common.save_flags(workdir)
   results, arrays = study.run(ds, st, log=common.log)
-  table = study.write_outputs(
+  table = report.write_outputs(
     workdir,
     results,
     arrays,

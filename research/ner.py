@@ -105,6 +105,20 @@ def load_dataset(
   return Dataset(splits, tags, vocabulary, windows, L_init, coverage)
 
 
+def init_params(ds, model_cfg, seed=0, num_classes=None):
+  """model.init_params for a Dataset: its vocabulary, tags and initial L.
+
+  num_classes: default one per tag (the window scorer passes 1).
+  """
+  return model_lib.init_params(
+    jax.random.key(seed),
+    model_cfg,
+    vocab_size=len(ds.vocab),
+    num_classes=len(ds.tags) if num_classes is None else num_classes,
+    embeddings=ds.L_init,
+  )
+
+
 def tags_by_sentence(tag_ids, sentences, tags):
   """Splits a flat [N] array of tag ids into per-sentence tag lists."""
   names = np.asarray(tags, dtype=object)[np.asarray(tag_ids)]
@@ -158,13 +172,7 @@ def train_and_evaluate(
     split) scores, 'train_windows_per_sec', 'train_seconds',
     'compile_seconds', 'weight_norm', 'final_train_loss', 'coverage'.
   """
-  params = model_lib.init_params(
-    jax.random.key(seed),
-    model_cfg,
-    vocab_size=len(ds.vocab),
-    num_classes=len(ds.tags),
-    embeddings=ds.L_init,
-  )
+  params = init_params(ds, model_cfg, seed)
   log(
     f'model {model_cfg.model} ({model_lib.count_params(params):,} '
     f'parameters), objective {cfg.objective}, {cfg.optimizer} lr '

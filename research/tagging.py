@@ -23,6 +23,7 @@ from research import classifier
 from research import data as data_lib
 from research import metrics
 from research import model as model_lib
+from research import ner
 from research import vocab as vocab_lib
 from research import workdir as workdir_lib
 from research.errors import UserError
@@ -100,9 +101,7 @@ def tag(model, sentences):
     blank, model.vocab, model.tags, model.config.window
   )
   pred_N, _ = classifier.predict(model.params, windows, model.config)
-  names_N = np.asarray(model.tags, dtype=object)[np.asarray(pred_N)]
-  ends = np.cumsum([len(s.tokens) for s in sentences])[:-1]
-  return [list(part) for part in np.split(names_N, ends)]
+  return ner.tags_by_sentence(pred_N, sentences, model.tags)
 
 
 def tag_text(model, lines):

@@ -31,7 +31,6 @@ import numpy as np
 
 from research import engine
 from research import losses
-from research import metrics
 from research import model as model_lib
 from research import optim
 from research import vocab as vocab_lib
@@ -301,56 +300,6 @@ def predict_scores(
     return np.zeros((0,), np.float32)
   fn = functools.partial(_scores_batch, nonlinearity=nonlinearity)
   return engine.predict(fn, params, (words_NxK, casing_NxK), batch)
-
-
-def _cuts(s_N, gold_N):
-  """Scores sorted descending, positives above each cut, and the cuts a
-  threshold can make: after position i only where the next score is lower
-  (a threshold cannot split windows of equal score)."""
-  order = np.argsort(-s_N, kind='stable')
-  sorted_N, hits = s_N[order], np.cumsum(gold_N[order])
-  cut = np.append(sorted_N[1:] < sorted_N[:-1], True)
-  return sorted_N, hits, np.flatnonzero(cut)
-
-
-def average_precision(s_N, gold_N):
-  """Area under the precision-recall curve, in percent (0 without
-  positives): sum over thresholds of (recall gained) x precision, one
-  threshold per distinct score, so tied windows count together."""
-  s_N, gold_N = np.asarray(s_N), np.asarray(gold_N, bool)
-  if not gold_N.any():
-    return 0.0
-  _, hits, cuts = _cuts(s_N, gold_N)
-  precision = hits[cuts] / (cuts + 1)
-  gained = np.diff(np.concatenate([[0], hits[cuts]]))
-  return float(100.0 * np.sum(gained * precision) / gold_N.sum())
-
-
-def detection_scores(s_N, gold_N, threshold=0.0):
-  """Token-level precision/recall/F1 (percent) of `s > threshold`.
-
-  Also 'ap' (`average_precision`), and 'best_f1' / 'best_threshold': the best
-  F1 over all thresholds on these very windows and a threshold that gives it
-  (midway between the last score taken and the next), for diagnosis or for
-  choosing a threshold on dev.
-  """
-  s_N, gold_N = np.asarray(s_N), np.asarray(gold_N, bool)
-  pred_N = s_N > threshold
-  num_gold = int(gold_N.sum())
-  out = metrics.prf(num_gold, int(pred_N.sum()), int((pred_N & gold_N).sum()))
-  out.update(
-    ap=average_precision(s_N, gold_N),
-    best_f1=0.0,
-    best_threshold=float(threshold),
-  )
-  if num_gold:
-    sorted_N, hits, cuts = _cuts(s_N, gold_N)
-    f1_at = 200.0 * hits[cuts] / (cuts + 1 + num_gold)
-    best = int(cuts[np.argmax(f1_at)])
-    below = sorted_N[best + 1] if best + 1 < len(s_N) else sorted_N[best] - 1
-    out['best_f1'] = float(f1_at.max())
-    out['best_threshold'] = float((sorted_N[best] + below) / 2)
-  return out
 
 
 def hinge_stats(

@@ -18,6 +18,7 @@ from research import metrics
 from research import ner
 from research import vocab as vocab_lib
 from research.studies import frozen_vectors as fvf
+from research.studies import frozen_vectors_report as fvf_report
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -213,12 +214,12 @@ def test_subset_dataset_matches_a_dataset_built_from_the_subset(corpus):
 
 
 def test_judge_needs_every_seed():
-  assert fvf.judge(np.array([-1.0, -0.5]), -1) == 'held'
-  assert fvf.judge(np.array([1.0, 0.5]), -1) == 'was contradicted'
-  assert fvf.judge(np.array([-3.0, 1.0]), -1) == (
+  assert fvf_report.judge(np.array([-1.0, -0.5]), -1) == 'held'
+  assert fvf_report.judge(np.array([1.0, 0.5]), -1) == 'was contradicted'
+  assert fvf_report.judge(np.array([-3.0, 1.0]), -1) == (
     'is inconclusive (the mean goes the claimed way, 1/2 seeds agree)'
   )
-  assert fvf.judge(np.array([0.0, 0.0]), 1).startswith('is inconclusive')
+  assert fvf_report.judge(np.array([0.0, 0.0]), 1).startswith('is inconclusive')
 
 
 def test_budget_keeps_steps_and_caps_epochs():

@@ -25,10 +25,11 @@ from research import manual_grads as mg
 from research import model as model_lib
 from research import vocab as vocab_lib
 from research import window_scorer
+from research.studies import derivation_problems
 from research.studies import derivations
 
 RTOL = 1e-10
-CLASSIFIERS = dict(derivations.classifiers())  # tag -> ModelConfig
+CLASSIFIERS = dict(derivation_problems.classifiers())  # tag -> ModelConfig
 OBJECTIVES = tuple(losses.OBJECTIVES)
 NONLINEARITIES = tuple(model_lib.NONLINEARITIES)
 L2_FROZEN = [
@@ -45,7 +46,7 @@ def _rng(*parts):
 
 
 def _random_shapes(rng):
-  return derivations.Shapes(
+  return derivation_problems.Shapes(
     windows=int(rng.integers(1, 6)),
     half_width=int(rng.integers(0, 3)),
     embed_dim=int(rng.integers(1, 4)),
@@ -93,7 +94,7 @@ def _suite_plan():
   for i, (tag, objective) in enumerate(pairs):
     model_cfg = CLASSIFIERS[tag]
     rng = _rng(tag, objective)
-    problem = derivations.sample_classifier(
+    problem = derivation_problems.sample_classifier(
       rng, _random_shapes(rng), model_cfg, objective
     )
     name = f'{tag}/{objective}'
@@ -130,7 +131,7 @@ def _suite_plan():
   mean_only = dict(reduces=('mean',))
   for tag, model_cfg in CLASSIFIERS.items():
     rng = _rng(tag, 'inactive')
-    problem = derivations.sample_classifier(
+    problem = derivation_problems.sample_classifier(
       rng, _random_shapes(rng), model_cfg, 'max_margin', inactive=True
     )
     plan.append(
@@ -145,7 +146,7 @@ def _suite_plan():
   rng = _rng('scorer')
   shapes = _random_shapes(rng)  # one shape: corrupt_windows compiles once
   for g in NONLINEARITIES:
-    problem = derivations.sample_scorer(rng, shapes, g)
+    problem = derivation_problems.sample_scorer(rng, shapes, g)
     plan.append(
       (
         f'scorer/{g}',
@@ -155,7 +156,7 @@ def _suite_plan():
         False,
       )
     )
-    problem = derivations.sample_scorer(rng, shapes, g, inactive=True)
+    problem = derivation_problems.sample_scorer(rng, shapes, g, inactive=True)
     plan.append(
       (
         f'scorer/{g}/inactive',
@@ -168,9 +169,9 @@ def _suite_plan():
   lam = float(rng.uniform(0.1, 1.0))
   for model in model_lib.MODELS + ('scorer',):
     if model == 'scorer':
-      params = derivations.sample_scorer(rng, shapes, 'tanh')[0]
+      params = derivation_problems.sample_scorer(rng, shapes, 'tanh')[0]
     else:
-      params = derivations.sample_classifier(
+      params = derivation_problems.sample_classifier(
         rng, shapes, model_lib.ModelConfig(model), 'xent'
       )[0]
     for embeddings, biases in derivations.L2_CONVENTIONS.values():
@@ -304,7 +305,7 @@ def _check_grads_problems():
   from every kink: every classifier (the softmax with both objectives, the
   hidden ones with each in turn) and the scorer with a smooth and a kinked
   g."""
-  shapes = derivations.Shapes(
+  shapes = derivation_problems.Shapes(
     windows=3,
     half_width=1,
     embed_dim=2,
@@ -320,24 +321,26 @@ def _check_grads_problems():
     objectives = OBJECTIVES if t == 0 else [OBJECTIVES[t % 2]]
     for objective in objectives:
       rng = _rng('check_grads', tag, objective)
-      p, words, casing, y = derivations.sample_classifier(
+      p, words, casing, y = derivation_problems.sample_classifier(
         rng, shapes, model_cfg, objective, kink_tol=1e-2
       )
       weights = {k: v for k, v in p.items() if k not in ('L', 'L_case')}
-      x = jnp.asarray(derivations.numpy_window_vectors(p, words, casing))
+      x = jnp.asarray(
+        derivation_problems.numpy_window_vectors(p, words, casing)
+      )
       loss = functools.partial(
         _mean_classifier_loss, y=y, model_cfg=model_cfg, objective=objective
       )
       out[f'{tag}/{objective}'] = (loss, (weights, x))
   for g in ('tanh', 'relu'):
     rng = _rng('check_grads', 'scorer', g)
-    p, words, casing, cwords, ccasing = derivations.sample_scorer(
+    p, words, casing, cwords, ccasing = derivation_problems.sample_scorer(
       rng, shapes, g, kink_tol=1e-2
     )
     N, M, K = cwords.shape
-    x = jnp.asarray(derivations.numpy_window_vectors(p, words, casing))
+    x = jnp.asarray(derivation_problems.numpy_window_vectors(p, words, casing))
     xc = jnp.asarray(
-      derivations.numpy_window_vectors(
+      derivation_problems.numpy_window_vectors(
         p, cwords.reshape(N * M, K), ccasing.reshape(N * M, K)
       )
     )
@@ -465,7 +468,7 @@ WRONG = {
   ),
 }
 
-_WRONG_SHAPES = derivations.Shapes(
+_WRONG_SHAPES = derivation_problems.Shapes(
   windows=4,
   half_width=1,
   embed_dim=2,
@@ -486,9 +489,11 @@ def _wrong_problem(name):
     shapes = shapes._replace(hidden=shapes.input_dim)
   if name.startswith('scorer/'):
     g = name.split('/')[1]
-    return (derivations.sample_scorer(rng, shapes, g),), dict(nonlinearity=g)
+    return (derivation_problems.sample_scorer(rng, shapes, g),), dict(
+      nonlinearity=g
+    )
   tag, objective = name.rsplit('/', 1)
-  problem = derivations.sample_classifier(
+  problem = derivation_problems.sample_classifier(
     rng, shapes, CLASSIFIERS[tag], objective
   )
   return (problem,), dict(model_cfg=CLASSIFIERS[tag], objective=objective)

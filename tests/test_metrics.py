@@ -645,3 +645,30 @@ def test_seqeval_iob2_hand_example():
   result = metrics.evaluate(gold, pred)
   assert result['overall'] == metrics.Score(50.0, 50.0, 50.0, 2, 2, 1)
   assert f1_score(gold, pred) == pytest.approx(0.5)
+
+
+def test_detection_scores():
+  s = np.array([3.0, 2.0, 1.0, -1.0, -2.0])
+  gold = np.array([True, False, True, False, True])
+  r = metrics.detection_scores(s, gold)
+  assert (r['num_pred'], r['num_correct'], r['num_gold']) == (3, 2, 3)
+  assert r['precision'] == pytest.approx(200 / 3)
+  assert r['f1'] == pytest.approx(200 / 3)
+  assert r['ap'] == pytest.approx(100 * (1 + 2 / 3 + 3 / 5) / 3)
+  best = metrics.detection_scores(s, gold, r['best_threshold'])
+  assert best['f1'] == pytest.approx(r['best_f1'])
+
+
+def test_detection_scores_with_tied_scores():
+  """A threshold cannot split windows of equal score: the best cut and the
+  precision-recall curve move over tied windows together."""
+  s = np.array([2.0, 1.0, 1.0, 0.0])
+  gold = np.array([True, True, False, False])
+  r = metrics.detection_scores(s, gold)
+  # Cuts: {2} P 1 R 1/2 F1 66.7; {2, 1, 1} P 2/3 R 1 F1 80; all: F1 66.7.
+  # Splitting the tie ({2, 1}: F1 100) is not a threshold.
+  assert r['best_f1'] == pytest.approx(80.0)
+  best = metrics.detection_scores(s, gold, r['best_threshold'])
+  assert best['f1'] == pytest.approx(80.0)
+  assert r['ap'] == pytest.approx(100 * (0.5 * 1 + 0.5 * 2 / 3))
+  assert metrics.average_precision(np.ones(4), gold) == pytest.approx(50.0)

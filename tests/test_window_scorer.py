@@ -14,6 +14,7 @@ import pytest
 from research import data
 from research import engine
 from research import losses
+from research import metrics
 from research import model as model_lib
 from research import vocab as vocab_lib
 from research import window_scorer as scorer
@@ -191,33 +192,6 @@ def test_margin_losses_match_hand_computation():
   )
 
 
-def test_detection_scores():
-  s = np.array([3.0, 2.0, 1.0, -1.0, -2.0])
-  gold = np.array([True, False, True, False, True])
-  r = scorer.detection_scores(s, gold)
-  assert (r['num_pred'], r['num_correct'], r['num_gold']) == (3, 2, 3)
-  assert r['precision'] == pytest.approx(200 / 3)
-  assert r['f1'] == pytest.approx(200 / 3)
-  assert r['ap'] == pytest.approx(100 * (1 + 2 / 3 + 3 / 5) / 3)
-  best = scorer.detection_scores(s, gold, r['best_threshold'])
-  assert best['f1'] == pytest.approx(r['best_f1'])
-
-
-def test_detection_scores_with_tied_scores():
-  """A threshold cannot split windows of equal score: the best cut and the
-  precision-recall curve move over tied windows together."""
-  s = np.array([2.0, 1.0, 1.0, 0.0])
-  gold = np.array([True, True, False, False])
-  r = scorer.detection_scores(s, gold)
-  # Cuts: {2} P 1 R 1/2 F1 66.7; {2, 1, 1} P 2/3 R 1 F1 80; all: F1 66.7.
-  # Splitting the tie ({2, 1}: F1 100) is not a threshold.
-  assert r['best_f1'] == pytest.approx(80.0)
-  best = scorer.detection_scores(s, gold, r['best_threshold'])
-  assert best['f1'] == pytest.approx(80.0)
-  assert r['ap'] == pytest.approx(100 * (0.5 * 1 + 0.5 * 2 / 3))
-  assert scorer.average_precision(np.ones(4), gold) == pytest.approx(50.0)
-
-
 @pytest.mark.parametrize(
   'objective,negatives', [('margin', 'corrupt'), ('logistic', 'corrupt')]
 )
@@ -247,7 +221,7 @@ def test_training_on_a_separable_toy_task(objective, negatives):
   assert stats['steps'] == 100 and len(per_step['loss']) == 100
   gold = scorer.entity_labels(dev.labels, tags, 'LOC')
   chance = 200 * gold.mean() / (1 + gold.mean())  # F1 of "all positive"
-  r = scorer.detection_scores(
+  r = metrics.detection_scores(
     scorer.predict_scores(params, dev.words, dev.casing), gold
   )
   if objective == 'logistic':

@@ -31,7 +31,6 @@ research.window_scorer.corrupt_windows (any id drawn, minval=0).
 """
 
 import functools
-from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -42,218 +41,13 @@ from research import classifier
 from research import losses
 from research import manual_grads as mg
 from research import model as model_lib
-from research import window_scorer
+from research.studies import derivation_problems as problems
 
-KINK_TOL = 1e-3  # least distance of a sampled problem from any kink
-MAX_TRIES = 500
-
-# Each check runs once on tiny arrays: compile fast rather than well (these
-# XLA options cut the CPU compile time about threefold).
 FAST_COMPILE = {
   'xla_backend_optimization_level': 0,
   'xla_llvm_disable_expensive_passes': True,
   'xla_cpu_use_fusion_emitters': False,
 }
-
-
-class Shapes(NamedTuple):
-  """Sizes of a random problem."""
-
-  windows: int = 6  # N
-  half_width: int = 2  # k: K = 2k+1 words a window
-  embed_dim: int = 3  # d
-  case_dim: int = 2  # e
-  hidden: int = 4  # H
-  classes: int = 5  # C
-  vocab: int = 7  # rows of L (few, so words repeat)
-  casings: int = 4  # rows of L_case
-  corrupt: int = 3  # M corrupt windows per true window
-
-  @property
-  def input_dim(self):
-    return (2 * self.half_width + 1) * (self.embed_dim + self.case_dim)
-
-
-def classifiers():
-  """(tag, ModelConfig) of every classifier: softmax, hidden x g."""
-  out = [('softmax', model_lib.ModelConfig('softmax'))]
-  for g in model_lib.NONLINEARITIES:
-    out.append((f'hidden/{g}', model_lib.ModelConfig('hidden', g)))
-  return out
-
-
-def _normal(rng, shape, scale=1.0):
-  return scale * rng.standard_normal(shape)
-
-
-def _ids(rng, shapes):
-  """Word and casing ids [N, K]; window 0 repeats its first word and casing."""
-  K = 2 * shapes.half_width + 1
-  words = rng.integers(0, shapes.vocab, (shapes.windows, K), dtype=np.int32)
-  casing = rng.integers(0, shapes.casings, (shapes.windows, K), dtype=np.int32)
-  if K > 1:
-    words[0, 1], casing[0, 1] = words[0, 0], casing[0, 0]
-  return words, casing
-
-
-# The samplers look at pre-activations and scores only to stay away from
-# kinks: a numpy forward pass (no compiling per shape) is all they need.
-_NUMPY_NONLINEARITIES = {
-  'tanh': np.tanh,
-  'relu': lambda z: np.maximum(z, 0.0),
-  'sigmoid': lambda z: 1.0 / (1.0 + np.exp(-z)),
-  'hardtanh': lambda z: np.clip(z, -1.0, 1.0),
-}
-
-
-def numpy_window_vectors(p, words, casing):
-  """research.model.window_vectors in numpy (no compiling per shape)."""
-  p = {k: np.asarray(v) for k, v in p.items()}
-  both = np.concatenate([p['L'][words], p['L_case'][casing]], axis=-1)
-  return both.reshape(words.shape[0], -1)
-
-
-def _nonlinearity_kinks(nonlinearity, z):
-  """Distance of the pre-activations from the kinks of g (inf if smooth)."""
-  if nonlinearity == 'relu':
-    return float(np.min(np.abs(z)))
-  if nonlinearity == 'hardtanh':
-    return float(np.min(np.abs(np.abs(z) - 1.0)))
-  return np.inf
-
-
-def _margin_kinks(f, y):
-  """(distance from the hinge and from ties, hinge arguments t_N)."""
-  N = f.shape[0]
-  f_y = f[np.arange(N), y]
-  wrong = np.sort(np.where(np.eye(f.shape[1], dtype=bool)[y], -np.inf, f))
-  t = 1.0 + wrong[:, -1] - f_y
-  dist = np.abs(t)
-  if f.shape[1] > 2:
-    dist = np.minimum(dist, wrong[:, -1] - wrong[:, -2])
-  return float(np.min(dist)), t
-
-
-def _as_jax(*trees):
-  return jax.tree.map(jnp.asarray, trees)
-
-
-_corrupt_windows = jax.jit(
-  window_scorer.corrupt_windows,
-  static_argnames=('num_corrupt', 'vocab_size', 'minval'),
-)
-
-
-def sample_classifier(
-  rng, shapes, model_cfg, objective, *, inactive=False, kink_tol=KINK_TOL
-):
-  """A random classifier problem (params, words, casing, y).
-
-  Values are float64 under jax_enable_x64. With the max-margin objective the
-  hinges are kept kink_tol away from zero and from ties, and (N > 1) some
-  windows are active and some not; with `inactive`, the gold class is each
-  window's best and the scores are scaled until every hinge is inactive.
-  Pre-activations stay kink_tol away from the kinks of relu and hardtanh.
-  """
-  d, e, H, C = shapes.embed_dim, shapes.case_dim, shapes.hidden, shapes.classes
-  D = shapes.input_dim
-  for _ in range(MAX_TRIES):
-    p = {
-      'L': _normal(rng, (shapes.vocab, d)),
-      'L_case': _normal(rng, (shapes.casings, e)),
-    }
-    if model_cfg.model == 'softmax':
-      p['W'] = _normal(rng, (C, D), 2.0 / np.sqrt(D))
-      p['c'] = _normal(rng, (C,))
-    else:
-      p['V'] = _normal(rng, (H, D), 1.5 / np.sqrt(D))
-      p['b'] = _normal(rng, (H,), 0.5)
-      p['W'] = _normal(rng, (C, H), 2.0 / np.sqrt(H))
-      p['c'] = _normal(rng, (C,))
-    words, casing = _ids(rng, shapes)
-    y = rng.integers(0, C, shapes.windows, dtype=np.int32)
-    a = numpy_window_vectors(p, words, casing)
-    dist = np.inf
-    if model_cfg.model == 'hidden':
-      z = a @ p['V'].T + p['b']
-      dist = _nonlinearity_kinks(model_cfg.nonlinearity, z)
-      a = _NUMPY_NONLINEARITIES[model_cfg.nonlinearity](z)
-    f = a @ p['W'].T + p['c']
-    if inactive:
-      y = np.argmax(f, axis=1).astype(np.int32)
-      top2 = np.sort(f, axis=1)[:, -2:]
-      gap = float(np.min(top2[:, 1] - top2[:, 0]))
-      if gap < kink_tol or dist < kink_tol:
-        continue
-      p['W'], p['c'] = p['W'] * (2.0 / gap), p['c'] * (2.0 / gap)
-      return _as_jax(p, words, casing, y)
-    if objective == 'max_margin':
-      margin_dist, t = _margin_kinks(f, y)
-      dist = min(dist, margin_dist)
-      if shapes.windows > 1 and np.sum(t > 0) in (0, shapes.windows):
-        continue
-    if dist >= kink_tol:
-      return _as_jax(p, words, casing, y)
-  raise RuntimeError('no random classifier problem away from the kinks')
-
-
-def sample_scorer(
-  rng, shapes, nonlinearity, *, inactive=False, kink_tol=KINK_TOL
-):
-  """A random window-scorer problem.
-
-  Returns (params, words, casing, corrupt_words, corrupt_casing). The corrupt
-  windows come from window_scorer.corrupt_windows (key from `rng`, any id
-  drawn, the casing kept). Hinge
-  arguments 1 - s + s_c stay kink_tol away from 0 with some terms active
-  and some not; with `inactive`, each window is swapped with its best
-  scoring corrupt one if that scores higher and U is scaled until every term
-  is inactive.
-  """
-  d, e, H = shapes.embed_dim, shapes.case_dim, shapes.hidden
-  D, M, N = shapes.input_dim, shapes.corrupt, shapes.windows
-  K = 2 * shapes.half_width + 1
-  g = _NUMPY_NONLINEARITIES[nonlinearity]
-  for _ in range(MAX_TRIES):
-    p = {
-      'L': _normal(rng, (shapes.vocab, d)),
-      'L_case': _normal(rng, (shapes.casings, e)),
-      'W': _normal(rng, (H, D), 1.5 / np.sqrt(D)),
-      'b': _normal(rng, (H,), 0.5),
-      'U': _normal(rng, (H,), 3.0 / np.sqrt(H)),
-    }
-    words, casing = _ids(rng, shapes)
-    key = jax.random.key(int(rng.integers(2**31)))
-    cwords, ccasing = jax.device_get(
-      _corrupt_windows(key, words, casing, M, shapes.vocab, minval=0)
-    )
-    all_words = np.concatenate([words[:, None], cwords], 1).reshape(-1, K)
-    all_casing = np.concatenate([casing[:, None], ccasing], 1).reshape(-1, K)
-    z = numpy_window_vectors(p, all_words, all_casing) @ p['W'].T + p['b']
-    dist = _nonlinearity_kinks(nonlinearity, z)
-    s = (g(z) @ p['U']).reshape(N, 1 + M)
-    if inactive:
-      order = np.argsort(-s, axis=1)
-      gap = float(
-        np.min(s[np.arange(N), order[:, 0]] - s[np.arange(N), order[:, 1]])
-      )
-      if gap < kink_tol or dist < kink_tol:
-        continue
-      w = np.take_along_axis(
-        all_words.reshape(N, 1 + M, K), order[:, :, None], 1
-      )
-      c = np.take_along_axis(
-        all_casing.reshape(N, 1 + M, K), order[:, :, None], 1
-      )
-      p['U'] = p['U'] * (2.0 / gap)
-      return _as_jax(p, w[:, 0], c[:, 0], w[:, 1:], c[:, 1:])
-    t = 1.0 - s[:, :1] + s[:, 1:]
-    dist = min(dist, float(np.min(np.abs(t))))
-    if t.size > 1 and np.sum(t > 0) in (0, t.size):
-      continue
-    if dist >= kink_tol:
-      return _as_jax(p, words, casing, cwords, ccasing)
-  raise RuntimeError('no random scorer problem away from the kinks')
 
 
 def _sub(params, keys):
@@ -443,9 +237,9 @@ def make_plan(rng, shapes):
     case fn returns (manual, reference) or {suffix: (manual, reference)}.
   """
   plan = []
-  for tag, model_cfg in classifiers():
+  for tag, model_cfg in problems.classifiers():
     for objective in losses.OBJECTIVES:
-      problem = sample_classifier(rng, shapes, model_cfg, objective)
+      problem = problems.sample_classifier(rng, shapes, model_cfg, objective)
       plan.append(
         (
           f'{tag}/{objective}',
@@ -455,7 +249,7 @@ def make_plan(rng, shapes):
           False,
         )
       )
-    problem = sample_classifier(
+    problem = problems.sample_classifier(
       rng, shapes, model_cfg, 'max_margin', inactive=True
     )
     plan.append(
@@ -468,7 +262,7 @@ def make_plan(rng, shapes):
       )
     )
   for g in model_lib.NONLINEARITIES:
-    problem = sample_scorer(rng, shapes, g)
+    problem = problems.sample_scorer(rng, shapes, g)
     plan.append(
       (
         f'scorer/{g}/window_margin',
@@ -478,7 +272,7 @@ def make_plan(rng, shapes):
         False,
       )
     )
-    problem = sample_scorer(rng, shapes, g, inactive=True)
+    problem = problems.sample_scorer(rng, shapes, g, inactive=True)
     plan.append(
       (
         f'scorer/{g}/window_margin/inactive',
@@ -492,9 +286,9 @@ def make_plan(rng, shapes):
   for model in model_lib.MODELS + ('scorer',):
     model_cfg = model_lib.ModelConfig(model)
     if model == 'scorer':
-      params = sample_scorer(rng, shapes, 'tanh')[0]
+      params = problems.sample_scorer(rng, shapes, 'tanh')[0]
     else:
-      params = sample_classifier(rng, shapes, model_cfg, 'xent')[0]
+      params = problems.sample_classifier(rng, shapes, model_cfg, 'xent')[0]
     for name, (embeddings, biases) in L2_CONVENTIONS.items():
       plan.append(
         (
@@ -505,9 +299,9 @@ def make_plan(rng, shapes):
           False,
         )
       )
-  for tag, model_cfg in classifiers()[:2]:
+  for tag, model_cfg in problems.classifiers()[:2]:
     for objective in losses.OBJECTIVES:
-      problem = sample_classifier(rng, shapes, model_cfg, objective)
+      problem = problems.sample_classifier(rng, shapes, model_cfg, objective)
       for frozen in (False, True):
         cfg = classifier.TrainConfig(
           objective=objective,
@@ -525,9 +319,9 @@ def make_plan(rng, shapes):
             False,
           )
         )
-  for tag, model_cfg in classifiers():
+  for tag, model_cfg in problems.classifiers():
     for objective in losses.OBJECTIVES:
-      problem = sample_classifier(rng, shapes, model_cfg, objective)
+      problem = problems.sample_classifier(rng, shapes, model_cfg, objective)
       plan.append(
         (
           f'batch_grads/{tag}/{objective}',
@@ -573,7 +367,7 @@ def check_all(seed=0, rtol=1e-10, shapes=None):
     The rows [(formula, autodiff.Diff)], one per formula and leaf.
   """
   with jax.enable_x64(True):
-    plan = make_plan(np.random.default_rng(seed), shapes or Shapes())
+    plan = make_plan(np.random.default_rng(seed), shapes or problems.Shapes())
     rows = []
     for (formula, _, _, _, exact_zero), out in zip(plan, run_plan(plan)):
       cases = out if isinstance(out, dict) else {'': out}
