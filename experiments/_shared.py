@@ -14,8 +14,10 @@ from absl import app
 from absl import flags
 
 from research import classifier
+from research import features as features_lib
 from research import model as model_lib
 from research import ner
+from research import tagschemes
 from research import workdir as workdir_lib
 from research.errors import UserError
 
@@ -91,6 +93,35 @@ GRAD = flags.DEFINE_enum(
   'autodiff',
   ['autodiff', 'manual'],
   'jax.grad, or the hand-derived backprop.',
+)
+FEATURES = flags.DEFINE_list(
+  'features',
+  [],
+  'Token features beside the word vector, any of '
+  f'{",".join(features_lib.KINDS)} (research/features.py).',
+)
+AFFIX_LENGTH = flags.DEFINE_integer(
+  'affix_length', 3, 'n of the prefix/suffix features.', lower_bound=1
+)
+TAG_SCHEME = flags.DEFINE_enum(
+  'tag_scheme',
+  'file',
+  list(tagschemes.SCHEMES),
+  "Train on the file's tags, or on IOBES (decoded back to the file's).",
+)
+DECODE = flags.DEFINE_enum(
+  'decode',
+  'argmax',
+  list(ner.DECODES),
+  'Window-level objectives: the best tag of each word, or the best valid '
+  'tag sequence (Viterbi). Sentence-level ones always use Viterbi.',
+)
+WORD_DROPOUT = flags.DEFINE_float(
+  'word_dropout',
+  0.0,
+  'Training reads <unk> for a word with this probability.',
+  lower_bound=0.0,
+  upper_bound=0.95,
 )
 WORKDIR = flags.DEFINE_string(
   'workdir', None, 'Output directory (default runs/<entry>-<time>).'
@@ -178,8 +209,18 @@ def load_dataset(**overrides):
     vocab=VOCAB.value,
     embed_dim=EMBED_DIM.value,
     log=log,
+    features=tuple(FEATURES.value),
+    affix_length=AFFIX_LENGTH.value,
+    tag_scheme=TAG_SCHEME.value,
   )
   kw.update(overrides)
+  unknown = set(kw['features']) - set(features_lib.KINDS)
+  if unknown:
+    raise UserError(
+      f'--features={",".join(kw["features"])}: unknown '
+      f'{", ".join(sorted(unknown))}; choose from '
+      f'{",".join(features_lib.KINDS)}'
+    )
   return ner.load_dataset(**kw)
 
 
@@ -216,6 +257,7 @@ def train_config(**overrides):
     freeze_embeddings=FREEZE.value,
     sparse=SPARSE.value,
     grad=GRAD.value,
+    word_dropout=WORD_DROPOUT.value,
   )
   kw.update(overrides)
   cfg = classifier.TrainConfig(**kw)

@@ -12,6 +12,7 @@ The data, model and optimizer flags are in experiments/_shared.py.
 from absl import flags
 
 from experiments import _shared as common
+from research import crf
 from research import engine
 from research import losses
 from research import ner
@@ -20,8 +21,22 @@ from research import workdir as workdir_lib
 _OBJECTIVE = flags.DEFINE_enum(
   'objective',
   'xent',
-  list(losses.OBJECTIVES),
-  'Cross-entropy or multiclass max-margin.',
+  list(losses.OBJECTIVES) + list(crf.OBJECTIVES),
+  'Window-level cross-entropy or multiclass max-margin; sentence-level CRF '
+  '(log-likelihood of the tag path) or structured max-margin.',
+)
+_SELECT = flags.DEFINE_enum(
+  'select',
+  'last',
+  list(ner.SELECTIONS),
+  'Keep the final parameters, or those of the evaluation with the best dev F1.',
+)
+_ENSEMBLE = flags.DEFINE_integer(
+  'ensemble',
+  1,
+  'Members (seeds seed, seed+1, ...) trained as one program; their scores '
+  'are averaged.',
+  lower_bound=1,
 )
 _L2 = flags.DEFINE_float(
   'l2', 0.0, 'lambda of lambda/2 ||theta||^2.', lower_bound=0.0
@@ -49,6 +64,9 @@ def main(_):
     eval_train=True,
     on_eval=metrics_file.write,
     log=log,
+    decode=common.DECODE.value,
+    select=_SELECT.value,
+    ensemble=_ENSEMBLE.value,
   )
   metrics_file.close()
   workdir_lib.write_json(workdir / 'result.json', result)
@@ -57,7 +75,7 @@ def main(_):
     params,
     ds.vocab,
     ds.tags,
-    {'model': model_cfg._asdict(), 'train': cfg._asdict()},
+    ner.model_config_json(ds, model_cfg, cfg, common.DECODE.value),
   )
   for split in ('dev', 'test'):
     if split in result:
@@ -66,8 +84,9 @@ def main(_):
         f'{split}: precision {r["precision"]:.2f} recall {r["recall"]:.2f} '
         f'F1 {r["f1"]:.2f} accuracy {r["accuracy"]:.2f}'
       )
+  unit = 'words' if result['trained_on'] == 'sentences' else 'windows'
   log(
-    f'{result["train_windows_per_sec"]:,.0f} training windows/s '
+    f'{result["train_windows_per_sec"]:,.0f} training {unit}/s '
     f'({result["train_seconds"]:.1f}s training, '
     f'{result["compile_seconds"]:.1f}s compiling); wrote {workdir}'
   )

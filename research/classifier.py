@@ -38,6 +38,7 @@ class TrainConfig(NamedTuple):
   sparse: bool = True  # row-wise updates of L (see module docstring)
   packed_rows: bool = True  # optim.lazy_row_update, else its plain form
   grad: str = 'autodiff'  # or 'manual': the hand-derived backprop
+  word_dropout: float = 0.0  # sentence task: a word reads <unk> with this p
 
 
 def window_losses(
@@ -100,12 +101,12 @@ def train_step(state, batch, hyper, model_cfg, cfg):
   loss, g_dense, g_E = batch_grads(
     dense, E_BxKxd, casing_BxK, y_B, hyper.l2, model_cfg, cfg, drop_key
   )
-  word_rows = None
+  row_grads = {}
   if not cfg.freeze_embeddings:
     L = params['L']
     if cfg.sparse:
       d = L.shape[1]
-      word_rows = (
+      row_grads['L'] = (
         words_BxK.reshape(-1),
         E_BxKxd.reshape(-1, d),
         g_E.reshape(-1, d),
@@ -115,7 +116,7 @@ def train_step(state, batch, hyper, model_cfg, cfg):
       if cfg.l2_embeddings:
         g_L = g_L + hyper.l2 * L
       g_dense['L'] = g_L
-  return optim.apply_gradients(state, g_dense, hyper, cfg, key, word_rows), loss
+  return optim.apply_gradients(state, g_dense, hyper, cfg, key, row_grads), loss
 
 
 class ClassifierTask(NamedTuple):

@@ -30,13 +30,14 @@ OBJECTIVES = {
   'max_margin': multiclass_margin,
 }
 
-EMBEDDING_KEYS = ('L', 'L_case')
-BIAS_KEYS = ('b', 'c')
+EMBEDDING_KEYS = ('L', 'L_case', 'L_feat')
+BIAS_KEYS = ('b', 'c', 'start', 'end')
 
 
 def regularized_keys(params, embeddings=False, biases=False):
-  """The parameters the L2 term covers: weight matrices always; word (and
-  casing) vectors if `embeddings`; biases if `biases`."""
+  """The parameters the L2 term covers: weight matrices (and the CRF's
+  transitions A) always; word, casing and feature vectors if `embeddings`;
+  biases (and the CRF's start/end scores) if `biases`."""
   keys = []
   for name in params:
     if name in EMBEDDING_KEYS and not embeddings:

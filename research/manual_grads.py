@@ -210,12 +210,22 @@ def softmax_grads(params, x_NxD, y_N, objective='xent', reduce='mean'):
     (J_N, {'W', 'c'}, dx_NxD).
   """
   check_reduce(reduce)
-  W_CxD, c_C = params['W'], params['c']
-  f_NxC = x_NxD @ W_CxD.T + c_C[None, :]
+  f_NxC, cache = softmax_forward(params, x_NxD)
   J_N, delta_NxC = OBJECTIVE_DELTAS[objective](f_NxC, y_N)
   delta_NxC = _per_window_weight(delta_NxC, reduce)
+  return (J_N, *softmax_backward(params, x_NxD, cache, delta_NxC, reduce))
+
+
+def softmax_forward(params, x_NxD):
+  """f = W x + c, and what `softmax_backward` needs (nothing)."""
+  return x_NxD @ params['W'].T + params['c'][None, :], ()
+
+
+def softmax_backward(params, x_NxD, cache, delta_NxC, reduce='mean'):
+  """From delta = dJ/df: ({'W': delta x^T, 'c': delta}, dx = W^T delta)."""
+  del cache
   grads = {'W': _outer(delta_NxC, x_NxD, reduce), 'c': _bias(delta_NxC, reduce)}
-  return J_N, grads, delta_NxC @ W_CxD
+  return grads, delta_NxC @ params['W']
 
 
 def hidden_grads(
@@ -242,12 +252,24 @@ def hidden_grads(
     (J_N, {'V', 'b', 'W', 'c'}, dx_NxD).
   """
   check_reduce(reduce)
-  V_HxD, b_H, W_CxH, c_C = params['V'], params['b'], params['W'], params['c']
-  z_NxH = x_NxD @ V_HxD.T + b_H[None, :]
-  a_NxH, g_prime_NxH = _activate(nonlinearity, z_NxH)
-  f_NxC = a_NxH @ W_CxH.T + c_C[None, :]
+  f_NxC, cache = hidden_forward(params, x_NxD, nonlinearity)
   J_N, delta_NxC = OBJECTIVE_DELTAS[objective](f_NxC, y_N)
   delta_NxC = _per_window_weight(delta_NxC, reduce)
+  return (J_N, *hidden_backward(params, x_NxD, cache, delta_NxC, reduce))
+
+
+def hidden_forward(params, x_NxD, nonlinearity='tanh'):
+  """f = W g(V x + b) + c, and (a, g'(z)) for `hidden_backward`."""
+  z_NxH = x_NxD @ params['V'].T + params['b'][None, :]
+  a_NxH, g_prime_NxH = _activate(nonlinearity, z_NxH)
+  return a_NxH @ params['W'].T + params['c'][None, :], (a_NxH, g_prime_NxH)
+
+
+def hidden_backward(params, x_NxD, cache, delta_NxC, reduce='mean'):
+  """`hidden_grads`'s backward pass from delta = dJ/df (already weighted):
+  ({'V', 'b', 'W', 'c'}, dx_NxD)."""
+  a_NxH, g_prime_NxH = cache
+  V_HxD, W_CxH = params['V'], params['W']
   delta_hidden_NxH = (delta_NxC @ W_CxH) * g_prime_NxH
   grads = {
     'V': _outer(delta_hidden_NxH, x_NxD, reduce),
@@ -255,7 +277,21 @@ def hidden_grads(
     'W': _outer(delta_NxC, a_NxH, reduce),
     'c': _bias(delta_NxC, reduce),
   }
-  return J_N, grads, delta_hidden_NxH @ V_HxD
+  return grads, delta_hidden_NxH @ V_HxD
+
+
+def scores_forward(params, x_NxD, model_cfg):
+  """Class scores f of `model_cfg.model` and its backward pass's cache."""
+  if model_cfg.model == 'softmax':
+    return softmax_forward(params, x_NxD)
+  return hidden_forward(params, x_NxD, model_cfg.nonlinearity)
+
+
+def scores_backward(params, x_NxD, cache, delta_NxC, model_cfg):
+  """Gradients (summed over windows) and dx from a weighted dJ/df."""
+  if model_cfg.model == 'softmax':
+    return softmax_backward(params, x_NxD, cache, delta_NxC)
+  return hidden_backward(params, x_NxD, cache, delta_NxC)
 
 
 def classifier_grads(
@@ -336,30 +372,38 @@ def scorer_grads(
 # --- From window gradients to rows of L and L_case. --------------------------
 
 
-def split_window_grad(dx_NxD, embed_dim, case_dim):
+def split_window_grad(dx_NxD, embed_dim, case_dim, feature_width=0):
   """Splits dJ/dx into its 2k+1 word-vector and casing-vector gradients.
 
   Deck ("Updating concatenated word vectors"): x is the concatenation
   [x_{i-k}; ...; x_{i+k}] of the window's vectors, so dJ/dx is the
   concatenation of the dJ/dx_j, each a slice of d entries. Here every word
   contributes [L[w_j]; L_case[c_j]] (research.model.concat_window), so slot
-  j of dJ/dx is [dJ/dL[w_j]; dJ/dL_case[c_j]].
+  j of dJ/dx is [dJ/dL[w_j]; dJ/dL_case[c_j]] (then the gradients of its
+  feature rows, F*g entries, when the words have features).
 
   Args:
-    dx_NxD: window gradients, D = K (embed_dim + case_dim).
+    dx_NxD: window gradients, D = K (embed_dim + case_dim + feature_width).
     embed_dim: d, columns of L.
     case_dim: e, columns of L_case.
+    feature_width: F*g, the feature entries of a slot (0: none).
 
   Returns:
-    (dE_NxKxd, dcase_NxKxe): the gradient w.r.t. each word's vector and
-    each word's casing vector.
+    (dE_NxKxd, dcase_NxKxe), and dfeat_NxKx(F*g) when feature_width > 0:
+    the gradient w.r.t. each word's vector, casing vector (and features).
   """
   N, D = dx_NxD.shape
-  F = embed_dim + case_dim
+  F = embed_dim + case_dim + feature_width
   if D % F:
     raise ValueError(f'window gradient of size {D} is not K * {F}')
   dx_NxKxF = dx_NxD.reshape(N, D // F, F)
-  return dx_NxKxF[:, :, :embed_dim], dx_NxKxF[:, :, embed_dim:]
+  dE, dcase = (
+    dx_NxKxF[:, :, :embed_dim],
+    dx_NxKxF[:, :, embed_dim : F - feature_width],
+  )
+  if feature_width:
+    return dE, dcase, dx_NxKxF[:, :, F - feature_width :]
+  return dE, dcase
 
 
 def scatter_rows(ids, g, num_rows):
@@ -563,3 +607,79 @@ def batch_grads(dense, E_BxKxd, casing_BxK, y_B, model_cfg, objective):
     k: grads[k] if k in grads else jnp.zeros_like(v) for k, v in dense.items()
   }
   return jnp.mean(J_B), g_dense, dE_BxKxd
+
+
+def sentence_batch_grads(
+  dense,
+  E_MxKxd,
+  casing_MxK,
+  feat_MxKxFxg,
+  tags_BxT,
+  mask_BxT,
+  starts_BxT,
+  model_cfg,
+  objective,
+):
+  """The `--grad=manual` step of research.sequence.batch_grads.
+
+  The M = B*T windows of B packed rows (research.crf's layout) give class
+  scores f [B, T, C]; the loss is the objective summed over the rows'
+  sentences (a sentence-level one of research.crf, or a window-level one
+  over the words) divided by n, the number of words. Its error signal
+  dJ/df comes from `crf.GRADS` (forward-backward, or the cost-augmented
+  Viterbi path) or `OBJECTIVE_DELTAS`, zero at padding, scaled by 1/n; the
+  window model's backward pass (`scores_backward`, `split_window_grad`)
+  carries it to every parameter. No dropout.
+
+  Args:
+    dense: L_case, the classifier's parameters, and A, start, end for a
+      sentence-level objective (and L_feat, which is not read: its rows are
+      given).
+    E_MxKxd: word vectors of the windows.
+    casing_MxK: casing ids.
+    feat_MxKxFxg: the windows' feature rows of L_feat, or None.
+    tags_BxT, mask_BxT, starts_BxT: gold tags and the layout.
+    model_cfg: research.model.ModelConfig.
+    objective: a key of crf.GRADS or OBJECTIVE_DELTAS.
+
+  Returns:
+    (loss, g_dense, g_E_MxKxd, g_feat_MxKxFxg or None).
+  """
+  from research import crf  # noqa: PLC0415 (crf does not import this)
+
+  if model_cfg.dropout > 0:
+    raise ValueError('the manual gradients have no dropout; use dropout=0')
+  B, T = tags_BxT.shape
+  L_case_Sxe = dense['L_case']
+  x_MxD = model_lib.concat_window(E_MxKxd, L_case_Sxe[casing_MxK], feat_MxKxFxg)
+  f_MxC, cache = scores_forward(dense, x_MxD, model_cfg)
+  C, dtype = f_MxC.shape[1], f_MxC.dtype
+  n = jnp.maximum(jnp.sum(mask_BxT), 1).astype(dtype)
+  grads = {}
+  if objective in crf.GRADS:
+    trans = crf.Transitions(dense['A'], dense['start'], dense['end'])
+    J, delta_BxTxC, g_trans = crf.GRADS[objective](
+      f_MxC.reshape(B, T, C), tags_BxT, mask_BxT, starts_BxT, trans
+    )
+    delta_MxC = delta_BxTxC.reshape(B * T, C) / n
+    grads.update(A=g_trans.A / n, start=g_trans.start / n, end=g_trans.end / n)
+  else:
+    J, delta_MxC = OBJECTIVE_DELTAS[objective](f_MxC, tags_BxT.reshape(-1))
+    m_M = mask_BxT.reshape(-1).astype(dtype)
+    J, delta_MxC = J * m_M, delta_MxC * m_M[:, None] / n
+  window_grads, dx_MxD = scores_backward(
+    dense, x_MxD, cache, delta_MxC, model_cfg
+  )
+  grads.update(window_grads)
+  width = 0 if feat_MxKxFxg is None else feat_MxKxFxg[0, 0].size
+  parts = split_window_grad(
+    dx_MxD, E_MxKxd.shape[-1], L_case_Sxe.shape[1], width
+  )
+  grads['L_case'] = scatter_rows(casing_MxK, parts[1], L_case_Sxe.shape[0])
+  g_feat = None
+  if width:
+    g_feat = parts[2].reshape(feat_MxKxFxg.shape)
+  g_dense = {
+    k: grads[k] if k in grads else jnp.zeros_like(v) for k, v in dense.items()
+  }
+  return jnp.sum(J) / n, g_dense, parts[0], g_feat

@@ -52,6 +52,9 @@ def init_params(
   num_casings=8,
   case_dim=5,
   embeddings=None,
+  feature_rows=0,
+  feature_kinds=0,
+  feature_dim=0,
 ):
   """Initial parameters for `cfg.model` (or 'scorer', the deck's window scorer).
 
@@ -64,22 +67,32 @@ def init_params(
     num_casings: rows of L_case.
     case_dim: columns of L_case (0 disables the casing feature).
     embeddings: optional [vocab_size, d] initial word vectors.
+    feature_rows: rows of L_feat (research.features); 0 for none.
+    feature_kinds: F, the L_feat rows each word looks up.
+    feature_dim: columns of L_feat.
 
   Returns:
     A dict of float32 arrays.
   """
   k_l, k_case, k_1, k_2 = jax.random.split(key, 4)
+  k_feat = jax.random.fold_in(key, 5)
   if embeddings is None:
     L = 0.1 * jax.random.normal(k_l, (vocab_size, embed_dim), jnp.float32)
   else:
     L = jnp.asarray(embeddings, jnp.float32)
   d = L.shape[1]
   width = 2 * cfg.window + 1
-  D = width * (d + case_dim)
+  if not feature_rows:
+    feature_kinds = feature_dim = 0
+  D = width * (d + case_dim + feature_kinds * feature_dim)
   params = {
     'L': L,
     'L_case': 0.1 * jax.random.normal(k_case, (num_casings, case_dim)),
   }
+  if feature_rows:
+    params['L_feat'] = 0.1 * jax.random.normal(
+      k_feat, (feature_rows, feature_dim), jnp.float32
+    )
   glorot = jax.nn.initializers.glorot_uniform()
   if cfg.model == 'softmax':
     params['W'] = jnp.zeros((num_classes, D), jnp.float32)
@@ -98,20 +111,46 @@ def init_params(
   return params
 
 
-def window_vectors(L, L_case, words_NxK, casing_NxK):
-  """The window vector x: word and casing vectors concatenated, [N, D]."""
-  return concat_window(L[words_NxK], L_case[casing_NxK])
+def window_vectors(L, L_case, words_NxK, casing_NxK, L_feat=None, feats=None):
+  """The window vector x: word and casing vectors (and the rows of L_feat
+  of each word's features [N, K, F], when given) concatenated, [N, D]."""
+  feat = None if L_feat is None else L_feat[feats]
+  return concat_window(L[words_NxK], L_case[casing_NxK], feat)
 
 
-def concat_window(vectors_NxKxd, case_vectors_NxKxe):
-  """Concatenates per-word vectors into window vectors [N, K*(d+e)]."""
-  both_NxKxF = jnp.concatenate([vectors_NxKxd, case_vectors_NxKxe], axis=-1)
+def concat_window(vectors_NxKxd, case_vectors_NxKxe, feat_NxKxFxg=None):
+  """Concatenates per-word vectors into window vectors [N, K*(d+e+F*g)]:
+  slot j is [L[w_j]; L_case[c_j]; L_feat[f_j1]; ...; L_feat[f_jF]]."""
+  parts = [vectors_NxKxd, case_vectors_NxKxe]
+  if feat_NxKxFxg is not None:
+    N, K = feat_NxKxFxg.shape[:2]
+    parts.append(feat_NxKxFxg.reshape(N, K, -1))
+  both_NxKxF = jnp.concatenate(parts, axis=-1)
   return both_NxKxF.reshape(both_NxKxF.shape[0], -1)
 
 
+def keep_mask(key, shape, rate):
+  """A dropout mask: True with probability q = round(256 (1 - rate)) / 256.
+
+  Each random 32-bit word gives four bytes (four rows of the mask), each
+  compared with 256 q: a quarter of the random numbers that
+  `jax.random.bernoulli` draws, where drawing them took a large part of a
+  training step on a CPU. Returns (mask, q).
+  """
+  rows, rest = shape[0], tuple(shape[1:])
+  words = jax.random.bits(key, (-(-rows // 4),) + rest, jnp.uint32)
+  shifts = (jnp.arange(4, dtype=jnp.uint32) * 8).reshape(
+    (4,) + (1,) * len(shape)
+  )
+  bytes_ = ((words[None] >> shifts) & 0xFF).reshape((-1,) + rest)[:rows]
+  threshold = round(256 * (1.0 - rate))
+  return bytes_ < threshold, threshold / 256
+
+
 def _dropout(key, x, rate):
-  keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
-  return jnp.where(keep, x / (1.0 - rate), 0.0)
+  """Inverted dropout: x / q where kept (`keep_mask`), 0 elsewhere."""
+  keep, q = keep_mask(key, x.shape, rate)
+  return jnp.where(keep, x / q, 0.0)
 
 
 def class_scores(params, x_NxD, cfg, key=None):

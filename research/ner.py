@@ -1,29 +1,46 @@
 """NER on a data directory: windows and vectors in, scored models out."""
 
 import dataclasses
+import functools
 
 import jax
 import numpy as np
 
 from research import classifier
+from research import crf
 from research import data as data_lib
 from research import embeddings as emb_lib
 from research import engine
+from research import features as features_lib
 from research import metrics
 from research import model as model_lib
+from research import sequence
+from research import tagschemes
 from research import vocab as vocab_lib
 
 TRAIN_SAMPLE = 2000  # training sentences scored for learning curves
+DECODES = ('argmax', 'viterbi')
+SELECTIONS = ('last', 'best_dev')
 
 
 @dataclasses.dataclass
 class Dataset:
+  """A data directory made ready to train on.
+
+  tags are the model's classes, in `tag_scheme` ('iobes' when training on
+  IOBES, else the file's own scheme, `file_scheme`); the windows' labels
+  use them. Scores are always computed on the file's tags.
+  """
+
   splits: dict  # split -> list[data.Sentence]
   tags: list
   vocab: vocab_lib.Vocab
   windows: dict  # split -> vocab_lib.Windows
   L_init: np.ndarray  # [V, d] initial word vectors
   coverage: dict
+  features: features_lib.FeatureVocab | None = None
+  tag_scheme: str = 'iob2'
+  file_scheme: str = 'iob2'
 
 
 def load_dataset(
@@ -35,6 +52,9 @@ def load_dataset(
   min_count=1,
   seed=0,
   log=print,
+  features=(),
+  affix_length=3,
+  tag_scheme='file',
 ):
   """Reads the splits, builds the vocabulary, the windows and initial L.
 
@@ -49,9 +69,17 @@ def load_dataset(
       have a pretrained vector).
     seed: seed of the random vectors.
     log: progress printer.
+    features: kinds of research.features to give every word ((): none).
+    affix_length: n of the prefix and suffix features.
+    tag_scheme: 'file' (train on the file's tags) or 'iobes'.
   """
+  if tag_scheme not in tagschemes.SCHEMES:
+    raise ValueError(f'tag_scheme must be one of {tagschemes.SCHEMES}')
   splits = data_lib.load_splits(data_dir)
-  tags = data_lib.check_tags(splits)
+  file_tags = data_lib.check_tags(splits)
+  file_scheme = tagschemes.file_scheme(s.tags for s in splits['train'])
+  scheme = file_scheme if tag_scheme == 'file' else tag_scheme
+  tags = tagschemes.tag_set(file_tags, scheme)
   pretrained = emb_lib.load_pretrained(embeddings)
   known = frozenset(pretrained.words) if pretrained else frozenset()
   others = [
@@ -71,24 +99,39 @@ def load_dataset(
     coverage[f'{name}_token_coverage'] = emb_lib.token_coverage(
       sents, vocabulary, known
     )
-  windows = {
-    name: vocab_lib.make_windows(sents, vocabulary, tags, window)
-    for name, sents in splits.items()
-  }
+  feature_vocab = None
+  if features:
+    feature_vocab = features_lib.FeatureVocab.build(
+      splits['train'], features, affix_length
+    )
+
+  def make(sents):
+    if scheme != file_scheme:
+      sents = [
+        dataclasses.replace(s, tags=tuple(tagschemes.convert(s.tags, scheme)))
+        for s in sents
+      ]
+    return vocab_lib.make_windows(
+      sents, vocabulary, tags, window, feature_vocab
+    )
+
+  windows = {name: make(sents) for name, sents in splits.items()}
   # A fixed, evenly spaced sample of training sentences for train-error curves.
   train = splits['train']
   picked = np.unique(np.linspace(0, len(train) - 1, TRAIN_SAMPLE).astype(int))
   sample = [train[i] for i in picked]
   splits['train_sample'] = sample
-  windows['train_sample'] = vocab_lib.make_windows(
-    sample, vocabulary, tags, window
-  )
+  windows['train_sample'] = make(sample)
   sizes = ', '.join(
     f'{n} {len(s):,} sentences / {len(windows[n]):,} windows'
     for n, s in splits.items()
     if n != 'train_sample'
   )
-  log(f'data {data_dir}: {sizes}; tags {" ".join(tags)}')
+  log(f'data {data_dir}: {sizes}; tags {" ".join(file_tags)} ({file_scheme})')
+  if scheme != file_scheme:
+    log(f'training on {scheme.upper()} tags ({len(tags)} classes)')
+  if feature_vocab is not None:
+    log(feature_vocab.describe())
   if note := data_lib.empty_tokens_note(splits):
     log(note)
   source = pretrained.source if pretrained else f'random d={embed_dim}'
@@ -102,21 +145,91 @@ def load_dataset(
     f'{coverage["covered"]:,} with a pretrained vector '
     f'({coverage["coverage"]:.1f}%); tokens covered: {cov}'
   )
-  return Dataset(splits, tags, vocabulary, windows, L_init, coverage)
+  return Dataset(
+    splits,
+    tags,
+    vocabulary,
+    windows,
+    L_init,
+    coverage,
+    feature_vocab,
+    scheme,
+    file_scheme,
+  )
 
 
-def init_params(ds, model_cfg, seed=0, num_classes=None):
-  """model.init_params for a Dataset: its vocabulary, tags and initial L.
+FEATURE_DIM = 20  # columns of L_feat
+
+
+def init_params(ds, model_cfg, seed=0, num_classes=None, objective='xent'):
+  """model.init_params for a Dataset: its vocabulary, tags, features and
+  initial L (and zero transitions for a sentence-level objective).
 
   num_classes: default one per tag (the window scorer passes 1).
   """
-  return model_lib.init_params(
+  C = len(ds.tags) if num_classes is None else num_classes
+  fv = ds.features
+  params = model_lib.init_params(
     jax.random.key(seed),
     model_cfg,
     vocab_size=len(ds.vocab),
-    num_classes=len(ds.tags) if num_classes is None else num_classes,
+    num_classes=C,
     embeddings=ds.L_init,
+    feature_rows=fv.size if fv else 0,
+    feature_kinds=len(fv) if fv else 0,
+    feature_dim=FEATURE_DIM,
   )
+  if objective in crf.OBJECTIVES:
+    params = sequence.init_transitions(params, C)
+  return params
+
+
+def trains_on_sentences(ds, cfg, decode='argmax'):
+  """Whether training needs whole sentences (research.sequence) rather than
+  shuffled windows: a sentence-level objective, features, IOBES tags, word
+  dropout or Viterbi decoding."""
+  return bool(
+    cfg.objective in crf.OBJECTIVES
+    or ds.features is not None
+    or ds.tag_scheme != ds.file_scheme
+    or cfg.word_dropout > 0
+    or decode == 'viterbi'
+  )
+
+
+def predict_ids(
+  params, windows, lengths, tags, scheme, model_cfg, objective, decode='argmax'
+):
+  """Predicted class ids [N] of windows of sentences of `lengths` words.
+
+  A sentence-level objective decodes by Viterbi with its transitions;
+  decode='viterbi' decodes a window-level model's scores (log-probabilities
+  for cross-entropy) by Viterbi too. Both forbid transitions the tag scheme
+  does not allow (tagschemes.valid_transitions). Params with a leading
+  member axis are an ensemble: their scores are averaged.
+  """
+  sentence_level = objective in crf.OBJECTIVES
+  if (
+    decode == 'argmax'
+    and not sentence_level
+    and windows.feats is None
+    and np.ndim(params['L']) == 2
+  ):
+    return classifier.predict(params, windows, model_cfg, objective)[0]
+  trans = None
+  if sentence_level or decode == 'viterbi':
+    allowed = tagschemes.valid_transitions(tags, scheme)
+    trans = sequence.decode_transitions(params, len(tags), allowed, objective)
+  return sequence.predict(
+    params, windows, lengths, model_cfg, trans, log_probs=objective == 'xent'
+  )
+
+
+def file_tags(ds, tag_lists):
+  """Tag lists in the model's scheme, written in the file's."""
+  if ds.tag_scheme == ds.file_scheme:
+    return tag_lists
+  return [tagschemes.convert(t, ds.file_scheme) for t in tag_lists]
 
 
 def tags_by_sentence(tag_ids, sentences, tags):
@@ -126,19 +239,44 @@ def tags_by_sentence(tag_ids, sentences, tags):
   return [list(part) for part in np.split(names, ends)]
 
 
-def evaluate(params, ds, split, model_cfg, objective):
-  """Entity P/R/F1 (conlleval), token accuracy and mean loss on a split."""
+def evaluate(params, ds, split, model_cfg, objective, decode='argmax'):
+  """Entity P/R/F1 (conlleval) and token accuracy on a split, against the
+  file's tags; and the mean window loss of a window-level model decoded by
+  argmax."""
   sentences = ds.splits[split]
-  pred, window_loss = classifier.predict(
-    params, ds.windows[split], model_cfg, objective
-  )
+  windows = ds.windows[split]
+  window_level = not trains_on_sentences(ds, _Objective(objective), decode)
+  if window_level and np.ndim(params['L']) == 2:
+    pred, window_loss = classifier.predict(
+      params, windows, model_cfg, objective
+    )
+  else:
+    window_loss = None
+    pred = predict_ids(
+      params,
+      windows,
+      sequence.sentence_lengths(sentences),
+      ds.tags,
+      ds.tag_scheme,
+      model_cfg,
+      objective,
+      decode,
+    )
   result = metrics.evaluate(
     [list(s.tags) for s in sentences],
-    tags_by_sentence(pred, sentences, ds.tags),
+    file_tags(ds, tags_by_sentence(pred, sentences, ds.tags)),
   )
   out = metrics.as_dict(result)
-  out['loss'] = float(window_loss.mean())
+  if window_loss is not None:
+    out['loss'] = float(window_loss.mean())
   return out
+
+
+class _Objective:
+  """What trains_on_sentences reads of a config, from an objective alone."""
+
+  def __init__(self, objective):
+    self.objective, self.word_dropout = objective, 0.0
 
 
 def train_and_evaluate(
@@ -153,6 +291,9 @@ def train_and_evaluate(
   eval_train=False,
   on_eval=None,
   log=print,
+  decode='argmax',
+  select='last',
+  ensemble=1,
 ):
   """Initializes, trains and scores one model on a Dataset.
 
@@ -166,57 +307,144 @@ def train_and_evaluate(
     on_eval: optional fn(row) called with each evaluation row (dev scores
       under 'dev', and train_loss, step, epoch).
     log: progress printer.
+    decode: 'argmax' or 'viterbi' (see predict_ids).
+    select: 'last' (the final parameters) or 'best_dev' (those of the
+      evaluation with the best dev F1).
+    ensemble: members trained together (seeds seed, seed+1, ...) as one
+      vmapped program; their scores are averaged.
 
   Returns:
-    (params, result): result has 'dev' (and 'test' when the data has a test
-    split) scores, 'train_windows_per_sec', 'train_seconds',
-    'compile_seconds', 'weight_norm', 'final_train_loss', 'coverage'.
+    (params, result): params stacked on a leading member axis when
+    ensemble > 1; result has 'dev' (and 'test' when the data has a test
+    split) scores, 'selected' (which evaluation's parameters),
+    'trained_on' ('windows' or 'sentences'), 'train_windows_per_sec' (words
+    of all members per second), 'train_seconds', 'compile_seconds',
+    'weight_norm', 'final_train_loss', 'coverage'.
   """
-  params = init_params(ds, model_cfg, seed)
+  if select not in SELECTIONS:
+    raise ValueError(f'select must be one of {SELECTIONS}')
+  seeds = [seed + i for i in range(ensemble)]
+  members = [
+    init_params(ds, model_cfg, s, objective=cfg.objective) for s in seeds
+  ]
+  sentences = trains_on_sentences(ds, cfg, decode) or ensemble > 1
   log(
-    f'model {model_cfg.model} ({model_lib.count_params(params):,} '
-    f'parameters), objective {cfg.objective}, {cfg.optimizer} lr '
-    f'{hyper.lr:g}, l2 {hyper.l2:g}, batch {cfg.batch_size}, '
-    f'{epochs} epochs'
+    f'model {model_cfg.model} ({model_lib.count_params(members[0]):,} '
+    f'parameters{f", {ensemble} members" if ensemble > 1 else ""}), '
+    f'objective {cfg.objective}, {cfg.optimizer} lr {hyper.lr:g}, '
+    f'l2 {hyper.l2:g}, batch {cfg.batch_size}, {epochs} epochs, trained on '
+    f'{"sentences" if sentences else "windows"}'
   )
 
-  def evaluate_dev(params):
-    row = {'dev': evaluate(params, ds, 'dev', model_cfg, cfg.objective)}
+  def as_model(stacked):
+    return stacked if ensemble > 1 else engine.unstack(stacked, 0)
+
+  best = {'f1': -1.0}
+
+  def evaluate_dev(stacked):
+    params = as_model(stacked)
+    ev = functools.partial(
+      evaluate,
+      params,
+      ds,
+      model_cfg=model_cfg,
+      objective=cfg.objective,
+      decode=decode,
+    )
+    row = {'dev': ev(split='dev')}
     if eval_train:
-      row['train'] = evaluate(
-        params, ds, 'train_sample', model_cfg, cfg.objective
-      )
+      row['train'] = ev(split='train_sample')
+    loss = f'  loss {row["dev"]["loss"]:.4f}' if 'loss' in row['dev'] else ''
     log(
       f'  dev F1 {row["dev"]["f1"]:.2f}  accuracy '
-      f'{row["dev"]["accuracy"]:.2f}  loss {row["dev"]["loss"]:.4f}'
+      f'{row["dev"]["accuracy"]:.2f}{loss}'
     )
+    if select == 'best_dev' and row['dev']['f1'] > best['f1']:
+      best.update(
+        f1=row['dev']['f1'], params=jax.device_get(params), dev=row['dev']
+      )
     return row
 
   def on_row(row):
+    if select == 'best_dev' and 'params' in best and best['dev'] is row['dev']:
+      best.update(step=row['step'], epoch=row['epoch'])
     if on_eval is not None:
       on_eval(dict(row, train_loss=row['train_loss'][0]))
 
-  stacked, rows, stats = classifier.fit(
-    engine.stack([params]),
-    ds.windows['train'],
-    engine.Hyper([hyper.lr], [hyper.l2]),
-    [seed],
-    model_cfg,
-    cfg,
+  hypers = engine.Hyper([hyper.lr] * ensemble, [hyper.l2] * ensemble)
+  kw = dict(
     epochs=epochs,
-    evaluate=lambda p: evaluate_dev(engine.unstack(p, 0)),
+    evaluate=evaluate_dev,
     eval_every=eval_every,
     on_eval=on_row,
     log=log,
   )
-  params = engine.unstack(stacked, 0)
+  if sentences:
+    stacked, rows, stats = sequence.fit(
+      engine.stack(members),
+      ds.windows['train'],
+      sequence.sentence_lengths(ds.splits['train']),
+      hypers,
+      seeds,
+      model_cfg,
+      cfg,
+      **kw,
+    )
+  else:
+    stacked, rows, stats = classifier.fit(
+      engine.stack(members),
+      ds.windows['train'],
+      hypers,
+      seeds,
+      model_cfg,
+      cfg,
+      **kw,
+    )
+  params = as_model(stacked)
+  selected = {
+    'rule': 'last',
+    'step': rows[-1]['step'],
+    'epoch': rows[-1]['epoch'],
+  }
+  dev = rows[-1]['dev']
+  if select == 'best_dev':
+    params, dev = best['params'], best['dev']
+    selected = {
+      'rule': 'best dev F1',
+      'step': best['step'],
+      'epoch': best['epoch'],
+    }
+    log(
+      f'selected the parameters of step {best["step"]} (epoch '
+      f'{best["epoch"]:g}): best dev F1 {dev["f1"]:.2f}'
+    )
   result = {
-    'dev': rows[-1]['dev'],
+    'dev': dev,
+    'selected': selected,
+    'trained_on': 'sentences' if sentences else 'windows',
     'final_train_loss': rows[-1]['train_loss'][0],
-    'weight_norm': classifier.weight_norm(params),
+    'weight_norm': classifier.weight_norm(
+      params if ensemble == 1 else engine.unstack(params, 0)
+    ),
     **stats,
     'coverage': ds.coverage,
   }
   if 'test' in ds.splits:
-    result['test'] = evaluate(params, ds, 'test', model_cfg, cfg.objective)
+    result['test'] = evaluate(
+      params, ds, 'test', model_cfg, cfg.objective, decode
+    )
   return params, result
+
+
+def model_config_json(ds, model_cfg, cfg, decode):
+  """What config.json holds to tag new text with a model (tagging.load)."""
+  out = {
+    'model': model_cfg._asdict(),
+    'train': cfg._asdict(),
+    'decode': decode,
+    'tag_scheme': ds.tag_scheme,
+    'file_scheme': ds.file_scheme,
+  }
+  if ds.features is not None:
+    out['features'] = ds.features.to_json()
+  return out

@@ -2,11 +2,11 @@
 
 `apply_gradients` takes one step from gradients: optax's direction (without
 its -lr scaling; lr is traced, see `engine.Hyper`) for the dense parameters
-(all but L when L is sparse or frozen) and, for the word vectors, the lazy
-row update of only the rows a batch touches and of only their optimizer
-state. The row update exists in two forms with the same results: what it
-means (`lazy_row_update_plain`, dense [V, d] masks) and the packed form
-training uses (`lazy_row_update`).
+(all but the lookup tables L and L_feat when sparse, and a frozen L) and, for
+the lookup tables, the lazy row update of only the rows a batch touches and
+of only their optimizer state. The row update exists in two forms with the
+same results: what it means (`lazy_row_update_plain`, dense [V, d] masks)
+and the packed form training uses (`lazy_row_update`).
 
 A config passed here is any NamedTuple with the fields optimizer, sparse,
 freeze_embeddings, l2_embeddings and packed_rows (`classifier.TrainConfig`,
@@ -34,33 +34,50 @@ def direction(name):
   }[name]
 
 
+ROW_TABLES = ('L', 'L_feat')  # lookup tables updated row-wise when sparse
+
+
+def row_tables(params, cfg):
+  """The lookup tables a sparse config updates row by row: L (unless
+  frozen) and L_feat (research.features), those present."""
+  if not cfg.sparse:
+    return ()
+  return tuple(
+    k
+    for k in ROW_TABLES
+    if k in params and not (k == 'L' and cfg.freeze_embeddings)
+  )
+
+
 def dense_keys(params, cfg):
-  """Parameters updated by optax: all but L when L is sparse or frozen.
+  """Parameters updated by optax: all but the row tables and a frozen L.
 
   `cfg` is any config with the fields optimizer, sparse, freeze_embeddings,
   l2_embeddings (`classifier.TrainConfig`, `window_scorer.ScorerConfig`).
   """
-  skip_l = cfg.sparse or cfg.freeze_embeddings
-  return tuple(k for k in params if not (k == 'L' and skip_l))
+  skip = set(row_tables(params, cfg))
+  if cfg.freeze_embeddings:
+    skip.add('L')
+  return tuple(k for k in params if k not in skip)
 
 
 def init_state(params, cfg, key):
-  """A fresh TrainState: optax state for the dense keys, row state for L."""
+  """A fresh TrainState: optax state for the dense keys, and for each row
+  table (`row_tables`) its row-wise state, rows_state[table]."""
   dense = {k: params[k] for k in dense_keys(params, cfg)}
   rows_state = {}
-  if (
-    cfg.sparse
-    and not cfg.freeze_embeddings
-    and (cfg.optimizer != 'sgd' or cfg.l2_embeddings)
-  ):
-    V, d = params['L'].shape
-    if cfg.packed_rows:
-      rows_state['slot'] = jnp.zeros(V, jnp.int32)  # representatives
-    if cfg.optimizer == 'adagrad':
-      rows_state['sum_sq'] = jnp.full((V, d), ADAGRAD_INIT, jnp.float32)
-    elif cfg.optimizer == 'adam':
-      # Both moments of a row side by side: one gather, one scatter.
-      rows_state['mu_nu'] = jnp.zeros((V, 2, d), jnp.float32)
+  if cfg.optimizer != 'sgd' or cfg.l2_embeddings:
+    for name in row_tables(params, cfg):
+      V, d = params[name].shape
+      table_state = {}
+      if cfg.packed_rows:
+        table_state['slot'] = jnp.zeros(V, jnp.int32)  # representatives
+      if cfg.optimizer == 'adagrad':
+        table_state['sum_sq'] = jnp.full((V, d), ADAGRAD_INIT, jnp.float32)
+      elif cfg.optimizer == 'adam':
+        # Both moments of a row side by side: one gather, one scatter.
+        table_state['mu_nu'] = jnp.zeros((V, 2, d), jnp.float32)
+      rows_state[name] = table_state
   return engine.TrainState(
     params,
     direction(cfg.optimizer).init(dense),
@@ -175,7 +192,7 @@ def lazy_row_update(L, rows_state, ids_M, rows_Mxd, g_Mxd, step, hyper, cfg):
   return L, rows_state
 
 
-def apply_gradients(state, g_dense, hyper, cfg, key, word_rows=None):
+def apply_gradients(state, g_dense, hyper, cfg, key, row_grads=None):
   """One optimizer step from gradients; returns the next TrainState.
 
   Args:
@@ -184,27 +201,32 @@ def apply_gradients(state, g_dense, hyper, cfg, key, word_rows=None):
     hyper: Hyper (scalars).
     cfg: the model's training config (see `dense_keys`).
     key: the PRNG key the next state carries.
-    word_rows: for sparse L, (ids_M, rows_Mxd, g_Mxd): the batch's word ids,
-      their gathered vectors and the loss gradient w.r.t. them.
+    row_grads: for each row table (`row_tables`), (ids_M, rows_Mxd, g_Mxd):
+      the batch's row ids, their gathered rows and the loss gradient w.r.t.
+      them.
   """
   params = state.params
   dense = {k: params[k] for k in dense_keys(params, cfg)}
-  L, rows_state = params['L'], state.rows_state
-  if word_rows is not None and not cfg.freeze_embeddings:
-    ids_M, rows_Mxd, g_Mxd = word_rows
-    if cfg.packed_rows:
-      L, rows_state = lazy_row_update(
-        L, rows_state, ids_M, rows_Mxd, g_Mxd, state.step, hyper, cfg
-      )
-    else:
-      L, rows_state = lazy_row_update_plain(
-        L, rows_state, ids_M, g_Mxd, state.step, hyper, cfg
-      )
+  new_rows, rows_state = {}, dict(state.rows_state)
+  update = lazy_row_update if cfg.packed_rows else lazy_row_update_plain
+  for name, (ids_M, rows_Mxd, g_Mxd) in (row_grads or {}).items():
+    args = (rows_Mxd,) if cfg.packed_rows else ()
+    new_rows[name], table_state = update(
+      params[name],
+      rows_state.get(name, {}),
+      ids_M,
+      *args,
+      g_Mxd,
+      state.step,
+      hyper,
+      cfg,
+    )
+    if name in rows_state:
+      rows_state[name] = table_state
   updates, opt_state = direction(cfg.optimizer).update(
     g_dense, state.opt_state, dense
   )
   new = {k: dense[k] - hyper.lr * updates[k] for k in dense}
-  new.setdefault('L', L)
   return engine.TrainState(
-    dict(params, **new), opt_state, rows_state, state.step + 1, key
+    dict(params, **new, **new_rows), opt_state, rows_state, state.step + 1, key
   )

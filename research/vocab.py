@@ -12,6 +12,7 @@ import re
 
 import numpy as np
 
+from research import features as features_lib
 from research.errors import UserError
 
 PAD_LEFT, PAD_RIGHT, UNK = '<s>', '</s>', '<unk>'
@@ -172,28 +173,32 @@ class Windows:
     casing: [N, 2k+1] int32 casing ids (0 for padding).
     labels: [N] int32 tag ids.
     sentence_index: [N] int32: the sentence of each window's center word.
+    feats: [N, 2k+1, F] int32 rows of L_feat (research.features), or None.
   """
 
   words: np.ndarray
   casing: np.ndarray
   labels: np.ndarray
   sentence_index: np.ndarray
+  feats: np.ndarray | None = None
 
   def __len__(self):
     return len(self.labels)
 
 
-def make_windows(sentences, vocab, tags, k=2):
+def make_windows(sentences, vocab, tags, k=2, feature_vocab=None):
   """Makes one window of half-width k around every token.
 
   Windows stop at sentence boundaries: positions before the sentence hold
-  PAD_LEFT (id 0), after it PAD_RIGHT (id 1), with casing id 0 for both.
+  PAD_LEFT (id 0), after it PAD_RIGHT (id 1), with casing id 0 for both
+  (and the padding rows of the features).
 
   Args:
     sentences: `Sentence`s.
     vocab: The `Vocab` for word ids.
     tags: The tag list (tag id = position), as from `check_tags`.
     k: The half-width, >= 0 (k=0: the word alone).
+    feature_vocab: an optional research.features.FeatureVocab.
 
   Returns:
     The `Windows`.
@@ -232,9 +237,16 @@ def make_windows(sentences, vocab, tags, k=2):
   padded_casing = np.zeros(size, dtype=np.int32)
   padded_casing[center] = casing_ids
   window = center[:, None] + np.arange(-k, k + 1)
+  feats = None
+  if feature_vocab is not None and len(feature_vocab):
+    pads = np.asarray(feature_vocab.pad_ids(), np.int32)
+    padded_feats = np.tile(pads, (size, 1))
+    padded_feats[center] = features_lib.token_ids(sentences, feature_vocab)
+    feats = padded_feats[window]
   return Windows(
     words=padded_words[window],
     casing=padded_casing[window],
     labels=np.array(labels, dtype=np.int32),
     sentence_index=sentence_index.astype(np.int32),
+    feats=feats,
   )
