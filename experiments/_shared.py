@@ -103,6 +103,12 @@ FEATURES = flags.DEFINE_list(
 AFFIX_LENGTH = flags.DEFINE_integer(
   'affix_length', 3, 'n of the prefix/suffix features.', lower_bound=1
 )
+GAZETTEER = flags.DEFINE_string(
+  'gazetteer',
+  None,
+  'A file of TYPE<TAB>phrase lines added to the lists the gazetteer feature '
+  'builds from the training labels (needs --features=...,gazetteer).',
+)
 TAG_SCHEME = flags.DEFINE_enum(
   'tag_scheme',
   'file',
@@ -212,8 +218,14 @@ def load_dataset(**overrides):
     features=tuple(FEATURES.value),
     affix_length=AFFIX_LENGTH.value,
     tag_scheme=TAG_SCHEME.value,
+    gazetteer_file=GAZETTEER.value,
   )
   kw.update(overrides)
+  if kw['gazetteer_file'] and 'gazetteer' not in kw['features']:
+    raise UserError(
+      f'--gazetteer={kw["gazetteer_file"]} is read by the gazetteer feature; '
+      'add gazetteer to --features'
+    )
   unknown = set(kw['features']) - set(features_lib.KINDS)
   if unknown:
     raise UserError(

@@ -42,6 +42,7 @@ class Sentence:
     lines: The 1-based line number of each token in `path` (or empty).
     empty: The indices of the tokens that were empty or whitespace in the
       file and are read as EMPTY_TOKEN.
+    document: The index of its document in `path` (-DOCSTART- lines).
   """
 
   tokens: tuple[str, ...]
@@ -49,6 +50,7 @@ class Sentence:
   path: str = ''
   lines: tuple[int, ...] = ()
   empty: tuple[int, ...] = ()
+  document: int = 0
 
   def __post_init__(self):
     if len(self.tokens) != len(self.tags):
@@ -125,7 +127,14 @@ def read_conll(path, require_tags=True):
   def end_sentence():
     if tokens:
       sentences.append(
-        Sentence(tuple(tokens), tuple(tags), path, tuple(lines), tuple(empty))
+        Sentence(
+          tuple(tokens),
+          tuple(tags),
+          path,
+          tuple(lines),
+          tuple(empty),
+          len(documents),
+        )
       )
       for part in (tokens, tags, lines, empty):
         part.clear()

@@ -12,6 +12,12 @@ contributes its rows of `L_feat` beside its word and casing vectors
   shape    characters mapped to X (upper), x (lower), d (digit), others
            kept, runs collapsed: 'Washington' -> 'Xx', 'U.S.' -> 'X.X.',
            '1996-08-22' -> 'd-d-d'
+  gazetteer  the listed phrases covering the word (research.gazetteer)
+  document   a first pass's tag of the word elsewhere in its document
+           (research.document_context)
+
+The last two depend on the sentence, so their values are given per
+sentence (`context`: kind -> one list of values per sentence).
 """
 
 import dataclasses
@@ -19,7 +25,8 @@ import re
 
 import numpy as np
 
-KINDS = ('prefix', 'suffix', 'shape')
+KINDS = ('prefix', 'suffix', 'shape', 'gazetteer', 'document')
+CONTEXT_KINDS = ('gazetteer', 'document')  # values given per sentence
 PAD, UNSEEN = 0, 1
 _RUNS = re.compile(r'(.)\1+')
 
@@ -63,13 +70,20 @@ class FeatureVocab:
   size: int
 
   @classmethod
-  def build(cls, train_sentences, kinds, affix_length=3):
+  def build(cls, train_sentences, kinds, affix_length=3, context=None):
+    """The values of `kinds` in the training sentences; context: for each
+    kind of CONTEXT_KINDS, its values per training sentence (lists of
+    str; any lists holding every value the kind takes will do)."""
     for kind in kinds:
-      value(kind, 'a', affix_length)  # checks the kind
+      if kind not in KINDS:
+        raise ValueError(f'unknown feature {kind!r}; expected one of {KINDS}')
     index, offsets, size = [], [], 0
     tokens = sorted({t for s in train_sentences for t in s.tokens})
     for kind in kinds:
-      values = sorted({value(kind, t, affix_length) for t in tokens})
+      if kind in CONTEXT_KINDS:
+        values = sorted({v for vs in context[kind] for v in vs})
+      else:
+        values = sorted({value(kind, t, affix_length) for t in tokens})
       index.append({v: i + 2 for i, v in enumerate(values)})
       offsets.append(size)
       size += len(values) + 2
@@ -101,11 +115,30 @@ class FeatureVocab:
       size,
     )
 
-  def ids(self, token):
-    """The token's row of L_feat for every kind [F]."""
+  def ids(self, token, context_values=None):
+    """The token's row of L_feat for every kind [F] (context_values: its
+    value of each kind of CONTEXT_KINDS)."""
     return tuple(
-      off + ix.get(value(kind, token, self.affix_length), UNSEEN)
+      off
+      + ix.get(
+        context_values[kind]
+        if kind in CONTEXT_KINDS
+        else value(kind, token, self.affix_length),
+        UNSEEN,
+      )
       for kind, ix, off in zip(self.kinds, self.index, self.offsets)
+    )
+
+  def without(self, kind):
+    """This vocabulary less its last kind `kind` (its rows come last)."""
+    if self.kinds[-1] != kind:
+      raise ValueError(f'{kind!r} is not the last kind of {self.kinds}')
+    return FeatureVocab(
+      self.kinds[:-1],
+      self.affix_length,
+      self.index[:-1],
+      self.offsets[:-1],
+      self.offsets[-1],
     )
 
   def pad_ids(self):
@@ -118,12 +151,24 @@ class FeatureVocab:
     return f'features (n={self.affix_length}): {sizes} values'
 
 
-def token_ids(sentences, vocab):
-  """[N, F] int32 feature rows of every token, in order."""
-  cache = {}
-  rows = [
-    cache.setdefault(t, vocab.ids(t)) if t not in cache else cache[t]
-    for s in sentences
-    for t in s.tokens
-  ]
+def token_ids(sentences, vocab, context=None):
+  """[N, F] int32 feature rows of every token, in order; context: kind ->
+  the values of each sentence's words, for the kinds of CONTEXT_KINDS."""
+  needed = [k for k in vocab.kinds if k in CONTEXT_KINDS]
+  if needed:
+    missing = [k for k in needed if not context or k not in context]
+    if missing:
+      raise ValueError(f'the features {missing} need their values (context)')
+    rows = []
+    for i, s in enumerate(sentences):
+      for j, t in enumerate(s.tokens):
+        rows.append(vocab.ids(t, {k: context[k][i][j] for k in needed}))
+  else:
+    cache = {}
+    rows = []
+    for s in sentences:
+      for t in s.tokens:
+        if t not in cache:
+          cache[t] = vocab.ids(t)
+        rows.append(cache[t])
   return np.asarray(rows, np.int32).reshape(-1, len(vocab))

@@ -2,6 +2,7 @@
 
 import dataclasses
 import functools
+import time
 
 import jax
 import numpy as np
@@ -9,9 +10,11 @@ import numpy as np
 from research import classifier
 from research import crf
 from research import data as data_lib
+from research import document_context
 from research import embeddings as emb_lib
 from research import engine
 from research import features as features_lib
+from research import gazetteer as gazetteer_lib
 from research import metrics
 from research import model as model_lib
 from research import sequence
@@ -41,6 +44,8 @@ class Dataset:
   features: features_lib.FeatureVocab | None = None
   tag_scheme: str = 'iob2'
   file_scheme: str = 'iob2'
+  gazetteer: gazetteer_lib.Gazetteer | None = None  # for new text
+  first_pass_done: bool = False  # the document feature holds its values
 
 
 def load_dataset(
@@ -55,6 +60,7 @@ def load_dataset(
   features=(),
   affix_length=3,
   tag_scheme='file',
+  gazetteer_file=None,
 ):
   """Reads the splits, builds the vocabulary, the windows and initial L.
 
@@ -72,6 +78,8 @@ def load_dataset(
     features: kinds of research.features to give every word ((): none).
     affix_length: n of the prefix and suffix features.
     tag_scheme: 'file' (train on the file's tags) or 'iobes'.
+    gazetteer_file: a user's lists (gazetteer.read) added to those from
+      the training labels, for the 'gazetteer' feature.
   """
   if tag_scheme not in tagschemes.SCHEMES:
     raise ValueError(f'tag_scheme must be one of {tagschemes.SCHEMES}')
@@ -99,29 +107,56 @@ def load_dataset(
     coverage[f'{name}_token_coverage'] = emb_lib.token_coverage(
       sents, vocabulary, known
     )
-  feature_vocab = None
+  # The document feature comes last: its rows of L_feat are dropped for the
+  # first pass (FeatureVocab.without).
+  features = tuple(sorted(features, key=lambda k: k == 'document'))
+  feature_vocab = gazetteer = None
+  context = {name: {} for name in splits}
+  if 'gazetteer' in features:
+    extra = gazetteer_lib.read(gazetteer_file) if gazetteer_file else None
+    gazetteer = gazetteer_lib.Gazetteer.from_sentences(splits['train'])
+    if extra is not None:
+      gazetteer = gazetteer.union(extra)
+    for name, sents in splits.items():
+      context[name]['gazetteer'] = (
+        gazetteer_lib.fold_values(sents, extra)
+        if name == 'train'
+        else [gazetteer.values(s.tokens) for s in sents]
+      )
+  if 'document' in features:
+    # No first pass yet: every word reads NONE until train_and_evaluate's.
+    for name, sents in splits.items():
+      context[name]['document'] = [
+        [document_context.NONE] * len(s.tokens) for s in sents
+      ]
   if features:
+    types = sorted({t[2:] for t in file_tags if t != 'O'})
     feature_vocab = features_lib.FeatureVocab.build(
-      splits['train'], features, affix_length
+      splits['train'],
+      features,
+      affix_length,
+      dict(context['train'], document=[document_context.domain(types)]),
     )
 
-  def make(sents):
+  def make(sents, values):
     if scheme != file_scheme:
       sents = [
         dataclasses.replace(s, tags=tuple(tagschemes.convert(s.tags, scheme)))
         for s in sents
       ]
     return vocab_lib.make_windows(
-      sents, vocabulary, tags, window, feature_vocab
+      sents, vocabulary, tags, window, feature_vocab, values
     )
 
-  windows = {name: make(sents) for name, sents in splits.items()}
+  windows = {name: make(sents, context[name]) for name, sents in splits.items()}
   # A fixed, evenly spaced sample of training sentences for train-error curves.
   train = splits['train']
   picked = np.unique(np.linspace(0, len(train) - 1, TRAIN_SAMPLE).astype(int))
   sample = [train[i] for i in picked]
   splits['train_sample'] = sample
-  windows['train_sample'] = make(sample)
+  windows['train_sample'] = make(
+    sample, {k: [v[i] for i in picked] for k, v in context['train'].items()}
+  )
   sizes = ', '.join(
     f'{n} {len(s):,} sentences / {len(windows[n]):,} windows'
     for n, s in splits.items()
@@ -132,6 +167,11 @@ def load_dataset(
     log(f'training on {scheme.upper()} tags ({len(tags)} classes)')
   if feature_vocab is not None:
     log(feature_vocab.describe())
+  if gazetteer is not None:
+    log(
+      f'gazetteer: {len(gazetteer):,} phrases (training sentences read lists '
+      f'built without their fold, 1 of {gazetteer_lib.FOLDS})'
+    )
   if note := data_lib.empty_tokens_note(splits):
     log(note)
   source = pretrained.source if pretrained else f'random d={embed_dim}'
@@ -155,6 +195,7 @@ def load_dataset(
     feature_vocab,
     scheme,
     file_scheme,
+    gazetteer,
   )
 
 
@@ -323,6 +364,22 @@ def train_and_evaluate(
   """
   if select not in SELECTIONS:
     raise ValueError(f'select must be one of {SELECTIONS}')
+  if has_document_feature(ds) and not ds.first_pass_done:
+    return _train_two_passes(
+      ds,
+      model_cfg,
+      cfg,
+      hyper,
+      epochs=epochs,
+      seed=seed,
+      eval_every=eval_every,
+      eval_train=eval_train,
+      on_eval=on_eval,
+      log=log,
+      decode=decode,
+      select=select,
+      ensemble=ensemble,
+    )
   seeds = [seed + i for i in range(ensemble)]
   members = [
     init_params(ds, model_cfg, s, objective=cfg.objective) for s in seeds
@@ -447,4 +504,179 @@ def model_config_json(ds, model_cfg, cfg, decode):
   }
   if ds.features is not None:
     out['features'] = ds.features.to_json()
+  if ds.gazetteer is not None:
+    out['gazetteer'] = ds.gazetteer.to_json()
   return out
+
+
+# --- Document context: two passes (research.document_context). -------------
+
+FIRST_PASS = 'first_pass/'  # prefix of the first-pass params in a model
+
+
+def has_document_feature(ds):
+  return ds.features is not None and 'document' in ds.features.kinds
+
+
+def _windows_subset(w, sentence_ids):
+  """The windows of some sentences (sorted ids), renumbered from 0."""
+  sel = np.isin(w.sentence_index, sentence_ids)
+  remap = np.full(int(w.sentence_index.max(initial=0)) + 1, -1, np.int32)
+  remap[sentence_ids] = np.arange(len(sentence_ids), dtype=np.int32)
+  return vocab_lib.Windows(
+    w.words[sel],
+    w.casing[sel],
+    w.labels[sel],
+    remap[w.sentence_index[sel]],
+    None if w.feats is None else w.feats[sel],
+  )
+
+
+def without_document(ds):
+  """The Dataset of the first pass: the document feature dropped."""
+  windows = {
+    name: dataclasses.replace(w, feats=w.feats[..., :-1])
+    for name, w in ds.windows.items()
+  }
+  return dataclasses.replace(
+    ds, windows=windows, features=ds.features.without('document')
+  )
+
+
+def with_document_values(ds, values):
+  """ds with the document feature of each split's windows set from
+  `values` (split -> per-sentence lists, document_context.values)."""
+  fv = ds.features
+  offset, index = fv.offsets[-1], fv.index[-1]
+  windows = {}
+  for name, w in ds.windows.items():
+    ids_N = np.asarray(
+      [
+        offset + index.get(v, features_lib.UNSEEN)
+        for row in values[name]
+        for v in row
+      ],
+      np.int32,
+    )
+    k = w.words.shape[1] // 2
+    column = document_context.window_column(
+      w.sentence_index, k, ids_N, offset + features_lib.PAD
+    )
+    feats = w.feats.copy()
+    feats[..., -1] = column
+    windows[name] = dataclasses.replace(w, feats=feats)
+  return dataclasses.replace(ds, windows=windows, first_pass_done=True)
+
+
+def first_pass_values(ds, models, model_cfg, objective, decode, halves):
+  """The document feature's values of every split, from the first pass:
+  training sentences of half h tagged by the model of the other half,
+  every other split by both (an ensemble).
+
+  models: the two first-pass params; halves: [n_train] 0/1 per sentence.
+  """
+  ds1 = without_document(ds)
+  both = engine.stack(models)
+  values = {}
+  for name, sents in ds.splits.items():
+    lengths = sequence.sentence_lengths(sents)
+    if name == 'train':
+      pred = np.zeros(len(ds.windows[name]), np.int32)
+      for h in (0, 1):
+        ids = np.flatnonzero(halves == h)
+        sub = _windows_subset(ds1.windows[name], ids)
+        sel = np.isin(ds1.windows[name].sentence_index, ids)
+        pred[sel] = predict_ids(
+          models[1 - h],
+          sub,
+          [lengths[i] for i in ids],
+          ds.tags,
+          ds.tag_scheme,
+          model_cfg,
+          objective,
+          decode,
+        )
+    else:
+      pred = predict_ids(
+        both,
+        ds1.windows[name],
+        lengths,
+        ds.tags,
+        ds.tag_scheme,
+        model_cfg,
+        objective,
+        decode,
+      )
+    values[name] = document_context.values(
+      sents, tags_by_sentence(pred, sents, ds.tags)
+    )
+  return values
+
+
+def document_halves(sentences):
+  """0/1 per sentence: the half its document goes to (alternating)."""
+  order = {}
+  for s in sentences:
+    order.setdefault((s.path, s.document), len(order))
+  return np.asarray([order[(s.path, s.document)] % 2 for s in sentences])
+
+
+def _train_two_passes(ds, model_cfg, cfg, hyper, *, epochs, seed, log, **kw):
+  """train_and_evaluate with the document feature: two first-pass models
+  on halves of the training documents, then the model that reads their
+  tags (see research.document_context)."""
+  t0 = time.perf_counter()
+  ds1 = without_document(ds)
+  train = ds.splits['train']
+  halves = document_halves(train)
+  models, first = [], {}
+  for h in (0, 1):
+    ids = np.flatnonzero(halves == h)
+    part = dataclasses.replace(
+      ds1,
+      splits=dict(ds1.splits, train=[train[i] for i in ids]),
+      windows=dict(
+        ds1.windows, train=_windows_subset(ds1.windows['train'], ids)
+      ),
+    )
+    log(f'first pass {h + 1}/2: training on {len(ids):,} sentences')
+    params, result = train_and_evaluate(
+      part,
+      model_cfg,
+      cfg,
+      hyper,
+      epochs=epochs,
+      seed=seed + 1000 * (h + 1),
+      log=log,
+      decode=kw['decode'],
+      select=kw['select'],
+    )
+    models.append(params)
+    first[f'half_{h}_dev_f1'] = result['dev']['f1']
+  values = first_pass_values(
+    ds, models, model_cfg, cfg.objective, kw['decode'], halves
+  )
+  first['seconds'] = time.perf_counter() - t0
+  log(
+    f'first pass done in {first["seconds"]:.0f}s (dev F1 of the halves '
+    f'{first["half_0_dev_f1"]:.2f}, {first["half_1_dev_f1"]:.2f}); second pass'
+  )
+  ds2 = with_document_values(ds, values)
+  params, result = train_and_evaluate(
+    ds2, model_cfg, cfg, hyper, epochs=epochs, seed=seed, log=log, **kw
+  )
+  result['first_pass'] = first
+  stacked = engine.stack(models)
+  params = dict(params, **{FIRST_PASS + k: v for k, v in stacked.items()})
+  return params, result
+
+
+def split_first_pass(params):
+  """(the model's params, the stacked first-pass params or None)."""
+  own = {k: v for k, v in params.items() if not k.startswith(FIRST_PASS)}
+  first = {
+    k[len(FIRST_PASS) :]: v
+    for k, v in params.items()
+    if k.startswith(FIRST_PASS)
+  }
+  return own, first or None

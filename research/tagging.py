@@ -19,11 +19,14 @@ from typing import Any
 
 import numpy as np
 
-from research import classifier
 from research import data as data_lib
+from research import document_context
+from research import features as features_lib
+from research import gazetteer as gazetteer_lib
 from research import metrics
 from research import model as model_lib
 from research import ner
+from research import tagschemes
 from research import vocab as vocab_lib
 from research import workdir as workdir_lib
 from research.errors import UserError
@@ -36,16 +39,30 @@ class Model:
   """A trained model, as saved in a run directory.
 
   Attributes:
-    params: The parameters (a flat dict of arrays).
+    params: The parameters (a flat dict of arrays; an ensemble's have a
+      leading member axis).
     vocab: The `vocab.Vocab` that maps tokens to rows of params['L'].
-    tags: The tag of each class id.
+    tags: The tag of each class id (in `tag_scheme`).
     config: The `model.ModelConfig`.
+    objective: The training objective (a sentence-level one decodes by
+      Viterbi).
+    decode: 'argmax' or 'viterbi'.
+    tag_scheme: The scheme of `tags`; predictions are written in
+      `file_scheme`, that of the training file.
+    features: The research.features.FeatureVocab, or None.
+    gazetteer: The research.gazetteer.Gazetteer of the gazetteer feature.
   """
 
   params: dict[str, np.ndarray]
   vocab: vocab_lib.Vocab
   tags: list[str]
   config: model_lib.ModelConfig
+  objective: str = 'xent'
+  decode: str = 'argmax'
+  tag_scheme: str = 'iob2'
+  file_scheme: str = 'iob2'
+  features: features_lib.FeatureVocab | None = None
+  gazetteer: gazetteer_lib.Gazetteer | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,7 +94,24 @@ def load(model_dir):
     UserError: `model_dir` is not a finished run directory.
   """
   params, vocab, tags, config = workdir_lib.load_model(model_dir)
-  return Model(params, vocab, tags, model_lib.ModelConfig(**config['model']))
+  features = gazetteer = None
+  if 'features' in config:
+    features = features_lib.FeatureVocab.from_json(config['features'])
+  if 'gazetteer' in config:
+    gazetteer = gazetteer_lib.Gazetteer.from_json(config['gazetteer'])
+  scheme = config.get('file_scheme', 'iob2')
+  return Model(
+    params,
+    vocab,
+    tags,
+    model_lib.ModelConfig(**config['model']),
+    objective=config.get('train', {}).get('objective', 'xent'),
+    decode=config.get('decode', 'argmax'),
+    tag_scheme=config.get('tag_scheme', scheme),
+    file_scheme=scheme,
+    features=features,
+    gazetteer=gazetteer,
+  )
 
 
 def tag(model, sentences):
@@ -97,11 +131,37 @@ def tag(model, sentences):
     data_lib.Sentence(s.tokens, (model.tags[0],) * len(s.tokens))
     for s in sentences
   ]
-  windows = vocab_lib.make_windows(
-    blank, model.vocab, model.tags, model.config.window
-  )
-  pred_N, _ = classifier.predict(model.params, windows, model.config)
-  return ner.tags_by_sentence(pred_N, sentences, model.tags)
+  context = {}
+  if model.gazetteer is not None:
+    context['gazetteer'] = [model.gazetteer.values(s.tokens) for s in sentences]
+  params, first_pass = ner.split_first_pass(model.params)
+  lengths = [len(s.tokens) for s in sentences]
+
+  def predict(params, features, context):
+    windows = vocab_lib.make_windows(
+      blank, model.vocab, model.tags, model.config.window, features, context
+    )
+    pred_N = ner.predict_ids(
+      params,
+      windows,
+      lengths,
+      model.tags,
+      model.tag_scheme,
+      model.config,
+      model.objective,
+      model.decode,
+    )
+    return ner.tags_by_sentence(pred_N, sentences, model.tags)
+
+  if first_pass is not None:
+    # The document feature: the first pass's tags of the same word elsewhere
+    # in the sentences' documents (all of them one document for plain text).
+    first = predict(first_pass, model.features.without('document'), context)
+    context['document'] = document_context.values(sentences, first)
+  tags = predict(params, model.features, context)
+  if model.tag_scheme != model.file_scheme:
+    tags = [tagschemes.convert(t, model.file_scheme) for t in tags]
+  return tags
 
 
 def tag_text(model, lines):

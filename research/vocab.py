@@ -186,7 +186,9 @@ class Windows:
     return len(self.labels)
 
 
-def make_windows(sentences, vocab, tags, k=2, feature_vocab=None):
+def make_windows(
+  sentences, vocab, tags, k=2, feature_vocab=None, feature_context=None
+):
   """Makes one window of half-width k around every token.
 
   Windows stop at sentence boundaries: positions before the sentence hold
@@ -199,6 +201,7 @@ def make_windows(sentences, vocab, tags, k=2, feature_vocab=None):
     tags: The tag list (tag id = position), as from `check_tags`.
     k: The half-width, >= 0 (k=0: the word alone).
     feature_vocab: an optional research.features.FeatureVocab.
+    feature_context: the gazetteer values of each sentence (if it has one).
 
   Returns:
     The `Windows`.
@@ -241,7 +244,9 @@ def make_windows(sentences, vocab, tags, k=2, feature_vocab=None):
   if feature_vocab is not None and len(feature_vocab):
     pads = np.asarray(feature_vocab.pad_ids(), np.int32)
     padded_feats = np.tile(pads, (size, 1))
-    padded_feats[center] = features_lib.token_ids(sentences, feature_vocab)
+    padded_feats[center] = features_lib.token_ids(
+      sentences, feature_vocab, feature_context
+    )
     feats = padded_feats[window]
   return Windows(
     words=padded_words[window],
