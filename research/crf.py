@@ -32,7 +32,11 @@ which `research/autodiff.py`'s references and the tests compare with
   minus gold transition counts, dJ/dstart and dJ/dend = the marginals of
   the first and last words minus their gold indicators;
 * the structured margin: the same indicator counts of the cost-augmented
-  best path minus those of the gold path.
+  best path minus those of the gold path; where best candidates tie, the
+  counts of every tied path in the shares jax.grad gives them (each max of
+  the recursion splits its unit evenly among its tied arguments), so that
+  training with either gradient agrees even where every score ties (the
+  softmax model and the transitions start at zero).
 """
 
 from typing import NamedTuple
@@ -294,15 +298,93 @@ def struct_margin_loss(f_BxTxC, tags_BxT, mask_BxT, starts_BxT, trans):
   )
 
 
+def _tie_shares(scores, best, axis):
+  """1/#ties where scores equal their max `best` along `axis`, else 0: how
+  jax.grad of jnp.max splits the unit among tied arguments."""
+  tie = (scores == jnp.expand_dims(best, axis)).astype(scores.dtype)
+  return tie / jnp.sum(tie, axis=axis, keepdims=True)
+
+
+def best_path_indicators(f_BxTxC, mask_BxT, starts_BxT, trans):
+  """max_y S(y) per row and its (sub)gradient w.r.t. f, A, start, end.
+
+  The gradient is that of the max-plus recursion of `max_path_score`,
+  written out backwards: the indicator counts of the best path y^ (the one
+  `viterbi` reads back) where it is unique. Let w_t[j] be the weight of tag
+  j at word t: at the row's last word the share of j among the best last
+  tags (delta + end); w_t[j] is dJ/df_t[j]; for t > 0 it is handed to the
+  best predecessors i of j in the shares of their tie,
+  share_t[i, j] = [delta_{t-1}[i] + M_t[i, j] = max_i'] / #ties,
+  w_{t-1}[i] = sum_j w_t[j] share_t[i, j], and dJ/dM_t[i, j] is
+  w_t[j] share_t[i, j] (M_t = A inside a sentence; end[i] + start[j] at a
+  boundary, which adds sum_j of it to end[i] and w_t[j] to start[j]); the
+  first word's w goes to start. Padding passes w on unchanged. Without
+  ties every share is 0 or 1 and the weights are the path's indicators.
+
+  Returns (best_B (0 for an empty row), dS/df [B, T, C] (zero at padding),
+  Transitions of the gradients summed over the rows).
+  """
+  f_T, mask_T, starts_T = _time_major(f_BxTxC, mask_BxT, starts_BxT)
+  dtype = f_BxTxC.dtype
+  delta0 = jnp.where(mask_T[0][:, None], trans.start + f_T[0], 0.0)
+
+  def forward(delta_BxC, inputs):
+    f_BxC, mask_B, starts_B = inputs
+    M = _step_transitions(trans, starts_B)
+    new = jnp.max(delta_BxC[:, :, None] + M, axis=1) + f_BxC
+    return jnp.where(mask_B[:, None], new, delta_BxC), delta_BxC
+
+  rest = (mask_T[1:], starts_T[1:])
+  delta_last, prev_TxBxC = jax.lax.scan(forward, delta0, (f_T[1:], *rest))
+  final_BxC = delta_last + trans.end
+  best_B = jnp.max(final_BxC, axis=1)
+  has_words_B = mask_T[0]
+  w_last = _tie_shares(final_BxC, best_B, 1) * has_words_B[:, None]
+
+  def backward(carry, inputs):
+    w_BxC, dA, dstart, dend = carry
+    delta_prev, mask_B, starts_B = inputs
+    scores_BxCxC = delta_prev[:, :, None] + _step_transitions(trans, starts_B)
+    share = _tie_shares(scores_BxCxC, jnp.max(scores_BxCxC, axis=1), 1)
+    w_word = jnp.where(mask_B[:, None], w_BxC, 0.0)
+    flow_BxCxC = share * w_word[:, None, :]
+    inner_B = (mask_B & ~starts_B).astype(dtype)
+    boundary_B = (mask_B & starts_B).astype(dtype)
+    dA = dA + jnp.einsum('b,bij->ij', inner_B, flow_BxCxC)
+    dend = dend + jnp.einsum('b,bij->i', boundary_B, flow_BxCxC)
+    dstart = dstart + jnp.einsum('b,bj->j', boundary_B, w_word)
+    w_prev = jnp.sum(flow_BxCxC, axis=2) + jnp.where(
+      mask_B[:, None], 0.0, w_BxC
+    )
+    return (w_prev, dA, dstart, dend), w_word
+
+  zeros = init_transitions(f_T.shape[2], dtype)
+  (w_first, dA, dstart, dend), w_rest = jax.lax.scan(
+    backward,
+    (w_last, zeros.A, zeros.start, zeros.end),
+    (prev_TxBxC, *rest),
+    reverse=True,
+  )
+  w_first = jnp.where(mask_T[0][:, None], w_first, 0.0)
+  df_BxTxC = jnp.swapaxes(jnp.concatenate([w_first[None], w_rest], 0), 0, 1)
+  grads = Transitions(
+    dA, dstart + jnp.sum(w_first, 0), dend + jnp.sum(w_last, 0)
+  )
+  return jnp.where(has_words_B, best_B, 0.0), df_BxTxC, grads
+
+
 def struct_margin_grads(f_BxTxC, tags_BxT, mask_BxT, starts_BxT, trans):
   """`struct_margin_loss` and its subgradient: with y^ the cost-augmented
-  Viterbi path, indicators(y^) - indicators(y_gold) for f, A, start, end
-  (zero where y^ = y_gold). Returns (J_B, dJ/df, Transitions)."""
+  best path, indicators(y^) - indicators(y_gold) for f, A, start, end (zero
+  where y^ = y_gold); tied best paths share the indicators as jax.grad
+  splits them (`best_path_indicators`). Returns (J_B, dJ/df,
+  Transitions)."""
   C, dtype = f_BxTxC.shape[2], f_BxTxC.dtype
   augmented = f_BxTxC + hamming_costs(tags_BxT, mask_BxT, C, dtype)
-  best_B, path = viterbi(augmented, mask_BxT, starts_BxT, trans)
+  best_B, hat, hat_counts = best_path_indicators(
+    augmented, mask_BxT, starts_BxT, trans
+  )
   gold_B = path_score(f_BxTxC, tags_BxT, mask_BxT, starts_BxT, trans)
-  hat, hat_counts = path_indicators(path, mask_BxT, starts_BxT, C, dtype)
   gold, gold_counts = path_indicators(tags_BxT, mask_BxT, starts_BxT, C, dtype)
   grads = Transitions(*(h - g for h, g in zip(hat_counts, gold_counts)))
   return best_B - gold_B, hat - gold, grads

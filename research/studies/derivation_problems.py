@@ -2,7 +2,10 @@
 
 Small float64 problems (a repeated word inside a window; hinges and
 nonlinearities at least KINK_TOL from their kinks, with both active and
-inactive windows) for the classifiers and the window scorer;
+inactive windows) for the classifiers and the window scorer, and packed
+sentence rows (research.crf's layout, every kind of row: one sentence then
+padding, several sentences, a full row, an empty row, one-word sentences)
+for the sentence-level objectives and the sentence task's gradients;
 research/studies/derivations.py compares the gradients on them.
 """
 
@@ -12,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from research import crf
 from research import model as model_lib
 from research import window_scorer
 
@@ -219,5 +223,218 @@ def sample_scorer(
   raise RuntimeError('no random scorer problem away from the kinks')
 
 
-# Each check runs once on tiny arrays: compile fast rather than well (these
-# XLA options cut the CPU compile time about threefold).
+# --- Packed sentence rows (research.crf's layout). ---------------------------
+
+
+class SentenceShapes(NamedTuple):
+  """Sizes of a random batch of the sentence task (research.sequence)."""
+
+  rows: int = 5  # B
+  row_length: int = 6  # T (at least 3)
+  half_width: int = 1  # k
+  embed_dim: int = 3  # d
+  case_dim: int = 2  # e
+  hidden: int = 4  # H
+  classes: int = 4  # C
+  casings: int = 3  # rows of L_case (few, so casing ids repeat)
+  feature_kinds: int = 2  # F: rows of L_feat per word, when it has features
+  feature_dim: int = 2  # g: columns of L_feat
+
+  def input_dim(self, features):
+    width = self.feature_kinds * self.feature_dim if features else 0
+    return (2 * self.half_width + 1) * (self.embed_dim + self.case_dim + width)
+
+
+def _composition(rng, n, parts):
+  """n split into `parts` positive lengths at random."""
+  cuts = np.sort(rng.choice(np.arange(1, n), parts - 1, replace=False))
+  return np.diff(np.concatenate([[0], cuts, [n]])).tolist()
+
+
+def packed_layout(rng, rows, T):
+  """A random layout of packed rows: (mask, starts) [B, T] bool and the
+  sentence lengths of each row.
+
+  The rows cycle through the kinds a packed batch holds, then are shuffled:
+  one sentence then padding; a full row of several sentences, the first of
+  one word; an empty row; several sentences then padding.
+  """
+  if T < 3:
+    raise ValueError(f'packed_layout needs T >= 3, got {T}')
+  per_row = []
+  for r in range(rows):
+    kind = r % 4
+    if kind == 0:
+      lengths = [int(rng.integers(1, T))]
+    elif kind == 1:
+      lengths = [1] + _composition(rng, T - 1, int(rng.integers(1, T)))
+    elif kind == 2:
+      lengths = []
+    else:
+      n = int(rng.integers(2, T))
+      lengths = _composition(rng, n, int(rng.integers(2, n + 1)))
+    per_row.append(lengths)
+  per_row = [per_row[i] for i in rng.permutation(rows)]
+  mask = np.zeros((rows, T), bool)
+  starts = np.zeros((rows, T), bool)
+  for r, lengths in enumerate(per_row):
+    offset = 0
+    for length in lengths:
+      starts[r, offset] = True
+      mask[r, offset : offset + length] = True
+      offset += length
+  return mask, starts, per_row
+
+
+def viterbi_gap(f_BxTxC, mask_BxT, starts_BxT, trans):
+  """How far the Viterbi recursion is from a tie: the least gap between the
+  best and the second best candidate of every max it takes over words
+  (each tag's best predecessor, the best last tag), in numpy."""
+  A, start, end = (np.asarray(a) for a in trans)
+  gap = np.inf
+  for f_TxC, mask_T, starts_T in zip(f_BxTxC, mask_BxT, starts_BxT):
+    if not mask_T[0]:
+      continue
+    delta = start + f_TxC[0]
+    for t in range(1, len(mask_T)):
+      if not mask_T[t]:
+        break
+      M = end[:, None] + start[None, :] if starts_T[t] else A
+      top = np.sort(delta[:, None] + M, axis=0)
+      gap = min(gap, float(np.min(top[-1] - top[-2])))
+      delta = top[-1] + f_TxC[t]
+    top = np.sort(delta + end)
+    gap = min(gap, float(top[-1] - top[-2]))
+  return gap
+
+
+def _hamming(tags_BxT, mask_BxT, C):
+  return (1.0 - np.eye(C)[tags_BxT]) * mask_BxT[..., None]
+
+
+def sample_crf(
+  rng,
+  rows,
+  T,
+  classes,
+  objective='crf',
+  *,
+  inactive=False,
+  kink_tol=KINK_TOL,
+):
+  """A random sentence-level problem (f, tags, mask, starts, Transitions).
+
+  The layout is `packed_layout`'s; padding gets large scores (scale 30) and
+  random tags, which must not reach the loss. With 'struct_margin' the
+  cost-augmented Viterbi recursion stays kink_tol away from ties, and about
+  half the rows have the gold path raised above every other by more than
+  its Hamming cost (their loss and gradient are zero); with `inactive`,
+  every row.
+  """
+  C = classes
+  for _ in range(MAX_TRIES):
+    mask, starts, _ = packed_layout(rng, rows, T)
+    f = np.where(
+      mask[..., None],
+      _normal(rng, (rows, T, C), 1.5),
+      _normal(rng, (rows, T, C), 30.0),
+    )
+    tags = rng.integers(0, C, (rows, T), dtype=np.int32)
+    trans = crf.Transitions(
+      _normal(rng, (C, C)), _normal(rng, (C,)), _normal(rng, (C,))
+    )
+    if objective != 'struct_margin':
+      return _as_jax(f, tags, mask, starts, trans)
+    # Each tag changed from gold changes S by at most 2 max|f| + 4 max|A|
+    # (or start/end): raising the gold tags by more than that plus the cost
+    # makes the gold path the cost-augmented best.
+    raised = np.ones(rows, bool) if inactive else rng.random(rows) < 0.5
+    words = np.abs(np.where(mask[..., None], f, 0.0)).max()
+    bound = np.abs(np.concatenate([a.ravel() for a in trans])).max()
+    boost = 2.0 + 2.0 * words + 4.0 * bound
+    gold = np.eye(C)[tags] * (mask & raised[:, None])[..., None]
+    f = f + boost * gold
+    augmented = f + _hamming(tags, mask, C)
+    if viterbi_gap(augmented, mask, starts, trans) >= kink_tol:
+      return _as_jax(f, tags, mask, starts, trans)
+  raise RuntimeError('no random sentence problem away from the ties')
+
+
+def sample_tied_crf(rng, rows, T, classes):
+  """A sentence-level problem (as `sample_crf`'s) whose scores and
+  transitions are all 0 or 1: the cost-augmented recursion ties almost
+  everywhere, as where the softmax model and the transitions start (0)."""
+  mask, starts, _ = packed_layout(rng, rows, T)
+
+  def bits(*shape):
+    return rng.integers(0, 2, shape).astype(np.float64)
+
+  C = classes
+  trans = crf.Transitions(bits(C, C), bits(C), bits(C))
+  tags = rng.integers(0, C, (rows, T), dtype=np.int32)
+  return _as_jax(bits(rows, T, C), tags, mask, starts, trans)
+
+
+def sample_sentences(
+  rng, shapes, model_cfg, objective, *, features=True, kink_tol=KINK_TOL
+):
+  """A random batch of the sentence task, as research.sequence.batch_grads
+  takes it: (dense, E, casing, feat, tags, mask, starts).
+
+  dense holds L_case, the classifier's weights, and A, start, end for a
+  sentence-level objective; E [B*T, K, d] the windows' word vectors
+  (padding windows random too); casing [B*T, K] ids (repeated); feat
+  [B*T, K, F, g] the windows' feature rows, or None without `features`.
+  Pre-activations of word windows stay kink_tol from the kinks of relu and
+  hardtanh; with 'max_margin' the words' hinges stay away from zero and
+  from ties (some active, some not); with 'struct_margin' the
+  cost-augmented Viterbi recursion stays away from ties.
+  """
+  B, T, C = shapes.rows, shapes.row_length, shapes.classes
+  d, e, H = shapes.embed_dim, shapes.case_dim, shapes.hidden
+  K, N = 2 * shapes.half_width + 1, shapes.rows * shapes.row_length
+  F, g = shapes.feature_kinds, shapes.feature_dim
+  D = shapes.input_dim(features)
+  for _ in range(MAX_TRIES):
+    mask, starts, _ = packed_layout(rng, B, T)
+    dense = {'L_case': _normal(rng, (shapes.casings, e))}
+    if model_cfg.model == 'softmax':
+      dense['W'] = _normal(rng, (C, D), 2.0 / np.sqrt(D))
+      dense['c'] = _normal(rng, (C,))
+    else:
+      dense['V'] = _normal(rng, (H, D), 1.5 / np.sqrt(D))
+      dense['b'] = _normal(rng, (H,), 0.5)
+      dense['W'] = _normal(rng, (C, H), 2.0 / np.sqrt(H))
+      dense['c'] = _normal(rng, (C,))
+    trans = None
+    if objective in crf.OBJECTIVES:
+      trans = crf.Transitions(
+        _normal(rng, (C, C)), _normal(rng, (C,)), _normal(rng, (C,))
+      )
+      dense.update(A=trans.A, start=trans.start, end=trans.end)
+    E = _normal(rng, (N, K, d))
+    casing = rng.integers(0, shapes.casings, (N, K), dtype=np.int32)
+    feat = _normal(rng, (N, K, F, g)) if features else None
+    tags = rng.integers(0, C, (B, T), dtype=np.int32)
+    parts = [E, dense['L_case'][casing]]
+    if features:
+      parts.append(feat.reshape(N, K, F * g))
+    a = np.concatenate(parts, axis=-1).reshape(N, D)
+    words = mask.reshape(-1)
+    dist = np.inf
+    if model_cfg.model == 'hidden':
+      z = a @ dense['V'].T + dense['b']
+      dist = _nonlinearity_kinks(model_cfg.nonlinearity, z[words])
+      a = _NUMPY_NONLINEARITIES[model_cfg.nonlinearity](z)
+    f = a @ dense['W'].T + dense['c']
+    if objective == 'max_margin':
+      margin_dist, t = _margin_kinks(f[words], tags.reshape(-1)[words])
+      dist = min(dist, margin_dist)
+      if np.sum(t > 0) in (0, len(t)):
+        continue
+    if objective == 'struct_margin':
+      augmented = f.reshape(B, T, C) + _hamming(tags, mask, C)
+      dist = min(dist, viterbi_gap(augmented, mask, starts, trans))
+    if dist >= kink_tol:
+      return _as_jax(dense, E, casing, feat, tags, mask, starts)
+  raise RuntimeError('no random sentence batch away from the kinks')

@@ -22,12 +22,33 @@ compared, leaf by leaf, with `jax.grad` of research.model and research.losses
   train.batch_grads/MODEL/OBJ     the training step's gradients,
                                   research.classifier.batch_grads:
                                   grad='manual' against 'autodiff', with L2
+  crf_grads                       research.crf's forward-backward: f, A,
+                                  start, end, J (per row) against jax.grad
+                                  of crf_loss, on packed rows of every kind
+                                  (`problems.packed_layout`)
+  struct_margin_grads             the subgradient at the cost-augmented
+                                  best path against jax.grad of
+                                  struct_margin_loss
+  .../ties                        scores and transitions in {0, 1}: tied
+                                  best paths share it as jax.grad splits
+                                  them
+  .../inactive                    every gold path wins by more than its
+                                  cost: gradients exactly 0
+  sentence_batch_grads/MODEL/OBJ  manual_grads.sentence_batch_grads against
+                                  the autodiff branch of
+                                  research.sequence.batch_grads (crf,
+                                  struct_margin, xent, max_margin): dense
+                                  params, E, J_mean (and feat, the feature
+                                  rows, for .../feat)
 
 Each row holds the max absolute and relative difference (relative:
 max|a - m| / max(max|a|, tiny), a autodiff, m manual); it passes when the
 relative one is <= rtol (`format_row` prints it). The shapes are `Shapes`,
-fixed and small; the corrupt windows of the scorer come from
-research.window_scorer.corrupt_windows (any id drawn, minval=0).
+fixed and small (`SentenceShapes` for the sentence rows); the corrupt
+windows of the scorer come from research.window_scorer.corrupt_windows (any
+id drawn, minval=0). research/crf.py broadcasts its [C] scores against
+[B, C] arrays, so the sentence-level cases run without the strict rank
+promotion of the others.
 """
 
 import functools
@@ -38,11 +59,18 @@ import numpy as np
 
 from research import autodiff
 from research import classifier
+from research import crf
 from research import losses
 from research import manual_grads as mg
 from research import model as model_lib
+from research import sequence
 from research.studies import derivation_problems as problems
 
+SENTENCE_OBJECTIVES = crf.OBJECTIVES + tuple(losses.OBJECTIVES)
+CRF_ROWS, CRF_ROW_LENGTH, CRF_CLASSES = 6, 6, 4  # the crf_grads problems
+
+# Each check runs once on tiny arrays: compile fast rather than well (these
+# XLA options cut the CPU compile time about threefold).
 FAST_COMPILE = {
   'xla_backend_optimization_level': 0,
   'xla_llvm_disable_expensive_passes': True,
@@ -225,12 +253,107 @@ def hook_case(problem, l2, model_cfg, cfg):
   return manual, reference
 
 
+def crf_case(problem, objective, with_loss=True):
+  """(manual, reference): `crf.GRADS[objective]` (f, A, start, end and the
+  per-row loss J) against jax.grad of the loss summed over the rows."""
+  f, tags, mask, starts, trans = problem
+  J, df, g = crf.GRADS[objective](f, tags, mask, starts, trans)
+
+  def loss(f, trans):
+    return crf.LOSSES[objective](f, tags, mask, starts, trans)
+
+  J_ref = loss(f, trans)
+  df_ref, g_ref = jax.grad(lambda *a: jnp.sum(loss(*a)), (0, 1))(f, trans)
+  manual = dict(f=df, **g._asdict())
+  reference = dict(f=df_ref, **g_ref._asdict())
+  if with_loss:
+    manual['J'], reference['J'] = J, J_ref
+  return manual, reference
+
+
+def sentence_case(problem, model_cfg, objective):
+  """(manual, reference): manual_grads.sentence_batch_grads against the
+  autodiff branch of research.sequence.batch_grads (no L2): every dense
+  key, E, J_mean and, with feature rows, feat."""
+  dense, E, casing, feat, tags, mask, starts = problem
+  args = (dense, E, casing, feat, tags, mask, starts, model_cfg)
+  if objective in crf.OBJECTIVES:
+    loss, g_dense, g_E, g_feat = mg.sentence_batch_grads(*args, objective)
+  else:
+    with _strict():
+      loss, g_dense, g_E, g_feat = mg.sentence_batch_grads(*args, objective)
+  cfg = classifier.TrainConfig(objective=objective, grad='autodiff')
+  ref_loss, ref_dense, ref_E, ref_feat, _ = sequence.batch_grads(
+    *args, cfg, None
+  )
+  manual = dict(g_dense, E=g_E, J_mean=loss)
+  reference = dict(ref_dense, E=ref_E, J_mean=ref_loss)
+  if feat is not None:
+    manual['feat'], reference['feat'] = g_feat, ref_feat
+  return manual, reference
+
+
+def sentence_plan(rng, shapes=None):
+  """The sentence-level checks of `make_plan` (its last rows)."""
+  shapes = shapes or problems.SentenceShapes()
+  plan = []
+  layout = (CRF_ROWS, CRF_ROW_LENGTH, CRF_CLASSES)
+  for objective in crf.OBJECTIVES:
+    problem = problems.sample_crf(rng, *layout, objective)
+    plan.append(
+      (
+        f'{objective}_grads',
+        crf_case,
+        (problem,),
+        dict(objective=objective),
+        False,
+      )
+    )
+  plan.append(
+    (
+      'struct_margin_grads/ties',
+      crf_case,
+      (problems.sample_tied_crf(rng, *layout),),
+      dict(objective='struct_margin'),
+      False,
+    )
+  )
+  problem = problems.sample_crf(rng, *layout, 'struct_margin', inactive=True)
+  plan.append(
+    (
+      'struct_margin_grads/inactive',
+      crf_case,
+      (problem,),
+      dict(objective='struct_margin', with_loss=False),
+      True,
+    )
+  )
+  for i, (tag, model_cfg) in enumerate(problems.classifiers()):
+    for j, objective in enumerate(SENTENCE_OBJECTIVES):
+      features = (i + j) % 2 == 0
+      problem = problems.sample_sentences(
+        rng, shapes, model_cfg, objective, features=features
+      )
+      plan.append(
+        (
+          f'sentence_batch_grads/{tag}/{objective}'
+          + ('/feat' if features else ''),
+          sentence_case,
+          (problem,),
+          dict(model_cfg=model_cfg, objective=objective),
+          False,
+        )
+      )
+  return plan
+
+
 def make_plan(rng, shapes):
   """The checks of `check_all`, on problems drawn from rng.
 
   Args:
     rng: a numpy Generator.
-    shapes: the Shapes of the problems.
+    shapes: the Shapes of the window problems (the sentence rows of
+      `sentence_plan` have SentenceShapes()).
 
   Returns:
     [(formula, case fn, its array args, its static kwargs, exact_zero)]; a
@@ -343,7 +466,7 @@ def make_plan(rng, shapes):
           False,
         )
       )
-  return plan
+  return plan + sentence_plan(rng)
 
 
 def run_plan(plan):
@@ -361,7 +484,7 @@ def check_all(seed=0, rtol=1e-10, shapes=None):
   Args:
     seed: seed of the random problems.
     rtol: the largest relative difference that passes.
-    shapes: the Shapes of the problems (default Shapes()).
+    shapes: the Shapes of the window problems (default Shapes()).
 
   Returns:
     The rows [(formula, autodiff.Diff)], one per formula and leaf.
@@ -382,6 +505,6 @@ def format_row(formula, diff):
   status = 'PASS' if diff.ok else 'FAIL'
   note = f'  ({diff.note})' if diff.note else ''
   return (
-    f'{formula:<46} {diff.name:<9} max_abs {diff.max_abs:.1e} '
+    f'{formula:<55} {diff.name:<9} max_abs {diff.max_abs:.1e} '
     f'max_rel {diff.max_rel:.1e} {status}{note}'
   )

@@ -1,0 +1,192 @@
+"""Ablation: what each part of the strong model adds.
+
+Two paths, each row trained with several seeds:
+
+* added one at a time, from today's default (the decks' window classifier:
+  cross-entropy on shuffled windows, argmax per word) to the full model;
+* removed one at a time from the full model.
+
+A row is a `Setting`: every choice the rows vary, with the default's values
+as defaults. Each row changes one thing from the row above it (or from the
+full model). A gain counts when it exceeds the seeds' spread: the
+difference of the two rows' mean dev F1 is larger than the larger of their
+two ranges (max - min over seeds); with one seed there is no spread, and
+no verdict.
+"""
+
+import time
+from typing import NamedTuple
+
+import numpy as np
+
+from research import ner
+
+
+class Setting(NamedTuple):
+  """The choices the ablation varies (the rest comes from the caller)."""
+
+  objective: str = 'xent'
+  batch_size: int = 256
+  epochs: int = 10
+  tag_scheme: str = 'file'
+  features: tuple = ()
+  dropout: float = 0.0
+  select: str = 'last'
+  ensemble: int = 1
+  decode: str = 'argmax'
+
+
+# (label, changes) applied one after another to Setting().
+ADDED = (
+  ('default (window classifier, cross-entropy)', {}),
+  ('+ batch 1024, 12 epochs', {'batch_size': 1024, 'epochs': 12}),
+  ('+ CRF over sentences', {'objective': 'crf'}),
+  ('+ IOBES tags', {'tag_scheme': 'iobes'}),
+  ('+ affix and shape features', {'features': ('prefix', 'suffix', 'shape')}),
+  ('+ dropout 0.3', {'dropout': 0.3}),
+  ('+ best-dev selection', {'select': 'best_dev'}),
+  (
+    '+ gazetteer (across folds)',
+    {'features': ('prefix', 'suffix', 'shape', 'gazetteer')},
+  ),
+  (
+    '+ document context (two passes)',
+    {'features': ('prefix', 'suffix', 'shape', 'gazetteer', 'document')},
+  ),
+)
+
+# (label, changes) each applied alone to the full model (the last ADDED row).
+REMOVED = (
+  (
+    '- CRF (cross-entropy, Viterbi over valid tags)',
+    {'objective': 'xent', 'decode': 'viterbi'},
+  ),
+  ('- IOBES tags', {'tag_scheme': 'file'}),
+  ('- affix and shape features', {'features': ('gazetteer', 'document')}),
+  ('- dropout', {'dropout': 0.0}),
+  ('- best-dev selection', {'select': 'last'}),
+  ('- gazetteer', {'features': ('prefix', 'suffix', 'shape', 'document')}),
+  (
+    '- document context',
+    {'features': ('prefix', 'suffix', 'shape', 'gazetteer')},
+  ),
+)
+
+
+def plan(rows='all'):
+  """[(path, label, Setting)] of the rows: path 'added' or 'removed'."""
+  out, s = [], Setting()
+  for label, changes in ADDED:
+    s = s._replace(**changes)
+    out.append(('added', label, s))
+  full = s
+  for label, changes in REMOVED:
+    out.append(('removed', label, full._replace(**changes)))
+  if rows != 'all':
+    out = [r for r in out if r[0] == rows]
+  return out
+
+
+def run(load_dataset, model_cfg, cfg, hyper, seeds, *, rows='all', log=print):
+  """Trains every row of `plan(rows)` with every seed.
+
+  Args:
+    load_dataset: fn(features, tag_scheme) -> ner.Dataset (cached here).
+    model_cfg, cfg, hyper: the settings a row does not vary
+      (model.ModelConfig, classifier.TrainConfig, engine.Hyper scalars).
+    seeds: the seeds of every row.
+    rows: 'all', 'added' or 'removed'.
+    log: progress printer.
+
+  Returns:
+    [{'path', 'label', 'setting', 'seed', 'dev', 'test'?, 'train_seconds',
+      'words_per_sec', 'wall_seconds', 'selected'}], one per row and seed.
+  """
+  datasets, results = {}, []
+  steps = plan(rows)
+  for i, (path, label, s) in enumerate(steps):
+    key = (s.features, s.tag_scheme)
+    if key not in datasets:
+      datasets[key] = load_dataset(s.features, s.tag_scheme)
+    ds = datasets[key]
+    for seed in seeds:
+      log(f'== row {i + 1}/{len(steps)} {label}, seed {seed}')
+      t0 = time.perf_counter()
+      _, result = ner.train_and_evaluate(
+        ds,
+        model_cfg._replace(dropout=s.dropout),
+        cfg._replace(objective=s.objective, batch_size=s.batch_size),
+        hyper,
+        epochs=s.epochs,
+        seed=seed,
+        decode=s.decode,
+        select=s.select,
+        ensemble=s.ensemble,
+        log=lambda _: None,
+      )
+      wall = time.perf_counter() - t0
+      r = {
+        'path': path,
+        'label': label,
+        'setting': s._asdict(),
+        'seed': seed,
+        'dev': result['dev'],
+        'train_seconds': result['train_seconds'],
+        'words_per_sec': result['train_windows_per_sec'],
+        'wall_seconds': wall,
+        'selected': result['selected'],
+      }
+      if 'test' in result:
+        r['test'] = result['test']
+      log(
+        f'   dev F1 {r["dev"]["f1"]:.2f}'
+        + (f', test F1 {r["test"]["f1"]:.2f}' if 'test' in r else '')
+        + f' in {wall:.0f}s ({r["words_per_sec"]:,.0f} words/s)'
+      )
+      results.append(r)
+  return results
+
+
+def summarize(results):
+  """Rows of the table: per (path, label) the mean +- std over seeds, the
+  change from the reference row and whether it exceeds the seeds' spread.
+
+  Returns [{'path', 'label', 'dev': [f1 per seed], 'test': [...] or None,
+  'delta', 'exceeds', 'train_seconds', 'words_per_sec', 'wall_seconds'}].
+  """
+  groups = {}
+  for r in results:
+    groups.setdefault((r['path'], r['label']), []).append(r)
+  rows, prev, full = [], None, None
+  added = [g for g in groups.items() if g[0][0] == 'added']
+  if added:
+    full = [r['dev']['f1'] for r in added[-1][1]]
+  for (path, label), rs in groups.items():
+    dev = [r['dev']['f1'] for r in rs]
+    ref = prev if path == 'added' else full
+    delta = exceeds = None
+    if ref is not None:
+      delta = float(np.mean(dev) - np.mean(ref))
+      if min(len(dev), len(ref)) > 1:  # one seed has no spread to exceed
+        spread = max(np.ptp(dev), np.ptp(ref))
+        exceeds = bool(abs(delta) > spread)
+    rows.append(
+      {
+        'path': path,
+        'label': label,
+        'dev': dev,
+        'test': [r['test']['f1'] for r in rs] if 'test' in rs[0] else None,
+        'per_type': {
+          t: float(np.mean([r['dev']['per_type'][t]['f1'] for r in rs]))
+          for t in rs[0]['dev']['per_type']
+        },
+        'delta': delta,
+        'exceeds': exceeds,
+        'train_seconds': float(np.mean([r['train_seconds'] for r in rs])),
+        'words_per_sec': float(np.mean([r['words_per_sec'] for r in rs])),
+        'wall_seconds': float(np.mean([r['wall_seconds'] for r in rs])),
+      }
+    )
+    if path == 'added':
+      prev = dev
+  return rows

@@ -1,0 +1,95 @@
+"""The ablation's report: results.json, results.csv, ablation.png, report.md.
+
+The study is research/studies/ablation.py; this module renders what its
+`run` returned.
+"""
+
+import numpy as np
+
+from research import render
+from research import workdir as workdir_lib
+from research.studies import ablation as study
+
+
+def table(rows):
+  """(headers, cells) of the markdown table."""
+  has_test = any(r['test'] is not None for r in rows)
+  types = sorted({t for r in rows for t in r['per_type']})
+  headers = (
+    ['path', 'row', 'dev F1', 'change', 'beyond spread']
+    + (['test F1'] if has_test else [])
+    + [f'{t} F1' for t in types]
+    + ['train s', 'words/s', 'wall s']
+  )
+  cells = []
+  for r in rows:
+    change = '' if r['delta'] is None else f'{r["delta"]:+.2f}'
+    beyond = '' if r['exceeds'] is None else ('yes' if r['exceeds'] else 'no')
+    row = [r['path'], r['label'], render.mean_std(r['dev']), change, beyond]
+    if has_test:
+      row.append(render.mean_std(r['test']) if r['test'] else '')
+    row += [f'{r["per_type"].get(t, float("nan")):.2f}' for t in types]
+    row += [
+      f'{r["train_seconds"]:.0f}',
+      f'{r["words_per_sec"]:,.0f}',
+      f'{r["wall_seconds"]:.0f}',
+    ]
+    cells.append(row)
+  return headers, cells
+
+
+def plot(rows, path):
+  fig, (ax,) = render.figure(width=7.5, height=0.35 * len(rows) + 1.5)
+  labels = [r['label'] for r in rows][::-1]
+  means = [np.mean(r['dev']) for r in rows][::-1]
+  stds = [np.std(r['dev']) for r in rows][::-1]
+  colors = ['tab:blue' if r['path'] == 'added' else 'tab:orange' for r in rows][
+    ::-1
+  ]
+  ax.barh(range(len(rows)), means, xerr=stds, color=colors, capsize=3)
+  ax.set_yticks(range(len(rows)), labels, fontsize=8)
+  low = min(means) - 2
+  ax.set_xlim(low, max(means) + 1)
+  ax.set_xlabel('dev entity F1 (%), mean +- std over seeds')
+  ax.set_title('added one at a time (blue), removed from the full (orange)')
+  ax.grid(alpha=0.3, axis='x')
+  return render.save(fig, path)
+
+
+def write_outputs(workdir, results, *, data_dir, seeds):
+  """Writes the outputs; returns the markdown table."""
+  rows = study.summarize(results)
+  headers, cells = table(rows)
+  workdir_lib.write_json(
+    workdir / 'results.json', {'results': results, 'rows': rows}
+  )
+  render.write_csv(workdir / 'results.csv', headers, cells)
+  png = plot(rows, workdir / 'ablation.png')
+  md = render.markdown_table(headers, cells)
+  gains = [r['label'] for r in rows if r['exceeds']]
+  within = [r['label'] for r in rows if r['exceeds'] is False]
+  prose = (
+    f'Data: `{data_dir}`; {len(seeds)} seeds per row '
+    f'({", ".join(map(str, seeds))}). '
+    'Each "added" row changes one thing from the row above it; each '
+    '"removed" row takes one thing out of the full model (the last added '
+    'row). "change" is the difference of mean dev F1 from that reference '
+    'row; it is beyond the spread when it is larger than the larger of the '
+    "two rows' ranges over seeds (max - min). Times are per run: training "
+    '(the compiled steps), and wall (data preparation excluded; evaluation, '
+    'compilation and both passes of document context included). '
+    + render.F1_DEFINITION
+  )
+  verdict = (
+    f'Beyond the spread: {"; ".join(gains) or "none"}. '
+    f'Within it: {"; ".join(within) or "none"}.'
+  )
+  render.write_report(
+    workdir / 'report.md',
+    'Ablation: what each part adds',
+    [
+      ('Rows', f'{prose}\n\n{md}\n\n{verdict}'),
+      ('Plot', f'![ablation]({png})'),
+    ],
+  )
+  return md
