@@ -94,6 +94,12 @@ GRAD = flags.DEFINE_enum(
   ['autodiff', 'manual'],
   'jax.grad, or the hand-derived backprop.',
 )
+FEATURE_DIM = flags.DEFINE_integer(
+  'feature_dim',
+  20,
+  'Columns of each feature vector (--features).',
+  lower_bound=1,
+)
 FEATURES = flags.DEFINE_list(
   'features',
   [],
@@ -255,6 +261,7 @@ def model_config(**overrides):
     window=WINDOW.value,
     hidden=HIDDEN.value,
     dropout=DROPOUT.value,
+    feature_dim=FEATURE_DIM.value,
   )
   kw.update(overrides)
   return model_lib.ModelConfig(**kw)

@@ -40,6 +40,7 @@ class ModelConfig(NamedTuple):
   window: int = 2  # half-width k
   hidden: int = 300
   dropout: float = 0.0  # on x and on the hidden layer, training only
+  feature_dim: int = 20  # columns of L_feat (research.features), if any
 
 
 def init_params(

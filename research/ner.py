@@ -199,9 +199,6 @@ def load_dataset(
   )
 
 
-FEATURE_DIM = 20  # columns of L_feat
-
-
 def init_params(ds, model_cfg, seed=0, num_classes=None, objective='xent'):
   """model.init_params for a Dataset: its vocabulary, tags, features and
   initial L (and zero transitions for a sentence-level objective).
@@ -218,7 +215,7 @@ def init_params(ds, model_cfg, seed=0, num_classes=None, objective='xent'):
     embeddings=ds.L_init,
     feature_rows=fv.size if fv else 0,
     feature_kinds=len(fv) if fv else 0,
-    feature_dim=FEATURE_DIM,
+    feature_dim=model_cfg.feature_dim,
   )
   if objective in crf.OBJECTIVES:
     params = sequence.init_transitions(params, C)

@@ -34,6 +34,7 @@ class Setting(NamedTuple):
   select: str = 'last'
   ensemble: int = 1
   decode: str = 'argmax'
+  hidden: int = 300
 
 
 # (label, changes) applied one after another to Setting().
@@ -53,6 +54,7 @@ ADDED = (
     '+ document context (two passes)',
     {'features': ('prefix', 'suffix', 'shape', 'gazetteer', 'document')},
   ),
+  ('+ 200 hidden units (from 300)', {'hidden': 200}),
 )
 
 # (label, changes) each applied alone to the full model (the last ADDED row).
@@ -93,7 +95,8 @@ def run(load_dataset, model_cfg, cfg, hyper, seeds, *, rows='all', log=print):
   Args:
     load_dataset: fn(features, tag_scheme) -> ner.Dataset (cached here).
     model_cfg, cfg, hyper: the settings a row does not vary
-      (model.ModelConfig, classifier.TrainConfig, engine.Hyper scalars).
+      (model.ModelConfig, classifier.TrainConfig, engine.Hyper scalars;
+      e.g. the features' size, model_cfg.feature_dim).
     seeds: the seeds of every row.
     rows: 'all', 'added' or 'removed'.
     log: progress printer.
@@ -114,7 +117,7 @@ def run(load_dataset, model_cfg, cfg, hyper, seeds, *, rows='all', log=print):
       t0 = time.perf_counter()
       _, result = ner.train_and_evaluate(
         ds,
-        model_cfg._replace(dropout=s.dropout),
+        model_cfg._replace(dropout=s.dropout, hidden=s.hidden),
         cfg._replace(objective=s.objective, batch_size=s.batch_size),
         hyper,
         epochs=s.epochs,
