@@ -6,9 +6,12 @@ What is measured, side by side, is listed in research/studies/throughput.py.
 Writes bench.json, bench.md and throughput.png into --workdir.
 """
 
+import pathlib
+
 from absl import flags
 
 from experiments import _shared as common
+from research.errors import UserError
 from research.studies import throughput
 from research.studies import throughput_report
 
@@ -29,6 +32,65 @@ _SWEEP_CONFIGS = flags.DEFINE_integer(
 _REPEATS = flags.DEFINE_integer(
   'repeats', 3, 'Timed rounds (best is kept).', lower_bound=1
 )
+_BEST = flags.DEFINE_string(
+  'best',
+  str(common.REPO / 'experiments' / 'configs' / 'conll_best.flags'),
+  'A flag file of a sentence-level configuration to time beside the '
+  "default ('' for none); its data, model and training flags are read.",
+)
+
+# The flags of --best that change what is timed (the rest are ignored).
+_BEST_FLAGS = (
+  'objective',
+  'tag_scheme',
+  'features',
+  'feature_dim',
+  'affix_length',
+  'hidden',
+  'window',
+  'dropout',
+  'word_dropout',
+  'batch_size',
+)
+
+
+def _read_best(path):
+  """{flag: value} of the flag file's --name=value lines."""
+  try:
+    lines = pathlib.Path(path).read_text().splitlines()
+  except OSError as e:
+    raise UserError(
+      f'--best={path}: {e.strerror}; pass a flag file or --best='
+    ) from None
+  values = {}
+  for line in lines:
+    name, eq, value = line.strip().lstrip('-').partition('=')
+    if line.startswith('--') and eq and name in _BEST_FLAGS:
+      values[name] = value
+  return values
+
+
+def _best_configuration(path):
+  """(name, Dataset, ModelConfig, TrainConfig) of the --best flag file."""
+  v = _read_best(path)
+  features = tuple(f for f in v.get('features', '').split(',') if f)
+  ds = common.load_dataset(
+    features=features,
+    tag_scheme=v.get('tag_scheme', 'file'),
+    affix_length=int(v.get('affix_length', 3)),
+  )
+  model_cfg = common.model_config(
+    hidden=int(v.get('hidden', common.HIDDEN.value)),
+    window=int(v.get('window', common.WINDOW.value)),
+    dropout=float(v.get('dropout', 0.0)),
+    feature_dim=int(v.get('feature_dim', common.FEATURE_DIM.value)),
+  )
+  cfg = common.train_config(
+    objective=v.get('objective', 'xent'),
+    batch_size=int(v.get('batch_size', common.BATCH_SIZE.value)),
+    word_dropout=float(v.get('word_dropout', 0.0)),
+  )
+  return pathlib.Path(path).stem, ds, model_cfg, cfg
 
 
 def main(_):
@@ -38,6 +100,7 @@ def main(_):
   datasets = {
     vocab: common.load_dataset(vocab=vocab) for vocab in ('data', 'pretrained')
   }
+  sentence = _BEST.value and _best_configuration(_BEST.value)
   common.save_flags(workdir)
   out = throughput.run(
     datasets,
@@ -49,6 +112,7 @@ def main(_):
     sweep_configs=_SWEEP_CONFIGS.value,
     repeats=_REPEATS.value,
     log=common.log,
+    sentence=sentence or None,
   )
   summary = throughput_report.write_outputs(workdir, out)
   common.log(f'\n{summary}\nwrote {workdir}/bench.md')

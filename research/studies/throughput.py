@@ -14,7 +14,10 @@ in interleaved rounds, `repeats` of each; the best round is kept):
     table), the training program compiled with XLA's default options, and
     the lazy row update in its plain form (optim.lazy_row_update_plain);
   * a vmapped sweep of `sweep_configs` L2 strengths against one configuration,
-    with the least time the S configurations could take at the matmul peak.
+    with the least time the S configurations could take at the matmul peak;
+  * when given, a sentence-level configuration (the best one's flags): words/s
+    of research.sequence's training over packed sentences, in the same
+    rounds as the default model at batch 256.
 FLOPs per window are 3x the forward matmuls
 (research.model.num_flops_per_window): the backward pass of each product
 costs two products of the same size.
@@ -32,6 +35,7 @@ from research import engine
 from research import model as model_lib
 from research import ner
 from research import optim
+from research import sequence
 from research.errors import UserError
 
 XLA_DEFAULTS = ()  # compiler options: none, XLA's defaults
@@ -140,6 +144,34 @@ def fit_timer(
   return timer, compile_s
 
 
+def sentence_timer(ds, model_cfg, cfg, hyper, steps):
+  """A timer of sequence.fit's stepping (`steps` steps of one compiled call)
+  on a Dataset's training sentences; returns (timer, stats of each run)."""
+  params = engine.stack(
+    [ner.init_params(ds, model_cfg, 0, objective=cfg.objective)]
+  )
+  runs = []
+
+  def timer():
+    _, _, stats = sequence.fit(
+      params,
+      ds.windows['train'],
+      sequence.sentence_lengths(ds.splits['train']),
+      engine.Hyper([hyper.lr], [hyper.l2]),
+      [0],
+      model_cfg,
+      cfg,
+      epochs=1,
+      steps_per_epoch=steps,
+      steps_per_call=steps,
+      log=lambda _: None,
+    )
+    runs.append(stats)
+    return stats['train_seconds']
+
+  return timer, runs
+
+
 def _take(windows, n):
   """The first n windows, tiled if there are fewer."""
   reps = -(-n // len(windows.labels))
@@ -197,10 +229,13 @@ def run(
   sweep_configs=8,
   repeats=3,
   log=print,
+  sentence=None,
 ):
   """Every measurement; returns the plain data written to bench.json.
 
   datasets: {'data': Dataset, 'pretrained': Dataset} (the two vocabularies).
+  sentence: optional (name, Dataset, ModelConfig, TrainConfig) of a
+  sentence-level configuration to time beside the default.
   bench_steps: windows timed per measurement, in steps of the largest batch
   (0: one pass over the training windows).
   """
@@ -349,6 +384,38 @@ def run(
     f'{out["sweep"]["least_ratio_at_matmul_peak"]:.2f}x (compiling the '
     f'vmapped program took {out["sweep"]["many_compile_seconds"]:.1f}s more)'
   )
+
+  if sentence is not None:
+    name, sds, s_model_cfg, s_cfg = sentence
+    sub_lengths = sequence.sentence_lengths(sds.splits['train'])
+    T = sequence.row_length(sub_lengths)
+    rows_total = len(sequence.pack(sub_lengths, T).tokens)
+    s_steps = max(20, rows_total // max(1, s_cfg.batch_size // T))
+    s_timer, s_runs = sentence_timer(sds, s_model_cfg, s_cfg, hyper, s_steps)
+    c = cfg._replace(batch_size=256)
+    steps = max(20, len(train.labels) // 256)
+    d_timer, _ = fit_timer(
+      init_stack(ds, model_cfg, [0]), train, hyper, model_cfg, c, steps
+    )
+    seconds = rounds({'sentence': s_timer, 'default': d_timer}, repeats)
+    st = s_runs[0]
+    words = s_steps * st['rows_per_step'] * st['fill'] * st['row_length']
+    out['sentence'] = {
+      'name': name,
+      'steps': s_steps,
+      'row_length': st['row_length'],
+      'rows_per_step': st['rows_per_step'],
+      'fill': st['fill'],
+      'words_per_sec': words / seconds['sentence'],
+      'default_windows_per_sec': steps * 256 / seconds['default'],
+      'compile_seconds': st['compile_seconds'],
+    }
+    log(
+      f'{name}: {out["sentence"]["words_per_sec"]:,.0f} words/s over packed '
+      f'sentences (rows of {st["row_length"]}, {st["rows_per_step"]} per '
+      f'step, {100 * st["fill"]:.1f}% words); the default model in the same '
+      f'rounds: {out["sentence"]["default_windows_per_sec"]:,.0f} windows/s'
+    )
 
   full = next(r for r in out['runs'] if r['vocab'] == 'pretrained')
   out['full_vocab_time_ratio'] = (

@@ -93,7 +93,23 @@ def write_outputs(workdir, out):
         f'{S}-config vmapped program, compile seconds (once per sweep)',
         f'{out["sweep"]["many_compile_seconds"]:.1f}',
       ],
-    ],
+    ]
+    + (
+      [
+        [
+          f'{out["sentence"]["name"]}: words/s over packed sentences (rows '
+          f'of {out["sentence"]["row_length"]}, '
+          f'{out["sentence"]["rows_per_step"]} per step)',
+          f'{out["sentence"]["words_per_sec"]:,.0f}',
+        ],
+        [
+          'default model at batch 256 in the same rounds, windows/s',
+          f'{out["sentence"]["default_windows_per_sec"]:,.0f}',
+        ],
+      ]
+      if 'sentence' in out
+      else []
+    ),
   )
   fig, (ax,) = render.figure()
   ax.plot(
