@@ -20,7 +20,6 @@ import sys
 from absl import flags
 
 from experiments import _shared as common
-from research import metrics
 from research import tagging
 from research.errors import UserError
 
@@ -67,10 +66,7 @@ def main(_):
     for sentence, tags in zip(tokens, predicted):
       for token, tag in zip(sentence, tags):
         print(f'{token}\t{tag}')
-      spans = [
-        f'[{" ".join(sentence[a:b])}]/{t}' for a, b, t in metrics.chunks(tags)
-      ]
-      print('entities:', ' '.join(spans) if spans else '(none)')
+      print('entities:', tagging.entity_spans(sentence, tags))
       print()
 
 

@@ -5,7 +5,8 @@ r"""Trains one window classifier and scores it with conlleval's entity F1.
   ./launch.sh train --flagfile=experiments/configs/conll_hidden.flags
 
 Writes into --workdir: flags.txt, config.json, metrics.jsonl, result.json,
-params.npz, vocab.txt, tags.txt, pretrained_words.txt (research/workdir.py).
+params.npz, vocab.txt, tags.txt, pretrained_words.txt (research/workdir.py),
+and examples.md: the decks' ambiguous sentences tagged by the trained model.
 The data, model and optimizer flags are in experiments/_shared.py.
 """
 
@@ -16,6 +17,7 @@ from research import crf
 from research import engine
 from research import losses
 from research import ner
+from research import tagging
 from research import workdir as workdir_lib
 
 _OBJECTIVE = flags.DEFINE_enum(
@@ -76,6 +78,9 @@ def main(_):
     ds.vocab,
     ds.tags,
     ner.model_config_json(ds, model_cfg, cfg, common.DECODE.value),
+  )
+  (workdir / 'examples.md').write_text(
+    tagging.examples_markdown(tagging.load(workdir))
   )
   for split in ('dev', 'test'):
     if split in result:

@@ -611,10 +611,13 @@ def first_pass_values(ds, models, model_cfg, objective, decode, halves):
 
 
 def document_halves(sentences):
-  """0/1 per sentence: the half its document goes to (alternating)."""
+  """0/1 per sentence: the half its document goes to (alternating); the
+  sentences alternate when there is only one document."""
   order = {}
   for s in sentences:
     order.setdefault((s.path, s.document), len(order))
+  if len(order) < 2:
+    return np.arange(len(sentences)) % 2
   return np.asarray([order[(s.path, s.document)] % 2 for s in sentences])
 
 

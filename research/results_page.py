@@ -117,6 +117,12 @@ def train_section(run_dir, assets):
     ax.legend()
     ax.grid(alpha=0.3)
     body += f'\n\n![]({render.save(fig, assets / "curves.png")})'
+  examples = run_dir / 'examples.md'
+  if examples.is_file():
+    body += (
+      "\n\nThe decks' ambiguous names, tagged by this model:\n\n"
+      + examples.read_text()
+    )
   return body
 
 

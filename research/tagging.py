@@ -33,6 +33,17 @@ from research.errors import UserError
 
 _WHITESPACE = re.compile(r'\s')
 
+# The decks' ambiguous names ("Paris -> Paris, France vs Paris Hilton;
+# Hathaway -> Berkshire Hathaway vs Anne Hathaway") and their window example
+# ("museums in Paris are amazing"), in sentences: context should decide.
+DECK_EXAMPLES = (
+  'Paris Hilton visited the Louvre in Paris .',
+  'Museums in Paris are amazing .',
+  'Anne Hathaway thanked Berkshire Hathaway .',
+  'Warren Buffett runs Berkshire Hathaway from Omaha .',
+  'Hathaway said the film opens in Paris on Friday .',
+)
+
 
 @dataclasses.dataclass(frozen=True)
 class Model:
@@ -167,6 +178,8 @@ def tag(model, sentences):
 def tag_text(model, lines):
   """Tags text: each non-blank line is a sentence of whitespace-split tokens.
 
+  The lines are one document (for a model with document context).
+
   Args:
     model: A `Model`.
     lines: Lines of text.
@@ -181,6 +194,28 @@ def tag_text(model, lines):
     if words
   ]
   return [(s.tokens, tags) for s, tags in zip(sentences, tag(model, sentences))]
+
+
+def entity_spans(tokens, tags):
+  """'[Paris Hilton]/PER [Louvre]/LOC' for a tagged sentence ('(none)')."""
+  spans = [f'[{" ".join(tokens[a:b])}]/{t}' for a, b, t in metrics.chunks(tags)]
+  return ' '.join(spans) or '(none)'
+
+
+def examples_markdown(model, sentences=DECK_EXAMPLES):
+  """A table of example sentences, each its own document, and the entities
+  the model finds."""
+  parsed = [
+    data_lib.Sentence(tuple(t.split()), ('O',) * len(t.split()), document=i)
+    for i, t in enumerate(sentences)
+  ]
+  rows = [
+    (' '.join(s.tokens), entity_spans(s.tokens, tags))
+    for s, tags in zip(parsed, tag(model, parsed))
+  ]
+  lines = ['| sentence | entities found |', '|---|---|']
+  lines += [f'| {a} | {b} |' for a, b in rows]
+  return '\n'.join(lines) + '\n'
 
 
 def read_sentences(path, require_tags=True):
