@@ -127,7 +127,8 @@ def train_section(run_dir, assets):
 
 
 def headline(train_dirs):
-  """The README's table: one row per train run (data, dev/test F1, speed)."""
+  """The README's table: one row per train run (its directory's name, data,
+  dev/test F1, speed)."""
   rows = []
   for run_dir in train_dirs:
     result = workdir_lib.read_json(run_dir / 'result.json')
@@ -137,6 +138,7 @@ def headline(train_dirs):
     test = result.get('test', {}).get('f1')
     rows.append(
       [
+        run_dir.name,
         name,
         f'{result["dev"]["f1"]:.2f}',
         '—' if test is None else f'{test:.2f}',
@@ -147,11 +149,12 @@ def headline(train_dirs):
     )
   return render.markdown_table(
     [
+      'run',
       'data',
       'dev F1',
       'test F1',
       'dev P / R',
-      'training windows/s',
+      'training windows (words)/s',
       'training s',
     ],
     rows,
