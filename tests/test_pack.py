@@ -4,6 +4,9 @@ into rows of T positions (research.crf's layout)."""
 import numpy as np
 import pytest
 
+from research import engine
+from research import model as model_lib
+from research import ner
 from research import sequence
 from research import vocab as vocab_lib
 
@@ -100,3 +103,35 @@ def test_pack_windows_appends_one_padding_window(with_feats):
   if with_feats:
     assert rest[0].shape == (n + 1, K, 2)
     np.testing.assert_array_equal(rest[0][:n], feats)
+
+
+def test_an_ensemble_of_copies_predicts_as_one_member(corpus):
+  """Scores (and transitions) averaged over members: identical members
+  decode exactly as one; a different member changes some tags."""
+  ds = ner.load_dataset(
+    corpus,
+    embeddings='random',
+    features=('prefix', 'shape'),
+    tag_scheme='iobes',
+    log=lambda _: None,
+  )
+  model_cfg = model_lib.ModelConfig(hidden=8)
+  one = ner.init_params(ds, model_cfg, 0, objective='crf')
+  other = ner.init_params(ds, model_cfg, 1, objective='crf')
+  one['A'] = one['A'] + np.eye(len(ds.tags), dtype=np.float32)
+  lengths = sequence.sentence_lengths(ds.splits['dev'])
+
+  def predict(params):
+    return ner.predict_ids(
+      params,
+      ds.windows['dev'],
+      lengths,
+      ds.tags,
+      ds.tag_scheme,
+      model_cfg,
+      'crf',
+    )
+
+  single = predict(one)
+  np.testing.assert_array_equal(predict(engine.stack([one, one])), single)
+  assert np.any(predict(engine.stack([one, other])) != single)
