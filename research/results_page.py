@@ -1,6 +1,6 @@
 """docs/results.md: the results page, generated from run directories.
 
-Each section is one run directory: a study's report.md (sweep,
+Each section is one run directory: a study's report.md (ablation, sweep,
 window_margin, freeze_vs_finetune, loop_vs_matrix), a bench.md, or, for an
 `experiments.train` run, a table made from result.json and a learning curve
 from metrics.jsonl. The run's flags.txt and plots are copied beside the page
@@ -27,6 +27,7 @@ HEADLINE_END = '<!-- /headline -->'
 # Section order on the page, by the entry point that wrote the run.
 ENTRY_ORDER = (
   'train',
+  'ablation',
   'sweep',
   'window_margin',
   'freeze_vs_finetune',
@@ -243,7 +244,8 @@ gathered here by `./launch.sh report` from the run directories under
 `runs/results/`. {render.F1_DEFINITION} Unless a section says otherwise:
 hidden model (tanh, H = 300, k = 2), GloVe 6B 50d fine-tuned, Adam lr 1e-3,
 batch 256, 10 epochs, on a 2-core x86-64 CPU with the versions of
-`constraints.txt`.""",
+`constraints.txt`; `*_best` runs use `experiments/configs/conll_best.flags`
+(its flags are in each section's flag file).""",
       )
     ]
     + sections,
