@@ -414,8 +414,12 @@ def train_and_evaluate(
       f'{row["dev"]["accuracy"]:.2f}{loss}'
     )
     if select == 'best_dev' and row['dev']['f1'] > best['f1']:
+      # A copy on the host: an ensemble's params are the training state's
+      # buffers, which the next compiled call may overwrite (donation).
       best.update(
-        f1=row['dev']['f1'], params=jax.device_get(params), dev=row['dev']
+        f1=row['dev']['f1'],
+        params=jax.tree.map(np.array, params),
+        dev=row['dev'],
       )
     return row
 
