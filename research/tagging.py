@@ -27,6 +27,7 @@ from research import metrics
 from research import model as model_lib
 from research import ner
 from research import tagschemes
+from research import two_passes
 from research import vocab as vocab_lib
 from research import workdir as workdir_lib
 from research.errors import UserError
@@ -145,7 +146,7 @@ def tag(model, sentences):
   context = {}
   if model.gazetteer is not None:
     context['gazetteer'] = [model.gazetteer.values(s.tokens) for s in sentences]
-  params, first_pass = ner.split_first_pass(model.params)
+  params, first_pass = two_passes.split_first_pass(model.params)
   lengths = [len(s.tokens) for s in sentences]
 
   def predict(params, features, context):
