@@ -221,15 +221,15 @@ def init_params(ds, model_cfg, seed=0, num_classes=None, objective='xent'):
   return params
 
 
-def trains_on_sentences(ds, cfg, decode='argmax'):
+def trains_on_sentences(ds, objective, decode='argmax', word_dropout=0.0):
   """Whether training needs whole sentences (research.sequence) rather than
   shuffled windows: a sentence-level objective, features, IOBES tags, word
   dropout or Viterbi decoding."""
   return bool(
-    cfg.objective in crf.OBJECTIVES
+    objective in crf.OBJECTIVES
     or ds.features is not None
     or ds.tag_scheme != ds.file_scheme
-    or cfg.word_dropout > 0
+    or word_dropout > 0
     or decode == 'viterbi'
   )
 
@@ -282,7 +282,7 @@ def evaluate(params, ds, split, model_cfg, objective, decode='argmax'):
   argmax."""
   sentences = ds.splits[split]
   windows = ds.windows[split]
-  window_level = not trains_on_sentences(ds, _Objective(objective), decode)
+  window_level = not trains_on_sentences(ds, objective, decode)
   if window_level and np.ndim(params['L']) == 2:
     pred, window_loss = classifier.predict(
       params, windows, model_cfg, objective
@@ -307,13 +307,6 @@ def evaluate(params, ds, split, model_cfg, objective, decode='argmax'):
   if window_loss is not None:
     out['loss'] = float(window_loss.mean())
   return out
-
-
-class _Objective:
-  """What trains_on_sentences reads of a config, from an objective alone."""
-
-  def __init__(self, objective):
-    self.objective, self.word_dropout = objective, 0.0
 
 
 def train_and_evaluate(
@@ -382,7 +375,10 @@ def train_and_evaluate(
   members = [
     init_params(ds, model_cfg, s, objective=cfg.objective) for s in seeds
   ]
-  sentences = trains_on_sentences(ds, cfg, decode) or ensemble > 1
+  sentences = (
+    trains_on_sentences(ds, cfg.objective, decode, cfg.word_dropout)
+    or ensemble > 1
+  )
   log(
     f'model {model_cfg.model} ({model_lib.count_params(members[0]):,} '
     f'parameters{f", {ensemble} members" if ensemble > 1 else ""}), '
