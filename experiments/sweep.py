@@ -12,15 +12,22 @@ learning_curves.png.
 from absl import flags
 
 from experiments import _shared as common
+from research import crf
 from research import losses
 from research.studies import objective_l2
 from research.studies import objective_l2_report
 
-_OBJECTIVES = flags.DEFINE_multi_enum(
+OBJECTIVES = tuple(losses.OBJECTIVES) + tuple(crf.OBJECTIVES)
+_OBJECTIVES = flags.DEFINE_list(
   'objectives',
   ['xent', 'max_margin'],
-  list(losses.OBJECTIVES),
-  'Objectives to compare.',
+  f'Objectives to compare, of {",".join(OBJECTIVES)} (crf and struct_margin '
+  'train on whole sentences; so do all when one does).',
+)
+flags.register_validator(
+  'objectives',
+  lambda v: bool(v) and set(v) <= set(OBJECTIVES),
+  f'--objectives: a comma-separated list of {",".join(OBJECTIVES)}',
 )
 _L2S = flags.DEFINE_list(
   'l2s', ['0', '1e-6', '1e-5', '1e-4', '1e-3'], 'L2 strengths lambda.'
@@ -55,6 +62,7 @@ def main(_):
     epochs=common.EPOCHS.value,
     vmap=_VMAP.value,
     log=common.log,
+    decode=common.DECODE.value,
   )
   table = objective_l2_report.write_outputs(
     workdir,

@@ -128,10 +128,11 @@ def document_halves(sentences):
   return np.asarray([order[(s.path, s.document)] % 2 for s in sentences])
 
 
-def train(ds, model_cfg, cfg, hyper, *, epochs, seed, log, **kw):
-  """train_and_evaluate with the document feature: two first-pass models
-  on halves of the training documents, then the model that reads their
-  tags (see research.document_context)."""
+def first_pass(ds, model_cfg, cfg, hyper, *, epochs, seed, log, decode, select):
+  """The first pass: two models, each trained on half of the training
+  documents (seeds seed + 1000, seed + 2000) without the document feature.
+  Returns (ds with every split's document feature set from their tags, the
+  two models stacked, a summary: each half's dev F1 and the seconds)."""
   t0 = time.perf_counter()
   ds1 = without_document(ds)
   train = ds.splits['train']
@@ -155,25 +156,41 @@ def train(ds, model_cfg, cfg, hyper, *, epochs, seed, log, **kw):
       epochs=epochs,
       seed=seed + 1000 * (h + 1),
       log=log,
-      decode=kw['decode'],
-      select=kw['select'],
+      decode=decode,
+      select=select,
     )
     models.append(params)
     first[f'half_{h}_dev_f1'] = result['dev']['f1']
   values = first_pass_values(
-    ds, models, model_cfg, cfg.objective, kw['decode'], halves
+    ds, models, model_cfg, cfg.objective, decode, halves
   )
   first['seconds'] = time.perf_counter() - t0
   log(
     f'first pass done in {first["seconds"]:.0f}s (dev F1 of the halves '
-    f'{first["half_0_dev_f1"]:.2f}, {first["half_1_dev_f1"]:.2f}); second pass'
+    f'{first["half_0_dev_f1"]:.2f}, {first["half_1_dev_f1"]:.2f})'
   )
-  ds2 = with_document_values(ds, values)
+  return with_document_values(ds, values), engine.stack(models), first
+
+
+def train(ds, model_cfg, cfg, hyper, *, epochs, seed, log, **kw):
+  """train_and_evaluate with the document feature: `first_pass`, then the
+  model that reads its tags (see research.document_context)."""
+  ds2, stacked, first = first_pass(
+    ds,
+    model_cfg,
+    cfg,
+    hyper,
+    epochs=epochs,
+    seed=seed,
+    log=log,
+    decode=kw['decode'],
+    select=kw['select'],
+  )
+  log('second pass')
   params, result = ner.train_and_evaluate(
     ds2, model_cfg, cfg, hyper, epochs=epochs, seed=seed, log=log, **kw
   )
   result['first_pass'] = first
-  stacked = engine.stack(models)
   params = dict(params, **{FIRST_PASS + k: v for k, v in stacked.items()})
   return params, result
 

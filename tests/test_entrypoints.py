@@ -187,9 +187,57 @@ def test_sweep_of_one_configuration(corpus, tmp_path):
     f'--workdir={workdir}',
   )
   assert result.returncode == 0, result.stderr
-  results = json.loads((workdir / 'results.json').read_text())['results']
+  sweep = json.loads((workdir / 'results.json').read_text())
+  results = sweep['results']
   assert len(results) == 1 and 0 <= results[0]['dev']['f1'] <= 100
+  assert sweep['trained_on'] == 'windows'
   assert '--workdir' not in (workdir / 'flags.txt').read_text()
+
+
+def test_sweep_of_sentence_objectives_with_document_context(corpus, tmp_path):
+  """A window-level and a sentence-level objective side by side: both
+  train on whole sentences; the first pass of the document feature is
+  trained once, before the grid."""
+  workdir = tmp_path / 'run'
+  result = run_entry(
+    'experiments.sweep',
+    '--embeddings=random',
+    f'--data_dir={corpus}',
+    '--l2s=0,1e-4',
+    '--seeds=0',
+    '--objectives=xent,crf',
+    '--features=shape,document',
+    '--tag_scheme=iobes',
+    '--decode=viterbi',
+    '--epochs=1',
+    '--hidden=8',
+    '--batch_size=64',
+    f'--workdir={workdir}',
+  )
+  assert result.returncode == 0, result.stderr
+  assert result.stdout.count('first pass 1/2') == 1
+  sweep = json.loads((workdir / 'results.json').read_text())
+  assert sweep['trained_on'] == 'sentences' and 'first_pass' in sweep
+  assert [(r['objective'], r['l2']) for r in sweep['results']] == [
+    ('xent', 0.0),
+    ('xent', 1e-4),
+    ('crf', 0.0),
+    ('crf', 1e-4),
+  ]
+
+
+def test_sweep_refuses_an_unknown_objective(corpus, tmp_path):
+  result = run_entry(
+    'experiments.sweep',
+    f'--data_dir={corpus}',
+    '--objectives=xent,hinge',
+    f'--workdir={tmp_path / "run"}',
+  )
+  # absl's flag error: what is wrong, then where to find the flags.
+  assert result.returncode == 1 and 'Traceback' not in result.stderr
+  first = result.stderr.splitlines()[0]
+  assert '--objectives' in first and 'xent,max_margin,crf' in first
+  assert not (tmp_path / 'run').exists()
 
 
 def test_missing_vectors_file(corpus, tmp_path):

@@ -1,10 +1,18 @@
-"""Objective x L2 sweep: cross-entropy vs multiclass max-margin.
+"""Objective x L2 sweep: cross-entropy vs multiclass max-margin (and the
+sentence-level CRF and structured margin).
 
 For each objective, the grid of L2 strengths x seeds is trained as one
 stacked program (`vmap=True`, `engine.fit` with S = L2s x seeds) or one
 configuration at a time. Per cell: dev (and test) entity F1 as mean +- std
 over seeds, the final training loss and the weight norm, and the best L2 per
 objective by mean dev F1.
+
+Every objective trains on the same examples: shuffled windows for the
+decks' window model, whole sentences (research.sequence) when any objective
+or the data asks for them (a sentence-level objective, features, IOBES,
+Viterbi decoding). With the document feature, the first pass is trained
+once (with the first objective) and every configuration reads its tags.
+The parameters scored are the final ones.
 """
 
 import time
@@ -15,39 +23,47 @@ from research import classifier
 from research import engine
 from research import ner
 from research import render
+from research import sequence
 
 
-def _evaluate_all(ds, model_cfg, objective, num):
+def _evaluate_all(ds, model_cfg, objective, num, decode):
   """fn(stacked params) -> {'dev': [num scores], 'train': [num scores]}."""
 
   def evaluate(params):
     rows = {'dev': [], 'train': []}
     for i in range(num):
       p = engine.unstack(params, i)
-      rows['dev'].append(ner.evaluate(p, ds, 'dev', model_cfg, objective))
-      rows['train'].append(
-        ner.evaluate(p, ds, 'train_sample', model_cfg, objective)
-      )
+      for split, key in (('dev', 'dev'), ('train_sample', 'train')):
+        rows[key].append(
+          ner.evaluate(p, ds, split, model_cfg, objective, decode)
+        )
     return rows
 
   return evaluate
 
 
-def _train(ds, model_cfg, cfg, grid, init, lr, epochs, log):
+def _train(ds, model_cfg, cfg, grid, init, lr, epochs, log, sentences, decode):
   """One engine.fit of the configurations `grid` [(l2, seed)]; returns
   (final params, learning curves, stats), one of each per configuration."""
   S = len(grid)
-  params, history, stats = classifier.fit(
+  args = (
     engine.stack(init),
     ds.windows['train'],
     engine.Hyper(np.full(S, lr), np.array([l2 for l2, _ in grid])),
     [s for _, s in grid],
     model_cfg,
     cfg,
+  )
+  kw = dict(
     epochs=epochs,
-    evaluate=_evaluate_all(ds, model_cfg, cfg.objective, S),
+    evaluate=_evaluate_all(ds, model_cfg, cfg.objective, S, decode),
     log=log,
   )
+  if sentences:
+    lengths = sequence.sentence_lengths(ds.splits['train'])
+    params, history, stats = sequence.fit(*args[:2], lengths, *args[2:], **kw)
+  else:
+    params, history, stats = classifier.fit(*args, **kw)
   finals = [engine.unstack(params, i) for i in range(S)]
   curves = [
     [
@@ -65,9 +81,21 @@ def _train(ds, model_cfg, cfg, grid, init, lr, epochs, log):
 
 
 def run_grid(
-  ds, model_cfg, cfg, l2s, seeds, *, lr, epochs, vmap=True, log=print
+  ds,
+  model_cfg,
+  cfg,
+  l2s,
+  seeds,
+  *,
+  lr,
+  epochs,
+  vmap=True,
+  log=print,
+  sentences=False,
+  decode='argmax',
 ):
-  """Trains every (l2, seed) of one objective.
+  """Trains every (l2, seed) of one objective (on whole sentences when
+  `sentences`; scored with `decode`, see ner.evaluate).
 
   Returns:
     (results, timing): one result dict per configuration (objective, l2,
@@ -75,16 +103,19 @@ def run_grid(
     the objective's time and throughput.
   """
   grid = [(l2, s) for l2 in l2s for s in seeds]
-  init = [ner.init_params(ds, model_cfg, s) for _, s in grid]
+  init = [
+    ner.init_params(ds, model_cfg, s, objective=cfg.objective) for _, s in grid
+  ]
   t0 = time.perf_counter()
+  how = (log, sentences, decode)
   if vmap:
     finals, curves, stats_all = _train(
-      ds, model_cfg, cfg, grid, init, lr, epochs, log
+      ds, model_cfg, cfg, grid, init, lr, epochs, *how
     )
   else:
     finals, curves, stats_all = [], [], []
     for config, p in zip(grid, init):
-      f, c, st = _train(ds, model_cfg, cfg, [config], [p], lr, epochs, log)
+      f, c, st = _train(ds, model_cfg, cfg, [config], [p], lr, epochs, *how)
       finals += f
       curves += c
       stats_all += st
@@ -103,15 +134,17 @@ def run_grid(
           'step': c['step'],
           'train_loss': c['train_loss'],
           'dev_f1': c['dev']['f1'],
-          'dev_loss': c['dev']['loss'],
+          'dev_loss': c['dev'].get('loss'),
           'train_f1': c['train']['f1'],
-          'train_eval_loss': c['train']['loss'],
+          'train_eval_loss': c['train'].get('loss'),
         }
         for c in curves[i]
       ],
     }
     if 'test' in ds.splits:
-      r['test'] = ner.evaluate(finals[i], ds, 'test', model_cfg, cfg.objective)
+      r['test'] = ner.evaluate(
+        finals[i], ds, 'test', model_cfg, cfg.objective, decode
+      )
     results.append(r)
   timing = {
     'objective': cfg.objective,
@@ -142,12 +175,34 @@ def run(
   epochs,
   vmap=True,
   log=print,
+  decode='argmax',
 ):
   """The sweep: `run_grid` for each objective (cfg.objective is replaced).
 
   Returns:
-    {'results': [...], 'timings': [...], 'best_l2': {objective: l2}}.
+    {'results': [...], 'timings': [...], 'best_l2': {objective: l2},
+    'trained_on': 'sentences' or 'windows', 'decode', and 'first_pass'
+    (the summary of two_passes.first_pass) with the document feature}.
   """
+  sentences = any(
+    ner.trains_on_sentences(ds, o, decode, cfg.word_dropout) for o in objectives
+  )
+  out = {}
+  if ner.has_document_feature(ds) and not ds.first_pass_done:
+    from research import two_passes  # noqa: PLC0415 (it imports ner)
+
+    log(f'document context: the first pass, once ({objectives[0]})')
+    ds, _, out['first_pass'] = two_passes.first_pass(
+      ds,
+      model_cfg,
+      cfg._replace(objective=objectives[0]),
+      engine.Hyper(lr, 0.0),
+      epochs=epochs,
+      seed=seeds[0],
+      log=log,
+      decode=decode,
+      select='last',
+    )
   results, timings = [], []
   for objective in objectives:
     log(
@@ -164,6 +219,8 @@ def run(
       epochs=epochs,
       vmap=vmap,
       log=log,
+      sentences=sentences,
+      decode=decode,
     )
     results += rs
     timings.append(timing)
@@ -176,6 +233,9 @@ def run(
     'results': results,
     'timings': timings,
     'best_l2': {o: b[0] for o, b in best.items()},
+    'trained_on': 'sentences' if sentences else 'windows',
+    'decode': decode,
+    **out,
   }
 
 

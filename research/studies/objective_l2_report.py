@@ -103,8 +103,17 @@ def write_outputs(
         f'data `{data_dir}`, model {model_cfg.model} '
         f'(g={model_cfg.nonlinearity}, H={model_cfg.hidden}, '
         f'k={model_cfg.window}), {cfg.optimizer} lr {lr:g}, batch '
-        f'{cfg.batch_size}, {epochs} epochs, seeds {seeds}. L2 covers '
-        f'the weight matrices{covers}. '
+        f'{cfg.batch_size}, {epochs} epochs, seeds {seeds}, dropout '
+        f'{model_cfg.dropout:g}, word vectors '
+        f'{"frozen" if cfg.freeze_embeddings else "fine-tuned"}; trained on '
+        f'{sweep.get("trained_on", "windows")}, decoded by '
+        f'{sweep.get("decode", "argmax")}'
+        + (
+          '; the document feature reads one first pass, trained once'
+          if 'first_pass' in sweep
+          else ''
+        )
+        + f' (all flags: flags.txt). L2 covers the weight matrices{covers}. '
         + render.F1_DEFINITION
         + ' Mean +- std over seeds; * marks the best L2 per objective '
         'by mean dev F1.',
