@@ -116,7 +116,10 @@ def train_step(state, batch, hyper, model_cfg, cfg):
       if cfg.l2_embeddings:
         g_L = g_L + hyper.l2 * L
       g_dense['L'] = g_L
-  return optim.apply_gradients(state, g_dense, hyper, cfg, key, row_grads), loss
+  return (
+    optim.apply_gradients(state, g_dense, hyper, cfg, key, row_grads, loss),
+    loss,
+  )
 
 
 class ClassifierTask(NamedTuple):

@@ -50,34 +50,44 @@ class TrainState(NamedTuple):
   rows_state: dict  # row-wise optimizer state of L (sparse path only)
   step: jax.Array
   key: jax.Array
+  diverged: jax.Array  # the step whose update was not finite; -1: none
 
 
 def run_steps(state, data, order_N, first, num_steps, hyper, task, max_steps):
   """Steps first .. first+num_steps-1 of an epoch in one compiled loop.
 
   num_steps (<= max_steps) is traced, so every chunk size shares one
-  program. Returns (state, (sum_M, metrics_TxM)): the metrics summed over
-  the steps and, when `task.keeps_per_step()`, each step's in the first
+  program. Returns (state, (sum_M, count, last_M, metrics_TxM)): the
+  metrics summed over the steps taken before the configuration diverged
+  (`optim.apply_gradients`' guard), how many those were, the last finite
+  metrics, and, when `task.keeps_per_step()`, each step's in the first
   num_steps rows of a [max_steps, M] array (else [0, M]: writing a row per
   step costs a vmapped sweep about 7% of its time).
   """
   keep = task.keeps_per_step()
 
   def body(i, carry):
-    state, sum_M, metrics_TxM = carry
+    state, sum_M, count, last_M, metrics_TxM = carry
     state, m_M = task.step(state, data, order_N, first + i, hyper)
+    ok = state.diverged < 0
+    sum_M = sum_M + jnp.where(ok, m_M, 0.0)
+    last_M = jnp.where(ok, m_M, last_M)
     if keep:
       metrics_TxM = jax.lax.dynamic_update_index_in_dim(metrics_TxM, m_M, i, 0)
-    return state, sum_M + m_M, metrics_TxM
+    return state, sum_M, count + ok, last_M, metrics_TxM
 
   M = len(task.metric_names())
   init = (
     state,
     jnp.zeros(M, jnp.float32),
+    jnp.zeros((), jnp.int32),
+    jnp.full(M, jnp.nan, jnp.float32),
     jnp.zeros((max_steps if keep else 0, M), jnp.float32),
   )
-  state, sum_M, metrics_TxM = jax.lax.fori_loop(0, num_steps, body, init)
-  return state, (sum_M, metrics_TxM)
+  state, sum_M, count, last_M, metrics_TxM = jax.lax.fori_loop(
+    0, num_steps, body, init
+  )
+  return state, (sum_M, count, last_M, metrics_TxM)
 
 
 def _run_stack(
@@ -134,6 +144,28 @@ def unstack(tree, i):
   return jax.tree.map(lambda a: a[i], tree)
 
 
+# The divergence guard's bound on a step's loss (a mean per window or word;
+# optim.apply_gradients): the objectives here start near log C, and a
+# healthy run never comes near it.
+MAX_LOSS = 1e6
+
+
+class Diverged(UserError):
+  """A single run whose loss or update stopped being finite."""
+
+
+def _record_of(step, history, sum_SxM, count_S, last_SxM, extra_record):
+  """The JSON part of a checkpoint: where the loop stands."""
+  return {
+    'step': step,
+    'history': history,
+    'sum': sum_SxM.tolist(),
+    'count': count_S.tolist(),
+    'last': [[None if np.isnan(v) else v for v in r] for r in last_SxM],
+    'extra': extra_record,
+  }
+
+
 def fit(
   task,
   params,
@@ -152,6 +184,9 @@ def fit(
   compiler_options=None,
   log=print,
   name='',
+  checkpoint=None,
+  extra=None,
+  stop_on_divergence=None,
 ):
   """Trains S configurations of one task together.
 
@@ -168,23 +203,43 @@ def fit(
     evaluate: optional fn(stacked params) -> dict, called every
       `eval_every` steps (0: at the end of each epoch), at the end, and at
       step 0 when `eval_at_start`.
-    on_eval: optional fn(row) called with each history row as it is made.
+    on_eval: optional fn(row) called with each history row as it is made
+      (and, on resume, with each row of the checkpoint's history).
     steps_per_call: most steps per compiled call (progress granularity).
     compiler_options: XLA options of the training program (see `program`).
     log: progress line printer.
     name: a label for the progress lines.
+    checkpoint: an optional research.checkpoint.Checkpointer: the state is
+      saved every `checkpoint.every` steps (0: at every evaluation) and at
+      the end, and a run whose directory holds a checkpoint resumes from
+      the newest, with results bit-identical to an uninterrupted run (the
+      data order and the PRNG keys follow from (seed, step)).
+    extra: optional state of the caller saved with each checkpoint: an
+      object with get() -> (pytree of arrays, JSON-able record) and
+      set(pytree, record) (e.g. the best-dev parameters).
+    stop_on_divergence: raise Diverged when a configuration diverges
+      (default: when S = 1). Otherwise a diverged configuration keeps its
+      last finite parameters and the others go on.
 
   Returns:
     (params, history, stats): stacked final parameters; history is the list
     of evaluate() results, each with 'step', 'epoch' and 'train_<metric>'
-    (the mean per configuration since the previous row, [S] lists; None at
-    step 0) added; stats has 'train_windows_per_sec' (windows of all S
-    configurations per second of stepping: compilation and evaluation
-    excluded), 'train_seconds', 'compile_seconds', 'steps', and, when the
-    task keeps them, 'per_step' ({metric: [S, steps] array}).
+    (the mean per configuration since the previous row over the steps
+    before it diverged, [S] lists; None at step 0) added; stats has
+    'train_windows_per_sec' (windows of all S configurations per second of
+    stepping: compilation and evaluation excluded), 'train_seconds',
+    'compile_seconds', 'steps', 'diverged_at' ([S]: the 1-based step whose
+    update was not finite, or None), 'resumed_from' (the checkpoint's step
+    or None), and, when the task keeps them, 'per_step' ({metric: [S,
+    steps] array}).
+
+  Raises:
+    Diverged: see stop_on_divergence.
   """
   seeds = [int(s) for s in seeds]
   S = len(seeds)
+  if stop_on_divergence is None:
+    stop_on_divergence = S == 1
   B = task.batch_size()
   spe = steps_per_epoch or num_examples // B
   if spe == 0:
@@ -194,6 +249,7 @@ def fit(
     )
   total_steps = spe * epochs
   eval_every = eval_every or spe
+  save_every = (checkpoint.every or eval_every) if checkpoint else 0
   names = task.metric_names()
   per_window = task.windows_per_step()
   hyper = Hyper(
@@ -222,59 +278,126 @@ def fit(
   compile_seconds = time.perf_counter() - t0
 
   history, chunks, train_seconds, step = [], [], 0.0, 0
-  sum_SxM, steps_since = np.zeros((S, len(names))), 0
+  M = len(names)
+  sum_SxM, count_S = np.zeros((S, M)), np.zeros(S, np.int64)
+  last_SxM = np.full((S, M), np.nan)
+  resumed_from = None
+  if checkpoint is not None and checkpoint.latest() is not None:
+    like = (state, extra.get()[0] if extra is not None else {})
+    (state, extra_tree), record = checkpoint.restore(like)
+    step, history = record['step'], record['history']
+    sum_SxM = np.asarray(record['sum'], np.float64).reshape(S, M)
+    count_S = np.asarray(record['count'], np.int64)
+    last_SxM = np.asarray(record['last'], np.float64).reshape(S, M)
+    if extra is not None:
+      extra.set(extra_tree, record['extra'])
+    resumed_from = step
+    log(
+      f'{name}resumed at step {step}/{total_steps} from {checkpoint.directory}'
+    )
+    if on_eval is not None:
+      for row in history:
+        on_eval(row)
 
   def record():
     row = {'step': step, 'epoch': step / spe}
     for j, metric in enumerate(names):
       row[f'train_{metric}'] = (
-        (sum_SxM[:, j] / steps_since).tolist() if steps_since else None
+        [
+          float(sum_SxM[i, j] / count_S[i]) if count_S[i] else None
+          for i in range(S)
+        ]
+        if step_since_row
+        else None
       )
     row.update(evaluate(state.params))
     history.append(row)
     if on_eval is not None:
       on_eval(row)
 
-  if evaluate is not None and eval_at_start:
+  def save():
+    extra_tree, extra_record = extra.get() if extra is not None else ({}, None)
+    checkpoint.save(
+      step,
+      (state, extra_tree),
+      _record_of(step, history, sum_SxM, count_S, last_SxM, extra_record),
+    )
+
+  step_since_row = step % eval_every if step else 0
+  if evaluate is not None and eval_at_start and step == 0:
     record()
-  for epoch in range(epochs):
+  while step < total_steps:
+    epoch, first = divmod(step, spe)
     order = orders(epoch)
-    first = 0
     while first < spe:
       num = min(max_steps, spe - first, eval_every - step % eval_every)
+      if save_every:
+        num = min(num, save_every - step % save_every)
       t = time.perf_counter()
-      state, (chunk_SxM, per_step_SxTxM) = step_fn(
+      state, (chunk_SxM, n_S, last, per_step_SxTxM) = step_fn(
         state, data, order, first, num, hyper
       )
       chunk_SxM = np.asarray(chunk_SxM)  # waits for the device
       train_seconds += time.perf_counter() - t
       if task.keeps_per_step():
         chunks.append(np.asarray(per_step_SxTxM)[:, :num])
-      sum_SxM, steps_since = sum_SxM + chunk_SxM, steps_since + num
+      n_S = np.asarray(n_S)
+      last_SxM = np.where(n_S[:, None] > 0, np.asarray(last), last_SxM)
+      sum_SxM, count_S = sum_SxM + chunk_SxM, count_S + n_S
       first, step = first + num, step + num
-      wps = step * per_window * S / train_seconds
+      step_since_row += num
+      done = step - (resumed_from or 0)
+      wps = done * per_window * S / train_seconds
       eta = (total_steps - step) * per_window * S / wps
       shown = ' '.join(
-        f'{m} {chunk_SxM[:, j].mean() / num:.4f}' for j, m in enumerate(names)
+        f'{m} {chunk_SxM[:, j].sum() / max(n_S.sum(), 1):.4f}'
+        for j, m in enumerate(names)
       )
+      diverged = np.asarray(state.diverged)
+      gone = int(np.sum(diverged >= 0))
       log(
         f'{name}epoch {epoch + 1}/{epochs} step {step}/{total_steps} '
         f'{shown} {wps:,.0f} windows/s ETA {eta:.0f}s'
+        + (f' ({gone} diverged)' if gone else '')
       )
+      if stop_on_divergence and np.any(diverged >= 0):
+        i = int(np.argmax(diverged >= 0))
+        loss = last_SxM[i, 0]
+        raise Diverged(
+          f'{name}training diverged at step {diverged[i] + 1}: its loss was '
+          f'not finite or above {MAX_LOSS:g}, or its update not finite '
+          f'(loss of the last good step: '
+          f'{"none" if np.isnan(loss) else f"{loss:.4g}"}); no parameters '
+          'were written'
+          + (
+            f' (the last good checkpoint is in {checkpoint.directory})'
+            if checkpoint is not None and checkpoint.latest() is not None
+            else ''
+          )
+          + f'; try a smaller --lr (this run: {float(hyper.lr[i]):g})'
+        )
       if step % eval_every == 0 or step == total_steps:
         if evaluate is not None:
           record()
-        sum_SxM, steps_since = np.zeros((S, len(names))), 0
+        sum_SxM, count_S = np.zeros((S, M)), np.zeros(S, np.int64)
+        step_since_row = 0
+      if save_every and (step % save_every == 0 or step == total_steps):
+        save()
   all_SxTxM = (
     np.concatenate(chunks, axis=1)
     if chunks
     else np.zeros((S, 0, len(names)), np.float32)
   )
+  diverged = np.asarray(state.diverged)
   stats = {
-    'train_windows_per_sec': step * per_window * S / max(train_seconds, 1e-9),
+    'train_windows_per_sec': (step - (resumed_from or 0))
+    * per_window
+    * S
+    / max(train_seconds, 1e-9),
     'train_seconds': train_seconds,
     'compile_seconds': compile_seconds,
     'steps': step,
+    'diverged_at': [int(d) + 1 if d >= 0 else None for d in diverged],
   }
   if task.keeps_per_step():
     stats['per_step'] = {m: all_SxTxM[:, :, j] for j, m in enumerate(names)}

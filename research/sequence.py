@@ -243,7 +243,9 @@ class SentenceTask(NamedTuple):
         if cfg.l2_embeddings:
           g_F = g_F + hyper.l2 * params['L_feat']
         g_dense['L_feat'] = g_F
-    state = optim.apply_gradients(state, g_dense, hyper, cfg, key, row_grads)
+    state = optim.apply_gradients(
+      state, g_dense, hyper, cfg, key, row_grads, loss
+    )
     return state, loss[None]
 
   def metric_names(self):

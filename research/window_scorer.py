@@ -251,7 +251,10 @@ def train_step(state, data, hyper, cfg):
     return batch_loss({**trainable, **frozen}, batch, cfg)
 
   (loss, active), grads = jax.value_and_grad(loss_fn, has_aux=True)(trainable)
-  return optim.apply_gradients(state, grads, hyper, cfg, key), (loss, active)
+  return (
+    optim.apply_gradients(state, grads, hyper, cfg, key, loss=loss),
+    (loss, active),
+  )
 
 
 class ScorerTask(NamedTuple):

@@ -58,6 +58,7 @@ def _train(ds, model_cfg, cfg, grid, init, lr, epochs, log, sentences, decode):
     epochs=epochs,
     evaluate=_evaluate_all(ds, model_cfg, cfg.objective, S, decode),
     log=log,
+    stop_on_divergence=False,  # reported per configuration instead
   )
   if sentences:
     lengths = sequence.sentence_lengths(ds.splits['train'])
@@ -77,7 +78,10 @@ def _train(ds, model_cfg, cfg, grid, init, lr, epochs, log, sentences, decode):
     ]
     for i in range(S)
   ]
-  return finals, curves, [stats] * S
+  per_config = [
+    dict(stats, diverged_at=stats['diverged_at'][i]) for i in range(S)
+  ]
+  return finals, curves, per_config
 
 
 def run_grid(
@@ -128,6 +132,7 @@ def run_grid(
       'seed': s,
       'dev': curves[i][-1]['dev'],
       'final_train_loss': curves[i][-1]['train_loss'],
+      'diverged_at_step': stats_all[i]['diverged_at'],
       'weight_norm': classifier.weight_norm(finals[i]),
       'curve': [
         {
@@ -246,14 +251,27 @@ def summarize(results, has_test):
     cells.setdefault((r['objective'], r['l2']), []).append(r)
   best = {}
   for (obj, l2), rs in cells.items():
+    if any(r.get('diverged_at_step') for r in rs):
+      continue  # never the best
     f1 = np.mean([r['dev']['f1'] for r in rs])
     if obj not in best or f1 > best[obj][1]:
       best[obj] = (l2, f1)
   rows = []
   for (obj, l2), rs in cells.items():
+    gone = [r['diverged_at_step'] for r in rs if r.get('diverged_at_step')]
+    if gone:
+      rows.append(
+        [
+          obj,
+          f'{l2:g}',
+          f'diverged ({len(gone)} of {len(rs)} seeds, from step {min(gone)})',
+        ]
+        + ['-'] * (4 if has_test else 3)
+      )
+      continue
     row = [
       obj,
-      f'{l2:g}' + (' *' if best[obj][0] == l2 else ''),
+      f'{l2:g}' + (' *' if best.get(obj, (None,))[0] == l2 else ''),
       render.mean_std([r['dev']['f1'] for r in rs]),
     ]
     if has_test:
