@@ -7,11 +7,13 @@ experiment spells them the same way (`--data_dir`, `--embeddings`,
 """
 
 import pathlib
+import shutil
 import sys
 import time
 
 from absl import app
 from absl import flags
+from absl import logging
 
 from research import classifier
 from research import features as features_lib
@@ -141,12 +143,34 @@ WORKDIR = flags.DEFINE_string(
 OVERWRITE = flags.DEFINE_bool(
   'overwrite', False, 'Replace the files of an earlier run in --workdir.'
 )
+RESUME = flags.DEFINE_bool(
+  'resume',
+  False,
+  'Continue the run in --workdir from its newest complete checkpoint (train '
+  'and sweep; pass the flags it was started with).',
+)
+CHECKPOINT_EVERY = flags.DEFINE_integer(
+  'checkpoint_every',
+  0,
+  'Save the training state every this many steps (0: at every evaluation; '
+  'train and sweep).',
+  lower_bound=0,
+)
+CHECKPOINTS = flags.DEFINE_bool(
+  'checkpoints', True, 'Write checkpoints (train and sweep).'
+)
+KEEP_CHECKPOINTS = flags.DEFINE_integer(
+  'keep_checkpoints', 3, 'Checkpoints kept per training.', lower_bound=1
+)
 
 
 def run(main):
   """absl.app.run(main), printing a UserError as one line and exiting 2."""
 
   def guarded(argv):
+    # Progress is printed as lines of our own; libraries' info logs (orbax
+    # logs each checkpoint) are left out.
+    logging.set_verbosity(logging.WARNING)
     if len(argv) > 1:
       print(
         f'error: unexpected arguments {" ".join(argv[1:])!r}; flags are '
@@ -157,6 +181,7 @@ def run(main):
     try:
       return main(argv)
     except UserError as e:
+      workdir_lib.release_unused()
       print(f'error: {e}', file=sys.stderr)
       sys.exit(2)
     except KeyboardInterrupt:
@@ -166,13 +191,43 @@ def run(main):
   app.run(guarded)
 
 
-def workdir(name):
-  """--workdir (default runs/<name>-<time>), checked before any work starts:
-  one holding an earlier run's files is refused unless --overwrite."""
+def workdir(name, checkpoints=False):
+  """--workdir (default runs/<name>-<time>), claimed before any work starts
+  (workdir.claim): one another run is using is refused, and so is one
+  holding an earlier run's files unless --overwrite or --resume.
+  checkpoints: whether this entry point writes checkpoints (and resumes)."""
+  if not checkpoints:
+    given = [f'--{f}' for f in ('resume',) if flags.FLAGS[f].present]
+    if given:
+      raise UserError(
+        f'{given[0]}: ./launch.sh {name} does not checkpoint; only train '
+        'and sweep resume'
+      )
   path = WORKDIR.value or str(
     REPO / 'runs' / f'{name}-{time.strftime("%Y%m%d-%H%M%S")}'
   )
-  return workdir_lib.check(path, OVERWRITE.value)
+  return workdir_lib.claim(path, OVERWRITE.value, RESUME.value)
+
+
+def checkpointer(path):
+  """The run's research.checkpoint.Checkpointer (None with --nocheckpoints).
+  A new run (not --resume) starts from no checkpoint: those of a run it
+  --overwrite-s are removed first."""
+  from research import checkpoint  # noqa: PLC0415 (orbax loads slowly)
+
+  directory = pathlib.Path(path) / 'checkpoints'
+  if not RESUME.value and directory.exists():
+    shutil.rmtree(directory)
+  if not CHECKPOINTS.value:
+    if RESUME.value:
+      raise UserError('--resume needs checkpoints; drop --nocheckpoints')
+    return None
+  return checkpoint.Checkpointer(
+    directory,
+    CHECKPOINT_EVERY.value,
+    KEEP_CHECKPOINTS.value,
+    resume=RESUME.value,
+  )
 
 
 def save_flags(path):
@@ -182,17 +237,30 @@ def save_flags(path):
   # Left out: absl's own flags (--verbosity, --pdb, ...), and where this run
   # was written: a run repeated with --flagfile=W/flags.txt names its own
   # --workdir and can never overwrite W by accident.
+  # --resume is left out too: the resumed run's flags must equal these.
   lines = [
     f.serialize()
     for module, module_flags in flags.FLAGS.flags_by_module_dict().items()
     if not module.startswith('absl')
     for f in sorted(module_flags, key=lambda f: f.name)
-    if f.value is not None and f.name not in ('workdir', 'overwrite')
+    if f.value is not None and f.name not in ('workdir', 'overwrite', 'resume')
   ]
   entry = pathlib.Path(sys.argv[0]).stem
-  (path / 'flags.txt').write_text(
-    f'# ./launch.sh {entry}\n' + '\n'.join(lines) + '\n'
-  )
+  text = f'# ./launch.sh {entry}\n' + '\n'.join(lines) + '\n'
+  saved = path / 'flags.txt'
+  if RESUME.value:
+    before = saved.read_text().splitlines()
+    now = text.splitlines()
+    changed = sorted(
+      {line.split('=')[0] for line in set(before) ^ set(now)} - {''}
+    )
+    if changed:
+      raise UserError(
+        f'--resume: {", ".join(changed)} differ from {saved}; resume with '
+        f'the flags the run was started with (--flagfile={saved})'
+      )
+    return
+  saved.write_text(text)
 
 
 def parse_list(values, kind, name):

@@ -44,13 +44,14 @@ _VMAP = flags.DEFINE_bool(
 
 
 def main(_):
-  workdir = common.workdir('sweep')
+  workdir = common.workdir('sweep', checkpoints=True)
   l2s = common.parse_list(_L2S.value, float, 'l2s')
   seeds = common.parse_list(_SEEDS.value, int, 'seeds')
   ds = common.load_dataset()
   common.check_batch_size(ds)
   model_cfg, cfg = common.model_config(), common.train_config()
   common.save_flags(workdir)
+  checkpoint = common.checkpointer(workdir)
   sweep = objective_l2.run(
     ds,
     model_cfg,
@@ -63,6 +64,7 @@ def main(_):
     vmap=_VMAP.value,
     log=common.log,
     decode=common.DECODE.value,
+    checkpoint=checkpoint,
   )
   table = objective_l2_report.write_outputs(
     workdir,

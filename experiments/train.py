@@ -5,8 +5,10 @@ r"""Trains one window classifier and scores it with conlleval's entity F1.
   ./launch.sh train --flagfile=experiments/configs/conll_hidden.flags
 
 Writes into --workdir: flags.txt, config.json, metrics.jsonl, result.json,
-params.npz, vocab.txt, tags.txt, pretrained_words.txt (research/workdir.py),
-and examples.md: the decks' ambiguous sentences tagged by the trained model.
+params.npz, vocab.txt, tags.txt, pretrained_words.txt, checkpoints/
+(research/workdir.py), and examples.md: the decks' ambiguous sentences
+tagged by the trained model. A killed run continues where its newest
+checkpoint left it with the same command plus --resume.
 The data, model and optimizer flags are in experiments/_shared.py.
 """
 
@@ -47,13 +49,14 @@ _SEED = flags.DEFINE_integer('seed', 0, 'Initialization and shuffling seed.')
 
 
 def main(_):
-  workdir = common.workdir('train')
+  workdir = common.workdir('train', checkpoints=True)
   log = common.log
   ds = common.load_dataset(seed=_SEED.value)
   common.check_batch_size(ds)
   model_cfg = common.model_config()
   cfg = common.train_config(objective=_OBJECTIVE.value)
   common.save_flags(workdir)
+  checkpoint = common.checkpointer(workdir)
   metrics_file = workdir_lib.JsonlWriter(workdir / 'metrics.jsonl')
   params, result = ner.train_and_evaluate(
     ds,
@@ -69,6 +72,7 @@ def main(_):
     decode=common.DECODE.value,
     select=_SELECT.value,
     ensemble=_ENSEMBLE.value,
+    checkpoint=checkpoint,
   )
   metrics_file.close()
   workdir_lib.write_json(workdir / 'result.json', result)

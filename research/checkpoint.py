@@ -23,16 +23,20 @@ from research.errors import UserError
 
 class Checkpointer:
   """Checkpoints every `every` steps (0: at every evaluation) into
-  `directory`; `child(name)` is a sub-run's own Checkpointer."""
+  `directory`, keeping the last `keep`; a run resumes from the newest only
+  when `resume`. `child(name)` is a sub-run's own Checkpointer."""
 
-  def __init__(self, directory, every=0, keep=3):
+  def __init__(self, directory, every=0, keep=3, resume=False):
     self.directory = pathlib.Path(directory).resolve()
     self.every = int(every)
     self.keep = keep
+    self.resume = resume
     self._manager = None
 
   def child(self, name):
-    return Checkpointer(self.directory / name, self.every, self.keep)
+    return Checkpointer(
+      self.directory / name, self.every, self.keep, self.resume
+    )
 
   @property
   def manager(self):
@@ -53,40 +57,51 @@ class Checkpointer:
       return None
     return self.manager.latest_step()
 
-  def save(self, step, arrays, record):
-    """Saves a pytree of arrays and a JSON-able record as checkpoint `step`."""
-    leaves = [_savable(a) for a in jax.tree.leaves(arrays)]
-    self.manager.save(
-      step,
-      args=ocp.args.Composite(
-        arrays=ocp.args.StandardSave({str(i): a for i, a in enumerate(leaves)}),
-        record=ocp.args.JsonSave(record),
-      ),
-    )
+  def save(self, step, state, extra, record):
+    """Saves checkpoint `step`: the pytree `state`, a flat dict `extra` of
+    arrays (any keys; {} for none) and a JSON-able record."""
+    leaves = [_savable(a) for a in jax.tree.leaves(state)]
+    items = {
+      'state': ocp.args.StandardSave({str(i): a for i, a in enumerate(leaves)}),
+      'record': ocp.args.JsonSave(dict(record, extra_keys=list(extra))),
+    }
+    if extra:
+      items['extra'] = ocp.args.StandardSave(
+        {str(i): np.asarray(v) for i, v in enumerate(extra.values())}
+      )
+    self.manager.save(step, args=ocp.args.Composite(**items))
     self.manager.wait_until_finished()
 
   def restore(self, like):
-    """(arrays shaped like the pytree `like`, record) of the newest
-    checkpoint; its arrays take the shardings of like's."""
+    """(state shaped like the pytree `like`, the extra dict, the record) of
+    the newest checkpoint; the state's arrays take like's shardings."""
     step = self.latest()
     leaves, treedef = jax.tree.flatten(like)
     target = {str(i): _savable(a) for i, a in enumerate(leaves)}
+    where = f'{self.directory}/{step}'
     try:
-      got = self.manager.restore(
-        step,
-        args=ocp.args.Composite(
-          arrays=ocp.args.StandardRestore(target),
-          record=ocp.args.JsonRestore(),
-        ),
-      )
+      record = self.manager.restore(
+        step, args=ocp.args.Composite(record=ocp.args.JsonRestore())
+      ).record
+      items = {
+        'state': ocp.args.StandardRestore(target),
+        'record': ocp.args.JsonRestore(),
+      }
+      if record['extra_keys']:
+        items['extra'] = ocp.args.StandardRestore()
+      got = self.manager.restore(step, args=ocp.args.Composite(**items))
     except (ValueError, KeyError, FileNotFoundError) as e:
       raise UserError(
-        f'{self.directory}/{step}: a checkpoint of a different run '
-        f'({type(e).__name__}: {str(e).splitlines()[0][:120]}); resume with '
-        'the flags the run was started with, or start a new --workdir'
+        f'{where}: a checkpoint of a different run ({type(e).__name__}: '
+        f'{str(e).splitlines()[0][:120]}); resume with the flags the run '
+        'was started with, or start a new --workdir'
       ) from None
-    restored = [_like(got.arrays[str(i)], a) for i, a in enumerate(leaves)]
-    return jax.tree.unflatten(treedef, restored), got.record
+    state = jax.tree.unflatten(
+      treedef, [_like(got.state[str(i)], a) for i, a in enumerate(leaves)]
+    )
+    keys = record.pop('extra_keys')
+    extra = {k: np.asarray(got.extra[str(i)]) for i, k in enumerate(keys)}
+    return state, extra, record
 
 
 def _savable(a):

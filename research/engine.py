@@ -211,12 +211,12 @@ def fit(
     name: a label for the progress lines.
     checkpoint: an optional research.checkpoint.Checkpointer: the state is
       saved every `checkpoint.every` steps (0: at every evaluation) and at
-      the end, and a run whose directory holds a checkpoint resumes from
-      the newest, with results bit-identical to an uninterrupted run (the
-      data order and the PRNG keys follow from (seed, step)).
+      the end; with checkpoint.resume a run resumes from the newest, with
+      results bit-identical to an uninterrupted run (the data order and the
+      PRNG keys follow from (seed, step)).
     extra: optional state of the caller saved with each checkpoint: an
-      object with get() -> (pytree of arrays, JSON-able record) and
-      set(pytree, record) (e.g. the best-dev parameters).
+      object with get() -> (flat dict of arrays, JSON-able record) and
+      set(dict, record) (e.g. the best-dev parameters).
     stop_on_divergence: raise Diverged when a configuration diverges
       (default: when S = 1). Otherwise a diverged configuration keeps its
       last finite parameters and the others go on.
@@ -282,9 +282,12 @@ def fit(
   sum_SxM, count_S = np.zeros((S, M)), np.zeros(S, np.int64)
   last_SxM = np.full((S, M), np.nan)
   resumed_from = None
-  if checkpoint is not None and checkpoint.latest() is not None:
-    like = (state, extra.get()[0] if extra is not None else {})
-    (state, extra_tree), record = checkpoint.restore(like)
+  if checkpoint is not None and checkpoint.resume:
+    resume = checkpoint.latest() is not None
+  else:
+    resume = False
+  if resume:
+    state, extra_tree, record = checkpoint.restore(state)
     step, history = record['step'], record['history']
     sum_SxM = np.asarray(record['sum'], np.float64).reshape(S, M)
     count_S = np.asarray(record['count'], np.int64)
@@ -319,7 +322,8 @@ def fit(
     extra_tree, extra_record = extra.get() if extra is not None else ({}, None)
     checkpoint.save(
       step,
-      (state, extra_tree),
+      state,
+      extra_tree,
       _record_of(step, history, sum_SxM, count_S, last_SxM, extra_record),
     )
 

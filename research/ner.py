@@ -324,6 +324,7 @@ def train_and_evaluate(
   decode='argmax',
   select='last',
   ensemble=1,
+  checkpoint=None,
 ):
   """Initializes, trains and scores one model on a Dataset.
 
@@ -342,6 +343,11 @@ def train_and_evaluate(
       evaluation with the best dev F1).
     ensemble: members trained together (seeds seed, seed+1, ...) as one
       vmapped program; their scores are averaged.
+    checkpoint: an optional research.checkpoint.Checkpointer; the model's
+      training checkpoints into its child 'model' (the first pass of the
+      document feature into 'first_pass_1' and 'first_pass_2'), with the
+      best-dev parameters, so that a resumed run ends as an uninterrupted
+      one would.
 
   Returns:
     (params, result): params stacked on a leading member axis when
@@ -370,6 +376,7 @@ def train_and_evaluate(
       decode=decode,
       select=select,
       ensemble=ensemble,
+      checkpoint=checkpoint,
     )
   seeds = [seed + i for i in range(ensemble)]
   members = [
@@ -426,6 +433,20 @@ def train_and_evaluate(
     if on_eval is not None:
       on_eval(dict(row, train_loss=row['train_loss'][0]))
 
+  class BestDev:
+    """The best-dev parameters and where they were, in each checkpoint."""
+
+    @staticmethod
+    def get():
+      record = {k: best[k] for k in ('f1', 'dev', 'step', 'epoch') if k in best}
+      return best.get('params', {}), record
+
+    @staticmethod
+    def set(params, record):
+      best.update(record)
+      if params:
+        best['params'] = jax.tree.map(np.asarray, params)
+
   hypers = engine.Hyper([hyper.lr] * ensemble, [hyper.l2] * ensemble)
   kw = dict(
     epochs=epochs,
@@ -433,6 +454,8 @@ def train_and_evaluate(
     eval_every=eval_every,
     on_eval=on_row,
     log=log,
+    checkpoint=checkpoint and checkpoint.child('model'),
+    extra=BestDev if select == 'best_dev' else None,
   )
   if sentences:
     stacked, rows, stats = sequence.fit(

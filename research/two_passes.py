@@ -128,7 +128,19 @@ def document_halves(sentences):
   return np.asarray([order[(s.path, s.document)] % 2 for s in sentences])
 
 
-def first_pass(ds, model_cfg, cfg, hyper, *, epochs, seed, log, decode, select):
+def first_pass(
+  ds,
+  model_cfg,
+  cfg,
+  hyper,
+  *,
+  epochs,
+  seed,
+  log,
+  decode,
+  select,
+  checkpoint=None,
+):
   """The first pass: two models, each trained on half of the training
   documents (seeds seed + 1000, seed + 2000) without the document feature.
   Returns (ds with every split's document feature set from their tags, the
@@ -158,6 +170,7 @@ def first_pass(ds, model_cfg, cfg, hyper, *, epochs, seed, log, decode, select):
       log=log,
       decode=decode,
       select=select,
+      checkpoint=checkpoint and checkpoint.child(f'first_pass_{h + 1}'),
     )
     models.append(params)
     first[f'half_{h}_dev_f1'] = result['dev']['f1']
@@ -185,6 +198,7 @@ def train(ds, model_cfg, cfg, hyper, *, epochs, seed, log, **kw):
     log=log,
     decode=kw['decode'],
     select=kw['select'],
+    checkpoint=kw.get('checkpoint'),
   )
   log('second pass')
   params, result = ner.train_and_evaluate(

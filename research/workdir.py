@@ -9,32 +9,84 @@ Layout written by `experiments.train`:
   vocab.txt      one word per line (row i of L)
   tags.txt       one tag per line (class i)
   pretrained_words.txt  the pretrained words the normalization consults
+  checkpoints/   the training state every --checkpoint_every steps (orbax)
+  .lock          held (fcntl.flock) by the process that runs in it
 """
 
+import fcntl
 import json
+import os
 import pathlib
+import shutil
+import socket
 
 import numpy as np
 
 from research import vocab as vocab_lib
 from research.errors import UserError
 
+LOCK = '.lock'
+_held = []  # (open lock file, path, created by this process)
 
-def check(path, overwrite=False):
-  """Returns `path` as a Path, refusing one that holds files unless
-  `overwrite` (so nothing of an earlier run is lost by accident)."""
+
+def claim(path, overwrite=False, resume=False):
+  """Claims the run directory `path` for this process and returns it.
+
+  The claim is an exclusive `fcntl.flock` on path/.lock, taken before
+  anything is read or written: a second process that asks for the same
+  directory while the first runs is refused, whatever the timing, and the
+  kernel drops the lock when its holder dies (even by SIGKILL), so a
+  killed run can be resumed with nothing to clean up. A directory holding
+  an earlier run's files is refused unless `overwrite`, or `resume` (which
+  needs the run's flags.txt).
+  """
   path = pathlib.Path(path)
   if path.exists() and not path.is_dir():
     raise UserError(
       f'--workdir={path} is a file, not a directory; choose another --workdir'
     )
-  if path.is_dir() and any(path.iterdir()) and not overwrite:
+  created = not path.exists()
+  path.mkdir(parents=True, exist_ok=True)
+  lock = open(path / LOCK, 'a+')
+  try:
+    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+  except BlockingIOError:
+    lock.seek(0)
+    holder = lock.read().strip() or 'another process'
+    lock.close()
+    raise UserError(
+      f'--workdir={path} is in use by a running run ({holder}); wait for '
+      'it to end, or choose another --workdir'
+    ) from None
+  _held.append((lock, path, created))
+  others = [p for p in path.iterdir() if p.name != LOCK]
+  if resume and not (path / 'flags.txt').is_file():
+    raise UserError(
+      f'--resume: --workdir={path} holds no run to resume (no flags.txt); '
+      'drop --resume to start one there'
+    )
+  if others and not (overwrite or resume):
     raise UserError(
       f'--workdir={path} already holds files from an earlier '
-      'run; choose a new --workdir, or pass --overwrite to '
-      'replace them'
+      'run; choose a new --workdir, pass --resume to continue it, or '
+      '--overwrite to replace them'
     )
+  lock.seek(0)
+  lock.truncate()
+  lock.write(f'pid {os.getpid()} on {socket.gethostname()}\n')
+  lock.flush()
   return path
+
+
+def release_unused():
+  """Removes a claimed directory this process created and left empty (an
+  error before anything was written)."""
+  for lock, path, created in _held:
+    if created and [p.name for p in path.iterdir()] == [LOCK]:
+      (path / LOCK).unlink()
+      shutil.rmtree(path, ignore_errors=True)
+    lock.close()
+  _held.clear()
 
 
 def write_json(path, obj):

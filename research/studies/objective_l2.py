@@ -42,7 +42,9 @@ def _evaluate_all(ds, model_cfg, objective, num, decode):
   return evaluate
 
 
-def _train(ds, model_cfg, cfg, grid, init, lr, epochs, log, sentences, decode):
+def _train(
+  ds, model_cfg, cfg, grid, init, lr, epochs, log, sentences, decode, ckpt
+):
   """One engine.fit of the configurations `grid` [(l2, seed)]; returns
   (final params, learning curves, stats), one of each per configuration."""
   S = len(grid)
@@ -59,6 +61,7 @@ def _train(ds, model_cfg, cfg, grid, init, lr, epochs, log, sentences, decode):
     evaluate=_evaluate_all(ds, model_cfg, cfg.objective, S, decode),
     log=log,
     stop_on_divergence=False,  # reported per configuration instead
+    checkpoint=ckpt,
   )
   if sentences:
     lengths = sequence.sentence_lengths(ds.splits['train'])
@@ -97,9 +100,12 @@ def run_grid(
   log=print,
   sentences=False,
   decode='argmax',
+  checkpoint=None,
 ):
   """Trains every (l2, seed) of one objective (on whole sentences when
-  `sentences`; scored with `decode`, see ner.evaluate).
+  `sentences`; scored with `decode`, see ner.evaluate), checkpointing into
+  checkpoint's child named by the objective (and the configuration's index
+  without vmap).
 
   Returns:
     (results, timing): one result dict per configuration (objective, l2,
@@ -112,14 +118,18 @@ def run_grid(
   ]
   t0 = time.perf_counter()
   how = (log, sentences, decode)
+  ckpt = checkpoint and checkpoint.child(cfg.objective)
   if vmap:
     finals, curves, stats_all = _train(
-      ds, model_cfg, cfg, grid, init, lr, epochs, *how
+      ds, model_cfg, cfg, grid, init, lr, epochs, *how, ckpt
     )
   else:
     finals, curves, stats_all = [], [], []
-    for config, p in zip(grid, init):
-      f, c, st = _train(ds, model_cfg, cfg, [config], [p], lr, epochs, *how)
+    for i, (config, p) in enumerate(zip(grid, init)):
+      one = ckpt and ckpt.child(str(i))
+      f, c, st = _train(
+        ds, model_cfg, cfg, [config], [p], lr, epochs, *how, one
+      )
       finals += f
       curves += c
       stats_all += st
@@ -181,8 +191,11 @@ def run(
   vmap=True,
   log=print,
   decode='argmax',
+  checkpoint=None,
 ):
-  """The sweep: `run_grid` for each objective (cfg.objective is replaced).
+  """The sweep: `run_grid` for each objective (cfg.objective is replaced),
+  each checkpointing into its child of `checkpoint` (a
+  research.checkpoint.Checkpointer, or None).
 
   Returns:
     {'results': [...], 'timings': [...], 'best_l2': {objective: l2},
@@ -207,6 +220,7 @@ def run(
       log=log,
       decode=decode,
       select='last',
+      checkpoint=checkpoint,
     )
   results, timings = [], []
   for objective in objectives:
@@ -226,6 +240,7 @@ def run(
       log=log,
       sentences=sentences,
       decode=decode,
+      checkpoint=checkpoint,
     )
     results += rs
     timings.append(timing)

@@ -1,0 +1,189 @@
+"""Runs that survive: checkpoints with exact resume, one run per workdir.
+
+A training subprocess is killed with SIGKILL after its first complete
+checkpoint and resumed with --resume; its parameters, result and metrics
+must equal those of an uninterrupted run bit for bit (timings aside). The
+CPU runs these small models' products in a fixed order, so no thread
+pinning is needed (both runs use the same threads and the same program).
+"""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from research import checkpoint as checkpoint_lib
+from tests.conftest import REPO
+from tests.conftest import run_entry
+from tests.test_entrypoints import assert_one_line_error
+
+TIMINGS = ('train_seconds', 'compile_seconds', 'train_windows_per_sec')
+
+
+def _flags(corpus, workdir, *extra):
+  return (
+    f'--data_dir={corpus}',
+    '--embeddings=random',
+    '--hidden=8',
+    '--batch_size=32',
+    f'--workdir={workdir}',
+    *extra,
+  )
+
+
+def _complete_checkpoints(workdir):
+  root = workdir / 'checkpoints'
+  if not root.exists():
+    return []
+  return [
+    p for p in root.rglob('*') if p.is_dir() and re.fullmatch(r'\d+', p.name)
+  ]
+
+
+def _kill_after_first_checkpoint(entry, args, workdir, timeout=120):
+  """Starts `entry` and SIGKILLs it once a complete checkpoint exists."""
+  env = dict(os.environ, PYTHONPATH=str(REPO), JAX_PLATFORMS='cpu')
+  proc = subprocess.Popen(
+    [sys.executable, '-m', entry, *args],
+    cwd=REPO,
+    env=env,
+    stdout=subprocess.DEVNULL,
+    stderr=subprocess.DEVNULL,
+  )
+  deadline = time.monotonic() + timeout
+  while not _complete_checkpoints(workdir):
+    assert proc.poll() is None, 'the run ended before its first checkpoint'
+    assert time.monotonic() < deadline
+    time.sleep(0.01)
+  proc.send_signal(signal.SIGKILL)
+  proc.wait()
+  assert proc.returncode == -signal.SIGKILL
+  assert not (workdir / 'result.json').exists()  # killed mid-run
+
+
+def _without_timings(result):
+  out = {k: v for k, v in result.items() if k not in TIMINGS}
+  out.pop('first_pass', None)  # its seconds
+  if 'timings' in out:
+    out['timings'] = [
+      {k: v for k, v in t.items() if k not in ('seconds', *TIMINGS)}
+      for t in out['timings']
+    ]
+  return out
+
+
+def test_killed_train_resumes_bit_identical(corpus, tmp_path):
+  extra = ('--epochs=12', '--checkpoint_every=40', '--select=best_dev')
+  ref = tmp_path / 'ref'
+  result = run_entry('experiments.train', *_flags(corpus, ref, *extra))
+  assert result.returncode == 0, result.stderr
+  run = tmp_path / 'run'
+  args = _flags(corpus, run, *extra)
+  _kill_after_first_checkpoint('experiments.train', args, run)
+  result = run_entry('experiments.train', *args, '--resume')
+  assert result.returncode == 0, result.stderr
+  assert re.search(r'resumed at step [1-9]\d*/', result.stdout)
+  with np.load(ref / 'params.npz') as a, np.load(run / 'params.npz') as b:
+    assert a.files == b.files
+    for k in a.files:
+      np.testing.assert_array_equal(a[k], b[k])
+  got, want = (json.loads((d / 'result.json').read_text()) for d in (run, ref))
+  assert _without_timings(got) == _without_timings(want)
+  assert (run / 'metrics.jsonl').read_text() == (
+    ref / 'metrics.jsonl'
+  ).read_text()
+
+
+def test_killed_sweep_resumes_bit_identical(corpus, tmp_path):
+  extra = (
+    '--epochs=4',
+    '--checkpoint_every=20',
+    '--l2s=0,1e-4',
+    '--seeds=0,1',
+    '--objectives=xent,max_margin',
+  )
+  ref = tmp_path / 'ref'
+  result = run_entry('experiments.sweep', *_flags(corpus, ref, *extra))
+  assert result.returncode == 0, result.stderr
+  run = tmp_path / 'run'
+  args = _flags(corpus, run, *extra)
+  _kill_after_first_checkpoint('experiments.sweep', args, run)
+  result = run_entry('experiments.sweep', *args, '--resume')
+  assert result.returncode == 0, result.stderr
+  assert 'resumed at step' in result.stdout
+  got, want = (json.loads((d / 'results.json').read_text()) for d in (run, ref))
+  assert _without_timings(got) == _without_timings(want)
+
+
+def test_resume_refuses_other_flags(corpus, tmp_path):
+  run = tmp_path / 'run'
+  result = run_entry('experiments.train', *_flags(corpus, run, '--epochs=1'))
+  assert result.returncode == 0, result.stderr
+  result = run_entry(
+    'experiments.train', *_flags(corpus, run, '--epochs=2', '--resume')
+  )
+  assert_one_line_error(result, '--resume', '--epochs', 'differ')
+
+
+def test_resume_needs_a_run(corpus, tmp_path):
+  result = run_entry(
+    'experiments.train', *_flags(corpus, tmp_path / 'run', '--resume')
+  )
+  assert_one_line_error(result, '--resume', 'no run to resume')
+  assert not (tmp_path / 'run').exists()
+
+
+def test_a_second_launch_into_a_running_workdir_is_refused(corpus, tmp_path):
+  """The first run holds the workdir's flock; the second is refused at once
+  and touches nothing; once the first is killed (SIGKILL releases the
+  lock) the directory can be resumed."""
+  run = tmp_path / 'run'
+  args = _flags(corpus, run, '--epochs=200', '--checkpoint_every=100')
+  env = dict(os.environ, PYTHONPATH=str(REPO), JAX_PLATFORMS='cpu')
+  first = subprocess.Popen(
+    [sys.executable, '-m', 'experiments.train', *args],
+    cwd=REPO,
+    env=env,
+    stdout=subprocess.DEVNULL,
+    stderr=subprocess.DEVNULL,
+  )
+  try:
+    while not (run / 'flags.txt').exists():
+      assert first.poll() is None
+      time.sleep(0.01)
+    before = {p: p.stat().st_mtime_ns for p in run.iterdir() if p.is_file()}
+    second = run_entry('experiments.train', *args)
+    assert_one_line_error(second, 'in use by a running run', f'pid {first.pid}')
+    for p, mtime in before.items():
+      if p.name == 'flags.txt':
+        assert p.stat().st_mtime_ns == mtime
+  finally:
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+  assert run_entry('experiments.train', *args).returncode == 2  # not empty
+
+
+def test_an_unfinished_checkpoint_is_never_taken(tmp_path):
+  """A checkpoint directory cut short (orbax's temporary name, no commit)
+  is not the latest; the newest complete one is."""
+  import jax.numpy as jnp  # noqa: PLC0415
+
+  ckpt = checkpoint_lib.Checkpointer(tmp_path / 'c', resume=True)
+  ckpt.save(5, {'w': jnp.arange(3.0)}, {}, {'step': 5})
+  (tmp_path / 'c' / '9.orbax-checkpoint-tmp-1234').mkdir()
+  assert ckpt.latest() == 5
+  state, extra, record = ckpt.restore({'w': jnp.zeros(3)})
+  np.testing.assert_array_equal(state['w'], [0.0, 1.0, 2.0])
+  assert extra == {} and record == {'step': 5}
+
+
+@pytest.mark.parametrize('entry', ['experiments.bench', 'experiments.ablation'])
+def test_entry_points_without_checkpoints_refuse_resume(entry, tmp_path):
+  result = run_entry(entry, '--resume', f'--workdir={tmp_path / "run"}')
+  assert_one_line_error(result, '--resume', 'only train and sweep')
