@@ -9,16 +9,19 @@ experiment spells them the same way (`--data_dir`, `--embeddings`,
 import pathlib
 import shutil
 import sys
+import tempfile
 import time
 
 from absl import app
 from absl import flags
 from absl import logging
+import jax
 
 from research import classifier
 from research import features as features_lib
 from research import model as model_lib
 from research import ner
+from research import parallel
 from research import tagschemes
 from research import workdir as workdir_lib
 from research.errors import UserError
@@ -159,6 +162,31 @@ CHECKPOINT_EVERY = flags.DEFINE_integer(
 CHECKPOINTS = flags.DEFINE_bool(
   'checkpoints', True, 'Write checkpoints (train and sweep).'
 )
+MESH = flags.DEFINE_string(
+  'mesh',
+  'auto',
+  'Devices as CxD: C share out the configurations of a sweep or ensemble, '
+  'D split each batch (auto: all on C for several configurations, on D for '
+  'one).',
+)
+COORDINATOR = flags.DEFINE_string(
+  'coordinator',
+  None,
+  'host:port of process 0, to train as one of --num_processes processes '
+  '(jax.distributed).',
+)
+NUM_PROCESSES = flags.DEFINE_integer(
+  'num_processes', None, 'Processes in all (with --coordinator).'
+)
+PROCESS_ID = flags.DEFINE_integer(
+  'process_id', None, "This process's index (with --coordinator)."
+)
+DISTRIBUTED = flags.DEFINE_bool(
+  'distributed',
+  False,
+  "jax.distributed with the cluster's own detection (SLURM, TPU pods); "
+  'or pass --coordinator, --num_processes and --process_id.',
+)
 KEEP_CHECKPOINTS = flags.DEFINE_integer(
   'keep_checkpoints', 3, 'Checkpoints kept per training.', lower_bound=1
 )
@@ -179,7 +207,9 @@ def run(main):
       )
       sys.exit(2)
     try:
-      return main(argv)
+      _start_processes()
+      with parallel.use_mesh(MESH.value):
+        return main(argv)
     except UserError as e:
       workdir_lib.release_unused()
       print(f'error: {e}', file=sys.stderr)
@@ -189,6 +219,24 @@ def run(main):
       sys.exit(130)
 
   app.run(guarded)
+
+
+def _start_processes():
+  """jax.distributed.initialize when asked (before anything touches JAX)."""
+  given = [
+    f
+    for f in ('coordinator', 'num_processes', 'process_id')
+    if flags.FLAGS[f].value is not None
+  ]
+  if given and len(given) < 3:
+    raise UserError(
+      '--coordinator, --num_processes and --process_id go together; pass '
+      'all three (or --distributed for the cluster to say)'
+    )
+  if given or DISTRIBUTED.value:
+    parallel.initialize(
+      COORDINATOR.value, NUM_PROCESSES.value, PROCESS_ID.value
+    )
 
 
 def workdir(name, checkpoints=False):
@@ -206,7 +254,18 @@ def workdir(name, checkpoints=False):
   path = WORKDIR.value or str(
     REPO / 'runs' / f'{name}-{time.strftime("%Y%m%d-%H%M%S")}'
   )
+  if WORKDIR.value is None and jax.process_count() > 1:
+    raise UserError('several processes write one run: pass its --workdir')
+  if jax.process_index() != 0:
+    # Results are written by process 0; the others write into a scratch
+    # directory of their own, thrown away.
+    global _real_workdir
+    _real_workdir = pathlib.Path(path)
+    return pathlib.Path(tempfile.mkdtemp(prefix=f'{name}-process-'))
   return workdir_lib.claim(path, OVERWRITE.value, RESUME.value)
+
+
+_real_workdir = None  # the run's --workdir on a process other than 0
 
 
 def checkpointer(path):
@@ -215,8 +274,9 @@ def checkpointer(path):
   --overwrite-s are removed first."""
   from research import checkpoint  # noqa: PLC0415 (orbax loads slowly)
 
-  directory = pathlib.Path(path) / 'checkpoints'
-  if not RESUME.value and directory.exists():
+  # Every process checkpoints its shards into the run's own directory.
+  directory = pathlib.Path(_real_workdir or path) / 'checkpoints'
+  if not RESUME.value and directory.exists() and jax.process_index() == 0:
     shutil.rmtree(directory)
   if not CHECKPOINTS.value:
     if RESUME.value:

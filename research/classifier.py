@@ -116,10 +116,7 @@ def train_step(state, batch, hyper, model_cfg, cfg):
       if cfg.l2_embeddings:
         g_L = g_L + hyper.l2 * L
       g_dense['L'] = g_L
-  return (
-    optim.apply_gradients(state, g_dense, hyper, cfg, key, row_grads, loss),
-    loss,
-  )
+  return optim.apply_gradients(state, g_dense, hyper, cfg, key, row_grads, loss)
 
 
 class ClassifierTask(NamedTuple):
@@ -155,6 +152,10 @@ class ClassifierTask(NamedTuple):
 
   def batch_size(self):
     return self.cfg.batch_size
+
+  def with_batch(self, batch_size):
+    """The task on one device of a data axis: its share of the batch."""
+    return self._replace(cfg=self.cfg._replace(batch_size=batch_size))
 
   def keeps_per_step(self):
     return False

@@ -34,6 +34,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from research import parallel
 from research.errors import UserError
 
 
@@ -90,10 +91,36 @@ def run_steps(state, data, order_N, first, num_steps, hyper, task, max_steps):
   return state, (sum_M, count, last_M, metrics_TxM)
 
 
+def stack_mode():
+  """How a compiled step runs the S configurations of a stack: 'map' (one
+  after another, `lax.map`) on a CPU, 'vmap' (batched) elsewhere.
+
+  On a CPU the batched program is no faster (bench: the vmapped sweep of 8
+  took 9.9x one configuration's time), and the configurations run one by
+  one are each computed exactly as their own run's program: on any mesh, a
+  configuration's numbers are those of the one-device run. A batched
+  program's products are not (their float sums depend on the batch size).
+  """
+  return 'map' if jax.default_backend() == 'cpu' else 'vmap'
+
+
+def _over_configs(run, state, data, order_SxN, first, num_steps, hyper):
+  """`run` for each of the stack's configurations (`stack_mode`)."""
+  if stack_mode() == 'vmap':
+    return jax.vmap(run, in_axes=(0, None, 0, None, None, 0))(
+      state, data, order_SxN, first, num_steps, hyper
+    )
+  return jax.lax.map(
+    lambda c: run(c[0], data, c[1], first, num_steps, c[2]),
+    (state, order_SxN, hyper),
+  )
+
+
 def _run_stack(
   state, data, order_SxN, first, num_steps, hyper, task, max_steps
 ):
-  """`run_steps` for the S stacked configurations (vmapped when S > 1)."""
+  """`run_steps` for the S stacked configurations (`_over_configs` when
+  S > 1)."""
   run = functools.partial(run_steps, task=task, max_steps=max_steps)
   if order_SxN.shape[0] == 1:
     squeeze = functools.partial(jax.tree.map, lambda a: a[0])
@@ -101,9 +128,7 @@ def _run_stack(
       squeeze(state), data, order_SxN[0], first, num_steps, squeeze(hyper)
     )
     return jax.tree.map(lambda a: a[None], (state, metrics))
-  return jax.vmap(run, in_axes=(0, None, 0, None, None, 0))(
-    state, data, order_SxN, first, num_steps, hyper
-  )
+  return _over_configs(run, state, data, order_SxN, first, num_steps, hyper)
 
 
 # XLA:CPU hands float32 matrix products to YNNPACK by default; its own
@@ -115,6 +140,63 @@ CPU_COMPILER_OPTIONS = (('xla_cpu_experimental_ynn_fusion_type', ''),)
 def default_compiler_options():
   """The training program's XLA options on the default backend."""
   return CPU_COMPILER_OPTIONS if jax.default_backend() == 'cpu' else ()
+
+
+def _run_local(
+  state, data, order_SxN, first, num_steps, hyper, task, max_steps
+):
+  """`run_steps` vmapped over this device's configurations (the per-device
+  program of `sharded_program`)."""
+  run = functools.partial(run_steps, task=task, max_steps=max_steps)
+  return jax.vmap(run, in_axes=(0, None, 0, None, None, 0))(
+    state, data, order_SxN, first, num_steps, hyper
+  )
+
+
+@functools.cache
+def sharded_program(mesh, compiler_options=None):
+  """The training loop on a mesh (research.parallel): configurations split
+  over 'config', each one's batch over 'data' (jax.shard_map; the step's
+  collectives are in parallel.across_data). The state and hyperparameters
+  are sharded [config], the order [config, data], the data replicated."""
+  if compiler_options is None:
+    compiler_options = default_compiler_options()
+  P = jax.sharding.PartitionSpec
+  D = mesh.shape['data']
+
+  def run(state, data, order_SxN, first, num_steps, hyper, task, max_steps):
+    def local(state, data, order_SxN, first, num_steps, hyper):
+      with parallel.data_parallel(D):
+        return _run_local(
+          state, data, order_SxN, first, num_steps, hyper, task, max_steps
+        )
+
+    return jax.shard_map(
+      local,
+      mesh=mesh,
+      in_specs=(P('config'), P(), P('config', 'data'), P(), P(), P('config')),
+      out_specs=(P('config'), P('config')),
+      check_vma=False,
+    )(state, data, order_SxN, first, num_steps, hyper)
+
+  return jax.jit(
+    run,
+    static_argnames=('task', 'max_steps'),
+    donate_argnames=('state',),
+    compiler_options=dict(compiler_options) or None,
+  )
+
+
+def split_order(order_SxN, batch, parts, steps):
+  """An epoch's order laid out for a data axis of `parts` devices: device
+  d's block holds, step after step, its share (positions d*b .. d*b+b-1,
+  b = batch/parts) of each step's global batch. [S, parts*steps*b]."""
+  S, n = order_SxN.shape
+  if steps * batch > n:
+    raise ValueError(f'{steps} steps of {batch} need {steps * batch} > {n}')
+  b = batch // parts
+  used = np.asarray(order_SxN)[:, : steps * batch].reshape(S, steps, parts, b)
+  return used.transpose(0, 2, 1, 3).reshape(S, parts * steps * b)
 
 
 @functools.cache
@@ -148,6 +230,88 @@ def unstack(tree, i):
 # optim.apply_gradients): the objectives here start near log C, and a
 # healthy run never comes near it.
 MAX_LOSS = 1e6
+
+
+class _Placed(NamedTuple):
+  """A stack of configurations laid out for its program (`_place`)."""
+
+  mesh: Any  # a jax Mesh, or None for one device
+  task: Any  # the task each device runs (its share of a data axis' batch)
+  state: TrainState
+  hyper: Hyper
+  data: Any
+  program: Any
+  orders: Any  # epoch -> the epoch's order arrays
+  host: Any  # tree -> the S real configurations' arrays
+
+
+def _place(task, params, hyper, seeds, data, num_examples, spe, options):
+  """The initial state of S configurations, the data and the program, on
+  the mesh of `parallel.resolve` (one device: the plain program)."""
+  S, B = len(seeds), task.batch_size()
+  mesh = parallel.resolve(S, B)
+  # On a mesh the stack is padded to a multiple of the config axis with
+  # copies of the last configuration (trained, never returned).
+  S_run = parallel.padded(S, mesh) if mesh else S
+  run_seeds = seeds + seeds[-1:] * (S_run - S)
+  if S_run > S:
+    pad = functools.partial(
+      jax.tree.map,
+      lambda a: jnp.concatenate([a, jnp.repeat(a[-1:], S_run - S, 0)]),
+    )
+    params, hyper = pad(params), pad(hyper)
+  params = jax.tree.map(jnp.array, params)  # a copy: the state is donated
+  state = jax.vmap(task.init_state)(params, jnp.asarray(run_seeds, jnp.uint32))
+  P = jax.sharding.PartitionSpec
+  if mesh is not None:
+    D = mesh.shape['data']
+    run_task = task.with_batch(B // D) if D > 1 else task
+    state = parallel.put(parallel.to_host(state), mesh, P('config'))
+    hyper = parallel.put(parallel.to_host(hyper), mesh, P('config'))
+    data = parallel.put(parallel.to_host(data), mesh, P())
+    program_fn = sharded_program(mesh, options)
+  else:
+    D, run_task = 1, task
+    program_fn = program(options)
+
+  def orders(epoch):
+    order = np.stack([task.order(s, epoch, num_examples) for s in run_seeds])
+    if mesh is None:
+      return jnp.asarray(order)
+    return parallel.put(
+      split_order(order, B, D, spe), mesh, P('config', 'data')
+    )
+
+  def host(tree):
+    if mesh is None:
+      return tree
+    return jax.tree.map(lambda a: a[:S], parallel.to_host(tree))
+
+  return _Placed(mesh, run_task, state, hyper, data, program_fn, orders, host)
+
+
+def lower(task, params, hyper, seeds, data, *, num_examples, max_steps=1):
+  """The lowered training program of `fit`'s arguments on the current mesh
+  (for inspecting what it compiles to, e.g. its collectives)."""
+  S = len(seeds)
+  hyper = Hyper(
+    jnp.asarray(hyper.lr, jnp.float32).reshape(S),
+    jnp.asarray(hyper.l2, jnp.float32).reshape(S),
+  )
+  spe = num_examples // task.batch_size()
+  placed = _place(
+    task, params, hyper, list(seeds), data, num_examples, spe, None
+  )
+  return placed.program.lower(
+    placed.state,
+    placed.data,
+    placed.orders(0),
+    0,
+    1,
+    placed.hyper,
+    task=placed.task,
+    max_steps=max_steps,
+  )
 
 
 class Diverged(UserError):
@@ -256,13 +420,11 @@ def fit(
     jnp.asarray(hyper.lr, jnp.float32).reshape(S),
     jnp.asarray(hyper.l2, jnp.float32).reshape(S),
   )
-  params = jax.tree.map(jnp.array, params)  # a copy: the state is donated
-  state = jax.vmap(task.init_state)(params, jnp.asarray(seeds, jnp.uint32))
-
-  def orders(epoch):
-    return jnp.asarray(
-      np.stack([task.order(s, epoch, num_examples) for s in seeds])
-    )
+  placed = _place(
+    task, params, hyper, seeds, data, num_examples, spe, compiler_options
+  )
+  state, hyper, data = placed.state, placed.hyper, placed.data
+  orders, host, mesh = placed.orders, placed.host, placed.mesh
 
   max_steps = max(1, min(steps_per_call, total_steps))
   # A call of zero steps compiles (or finds in jit's cache) the program. It
@@ -270,7 +432,7 @@ def fit(
   # arguments are passed, so a positional task here and a keyword one there
   # would compile twice (the second time inside the timed steps).
   step_fn = functools.partial(
-    program(compiler_options), task=task, max_steps=max_steps
+    placed.program, task=placed.task, max_steps=max_steps
   )
   t0 = time.perf_counter()
   state, _ = step_fn(state, data, orders(0), 0, 0, hyper)
@@ -313,7 +475,7 @@ def fit(
         if step_since_row
         else None
       )
-    row.update(evaluate(state.params))
+    row.update(evaluate(host(state.params)))
     history.append(row)
     if on_eval is not None:
       on_eval(row)
@@ -341,11 +503,11 @@ def fit(
       state, (chunk_SxM, n_S, last, per_step_SxTxM) = step_fn(
         state, data, order, first, num, hyper
       )
-      chunk_SxM = np.asarray(chunk_SxM)  # waits for the device
+      chunk_SxM = np.asarray(host(chunk_SxM))  # waits for the device
       train_seconds += time.perf_counter() - t
       if task.keeps_per_step():
-        chunks.append(np.asarray(per_step_SxTxM)[:, :num])
-      n_S = np.asarray(n_S)
+        chunks.append(np.asarray(host(per_step_SxTxM))[:, :num])
+      n_S, last = np.asarray(host(n_S)), np.asarray(host(last))
       last_SxM = np.where(n_S[:, None] > 0, np.asarray(last), last_SxM)
       sum_SxM, count_S = sum_SxM + chunk_SxM, count_S + n_S
       first, step = first + num, step + num
@@ -357,7 +519,7 @@ def fit(
         f'{m} {chunk_SxM[:, j].sum() / max(n_S.sum(), 1):.4f}'
         for j, m in enumerate(names)
       )
-      diverged = np.asarray(state.diverged)
+      diverged = np.asarray(host(state.diverged))
       gone = int(np.sum(diverged >= 0))
       log(
         f'{name}epoch {epoch + 1}/{epochs} step {step}/{total_steps} '
@@ -392,7 +554,7 @@ def fit(
     if chunks
     else np.zeros((S, 0, len(names)), np.float32)
   )
-  diverged = np.asarray(state.diverged)
+  diverged = np.asarray(host(state.diverged))
   stats = {
     'train_windows_per_sec': (step - (resumed_from or 0))
     * per_window
@@ -405,7 +567,9 @@ def fit(
   }
   if task.keeps_per_step():
     stats['per_step'] = {m: all_SxTxM[:, :, j] for j, m in enumerate(names)}
-  return state.params, history, stats
+  if mesh is not None:
+    stats['mesh'] = dict(mesh.shape)
+  return host(state.params), history, stats
 
 
 def predict(fn, params, arrays, batch=8192):

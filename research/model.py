@@ -22,6 +22,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from research import parallel
+
 MODELS = ('softmax', 'hidden')
 
 NONLINEARITIES = {
@@ -139,11 +141,16 @@ def keep_mask(key, shape, rate):
   training step on a CPU. Returns (mask, q).
   """
   rows, rest = shape[0], tuple(shape[1:])
-  words = jax.random.bits(key, (-(-rows // 4),) + rest, jnp.uint32)
   shifts = (jnp.arange(4, dtype=jnp.uint32) * 8).reshape(
     (4,) + (1,) * len(shape)
   )
-  bytes_ = ((words[None] >> shifts) & 0xFF).reshape((-1,) + rest)[:rows]
+
+  def draw(n):
+    words = jax.random.bits(key, (-(-n // 4),) + rest, jnp.uint32)
+    return ((words[None] >> shifts) & 0xFF).reshape((-1,) + rest)[:n]
+
+  # In a data-parallel step, this device's rows of the global batch's mask.
+  bytes_ = parallel.shard_rows(draw, rows)
   threshold = round(256 * (1.0 - rate))
   return bytes_ < threshold, threshold / 256
 

@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import optax
 
 from research import engine
+from research import parallel
 from research import rows
 
 OPTIMIZERS = ('sgd', 'adagrad', 'adam')
@@ -225,8 +226,16 @@ def all_finite(tree):
   return jnp.all(jnp.stack(checks)) if checks else jnp.array(True)
 
 
-def apply_gradients(state, g_dense, hyper, cfg, key, row_grads=None, loss=0.0):
-  """One optimizer step from gradients; returns the next TrainState.
+def apply_gradients(
+  state, g_dense, hyper, cfg, key, row_grads=None, loss=0.0, weight=1.0
+):
+  """One optimizer step from gradients; returns (the next TrainState, the
+  loss of the global batch).
+
+  In a data-parallel step (research.parallel) the gradients and loss are
+  this device's, means over its `weight` windows or words; they are first
+  combined across the data axis (parallel.across_data), so that every
+  device takes the same step.
 
   The divergence guard: the step is taken only when the loss is below
   engine.MAX_LOSS, and the loss, the new parameters and the new optimizer state
@@ -246,7 +255,11 @@ def apply_gradients(state, g_dense, hyper, cfg, key, row_grads=None, loss=0.0):
       the batch's row ids, their gathered rows and the loss gradient w.r.t.
       them.
     loss: the step's loss (checked for finiteness).
+    weight: this device's share of the batch (data-parallel steps only).
   """
+  g_dense, row_grads, loss = parallel.across_data(
+    g_dense, row_grads or {}, loss, weight
+  )
   params = state.params
   dense = {k: params[k] for k in dense_keys(params, cfg)}
   update = lazy_row_update if cfg.packed_rows else lazy_row_update_plain
@@ -280,7 +293,7 @@ def apply_gradients(state, g_dense, hyper, cfg, key, row_grads=None, loss=0.0):
   diverged = jnp.where(
     (state.diverged < 0) & ~finite, state.step, state.diverged
   )
-  return engine.TrainState(
+  next_state = engine.TrainState(
     dict(params, **keep(new, dense), **new_rows),
     keep(opt_state, state.opt_state),
     rows_state,
@@ -288,3 +301,4 @@ def apply_gradients(state, g_dense, hyper, cfg, key, row_grads=None, loss=0.0):
     key,
     diverged,
   )
+  return next_state, loss

@@ -24,6 +24,7 @@ from research import engine
 from research import losses
 from research import model as model_lib
 from research import optim
+from research import parallel
 from research import rows
 
 NEG = -1e4  # the score of a forbidden transition when decoding
@@ -193,7 +194,12 @@ class SentenceTask(NamedTuple):
       drop_key = drop_key if model_cfg.dropout > 0 else None
     if cfg.word_dropout > 0:
       # A dropped word reads <unk>'s vector (padding is never dropped).
-      drop = jax.random.bernoulli(word_key, cfg.word_dropout, words_MxK.shape)
+      drop = parallel.shard_rows(
+        lambda m: jax.random.bernoulli(
+          word_key, cfg.word_dropout, (m,) + words_MxK.shape[1:]
+        ),
+        words_MxK.shape[0],
+      )
       words_MxK = jnp.where(drop & (words_MxK > 2), 2, words_MxK)
     dense = {k: params[k] for k in optim.dense_keys(params, cfg) if k != 'L'}
     E = rows.take(params['L'], words_MxK)
@@ -243,8 +249,8 @@ class SentenceTask(NamedTuple):
         if cfg.l2_embeddings:
           g_F = g_F + hyper.l2 * params['L_feat']
         g_dense['L_feat'] = g_F
-    state = optim.apply_gradients(
-      state, g_dense, hyper, cfg, key, row_grads, loss
+    state, loss = optim.apply_gradients(
+      state, g_dense, hyper, cfg, key, row_grads, loss, jnp.sum(mask_BxT)
     )
     return state, loss[None]
 
@@ -253,6 +259,10 @@ class SentenceTask(NamedTuple):
 
   def batch_size(self):
     return self.rows_per_step
+
+  def with_batch(self, rows_per_step):
+    """The task on one device of a data axis: its share of the rows."""
+    return self._replace(rows_per_step=rows_per_step)
 
   def keeps_per_step(self):
     return False

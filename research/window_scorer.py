@@ -251,10 +251,8 @@ def train_step(state, data, hyper, cfg):
     return batch_loss({**trainable, **frozen}, batch, cfg)
 
   (loss, active), grads = jax.value_and_grad(loss_fn, has_aux=True)(trainable)
-  return (
-    optim.apply_gradients(state, grads, hyper, cfg, key, loss=loss),
-    (loss, active),
-  )
+  state, _ = optim.apply_gradients(state, grads, hyper, cfg, key, loss=loss)
+  return state, (loss, active)
 
 
 class ScorerTask(NamedTuple):
@@ -282,6 +280,12 @@ class ScorerTask(NamedTuple):
 
   def batch_size(self):
     return self.cfg.batch_size
+
+  def with_batch(self, batch_size):
+    raise UserError(
+      'the window scorer samples its batches on one device per '
+      'configuration; pass --mesh=Cx1'
+    )
 
   def keeps_per_step(self):
     return True

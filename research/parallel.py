@@ -1,0 +1,220 @@
+"""Devices: the mesh a training program runs on, and what its steps share.
+
+A mesh has two axes (`jax.make_mesh`, explicit axis types):
+  config: the S stacked configurations of a sweep (or an ensemble) are
+    split across its devices. Nothing is communicated: each device runs
+    the vmapped program on its S / C configurations, and each
+    configuration's numbers are those of the one-device run.
+  data: one configuration's batch is split across its D devices. The step
+    sums the dense gradients across the axis (`across_data`, weighted by
+    each device's share of the batch), and gathers the sparse word-vector
+    rows (ids, gradients) rather than reducing a dense [V, d] table; every
+    device then applies the same lazy row update to its copy of the
+    tables, which see the global batch. Results equal one device's up to
+    the order of float sums.
+
+`use_mesh(spec)` sets the mesh spec for the `engine.fit` calls inside it
+('auto', or 'CxD'); `resolve` turns it into a Mesh for a fit of S
+configurations. Inside the compiled step, `data_axis()` names the data axis
+(None outside a data-parallel program), and `shard_rows` gives each device
+its rows of a random draw made for the global batch, so that dropout masks
+equal one device's.
+
+Several processes (`initialize`, jax.distributed) form one mesh of all
+their devices; arrays are built from each process's copy of the host data
+(`put`) and brought back whole (`to_host`).
+"""
+
+import contextlib
+import contextvars
+import math
+
+import jax
+from jax.experimental import multihost_utils
+import jax.numpy as jnp
+import numpy as np
+
+from research.errors import UserError
+
+AXES = ('config', 'data')
+_spec = contextvars.ContextVar('mesh_spec', default='auto')
+_axis = contextvars.ContextVar('data_axis', default=None)
+
+
+@contextlib.contextmanager
+def use_mesh(spec):
+  """engine.fit calls inside run on the mesh `spec` ('auto' or 'CxD')."""
+  parse(spec)
+  token = _spec.set(spec)
+  try:
+    yield
+  finally:
+    _spec.reset(token)
+
+
+def parse(spec):
+  """'auto' -> None; 'CxD' -> (C, D)."""
+  if spec == 'auto':
+    return None
+  try:
+    c, d = (int(v) for v in spec.lower().split('x'))
+    if c < 1 or d < 1:
+      raise ValueError
+  except ValueError:
+    raise UserError(
+      f'--mesh={spec}: expected auto or CxD (C devices for the '
+      'configurations, D for the batch), e.g. --mesh=4x1'
+    ) from None
+  return c, d
+
+
+def resolve(num_configs, batch_size, spec=None):
+  """The Mesh for a fit of `num_configs` configurations at `batch_size`
+  (None: one device, the plain program). 'auto' puts every device on
+  config for a sweep (S > 1) and on data for a single run (as many as
+  divide the batch)."""
+  spec = _spec.get() if spec is None else spec
+  n = jax.device_count()
+  shape = parse(spec)
+  if shape is None:
+    if num_configs > 1:
+      shape = (n, 1)
+    else:
+      shape = (1, max(d for d in range(1, n + 1) if batch_size % d == 0))
+  C, D = shape
+  if C * D > n:
+    raise UserError(
+      f'--mesh={C}x{D} needs {C * D} devices; there are {n} '
+      f'({jax.devices()[0].platform}); set JAX_NUM_CPU_DEVICES on a CPU, or '
+      'pass a smaller --mesh'
+    )
+  if batch_size % D:
+    raise UserError(
+      f'--mesh={C}x{D}: the batch of {batch_size} does not split into {D} '
+      f'equal parts; pass a --batch_size divisible by {D}, or a smaller D'
+    )
+  if C * D == 1:
+    return None
+  axis_types = (jax.sharding.AxisType.Explicit,) * 2
+  return jax.make_mesh(
+    (C, D), AXES, axis_types=axis_types, devices=jax.devices()[: C * D]
+  )
+
+
+def padded(num_configs, mesh):
+  """S rounded up to a multiple of the config axis."""
+  C = mesh.shape['config']
+  return math.ceil(num_configs / C) * C
+
+
+# --- Inside the compiled step. -----------------------------------------------
+
+
+@contextlib.contextmanager
+def data_parallel(size):
+  """While tracing the per-device step of a program whose data axis has
+  `size` devices."""
+  token = _axis.set(('data', size) if size > 1 else None)
+  try:
+    yield
+  finally:
+    _axis.reset(token)
+
+
+def data_axis():
+  """The data axis's name inside a data-parallel step, else None."""
+  got = _axis.get()
+  return got and got[0]
+
+
+def shard_rows(draw, rows):
+  """draw(global_rows) -> [global_rows, ...] a random draw for the whole
+  batch; returns this device's `rows` of it (all of it on one device)."""
+  got = _axis.get()
+  if got is None:
+    return draw(rows)
+  name, size = got
+  full = draw(rows * size)
+  start = jax.lax.axis_index(name) * rows
+  return jax.lax.dynamic_slice_in_dim(full, start, rows)
+
+
+def across_data(g_dense, row_grads, loss, weight):
+  """The global batch's gradients and loss from each device's share.
+
+  weight: this device's share of the batch (windows or words); its
+  gradients and loss are means over it. Dense gradients and the loss
+  become sum_d w_d g_d / sum_d w_d (a psum); the sparse rows' (ids,
+  gradients) are gathered from every device, their gradients scaled by
+  w_d / sum w, so that a row update sees the global batch. On one device
+  returns the arguments unchanged.
+  """
+  axis = data_axis()
+  if axis is None:
+    return g_dense, row_grads, loss
+  weight = jnp.asarray(weight, jnp.float32)
+  total = jax.lax.psum(weight, axis)
+  share = weight / total
+  g_dense = jax.tree.map(lambda g: jax.lax.psum(g * share, axis), g_dense)
+  loss = jax.lax.psum(loss * share, axis)
+  gathered = {}
+  for name, (ids_M, rows_Mxd, g_Mxd) in row_grads.items():
+    gathered[name] = (
+      jax.lax.all_gather(ids_M, axis, tiled=True),
+      jax.lax.all_gather(rows_Mxd, axis, tiled=True),
+      jax.lax.all_gather(g_Mxd * share, axis, tiled=True),
+    )
+  return g_dense, gathered, loss
+
+
+# --- Host <-> mesh. ----------------------------------------------------------
+
+
+def put(tree, mesh, spec):
+  """Host arrays (the same on every process) as global arrays on `mesh`
+  with PartitionSpec `spec`; each process supplies its devices' shards."""
+  sharding = jax.sharding.NamedSharding(mesh, spec)
+
+  def one(a):
+    if isinstance(a, jax.Array) and jax.dtypes.issubdtype(
+      a.dtype, jax.dtypes.prng_key
+    ):
+      impl = jax.random.key_impl(a)
+      return jax.random.wrap_key_data(one(jax.random.key_data(a)), impl=impl)
+    if jax.process_count() == 1:
+      return jax.device_put(a, sharding)
+    host = np.asarray(a)
+    return jax.make_array_from_callback(
+      host.shape, sharding, lambda index: host[index]
+    )
+
+  return jax.tree.map(one, tree)
+
+
+def to_host(tree):
+  """Global arrays as whole numpy arrays on every process."""
+
+  def one(a):
+    if not isinstance(a, jax.Array):
+      return a
+    if jax.dtypes.issubdtype(a.dtype, jax.dtypes.prng_key):
+      return a
+    if a.is_fully_addressable:
+      return np.asarray(a)
+    return np.asarray(multihost_utils.process_allgather(a, tiled=True))
+
+  return jax.tree.map(one, tree)
+
+
+def initialize(coordinator=None, num_processes=None, process_id=None):
+  """jax.distributed.initialize: with no arguments the cluster's own
+  detection (SLURM, TPU pods, ...); on CPUs the collectives go over gloo."""
+  jax.config.update('jax_cpu_collectives_implementation', 'gloo')
+  kw = {}
+  if coordinator:
+    kw = dict(
+      coordinator_address=coordinator,
+      num_processes=num_processes,
+      process_id=process_id,
+    )
+  jax.distributed.initialize(**kw)
