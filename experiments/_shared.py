@@ -338,7 +338,9 @@ def parse_list(values, kind, name):
 
 
 def log(line):
-  print(line, flush=True)
+  """A progress line (from process 0 only, when several train together)."""
+  if jax.process_index() == 0:
+    print(line, flush=True)
 
 
 def load_dataset(**overrides):

@@ -196,3 +196,67 @@ def test_a_mesh_larger_than_the_devices_is_one_line(corpus, tmp_path):
     result.stderr.strip().splitlines()[0]
   ]
   assert 'needs 4 devices' in result.stderr
+
+
+def _free_port():
+  import socket  # noqa: PLC0415
+
+  with socket.socket() as s:
+    s.bind(('localhost', 0))
+    return s.getsockname()[1]
+
+
+def test_two_processes_equal_one_process_of_the_same_mesh(corpus, tmp_path):
+  """jax.distributed on localhost: 2 processes of 2 CPU devices each (gloo
+  collectives) run `sweep --mesh=2x2`, configurations and batches split
+  across both; process 0 alone writes the results, which equal a single
+  process's with 4 devices bit for bit."""
+  flags = (
+    '-m',
+    'experiments.sweep',
+    f'--data_dir={corpus}',
+    '--embeddings=random',
+    '--hidden=8',
+    '--batch_size=32',
+    '--epochs=1',
+    '--l2s=0,1e-4',
+    '--seeds=0,1',
+    '--objectives=xent',
+    '--mesh=2x2',
+  )
+  port = _free_port()
+  env = dict(
+    os.environ,
+    PYTHONPATH=str(REPO),
+    JAX_PLATFORMS='cpu',
+    JAX_NUM_CPU_DEVICES='2',
+  )
+  procs = [
+    subprocess.Popen(
+      [
+        sys.executable,
+        *flags,
+        f'--workdir={tmp_path / "multi"}',
+        f'--coordinator=localhost:{port}',
+        '--num_processes=2',
+        f'--process_id={i}',
+      ],
+      cwd=REPO,
+      env=env,
+      stdout=subprocess.PIPE,
+      stderr=subprocess.PIPE,
+      text=True,
+    )
+    for i in (1, 0)
+  ]
+  outs = [p.communicate(timeout=300) for p in procs]
+  for p, (_, err) in zip(procs, outs):
+    assert p.returncode == 0, err[-3000:]
+  assert 'wrote' not in outs[0][0]  # process 1 prints nothing of its own
+  single = _run_on_devices(4, *flags, f'--workdir={tmp_path / "single"}')
+  assert single.returncode == 0, single.stderr[-3000:]
+  multi, one = (
+    json.loads((tmp_path / d / 'results.json').read_text())['results']
+    for d in ('multi', 'single')
+  )
+  assert multi == one
