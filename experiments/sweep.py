@@ -39,7 +39,10 @@ _SEEDS = flags.DEFINE_list(
   'of the layers and the shuffling; word vectors start from the same L.',
 )
 _VMAP = flags.DEFINE_bool(
-  'vmap', True, "Train each objective's grid as one vmapped program."
+  'vmap',
+  True,
+  "Train each objective's grid as one program (its configurations stacked: "
+  'one after another inside each step on a CPU, vmapped elsewhere).',
 )
 
 

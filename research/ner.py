@@ -342,7 +342,7 @@ def train_and_evaluate(
     select: 'last' (the final parameters) or 'best_dev' (those of the
       evaluation with the best dev F1).
     ensemble: members trained together (seeds seed, seed+1, ...) as one
-      vmapped program; their scores are averaged.
+      program (engine.stack_mode); their scores are averaged.
     checkpoint: an optional research.checkpoint.Checkpointer; the model's
       training checkpoints into its child 'model' (the first pass of the
       document feature into 'first_pass_1' and 'first_pass_2'), with the

@@ -196,7 +196,10 @@ def test_representatives_need_no_reset_between_steps():
 
 
 @pytest.mark.parametrize('optimizer', ['sgd', 'adagrad', 'adam'])
-def test_vmapped_configs_equal_separate_runs(optimizer):
+def test_stacked_configs_equal_separate_runs(optimizer):
+  """A stack of 3 configurations trains each as its own run would: bit for
+  bit where the stack runs them one after another (engine.stack_mode
+  'map', a CPU), to float rounding where it is vmapped."""
   model_cfg, _ = init()
   cfg = classifier.TrainConfig(
     optimizer=optimizer, batch_size=16, l2_embeddings=True
@@ -221,7 +224,12 @@ def test_vmapped_configs_equal_separate_runs(optimizer):
     log=lambda _: None,
   )
   for i, want in enumerate(separate):
-    assert_trees_close(engine.unstack(together, i), want, atol=1e-5)
+    got = engine.unstack(together, i)
+    if engine.stack_mode() == 'map':
+      for k in want:
+        np.testing.assert_array_equal(np.asarray(got[k]), np.asarray(want[k]))
+    else:
+      assert_trees_close(got, want, atol=1e-5)
 
 
 def test_fit_does_not_consume_the_callers_parameters():

@@ -226,7 +226,7 @@ def run(
   for objective in objectives:
     log(
       f'== {objective}: {len(l2s)} L2 strengths x {len(seeds)} seeds'
-      f'{" as one vmapped program" if vmap else ""}'
+      f'{" as one program" if vmap else ""}'
     )
     rs, timing = run_grid(
       ds,

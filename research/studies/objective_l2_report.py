@@ -124,7 +124,13 @@ def write_outputs(
       (
         'Time',
         render.markdown_table(
-          ['objective', 'configurations', 'vmapped', 'seconds', 'windows/s'],
+          [
+            'objective',
+            'configurations',
+            'one program',
+            'seconds',
+            'windows/s',
+          ],
           timing_rows,
         ),
       ),

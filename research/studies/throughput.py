@@ -13,7 +13,8 @@ in interleaved rounds, `repeats` of each; the best round is kept):
     Python, batches sent from the host, dense optax updates of the whole
     table), the training program compiled with XLA's default options, and
     the lazy row update in its plain form (optim.lazy_row_update_plain);
-  * a vmapped sweep of `sweep_configs` L2 strengths against one configuration,
+  * a stacked sweep (engine.stack_mode) of `sweep_configs` L2 strengths
+    against one configuration,
     with the least time the S configurations could take at the matmul peak;
   * when given, a sentence-level configuration (the best one's flags): words/s
     of research.sequence's training over packed sentences, in the same
@@ -378,11 +379,11 @@ def run(
     'least_ratio_at_matmul_peak': at_peak / seconds['one'],
   }
   log(
-    f'vmapped sweep: {S} configurations take '
+    f'stacked sweep ({engine.stack_mode()}): {S} configurations take '
     f'{out["sweep"]["train_ratio"]:.2f}x the training time of one; at the '
     f'matmul peak their FLOPs alone would take '
     f'{out["sweep"]["least_ratio_at_matmul_peak"]:.2f}x (compiling the '
-    f'vmapped program took {out["sweep"]["many_compile_seconds"]:.1f}s more)'
+    f'stacked program took {out["sweep"]["many_compile_seconds"]:.1f}s more)'
   )
 
   if sentence is not None:

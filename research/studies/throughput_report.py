@@ -81,7 +81,7 @@ def write_outputs(workdir, out):
         f'{out["full_vocab_time_ratio"]:.2f}x',
       ],
       [
-        f'{S}-config vmapped sweep time / one config (training)',
+        f'{S}-config stacked sweep time / one config (training)',
         f'{out["sweep"]["train_ratio"]:.2f}x',
       ],
       [
@@ -90,7 +90,7 @@ def write_outputs(workdir, out):
         f'{out["sweep"]["least_ratio_at_matmul_peak"]:.2f}x',
       ],
       [
-        f'{S}-config vmapped program, compile seconds (once per sweep)',
+        f'{S}-config stacked program, compile seconds (once per sweep)',
         f'{out["sweep"]["many_compile_seconds"]:.1f}',
       ],
     ]
