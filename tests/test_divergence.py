@@ -22,13 +22,13 @@ def small(corpus):
   return ds, model_lib.ModelConfig(hidden=8)
 
 
-def _fit(ds, model_cfg, lrs, optimizer='adam', **kw):
-  init = [ner.init_params(ds, model_cfg, s) for s in range(len(lrs))]
+def _fit(ds, model_cfg, l2s, optimizer='adam', **kw):
+  init = [ner.init_params(ds, model_cfg, s) for s in range(len(l2s))]
   return classifier.fit(
     engine.stack(init),
     ds.windows['train'],
-    engine.Hyper(lrs, [0.0] * len(lrs)),
-    list(range(len(lrs))),
+    engine.Hyper([1e-2] * len(l2s), l2s),
+    list(range(len(l2s))),
     model_cfg,
     classifier.TrainConfig(batch_size=16, optimizer=optimizer),
     epochs=2,
@@ -41,14 +41,14 @@ def _fit(ds, model_cfg, lrs, optimizer='adam', **kw):
 def test_a_diverged_configuration_stops_and_the_others_are_untouched(
   small, optimizer
 ):
-  """lr = inf makes configuration 1's first update infinite: it keeps its
+  """L2 = NaN makes configuration 1's first gradient NaN: it keeps its
   initial parameters and is reported diverged at step 1, while
   configuration 0 ends bit-identical to the same sweep without the
   injected divergence."""
   ds, model_cfg = small
   init_1 = ner.init_params(ds, model_cfg, 1)
-  bad, _, bad_stats = _fit(ds, model_cfg, [1e-2, np.inf], optimizer)
-  good, _, good_stats = _fit(ds, model_cfg, [1e-2, 2e-2], optimizer)
+  bad, _, bad_stats = _fit(ds, model_cfg, [0.0, np.nan], optimizer)
+  good, _, good_stats = _fit(ds, model_cfg, [0.0, 1e-4], optimizer)
   assert bad_stats['diverged_at'] == [None, 1]
   assert good_stats['diverged_at'] == [None, None]
   for k in bad:
@@ -59,7 +59,7 @@ def test_a_diverged_configuration_stops_and_the_others_are_untouched(
 def test_a_single_run_raises_on_divergence(small):
   ds, model_cfg = small
   with pytest.raises(engine.Diverged, match='diverged at step 1'):
-    _fit(ds, model_cfg, [np.inf])
+    _fit(ds, model_cfg, [np.nan])
 
 
 def test_train_with_a_huge_learning_rate_exits_with_one_line(corpus, tmp_path):
