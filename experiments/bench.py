@@ -27,7 +27,13 @@ _BENCH_STEPS = flags.DEFINE_integer(
   'largest batch (0: one pass over the training windows).',
 )
 _SWEEP_CONFIGS = flags.DEFINE_integer(
-  'sweep_configs', 8, 'Configurations in the vmapped sweep.'
+  'sweep_configs', 8, 'Configurations in the stacked sweep.'
+)
+_PEAK_SECONDS = flags.DEFINE_float(
+  'peak_seconds',
+  1.0,
+  'About how long each matmul size of the peak is timed.',
+  lower_bound=0.0,
 )
 _REPEATS = flags.DEFINE_integer(
   'repeats', 3, 'Timed rounds (best is kept).', lower_bound=1
@@ -113,6 +119,7 @@ def main(_):
     repeats=_REPEATS.value,
     log=common.log,
     sentence=sentence or None,
+    peak_seconds=_PEAK_SECONDS.value,
   )
   summary = throughput_report.write_outputs(workdir, out)
   common.log(f'\n{summary}\nwrote {workdir}/bench.md')

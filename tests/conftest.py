@@ -9,11 +9,23 @@ import os
 import pathlib
 import subprocess
 import sys
+import tempfile
 
 import numpy as np
 import pytest
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
+
+# The entry points the tests launch compile the same small programs again
+# and again: a compilation cache shared by this test run's processes
+# (xdist workers included) compiles each once. What runs is unchanged.
+_RUN = os.environ.get('PYTEST_XDIST_TESTRUNUID', str(os.getpid()))
+os.environ.setdefault(
+  'JAX_COMPILATION_CACHE_DIR',
+  os.path.join(tempfile.gettempdir(), f'words-tests-jax-cache-{_RUN}'),
+)
+os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0')
+os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES', '0')
 
 PEOPLE = [
   ('Anna', 'Berg'),

@@ -203,7 +203,7 @@ def test_sweep_of_sentence_objectives_with_document_context(corpus, tmp_path):
     'experiments.sweep',
     '--embeddings=random',
     f'--data_dir={corpus}',
-    '--l2s=0,1e-4',
+    '--l2s=0',
     '--seeds=0',
     '--objectives=xent,crf',
     '--features=shape,document',
@@ -218,12 +218,7 @@ def test_sweep_of_sentence_objectives_with_document_context(corpus, tmp_path):
   assert result.stdout.count('first pass 1/2') == 1
   sweep = json.loads((workdir / 'results.json').read_text())
   assert sweep['trained_on'] == 'sentences' and 'first_pass' in sweep
-  assert [(r['objective'], r['l2']) for r in sweep['results']] == [
-    ('xent', 0.0),
-    ('xent', 1e-4),
-    ('crf', 0.0),
-    ('crf', 1e-4),
-  ]
+  assert [r['objective'] for r in sweep['results']] == ['xent', 'crf']
 
 
 def test_sweep_refuses_an_unknown_objective(corpus, tmp_path):
@@ -319,6 +314,7 @@ def test_bench_measures_every_row_it_reports(corpus, tmp_path):
     '--bench_steps=2',
     '--repeats=1',
     '--sweep_configs=2',
+    '--peak_seconds=0.02',
     f'--workdir={workdir}',
   )
   assert result.returncode == 0, result.stderr

@@ -156,9 +156,9 @@ def _sweep(corpus, workdir, mesh, devices):
     '--hidden=8',
     '--batch_size=32',
     '--epochs=1',
-    '--l2s=0,1e-4,1e-3',
-    '--seeds=0,1',
-    '--objectives=xent,max_margin',
+    '--l2s=0,1e-3',
+    '--seeds=0,1,2',
+    '--objectives=xent',
     f'--mesh={mesh}',
     f'--workdir={workdir}',
   )

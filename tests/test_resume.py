@@ -38,12 +38,11 @@ def _flags(corpus, workdir, *extra):
 
 
 def _complete_checkpoints(workdir):
-  root = workdir / 'checkpoints'
-  if not root.exists():
-    return []
-  return [
-    p for p in root.rglob('*') if p.is_dir() and re.fullmatch(r'\d+', p.name)
-  ]
+  found = []
+  # os.walk skips what orbax renames while it lists (rglob would raise).
+  for _parent, dirs, _ in os.walk(workdir / 'checkpoints'):
+    found += [d for d in dirs if re.fullmatch(r'\d+', d)]
+  return found
 
 
 def _kill_after_first_checkpoint(entry, args, workdir, timeout=120):
@@ -98,14 +97,19 @@ def test_killed_train_resumes_bit_identical(corpus, tmp_path):
   assert (run / 'metrics.jsonl').read_text() == (
     ref / 'metrics.jsonl'
   ).read_text()
+  # Resuming with other flags than the run's is refused, in one line.
+  other = run_entry(
+    'experiments.train', *_flags(corpus, ref, *extra[1:], '--resume')
+  )
+  assert_one_line_error(other, '--resume', '--epochs', 'differ')
 
 
 def test_killed_sweep_resumes_bit_identical(corpus, tmp_path):
   extra = (
-    '--epochs=4',
+    '--epochs=3',
     '--checkpoint_every=20',
     '--l2s=0,1e-4',
-    '--seeds=0,1',
+    '--seeds=0',
     '--objectives=xent,max_margin',
   )
   ref = tmp_path / 'ref'
@@ -119,16 +123,6 @@ def test_killed_sweep_resumes_bit_identical(corpus, tmp_path):
   assert 'resumed at step' in result.stdout
   got, want = (json.loads((d / 'results.json').read_text()) for d in (run, ref))
   assert _without_timings(got) == _without_timings(want)
-
-
-def test_resume_refuses_other_flags(corpus, tmp_path):
-  run = tmp_path / 'run'
-  result = run_entry('experiments.train', *_flags(corpus, run, '--epochs=1'))
-  assert result.returncode == 0, result.stderr
-  result = run_entry(
-    'experiments.train', *_flags(corpus, run, '--epochs=2', '--resume')
-  )
-  assert_one_line_error(result, '--resume', '--epochs', 'differ')
 
 
 def test_resume_needs_a_run(corpus, tmp_path):

@@ -231,8 +231,11 @@ def run(
   repeats=3,
   log=print,
   sentence=None,
+  peak_seconds=1.0,
 ):
   """Every measurement; returns the plain data written to bench.json.
+
+  peak_seconds: about how long each matmul size of the peak is timed.
 
   datasets: {'data': Dataset, 'pretrained': Dataset} (the two vocabularies).
   sentence: optional (name, Dataset, ModelConfig, TrainConfig) of a
@@ -252,8 +255,8 @@ def run(
   }
 
   by_options = {
-    'xla_defaults': matmul_peak(XLA_DEFAULTS),
-    'train_options': matmul_peak(train_options),
+    'xla_defaults': matmul_peak(XLA_DEFAULTS, seconds=peak_seconds),
+    'train_options': matmul_peak(train_options, seconds=peak_seconds),
   }
   peak = max(g for by_size in by_options.values() for g in by_size.values())
   out['matmul_peak_gflops'] = peak
