@@ -249,7 +249,7 @@ def _place(task, params, hyper, seeds, data, num_examples, spe, options):
   """The initial state of S configurations, the data and the program, on
   the mesh of `parallel.resolve` (one device: the plain program)."""
   S, B = len(seeds), task.batch_size()
-  mesh = parallel.resolve(S, B)
+  mesh = parallel.resolve(S, B, data_ok=getattr(task, 'data_parallel', True))
   # On a mesh the stack is padded to a multiple of the config axis with
   # copies of the last configuration (trained, never returned).
   S_run = parallel.padded(S, mesh) if mesh else S

@@ -68,20 +68,28 @@ def parse(spec):
   return c, d
 
 
-def resolve(num_configs, batch_size, spec=None):
+def resolve(num_configs, batch_size, spec=None, data_ok=True):
   """The Mesh for a fit of `num_configs` configurations at `batch_size`
   (None: one device, the plain program). 'auto' puts every device on
   config for a sweep (S > 1) and on data for a single run (as many as
-  divide the batch)."""
+  divide the batch; none for a task that cannot split its batch,
+  `data_ok` False)."""
   spec = _spec.get() if spec is None else spec
   n = jax.device_count()
   shape = parse(spec)
   if shape is None:
     if num_configs > 1:
       shape = (n, 1)
+    elif not data_ok:
+      shape = (1, 1)
     else:
       shape = (1, max(d for d in range(1, n + 1) if batch_size % d == 0))
   C, D = shape
+  if D > 1 and not data_ok:
+    raise UserError(
+      f'--mesh={C}x{D}: this model samples its batches on one device per '
+      'configuration; pass --mesh=Cx1'
+    )
   if C * D > n:
     raise UserError(
       f'--mesh={C}x{D} needs {C * D} devices; there are {n} '

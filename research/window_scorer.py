@@ -281,11 +281,8 @@ class ScorerTask(NamedTuple):
   def batch_size(self):
     return self.cfg.batch_size
 
-  def with_batch(self, batch_size):
-    raise UserError(
-      'the window scorer samples its batches on one device per '
-      'configuration; pass --mesh=Cx1'
-    )
+  # It samples its batches: no data axis (research.parallel.resolve).
+  data_parallel = False
 
   def keeps_per_step(self):
     return True
