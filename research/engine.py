@@ -531,7 +531,7 @@ def fit(
         loss = last_SxM[i, 0]
         raise Diverged(
           f'{name}training diverged at step {diverged[i] + 1}: its loss was '
-          f'not finite or above {MAX_LOSS:g}, or its update not finite '
+          f'not finite or above {MAX_LOSS:g}, or its gradients not finite '
           f'(loss of the last good step: '
           f'{"none" if np.isnan(loss) else f"{loss:.4g}"}); no parameters '
           'were written'
