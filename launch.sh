@@ -70,8 +70,9 @@ case "$cmd" in
     exec "$PY" -m experiments.sweep --workdir="runs/sweep-$(date +%Y%m%d-%H%M%S)" "$@" ;;
   test)
     # pyproject.toml gives pytest its options (-q) and the tests/ folder;
-    # two workers (pytest-xdist) share the suite (pass -n N for more).
-    exec "$PY" -m pytest -m 'not slow' -n 2 "$@" ;;
+    # two workers (pytest-xdist) share the suite (pass -n N for more), a
+    # module to a worker, so that a module's fixtures are made once.
+    exec "$PY" -m pytest -m 'not slow' -n 2 --dist loadscope "$@" ;;
   lint)
     [[ $# -gt 0 ]] || set -- .
     status=0

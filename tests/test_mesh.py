@@ -59,8 +59,6 @@ one = fit(ds, mc, cfg, '1x1')
 two = fit(ds, mc, cfg, '1x2')
 out['window_data_diff'] = diff(one, two)
 out['window_data_repeat'] = diff(two, fit(ds, mc, cfg, '1x2'))
-three = fit(ds, mc, cfg, '1x1', seeds=(0, 1, 2))
-out['config_diff'] = diff(three, fit(ds, mc, cfg, '2x1', seeds=(0, 1, 2)))
 
 sds = ner.load_dataset(corpus, embeddings='random', features=('prefix',
                        'shape'), tag_scheme='iobes', log=lambda _: None)
@@ -119,11 +117,6 @@ def facts(tmp_path_factory):
   result = _run_on_devices(2, '-c', _SCRIPT, str(corpus))
   assert result.returncode == 0, result.stderr[-3000:]
   return json.loads(result.stdout.strip().splitlines()[-1])
-
-
-def test_config_axis_is_bit_identical(facts):
-  """3 configurations padded to 4 over 2 devices equal one device's."""
-  assert facts['config_diff'] == 0.0
 
 
 def test_data_axis_equals_one_device_within_tolerance(facts):
