@@ -97,9 +97,14 @@ def corpus(tmp_path):
   return write_corpus(tmp_path / 'corpus')
 
 
+def entry_env(**extra):
+  """The environment the tests run the entry points in (plus `extra`)."""
+  return dict(os.environ, PYTHONPATH=str(REPO), JAX_PLATFORMS='cpu', **extra)
+
+
 def run_entry(*args, stdin=None, timeout=300):
   """Runs `python -m experiments.<args>` as a user would; returns the result."""
-  env = dict(os.environ, PYTHONPATH=str(REPO), JAX_PLATFORMS='cpu')
+  env = entry_env()
   return subprocess.run(
     [sys.executable, '-m', *args],
     cwd=REPO,

@@ -10,13 +10,13 @@ communicates nothing and is bit-identical.
 """
 
 import json
-import os
 import subprocess
 import sys
 
 import pytest
 
 from tests.conftest import REPO
+from tests.conftest import entry_env
 from tests.conftest import run_entry
 
 PARAM_ATOL = 1e-5
@@ -92,12 +92,7 @@ print(json.dumps(out))
 
 
 def _run_on_devices(n, *args):
-  env = dict(
-    os.environ,
-    PYTHONPATH=str(REPO),
-    JAX_PLATFORMS='cpu',
-    JAX_NUM_CPU_DEVICES=str(n),
-  )
+  env = entry_env(JAX_NUM_CPU_DEVICES=str(n))
   return subprocess.run(
     [sys.executable, *args],
     cwd=REPO,
@@ -218,12 +213,7 @@ def test_two_processes_equal_one_process_of_the_same_mesh(corpus, tmp_path):
     '--mesh=2x2',
   )
   port = _free_port()
-  env = dict(
-    os.environ,
-    PYTHONPATH=str(REPO),
-    JAX_PLATFORMS='cpu',
-    JAX_NUM_CPU_DEVICES='2',
-  )
+  env = entry_env(JAX_NUM_CPU_DEVICES='2')
   procs = [
     subprocess.Popen(
       [

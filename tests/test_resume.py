@@ -19,6 +19,7 @@ import numpy as np
 
 from research import checkpoint as checkpoint_lib
 from tests.conftest import REPO
+from tests.conftest import entry_env
 from tests.conftest import run_entry
 from tests.test_entrypoints import assert_one_line_error
 
@@ -46,7 +47,7 @@ def _complete_checkpoints(workdir):
 
 def _kill_after_first_checkpoint(entry, args, workdir, timeout=120):
   """Starts `entry` and SIGKILLs it once a complete checkpoint exists."""
-  env = dict(os.environ, PYTHONPATH=str(REPO), JAX_PLATFORMS='cpu')
+  env = entry_env()
   proc = subprocess.Popen(
     [sys.executable, '-m', entry, *args],
     cwd=REPO,
@@ -76,16 +77,25 @@ def _without_timings(result):
   return out
 
 
-def test_killed_train_resumes_bit_identical(corpus, tmp_path):
-  extra = ('--epochs=12', '--checkpoint_every=40', '--select=best_dev')
+def _uninterrupted_and_resumed(entry, corpus, tmp_path, extra):
+  """Runs `entry` once through (ref), once killed after its first
+  checkpoint and resumed (run); returns (ref, run, the resume's result)."""
   ref = tmp_path / 'ref'
-  result = run_entry('experiments.train', *_flags(corpus, ref, *extra))
+  result = run_entry(entry, *_flags(corpus, ref, *extra))
   assert result.returncode == 0, result.stderr
   run = tmp_path / 'run'
   args = _flags(corpus, run, *extra)
-  _kill_after_first_checkpoint('experiments.train', args, run)
-  result = run_entry('experiments.train', *args, '--resume')
+  _kill_after_first_checkpoint(entry, args, run)
+  result = run_entry(entry, *args, '--resume')
   assert result.returncode == 0, result.stderr
+  return ref, run, result
+
+
+def test_killed_train_resumes_bit_identical(corpus, tmp_path):
+  extra = ('--epochs=12', '--checkpoint_every=40', '--select=best_dev')
+  ref, run, result = _uninterrupted_and_resumed(
+    'experiments.train', corpus, tmp_path, extra
+  )
   assert re.search(r'resumed at step [1-9]\d*/', result.stdout)
   with np.load(ref / 'params.npz') as a, np.load(run / 'params.npz') as b:
     assert a.files == b.files
@@ -111,14 +121,9 @@ def test_killed_sweep_resumes_bit_identical(corpus, tmp_path):
     '--seeds=0',
     '--objectives=xent',
   )
-  ref = tmp_path / 'ref'
-  result = run_entry('experiments.sweep', *_flags(corpus, ref, *extra))
-  assert result.returncode == 0, result.stderr
-  run = tmp_path / 'run'
-  args = _flags(corpus, run, *extra)
-  _kill_after_first_checkpoint('experiments.sweep', args, run)
-  result = run_entry('experiments.sweep', *args, '--resume')
-  assert result.returncode == 0, result.stderr
+  ref, run, result = _uninterrupted_and_resumed(
+    'experiments.sweep', corpus, tmp_path, extra
+  )
   assert 'resumed at step' in result.stdout
   got, want = (json.loads((d / 'results.json').read_text()) for d in (run, ref))
   assert _without_timings(got) == _without_timings(want)
@@ -138,7 +143,7 @@ def test_a_second_launch_into_a_running_workdir_is_refused(corpus, tmp_path):
   lock) the directory can be resumed."""
   run = tmp_path / 'run'
   args = _flags(corpus, run, '--epochs=200', '--checkpoint_every=100')
-  env = dict(os.environ, PYTHONPATH=str(REPO), JAX_PLATFORMS='cpu')
+  env = entry_env()
   first = subprocess.Popen(
     [sys.executable, '-m', 'experiments.train', *args],
     cwd=REPO,
