@@ -6,6 +6,7 @@
 #                                    (./launch.sh test -m slow runs those)
 #   ./launch.sh lint [paths]         ruff check and ruff format --check (default .)
 #   ./launch.sh ENTRY [flags]        python -m experiments.ENTRY [flags]
+#   ./launch.sh --help               this, and the entry points (no .venv needed)
 #
 # Accelerators: put --accel=cuda12, --accel=cuda13 or --accel=tpu first (or set
 # ACCEL=...) to install that build of JAX instead of the CPU one, e.g.
@@ -17,6 +18,23 @@
 # .venv is rebuilt when this setting changes.
 set -euo pipefail
 cd "$(dirname "$0")"
+
+# Entry points are the modules of experiments/ that run as a script.
+entry_points() {
+  grep -l "^if __name__ == '__main__':" experiments/*.py | xargs -n1 basename | sed 's/\.py$//'
+}
+
+# Help needs no .venv: this file's comment block, then each entry point with
+# the first line of its docstring.
+if [[ "${1:-}" == -h || "${1:-}" == --help || "${1:-}" == help ]]; then
+  sed -n '2,/^[^#]/p' "$0" | grep '^#' | sed 's/^# \{0,1\}//'
+  echo
+  echo "Entry points (./launch.sh ENTRY --help lists the flags of one):"
+  for name in $(entry_points); do
+    printf '  %-20s %s\n' "$name" "$(sed -n '1s/^r\{0,1\}"""//p' "experiments/$name.py")"
+  done
+  exit 0
+fi
 
 VENV=.venv
 # The accelerator of an existing .venv is kept unless another is asked for.
@@ -79,13 +97,9 @@ case "$cmd" in
     "$VENV/bin/ruff" check "$@" || status=1
     "$VENV/bin/ruff" format --check "$@" || status=1
     exit "$status" ;;
-  -h|--help|help)
-    # The comment block at the top of this file.
-    sed -n '2,/^[^#]/p' "$0" | grep '^#' | sed 's/^# \{0,1\}//' ;;
   *)
-    # Entry points are the modules of experiments/ that run as a script.
     if [[ ! -f "experiments/$cmd.py" ]] || ! grep -q "^if __name__ == '__main__':" "experiments/$cmd.py"; then
-      echo "launch.sh: no experiment '$cmd' (have: $(grep -l "^if __name__ == '__main__':" experiments/*.py | xargs -n1 basename | sed 's/\.py$//' | paste -sd' ' -))" >&2
+      echo "launch.sh: no experiment '$cmd' (have: $(entry_points | paste -sd' ' -); ./launch.sh --help)" >&2
       exit 2
     fi
     exec "$PY" -m "experiments.$cmd" "$@" ;;

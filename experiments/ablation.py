@@ -2,47 +2,61 @@ r"""Ablation: each part of the strong model added to the default, and removed.
 
   ./launch.sh ablation --data_dir=../shared/data/conll2003 --workdir=runs/abl
 
-The rows are research/studies/ablation.py's ADDED and REMOVED; the settings
-they do not vary (optimizer, lr, window, hidden units, ...) come from the
-usual flags. Writes into --workdir: flags.txt, results.json, results.csv,
-report.md, ablation.png.
+The rows are research/studies/ablation.py's ADDED and REMOVED: they set the
+objective, batch size, epochs, tag scheme, features, dropout, selection,
+decoding and hidden units; the settings they do not vary (data, vectors,
+optimizer, lr, window, ...) come from the flags (--help lists them).
+Writes into --workdir: flags.txt, results.json, results.csv, report.md,
+ablation.png.
 """
 
 from absl import flags
 
-from experiments import _shared as common
+from experiments import _flags
+from experiments import _run
 from research import engine
 from research.studies import ablation
 from research.studies import ablation_report
 
-_SEEDS = flags.DEFINE_list('seeds', ['0', '1', '2'], 'Seeds of every row.')
+_flags.use(
+  ('data_dir', 'embeddings', 'vocab', 'embed_dim', 'affix_length'),
+  ('gazetteer', 'window', 'model', 'nonlinearity', 'feature_dim'),
+  ('optimizer', 'lr', 'l2_embeddings', 'l2_biases', 'freeze_embeddings'),
+  ('sparse', 'grad', 'word_dropout'),
+  _flags.RUN_DIR,
+  _flags.DEVICES,
+)
+_SEEDS = _flags.define_list(
+  'seeds', _flags.SEED, ['0', '1', '2'], 'Seeds of every row.'
+)
 _ROWS = flags.DEFINE_enum(
   'rows', 'all', ['all', 'added', 'removed'], 'Which path of rows to train.'
 )
 
 
 def main(_):
-  workdir = common.workdir('ablation')
-  seeds = common.parse_list(_SEEDS.value, int, 'seeds')
+  workdir = _run.workdir('ablation')
+  seeds = _flags.items(_SEEDS)
 
   def load(features, tag_scheme):
-    return common.load_dataset(features=features, tag_scheme=tag_scheme)
+    return _flags.load_dataset(features=features, tag_scheme=tag_scheme)
 
-  common.save_flags(workdir)
+  # The rows set these (the values here are replaced).
+  row_set = ablation.Setting()
   results = ablation.run(
     load,
-    common.model_config(),
-    common.train_config(),
-    engine.Hyper(common.LR.value, 0.0),
+    _flags.model_config(hidden=row_set.hidden, dropout=row_set.dropout),
+    _flags.train_config(batch_size=row_set.batch_size),
+    engine.Hyper(_flags.LR.value, 0.0),
     seeds,
     rows=_ROWS.value,
-    log=common.log,
+    log=_run.log,
   )
   table = ablation_report.write_outputs(
-    workdir, results, data_dir=common.DATA_DIR.value, seeds=seeds
+    workdir, results, data_dir=_flags.DATA_DIR.value, seeds=seeds
   )
-  common.log(f'\n{table}\nwrote {workdir}/report.md')
+  _run.log(f'\n{table}\nwrote {workdir}/report.md')
 
 
 if __name__ == '__main__':
-  common.run(main)
+  _run.run(main)

@@ -10,15 +10,27 @@ import pathlib
 
 from absl import flags
 
-from experiments import _shared as common
+from experiments import _flags
+from experiments import _run
+from research import two_passes
 from research.errors import UserError
 from research.studies import throughput
 from research.studies import throughput_report
 
-_BATCH_SIZES = flags.DEFINE_list(
+# Both vocabularies are timed: --vocab is not one of its flags.
+_flags.use(
+  tuple(f for f in _flags.DATA if f != 'vocab'),
+  _flags.MODEL_FLAGS,
+  _flags.TRAINING,
+  'lr',
+  _flags.RUN_DIR,
+  _flags.DEVICES,
+)
+_BATCH_SIZES = _flags.define_list(
   'batch_sizes',
+  _flags.BATCH_SIZE,
   ['64', '128', '256', '512', '1024', '2048', '4096'],
-  'Batch sizes to time (256 must be one).',
+  'Batch sizes to time (256 must be one; --batch_size is that of --best).',
 )
 _BENCH_STEPS = flags.DEFINE_integer(
   'bench_steps',
@@ -40,7 +52,7 @@ _REPEATS = flags.DEFINE_integer(
 )
 _BEST = flags.DEFINE_string(
   'best',
-  str(common.REPO / 'experiments' / 'configs' / 'conll_best.flags'),
+  str(_run.REPO / 'experiments' / 'configs' / 'conll_best.flags'),
   'A flag file of a sentence-level configuration to time beside the '
   "default ('' for none); its data, model and training flags are read.",
 )
@@ -80,50 +92,53 @@ def _best_configuration(path):
   """(name, Dataset, ModelConfig, TrainConfig) of the --best flag file."""
   v = _read_best(path)
   features = tuple(f for f in v.get('features', '').split(',') if f)
-  ds = common.load_dataset(
+  ds = _flags.load_dataset(
     features=features,
     tag_scheme=v.get('tag_scheme', 'file'),
     affix_length=int(v.get('affix_length', 3)),
+    vocab='data',
   )
-  model_cfg = common.model_config(
-    hidden=int(v.get('hidden', common.HIDDEN.value)),
-    window=int(v.get('window', common.WINDOW.value)),
+  if _flags.document_context(features):
+    # Timed as the second pass reads it (no first pass is trained here).
+    ds = two_passes.with_unread_document(ds)
+  model_cfg = _flags.model_config(
+    hidden=int(v.get('hidden', _flags.HIDDEN.value)),
+    window=int(v.get('window', _flags.WINDOW.value)),
     dropout=float(v.get('dropout', 0.0)),
-    feature_dim=int(v.get('feature_dim', common.FEATURE_DIM.value)),
+    feature_dim=int(v.get('feature_dim', _flags.FEATURE_DIM.value)),
   )
-  cfg = common.train_config(
+  cfg = _flags.train_config(
     objective=v.get('objective', 'xent'),
-    batch_size=int(v.get('batch_size', common.BATCH_SIZE.value)),
+    batch_size=int(v.get('batch_size', _flags.BATCH_SIZE.value)),
     word_dropout=float(v.get('word_dropout', 0.0)),
   )
   return pathlib.Path(path).stem, ds, model_cfg, cfg
 
 
 def main(_):
-  workdir = common.workdir('bench')
-  batch_sizes = common.parse_list(_BATCH_SIZES.value, int, 'batch_sizes')
+  batch_sizes = _flags.items(_BATCH_SIZES)
   throughput.check_batch_sizes(batch_sizes)
+  workdir = _run.workdir('bench')
   datasets = {
-    vocab: common.load_dataset(vocab=vocab) for vocab in ('data', 'pretrained')
+    vocab: _flags.load_dataset(vocab=vocab) for vocab in ('data', 'pretrained')
   }
   sentence = _BEST.value and _best_configuration(_BEST.value)
-  common.save_flags(workdir)
   out = throughput.run(
     datasets,
-    common.model_config(),
-    common.train_config(),
-    lr=common.LR.value,
+    _flags.model_config(),
+    _flags.train_config(),
+    lr=_flags.LR.value,
     batch_sizes=batch_sizes,
     bench_steps=_BENCH_STEPS.value,
     sweep_configs=_SWEEP_CONFIGS.value,
     repeats=_REPEATS.value,
-    log=common.log,
+    log=_run.log,
     sentence=sentence or None,
     peak_seconds=_PEAK_SECONDS.value,
   )
   summary = throughput_report.write_outputs(workdir, out)
-  common.log(f'\n{summary}\nwrote {workdir}/bench.md')
+  _run.log(f'\n{summary}\nwrote {workdir}/bench.md')
 
 
 if __name__ == '__main__':
-  common.run(main)
+  _run.run(main)

@@ -5,22 +5,23 @@ r"""Scores a model trained by experiments.train on a CoNLL file.
   perl conlleval < pred.txt
 
 Prints conlleval's entity precision, recall and F1, overall and per type, and
-the token accuracy. --output writes `token gold predicted` lines (a blank line
-between sentences), the input of the perl conlleval; whitespace inside a token
-is written as '_' (research/tagging.py). An existing --output is refused
-unless --overwrite.
+the token accuracy. A single-file corpus (one file alone in its directory,
+which train splits by documents) is scored on its test split unless --split
+says otherwise; any other file is scored whole. --output writes `token gold
+predicted` lines (a blank line between sentences), the input of the perl
+conlleval; whitespace inside a token is written as '_' (research/tagging.py).
+An existing --output is refused unless --overwrite.
 """
 
 from absl import flags
 
-from experiments import _shared as common
+from experiments import _flags
+from experiments import _run
 from research import data as data_lib
 from research import tagging
 from research.errors import UserError
 
-_MODEL_DIR = flags.DEFINE_string(
-  'model_dir', None, 'The --workdir of an experiments.train run.'
-)
+_flags.use('model_dir', 'split', 'overwrite')
 _DATA = flags.DEFINE_string(
   'data', None, 'The CoNLL file to score (token first, tag last).'
 )
@@ -30,25 +31,26 @@ _OUTPUT = flags.DEFINE_string(
 
 
 def main(_):
-  if not _MODEL_DIR.value:
+  if not _flags.MODEL_DIR.value:
     raise UserError(
       'pass --model_dir, the --workdir of an experiments.train run'
     )
   if not _DATA.value:
     raise UserError('pass --data=FILE, a CoNLL file with the gold tags')
   output = _OUTPUT.value and tagging.check_output(
-    _OUTPUT.value, common.OVERWRITE.value
+    _OUTPUT.value, _flags.OVERWRITE.value
   )
-  model = tagging.load(_MODEL_DIR.value)
-  result = tagging.evaluate_file(model, _DATA.value)
+  model = tagging.load(_flags.MODEL_DIR.value)
+  split = _flags.corpus_split(_DATA.value, _flags.MODEL_DIR.value)
+  result = tagging.evaluate_file(model, _DATA.value, split=split)
   if note := data_lib.empty_tokens_note({'data': result.sentences}):
-    common.log(note)
+    _run.log(note)
   num_tokens = sum(len(s.tokens) for s in result.sentences)
-  common.log(
+  _run.log(
     tagging.format_scores(
       result.scores,
-      f'{_DATA.value}: {len(result.sentences):,} sentences, '
-      f'{num_tokens:,} tokens',
+      f'{_DATA.value}{f" ({split} split)" if split else ""}: '
+      f'{len(result.sentences):,} sentences, {num_tokens:,} tokens',
     )
   )
   if output:
@@ -60,8 +62,8 @@ def main(_):
         result.predicted,
       ),
     )
-    common.log(f'wrote {output}')
+    _run.log(f'wrote {output}')
 
 
 if __name__ == '__main__':
-  common.run(main)
+  _run.run(main)

@@ -10,17 +10,29 @@ freeze_vs_finetune.png.
 
 from absl import flags
 
-from experiments import _shared as common
+from experiments import _flags
+from experiments import _run
 from research.studies import frozen_vectors as study
 from research.studies import frozen_vectors_report as report
 
-_FRACTIONS = flags.DEFINE_list(
+# --freeze_embeddings is not one: the study trains both ways.
+_flags.use(
+  _flags.DATA,
+  _flags.MODEL_FLAGS,
+  tuple(f for f in _flags.TRAINING if f != 'freeze_embeddings'),
+  ('lr', 'epochs'),
+  _flags.RUN_DIR,
+  _flags.DEVICES,
+)
+_FRACTIONS = _flags.define_list(
   'fractions',
+  flags.FloatParser(lower_bound=0.0, upper_bound=1.0),
   ['0.01', '0.1', '1.0'],
   'Fractions of the training sentences to train on, each in (0, 1].',
 )
-_SEEDS = flags.DEFINE_list(
+_SEEDS = _flags.define_list(
   'seeds',
+  _flags.SEED,
   ['0', '1', '2', '3', '4'],
   'Seeds: each picks the training subset, the initialization of the layers '
   'and the shuffling (frozen and fine-tuned share it). Word vectors start '
@@ -37,38 +49,36 @@ _MAX_EPOCHS = flags.DEFINE_integer(
 
 
 def main(_):
-  workdir = common.workdir('freeze_vs_finetune')
-  fractions = sorted(
-    set(common.parse_list(_FRACTIONS.value, float, 'fractions'))
-  )
+  fractions = sorted(set(_flags.items(_FRACTIONS)))
   study.check_fractions(fractions)
-  seeds = common.parse_list(_SEEDS.value, int, 'seeds')
-  ds = common.load_dataset()
-  model_cfg, cfg = common.model_config(), common.train_config()
-  common.save_flags(workdir)
+  workdir = _run.workdir('freeze_vs_finetune')
+  seeds = _flags.items(_SEEDS)
+  ds = _flags.load_dataset()
+  model_cfg = _flags.model_config()
+  cfg = _flags.train_config(freeze_embeddings=False)
   settings = dict(
     fractions=fractions,
     seeds=seeds,
-    lr=common.LR.value,
-    epochs=common.EPOCHS.value,
+    lr=_flags.LR.value,
+    epochs=_flags.EPOCHS.value,
     max_epochs=_MAX_EPOCHS.value,
   )
-  result = study.run(ds, model_cfg, cfg, log=common.log, **settings)
+  result = study.run(ds, model_cfg, cfg, log=_run.log, **settings)
   text = report.write_outputs(
     workdir,
     result,
     ds,
     model_cfg=model_cfg,
     cfg=cfg,
-    data_dir=common.DATA_DIR.value,
-    embeddings=common.EMBEDDINGS.value,
+    data_dir=_flags.DATA_DIR.value,
+    embeddings=_flags.EMBEDDINGS.value,
     **settings,
   )
-  common.log(
+  _run.log(
     f'\n{text}\n{len(result["runs"])} runs in '
     f'{result["seconds"]:.0f}s; wrote {workdir}'
   )
 
 
 if __name__ == '__main__':
-  common.run(main)
+  _run.run(main)

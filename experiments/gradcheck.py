@@ -7,17 +7,19 @@ Prints one row per formula and parameter leaf (max absolute and relative
 difference, PASS when the relative one is <= --rtol), then `N passed, M
 failed`; exits 1 on any failure. What is checked, and which rows exist:
 research/studies/derivations.py. The shapes are fixed there (the data and
-model flags of experiments/_shared.py are not used).
+model flags of the other entry points are not taken).
 """
 
 import sys
 
 from absl import flags
 
-from experiments import _shared as common
+from experiments import _flags
+from experiments import _run
 from research.studies import derivations
 
-_SEED = flags.DEFINE_integer('seed', 0, 'Seed of the random problems.')
+_flags.use('seed')  # of the random problems
+_SEED = _flags.SEED
 _RTOL = flags.DEFINE_float(
   'rtol', 1e-10, 'Largest relative difference that passes.', lower_bound=0.0
 )
@@ -26,12 +28,12 @@ _RTOL = flags.DEFINE_float(
 def main(_):
   rows = derivations.check_all(_SEED.value, _RTOL.value)
   for formula, diff in rows:
-    common.log(derivations.format_row(formula, diff))
+    _run.log(derivations.format_row(formula, diff))
   failed = sum(not diff.ok for _, diff in rows)
-  common.log(f'{len(rows) - failed} passed, {failed} failed')
+  _run.log(f'{len(rows) - failed} passed, {failed} failed')
   if failed:
     sys.exit(1)
 
 
 if __name__ == '__main__':
-  common.run(main)
+  _run.run(main)

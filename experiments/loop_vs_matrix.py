@@ -7,19 +7,25 @@ r"""A Python loop over word vectors vs one matrix product, NumPy and JAX.
 
 Times the deck's example (--deck_classes x --deck_dim weights, --deck_vectors
 word vectors) and the window model's scores over the dev windows of
---data_dir (its vocabulary and word vectors; the model flags of
-experiments/_shared.py), each as a loop, `jax.lax.map`, `jax.vmap` and one
-matrix product. What is timed and how: research/studies/vectorization.py.
+--data_dir (its vocabulary and word vectors; the model flags), each as a
+loop, `jax.lax.map`, `jax.vmap` and one matrix product. What is timed and
+how: research/studies/vectorization.py.
 Writes flags.txt, results.json and report.md into --workdir.
 """
 
 from absl import flags
 
-from experiments import _shared as common
-from research.errors import UserError
+from experiments import _flags
+from experiments import _run
 from research.studies import vectorization
 from research.studies import vectorization_report
 
+# Scoring has no dropout: --dropout is not one of its flags.
+_flags.use(
+  _flags.DATA,
+  ('model', 'nonlinearity', 'window', 'hidden', 'feature_dim'),
+  _flags.RUN_DIR,
+)
 _DECK_CLASSES = flags.DEFINE_integer(
   'deck_classes', 5, 'C: rows of W in the deck example.', lower_bound=1
 )
@@ -47,12 +53,9 @@ _TIMING_MIN_SECONDS = flags.DEFINE_float(
 
 
 def main(_):
-  workdir = common.workdir('loop_vs_matrix')
-  model_cfg = common.model_config()
-  if common.DROPOUT.value:
-    raise UserError('--dropout plays no part in scoring; leave it at 0')
-  common.save_flags(workdir)
-  ds = common.load_dataset()
+  workdir = _run.workdir('loop_vs_matrix')
+  model_cfg = _flags.model_config(dropout=0.0)
+  ds = _flags.load_dataset()
   results = vectorization.run(
     ds,
     model_cfg,
@@ -62,12 +65,12 @@ def main(_):
     model_windows=_MODEL_WINDOWS.value,
     repeats=_TIMING_REPEATS.value,
     min_seconds=_TIMING_MIN_SECONDS.value,
-    data_dir=common.DATA_DIR.value,
-    log=common.log,
+    data_dir=_flags.DATA_DIR.value,
+    log=_run.log,
   )
-  common.log('\n' + vectorization_report.write_outputs(workdir, results))
-  common.log(f'wrote {workdir}')
+  _run.log('\n' + vectorization_report.write_outputs(workdir, results))
+  _run.log(f'wrote {workdir}')
 
 
 if __name__ == '__main__':
-  common.run(main)
+  _run.run(main)

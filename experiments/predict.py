@@ -8,24 +8,27 @@ r"""Tags text or a CoNLL file with a model trained by experiments.train.
 Text (--text, or stdin) is split on whitespace (punctuation should be
 separated, as in CoNLL); each input line is one sentence; it prints
 `token TAG` lines, then the entity spans found with conlleval's chunk rules.
+Stdin is read as UTF-8, like files; text without a sentence is an error.
 --input reads a CoNLL file (token first; a tag column, if any, is ignored)
 and writes `token predicted` lines with a blank line between sentences, to
 --output or stdout; whitespace inside a token is written as '_'
-(research/tagging.py). --output also takes the tags of --text; an existing
---output is refused unless --overwrite.
+(research/tagging.py). A single-file corpus (one file alone in its
+directory, which train splits by documents) is read for its test split
+unless --split says otherwise. --output also takes the tags of --text; an
+existing --output is refused unless --overwrite.
 """
 
 import sys
 
 from absl import flags
 
-from experiments import _shared as common
+from experiments import _flags
+from experiments import _run
+from research import data as data_lib
 from research import tagging
 from research.errors import UserError
 
-_MODEL_DIR = flags.DEFINE_string(
-  'model_dir', None, 'The --workdir of an experiments.train run.'
-)
+_flags.use('model_dir', 'split', 'overwrite')
 _TEXT = flags.DEFINE_string(
   'text', None, 'Text to tag (default: stdin, unless --input).'
 )
@@ -37,29 +40,55 @@ _OUTPUT = flags.DEFINE_string(
 )
 
 
+def _read_text():
+  """The text to tag: --text, or stdin (decoded as files are)."""
+  if _TEXT.value is not None:
+    where, text = '--text', _TEXT.value
+  else:
+    if sys.stdin.isatty():
+      print(
+        'reading sentences from stdin (one per line; Ctrl-D ends)',
+        file=sys.stderr,
+      )
+    where = '<stdin>'
+    text = data_lib.decode(sys.stdin.buffer.read(), where)
+  lines = text.splitlines()
+  if not any(line.split() for line in lines):
+    raise UserError(
+      f'{where}: no sentence to tag (it is empty or blank); give one '
+      'sentence a line, tokens separated by spaces'
+    )
+  return lines
+
+
 def main(_):
-  if not _MODEL_DIR.value:
+  if not _flags.MODEL_DIR.value:
     raise UserError(
       'pass --model_dir, the --workdir of an experiments.train run'
     )
   if _INPUT.value and _TEXT.value is not None:
     raise UserError('pass either --text or --input, not both')
+  if _flags.SPLIT.value and not _INPUT.value:
+    raise UserError('--split picks the documents of an --input file; pass one')
   output = _OUTPUT.value and tagging.check_output(
-    _OUTPUT.value, common.OVERWRITE.value
+    _OUTPUT.value, _flags.OVERWRITE.value
   )
-  model = tagging.load(_MODEL_DIR.value)
+  model = tagging.load(_flags.MODEL_DIR.value)
   if _INPUT.value:
-    sentences = tagging.read_sentences(_INPUT.value, require_tags=False)
+    sentences = tagging.read_sentences(
+      _INPUT.value,
+      require_tags=False,
+      split=_flags.corpus_split(_INPUT.value, _flags.MODEL_DIR.value),
+    )
     tokens = [s.tokens for s in sentences]
     predicted = tagging.tag(model, sentences)
   else:
-    text = _TEXT.value if _TEXT.value is not None else sys.stdin.read()
-    tagged = tagging.tag_text(model, text.splitlines())
+    tagged = tagging.tag_text(model, _read_text())
     tokens = [sentence for sentence, _ in tagged]
     predicted = [tags for _, tags in tagged]
   if output:
     tagging.write_text(output, tagging.conll_text(tokens, predicted))
-    common.log(f'wrote {output} ({len(tokens):,} sentences)')
+    _run.log(f'wrote {output} ({len(tokens):,} sentences)')
   elif _INPUT.value:
     sys.stdout.write(tagging.conll_text(tokens, predicted))
   else:
@@ -71,4 +100,4 @@ def main(_):
 
 
 if __name__ == '__main__':
-  common.run(main)
+  _run.run(main)

@@ -4,7 +4,8 @@ r"""Gathers run directories into docs/results.md, with their plots.
   ./launch.sh report --run_dirs=runs/sweep-20261122-101500,runs/conll \
       --output=runs/report.md
 
-The page and what it holds are described in research/results_page.py.
+The page and what it holds are described in research/results_page.py; it
+names the run directories it was gathered from.
 Writing the default page (docs/results.md) also rewrites README.md's headline
 table from the train runs. An existing --output page that report did not
 write is refused unless --overwrite.
@@ -14,16 +15,18 @@ import pathlib
 
 from absl import flags
 
-from experiments import _shared as common
+from experiments import _flags
+from experiments import _run
 from research import results_page
 from research.errors import UserError
 
+_flags.use('overwrite')
 _RUN_DIRS = flags.DEFINE_list(
   'run_dirs',
   None,
   'Run directories to gather (default: every directory under runs/results/).',
 )
-DEFAULT_PAGE = common.REPO / 'docs' / 'results.md'
+DEFAULT_PAGE = _run.REPO / 'docs' / 'results.md'
 _OUTPUT = flags.DEFINE_string(
   'output', str(DEFAULT_PAGE), 'The markdown page to write.'
 )
@@ -32,7 +35,7 @@ _OUTPUT = flags.DEFINE_string(
 def main(_):
   run_dirs = _RUN_DIRS.value
   if run_dirs is None:
-    root = common.REPO / 'runs' / 'results'
+    root = _run.REPO / 'runs' / 'results'
     run_dirs = sorted(str(p) for p in root.glob('*') if p.is_dir())
   if not run_dirs:
     raise UserError(
@@ -42,15 +45,15 @@ def main(_):
     )
   page = pathlib.Path(_OUTPUT.value)
   readme = (
-    common.REPO / 'README.md'
+    _run.REPO / 'README.md'
     if page.resolve() == DEFAULT_PAGE.resolve()
     else None
   )
   n = results_page.write(
-    run_dirs, page, readme=readme, overwrite=common.OVERWRITE.value
+    run_dirs, page, readme=readme, overwrite=_flags.OVERWRITE.value
   )
-  common.log(f'wrote {_OUTPUT.value} ({n} runs)')
+  _run.log(f'wrote {_OUTPUT.value} ({n} runs)')
 
 
 if __name__ == '__main__':
-  common.run(main)
+  _run.run(main, page='output')

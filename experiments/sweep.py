@@ -11,29 +11,38 @@ learning_curves.png.
 
 from absl import flags
 
-from experiments import _shared as common
-from research import crf
-from research import losses
+from experiments import _flags
+from experiments import _run
+from research import objectives
 from research.studies import objective_l2
 from research.studies import objective_l2_report
 
-OBJECTIVES = tuple(losses.OBJECTIVES) + tuple(crf.OBJECTIVES)
-_OBJECTIVES = flags.DEFINE_list(
+OBJECTIVES = objectives.NAMES
+_flags.use(
+  _flags.DATA,
+  _flags.MODEL_FLAGS,
+  _flags.TRAINING,
+  ('lr', 'epochs', 'decode'),
+  _flags.RUN_DIR,
+  _flags.CHECKPOINTING,
+  _flags.DEVICES,
+)
+_OBJECTIVES = _flags.define_list(
   'objectives',
+  flags.EnumParser(list(OBJECTIVES)),
   ['xent', 'max_margin'],
   f'Objectives to compare, of {",".join(OBJECTIVES)} (crf and struct_margin '
   'train on whole sentences; so do all when one does).',
 )
-flags.register_validator(
-  'objectives',
-  lambda v: bool(v) and set(v) <= set(OBJECTIVES),
-  f'--objectives: a comma-separated list of {",".join(OBJECTIVES)}',
+_L2S = _flags.define_list(
+  'l2s',
+  _flags.L2,
+  ['0', '1e-6', '1e-5', '1e-4', '1e-3'],
+  'L2 strengths lambda (each as --l2).',
 )
-_L2S = flags.DEFINE_list(
-  'l2s', ['0', '1e-6', '1e-5', '1e-4', '1e-3'], 'L2 strengths lambda.'
-)
-_SEEDS = flags.DEFINE_list(
+_SEEDS = _flags.define_list(
   'seeds',
+  _flags.SEED,
   ['0', '1', '2'],
   'Seeds per cell: each picks the initialization '
   'of the layers and the shuffling; word vectors start from the same L.',
@@ -47,14 +56,13 @@ _VMAP = flags.DEFINE_bool(
 
 
 def main(_):
-  workdir = common.workdir('sweep', checkpoints=True)
-  l2s = common.parse_list(_L2S.value, float, 'l2s')
-  seeds = common.parse_list(_SEEDS.value, int, 'seeds')
-  ds = common.load_dataset()
-  common.check_batch_size(ds)
-  model_cfg, cfg = common.model_config(), common.train_config()
-  common.save_flags(workdir)
-  checkpoint = common.checkpointer(workdir)
+  workdir = _run.workdir('sweep', checkpoints=True)
+  l2s = _flags.items(_L2S)
+  seeds = _flags.items(_SEEDS)
+  ds = _flags.load_dataset()
+  _flags.check_batch_size(ds)
+  model_cfg, cfg = _flags.model_config(), _flags.train_config()
+  checkpoint = _run.checkpointer(workdir)
   sweep = objective_l2.run(
     ds,
     model_cfg,
@@ -62,26 +70,27 @@ def main(_):
     _OBJECTIVES.value,
     l2s,
     seeds,
-    lr=common.LR.value,
-    epochs=common.EPOCHS.value,
+    lr=_flags.LR.value,
+    epochs=_flags.EPOCHS.value,
     vmap=_VMAP.value,
-    log=common.log,
-    decode=common.DECODE.value,
+    log=_run.log,
+    decode=_flags.DECODE.value,
+    document=_flags.document_context(),
     checkpoint=checkpoint,
   )
   table = objective_l2_report.write_outputs(
     workdir,
     sweep,
-    data_dir=common.DATA_DIR.value,
+    data_dir=_flags.DATA_DIR.value,
     model_cfg=model_cfg,
     cfg=cfg,
-    lr=common.LR.value,
-    epochs=common.EPOCHS.value,
+    lr=_flags.LR.value,
+    epochs=_flags.EPOCHS.value,
     seeds=seeds,
     has_test='test' in ds.splits,
   )
-  common.log(f'\n{table}\nwrote {workdir}/report.md')
+  _run.log(f'\n{table}\nwrote {workdir}/report.md')
 
 
 if __name__ == '__main__':
-  common.run(main)
+  _run.run(main)

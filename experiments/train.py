@@ -9,30 +9,33 @@ params.npz, vocab.txt, tags.txt, pretrained_words.txt, checkpoints/
 (research/workdir.py), and examples.md: the decks' ambiguous sentences
 tagged by the trained model. A killed run continues where its newest
 checkpoint left it with the same command plus --resume.
-The data, model and optimizer flags are in experiments/_shared.py.
+The shared flags (data, model, optimizer, run directory) are defined in
+experiments/_flags.py; --help lists every flag this entry point reads.
 """
 
 from absl import flags
 
-from experiments import _shared as common
-from research import crf
+from experiments import _flags
+from experiments import _run
 from research import engine
-from research import losses
 from research import ner
+from research import objectives
+from research import selection
 from research import tagging
+from research import training
 from research import workdir as workdir_lib
 
 _OBJECTIVE = flags.DEFINE_enum(
   'objective',
   'xent',
-  list(losses.OBJECTIVES) + list(crf.OBJECTIVES),
+  list(objectives.NAMES),
   'Window-level cross-entropy or multiclass max-margin; sentence-level CRF '
   '(log-likelihood of the tag path) or structured max-margin.',
 )
 _SELECT = flags.DEFINE_enum(
   'select',
   'last',
-  list(ner.SELECTIONS),
+  list(selection.SELECTIONS),
   'Keep the final parameters, or those of the evaluation with the best dev F1.',
 )
 _ENSEMBLE = flags.DEFINE_integer(
@@ -42,46 +45,51 @@ _ENSEMBLE = flags.DEFINE_integer(
   'are averaged.',
   lower_bound=1,
 )
-_L2 = flags.DEFINE_float(
-  'l2', 0.0, 'lambda of lambda/2 ||theta||^2.', lower_bound=0.0
+_flags.use(
+  _flags.DATA,
+  _flags.MODEL_FLAGS,
+  _flags.TRAINING,
+  ('lr', 'epochs', 'eval_every', 'decode', 'l2', 'seed'),
+  _flags.RUN_DIR,
+  _flags.CHECKPOINTING,
+  _flags.DEVICES,
 )
-_SEED = flags.DEFINE_integer('seed', 0, 'Initialization and shuffling seed.')
+_L2 = _flags.L2
+_SEED = _flags.SEED
 
 
 def main(_):
-  workdir = common.workdir('train', checkpoints=True)
-  log = common.log
-  ds = common.load_dataset(seed=_SEED.value)
-  common.check_batch_size(ds)
-  model_cfg = common.model_config()
-  cfg = common.train_config(objective=_OBJECTIVE.value)
-  common.save_flags(workdir)
-  checkpoint = common.checkpointer(workdir)
-  metrics_file = workdir_lib.JsonlWriter(workdir / 'metrics.jsonl')
-  params, result = ner.train_and_evaluate(
+  workdir = _run.workdir('train', checkpoints=True)
+  log = _run.log
+  ds = _flags.load_dataset(seed=_SEED.value)
+  _flags.check_batch_size(ds)
+  model_cfg = _flags.model_config()
+  cfg = _flags.train_config(objective=_OBJECTIVE.value)
+  checkpoint = _run.checkpointer(workdir)
+  params, result, ds, _ = training.train(
     ds,
     model_cfg,
     cfg,
-    engine.Hyper(common.LR.value, _L2.value),
-    epochs=common.EPOCHS.value,
+    engine.Hyper(_flags.LR.value, _L2.value),
+    epochs=_flags.EPOCHS.value,
     seed=_SEED.value,
-    eval_every=common.EVAL_EVERY.value,
-    eval_train=True,
-    on_eval=metrics_file.write,
-    log=log,
-    decode=common.DECODE.value,
-    select=_SELECT.value,
     ensemble=_ENSEMBLE.value,
+    select=_SELECT.value,
+    decode=_flags.DECODE.value,
+    document=_flags.document_context(),
+    eval_every=_flags.EVAL_EVERY.value,
+    eval_train=True,
     checkpoint=checkpoint,
+    metrics_file=workdir / 'metrics.jsonl',
+    log=log,
   )
-  metrics_file.close()
   workdir_lib.write_json(workdir / 'result.json', result)
   workdir_lib.save_model(
     workdir,
     params,
     ds.vocab,
     ds.tags,
-    ner.model_config_json(ds, model_cfg, cfg, common.DECODE.value),
+    ner.model_config_json(ds, model_cfg, cfg, _flags.DECODE.value),
   )
   (workdir / 'examples.md').write_text(
     tagging.examples_markdown(tagging.load(workdir))
@@ -102,4 +110,4 @@ def main(_):
 
 
 if __name__ == '__main__':
-  common.run(main)
+  _run.run(main)

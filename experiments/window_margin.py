@@ -7,19 +7,27 @@ r"""The deck's window max-margin against a logistic classifier, same scorer.
 
 The study (task, objectives, scores) is research/studies/margin_vs_logistic.py.
 Writes into --workdir: flags.txt, results.json, results.csv, report.md,
-active_hinges.png, dev_f1.png. Of the shared flags, --model and --sparse
-are ignored (the model is the scorer; word vectors get dense updates) and
---dropout, --grad=manual and the L2 flags are refused.
+active_hinges.png, dev_f1.png. Of the model and training flags it takes
+those --help lists: the model is the scorer (no --model), word vectors get
+dense updates (no --sparse), and it has no dropout, no L2 and no
+hand-derived gradients.
 """
 
 from absl import flags
 
-from experiments import _shared as common
+from experiments import _flags
+from experiments import _run
 from research import window_scorer
-from research.errors import UserError
 from research.studies import margin_vs_logistic as study
 from research.studies import margin_vs_logistic_report as report
 
+_flags.use(
+  _flags.DATA,
+  ('nonlinearity', 'hidden', 'optimizer', 'lr', 'batch_size', 'epochs'),
+  ('eval_every', 'freeze_embeddings'),
+  _flags.RUN_DIR,
+  _flags.DEVICES,
+)
 _ENTITY_TYPE = flags.DEFINE_string(
   'entity_type',
   'LOC',
@@ -28,8 +36,9 @@ _ENTITY_TYPE = flags.DEFINE_string(
 _NUM_CORRUPT = flags.DEFINE_integer(
   'num_corrupt', 5, 'M: corrupt windows per true window.', lower_bound=1
 )
-_NEGATIVES = flags.DEFINE_list(
+_NEGATIVES = _flags.define_list(
   'negatives',
+  flags.EnumParser(list(window_scorer.NEGATIVES)),
   ['corrupt'],
   "Margin runs to make, comma-separated: 'corrupt' (the deck's: corrupt "
   "windows only) and/or 'corrupt+real' (also M real negative windows).",
@@ -41,59 +50,42 @@ _CORRUPT_CASING = flags.DEFINE_enum(
   "Casing of a corrupt center: 'word' (the sampled word's most frequent "
   "casing in train) or 'keep' (the replaced word's).",
 )
-_SEEDS = flags.DEFINE_list(
-  'seeds', ['0'], 'Seeds (initialization and batch sampling).'
+_SEEDS = _flags.define_list(
+  'seeds', _flags.SEED, ['0'], 'Seeds (initialization and batch sampling).'
 )
 
 
 def main(_):
-  workdir = common.workdir('window_margin')
-  unsupported = [
-    name
-    for name, on in (
-      ('--dropout', common.DROPOUT.value > 0),
-      ('--grad=manual', common.GRAD.value == 'manual'),
-      ('--l2_embeddings', common.L2_EMBEDDINGS.value),
-      ('--l2_biases', common.L2_BIASES.value),
-    )
-    if on
-  ]
-  if unsupported:
-    raise UserError(
-      f'{", ".join(unsupported)}: not supported by '
-      'window_margin (no dropout, no L2, autodiff only); '
-      'leave them at their defaults'
-    )
+  workdir = _run.workdir('window_margin')
   st = study.Settings(
     entity_type=_ENTITY_TYPE.value,
     negatives=study.check_negatives(_NEGATIVES.value),
-    seeds=tuple(common.parse_list(_SEEDS.value, int, 'seeds')),
+    seeds=tuple(_flags.items(_SEEDS)),
     num_corrupt=_NUM_CORRUPT.value,
     corrupt_casing=_CORRUPT_CASING.value,
-    nonlinearity=common.NONLINEARITY.value,
-    window=common.WINDOW.value,
-    hidden=common.HIDDEN.value,
-    optimizer=common.OPTIMIZER.value,
-    lr=common.LR.value,
-    batch_size=common.BATCH_SIZE.value,
-    epochs=common.EPOCHS.value,
-    eval_every=common.EVAL_EVERY.value,
-    freeze_embeddings=common.FREEZE.value,
+    nonlinearity=_flags.NONLINEARITY.value,
+    window=_flags.WINDOW.value,
+    hidden=_flags.HIDDEN.value,
+    optimizer=_flags.OPTIMIZER.value,
+    lr=_flags.LR.value,
+    batch_size=_flags.BATCH_SIZE.value,
+    epochs=_flags.EPOCHS.value,
+    eval_every=_flags.EVAL_EVERY.value,
+    freeze_embeddings=_flags.FREEZE.value,
   )
-  ds = common.load_dataset(seed=st.seeds[0])
+  ds = _flags.load_dataset(seed=st.seeds[0])
   study.check_entity_type(ds, st.entity_type)
-  common.save_flags(workdir)
-  results, arrays = study.run(ds, st, log=common.log)
+  results, arrays = study.run(ds, st, log=_run.log)
   table = report.write_outputs(
     workdir,
     results,
     arrays,
     st,
-    data_dir=common.DATA_DIR.value,
-    embeddings=common.EMBEDDINGS.value,
+    data_dir=_flags.DATA_DIR.value,
+    embeddings=_flags.EMBEDDINGS.value,
   )
-  common.log(f'\n{table}\nwrote {workdir}')
+  _run.log(f'\n{table}\nwrote {workdir}')
 
 
 if __name__ == '__main__':
-  common.run(main)
+  _run.run(main)

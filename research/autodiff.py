@@ -15,13 +15,15 @@ import numpy as np
 from research import losses
 from research import manual_grads
 from research import model as model_lib
+from research import objectives
 
 
 def classifier_window_losses(params, x_NxD, y_N, model_cfg, objective):
-  """Per-window loss of a classifier from research.model and research.losses
-  (the autodiff reference of `classifier_grads`)."""
+  """Per-window loss of a classifier from research.model and the window-level
+  objective's loss (research.objectives; the autodiff reference of
+  `classifier_grads`)."""
   f_NxC = model_lib.class_scores(params, x_NxD, model_cfg)
-  return losses.OBJECTIVES[objective](f_NxC, y_N)
+  return objectives.get(objective, 'window').loss(f_NxC, y_N)
 
 
 def scorer_window_losses(

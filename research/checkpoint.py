@@ -94,7 +94,7 @@ class Checkpointer:
       raise UserError(
         f'{where}: a checkpoint of a different run ({type(e).__name__}: '
         f'{str(e).splitlines()[0][:120]}); resume with the flags the run '
-        'was started with, or start a new --workdir'
+        'was started with, or start it in a new run directory'
       ) from None
     state = jax.tree.unflatten(
       treedef, [_like(got.state[str(i)], a) for i, a in enumerate(leaves)]

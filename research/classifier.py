@@ -9,6 +9,9 @@ gradient then reaches L in one of two ways (`research.optim`):
 * dense: scatter into a zero [V, d] gradient and let optax update every row
   (what autodiff through the gather does; the baseline the sparse path is
   measured against, identical to it for plain SGD without L2 on L).
+
+`optim.table_grads` makes that choice; the step hands over the data
+gradients only, and the optimizer adds the L2 term's (`optim.add_l2`).
 """
 
 import functools
@@ -20,6 +23,7 @@ import jax.numpy as jnp
 from research import engine
 from research import losses
 from research import model as model_lib
+from research import objectives
 from research import optim
 from research import rows
 
@@ -29,7 +33,7 @@ OPTIMIZERS = optim.OPTIMIZERS
 class TrainConfig(NamedTuple):
   """Static choices of a training run (hashable: part of the jit cache key)."""
 
-  objective: str = 'xent'  # a key of losses.OBJECTIVES
+  objective: str = 'xent'  # a name of research.objectives
   optimizer: str = 'adam'  # one of OPTIMIZERS
   batch_size: int = 256
   l2_embeddings: bool = False  # L2 covers L and L_case
@@ -47,7 +51,7 @@ def window_losses(
   """Per-window objective from gathered word vectors E (L is not read)."""
   x_NxD = model_lib.concat_window(E_NxKxd, params['L_case'][casing_NxK])
   f_NxC = model_lib.class_scores(params, x_NxD, model_cfg, key)
-  return losses.OBJECTIVES[objective](f_NxC, y_N)
+  return objectives.get(objective, 'window').loss(f_NxC, y_N)
 
 
 def objective(params, words_NxK, casing_NxK, y_N, l2, model_cfg, cfg, key=None):
@@ -64,8 +68,9 @@ def objective(params, words_NxK, casing_NxK, y_N, l2, model_cfg, cfg, key=None):
   return data + losses.l2_penalty(params, l2, cfg.l2_embeddings, cfg.l2_biases)
 
 
-def batch_grads(dense, E, casing, y, l2, model_cfg, cfg, key):
-  """(mean data loss, grads w.r.t. dense params (with L2), grad w.r.t. E)."""
+def batch_grads(dense, E, casing, y, model_cfg, cfg, key):
+  """(mean data loss, its grads w.r.t. the dense params, grad w.r.t. E);
+  no L2 (the optimizer adds it, `optim.apply_gradients`)."""
   if cfg.grad == 'manual':
     from research import manual_grads  # noqa: PLC0415 (only when asked)
 
@@ -82,10 +87,6 @@ def batch_grads(dense, E, casing, y, l2, model_cfg, cfg, key):
     argnums = (0,) if cfg.freeze_embeddings else (0, 1)
     loss, grads = jax.value_and_grad(data_loss, argnums)(dense, E)
     g_dense, g_E = grads[0], (grads[1] if len(grads) > 1 else None)
-  reg = set(losses.regularized_keys(dense, cfg.l2_embeddings, cfg.l2_biases))
-  g_dense = {
-    k: g + l2 * dense[k] if k in reg else g for k, g in g_dense.items()
-  }
   return loss, g_dense, g_E
 
 
@@ -99,23 +100,12 @@ def train_step(state, batch, hyper, model_cfg, cfg):
   dense = {k: params[k] for k in optim.dense_keys(params, cfg) if k != 'L'}
   E_BxKxd = rows.take(params['L'], words_BxK)
   loss, g_dense, g_E = batch_grads(
-    dense, E_BxKxd, casing_BxK, y_B, hyper.l2, model_cfg, cfg, drop_key
+    dense, E_BxKxd, casing_BxK, y_B, model_cfg, cfg, drop_key
   )
-  row_grads = {}
-  if not cfg.freeze_embeddings:
-    L = params['L']
-    if cfg.sparse:
-      d = L.shape[1]
-      row_grads['L'] = (
-        words_BxK.reshape(-1),
-        E_BxKxd.reshape(-1, d),
-        g_E.reshape(-1, d),
-      )
-    else:
-      g_L = jnp.zeros_like(L).at[words_BxK].add(g_E)
-      if cfg.l2_embeddings:
-        g_L = g_L + hyper.l2 * L
-      g_dense['L'] = g_L
+  g_tables, row_grads = optim.table_grads(
+    params, cfg, {'L': (words_BxK, E_BxKxd, g_E)}
+  )
+  g_dense.update(g_tables)
   return optim.apply_gradients(state, g_dense, hyper, cfg, key, row_grads, loss)
 
 
@@ -193,7 +183,9 @@ def fit(params, train, hyper, seeds, model_cfg, cfg, *, epochs, **kw):
 def _predict_batch(params, words, casing, labels, model_cfg, objective):
   x = model_lib.window_vectors(params['L'], params['L_case'], words, casing)
   f = model_lib.class_scores(params, x, model_cfg)
-  return jnp.argmax(f, axis=1), losses.OBJECTIVES[objective](f, labels)
+  return jnp.argmax(f, axis=1), objectives.get(objective, 'window').loss(
+    f, labels
+  )
 
 
 def predict(params, windows, model_cfg, objective='xent', batch=8192):

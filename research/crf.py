@@ -26,7 +26,7 @@ contributes exactly zero to losses and gradients.
 
 Each objective below sits beside its hand-derived gradient (`*_grads`),
 which `research/autodiff.py`'s references and the tests compare with
-`jax.grad`:
+`jax.grad`; research.objectives registers both by name:
 
 * dJ/df_t = marginal_t - onehot(y_t) (forward-backward), dJ/dA = expected
   minus gold transition counts, dJ/dstart and dJ/dend = the marginals of
@@ -43,8 +43,6 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-
-OBJECTIVES = ('crf', 'struct_margin')
 
 
 class Transitions(NamedTuple):
@@ -388,7 +386,3 @@ def struct_margin_grads(f_BxTxC, tags_BxT, mask_BxT, starts_BxT, trans):
   gold, gold_counts = path_indicators(tags_BxT, mask_BxT, starts_BxT, C, dtype)
   grads = Transitions(*(h - g for h, g in zip(hat_counts, gold_counts)))
   return best_B - gold_B, hat - gold, grads
-
-
-LOSSES = {'crf': crf_loss, 'struct_margin': struct_margin_loss}
-GRADS = {'crf': crf_grads, 'struct_margin': struct_margin_grads}

@@ -76,16 +76,133 @@ def _decode(path):
       f'{path}: cannot read file ({e.strerror}); check the path '
       'and its permissions'
     ) from None
+  return decode(data, path)
+
+
+def decode(data, where):
+  """Returns the bytes `data` as text (UTF-8, a leading BOM dropped).
+
+  Raises:
+    UserError: they are not UTF-8; `where` (a path, '<stdin>') names them.
+  """
   try:
     return data.decode('utf-8-sig')
   except UnicodeDecodeError as e:
     line = data.count(b'\n', 0, e.start) + 1
     column = e.start - (data.rfind(b'\n', 0, e.start) + 1) + 1
     raise UserError(
-      f'{path}:{line}: not valid UTF-8 (byte '
-      f'0x{data[e.start]:02x} at column {column}); re-save the '
-      'file as UTF-8'
+      f'{where}:{line}: not valid UTF-8 (byte '
+      f'0x{data[e.start]:02x} at column {column}); save it as UTF-8'
     ) from None
+
+
+class _DocumentCollector:
+  """Gathers token lines into `Sentence`s and sentences into documents.
+
+  Attributes:
+    path: The file read (stored in every `Sentence`).
+    documents: The finished documents, each a list of `Sentence`s.
+  """
+
+  def __init__(self, path):
+    self.path = path
+    self.documents, self.sentences = [], []
+    self.tokens, self.tags, self.lines, self.empty = [], [], [], []
+
+  def add(self, token, tag, number):
+    """Adds a token of line `number`; an empty/blank one as EMPTY_TOKEN."""
+    if not token.strip():
+      token = EMPTY_TOKEN
+      self.empty.append(len(self.tokens))
+    self.tokens.append(token)
+    self.tags.append(tag)
+    self.lines.append(number)
+
+  def end_sentence(self):
+    """Closes the current sentence, if it has tokens."""
+    if self.tokens:
+      self.sentences.append(
+        Sentence(
+          tuple(self.tokens),
+          tuple(self.tags),
+          self.path,
+          tuple(self.lines),
+          tuple(self.empty),
+          len(self.documents),
+        )
+      )
+      for part in (self.tokens, self.tags, self.lines, self.empty):
+        part.clear()
+
+  def end_document(self):
+    """Closes the current sentence and document; empty documents are
+    dropped."""
+    self.end_sentence()
+    if self.sentences:
+      self.documents.append(list(self.sentences))
+      self.sentences.clear()
+
+
+def _token_columns(line, path, number, tabbed, first):
+  """The columns of token line `line` (line `number` of `path`).
+
+  A tab-separated file (`tabbed`) is split on tabs, spaces around a column
+  dropped; any other on runs of blanks. `first` is (line number, column
+  count) of the first token line (None if this is it).
+
+  Raises:
+    UserError: The file is tab-separated but `line` has no tab.
+  """
+  if tabbed:
+    if '\t' not in line:
+      raise UserError(
+        f'{path}:{number}: line has no tab-separated tag column, but the '
+        f'file is tab-separated (its first token line, line {first[0]}, '
+        f"has tabs): {line!r}; write 'TOKEN<tab>...<tab>TAG' on every "
+        'token line'
+      )
+    return [column.strip(_SPACES) for column in line.split('\t')]
+  return _COLUMN_SEP.split(line.lstrip(_BLANKS))
+
+
+def _check_column_count(
+  columns, line, path, number, tabbed, first, require_tags
+):
+  """Checks the number of `columns` of token line `number`.
+
+  Raises:
+    UserError: There is a single column and `require_tags`, or the count
+      differs from that of the first token line (`first`: its line number
+      and column count, None if this is it).
+  """
+  if len(columns) == 1 and require_tags:
+    raise UserError(
+      f'{path}:{number}: line has only one column (no tag '
+      f"column): {line!r}; write 'TOKEN ... TAG' on each line"
+    )
+  if first is not None and len(columns) != first[1]:
+    raise UserError(
+      f'{path}:{number}: line has {len(columns)} '
+      f'{"tab-separated " if tabbed else ""}columns but the first token '
+      f'line (line {first[0]}) has {first[1]}; give every token line the '
+      'same columns'
+    )
+
+
+def _token_tag(columns, path, number):
+  """The tag of a token line: its last column, or 'O' if it has only one.
+
+  Raises:
+    UserError: The tag is not 'O' or B-/I-/E-/S- followed by a type.
+  """
+  tag = columns[-1] if len(columns) > 1 else 'O'
+  if not _TAG.fullmatch(tag):
+    raise UserError(
+      f"{path}:{number}: bad tag {tag!r}; tags must be 'O' or "
+      'B-/I-/E-/S- followed by a type (e.g. B-PER) in the last '
+      'column'
+    )
+  return tag
 
 
 def read_conll(path, require_tags=True):
@@ -119,90 +236,35 @@ def read_conll(path, require_tags=True):
   """
   text = _decode(path)
   path = str(path)
-  documents, sentences = [], []
-  tokens, tags, lines, empty = [], [], [], []
+  collector = _DocumentCollector(path)
   first = None  # (line number, column count) of the first token line.
   tabbed = False  # Whether the first token line holds a tab.
-
-  def end_sentence():
-    if tokens:
-      sentences.append(
-        Sentence(
-          tuple(tokens),
-          tuple(tags),
-          path,
-          tuple(lines),
-          tuple(empty),
-          len(documents),
-        )
-      )
-      for part in (tokens, tags, lines, empty):
-        part.clear()
-
-  def end_document():
-    end_sentence()
-    if sentences:
-      documents.append(list(sentences))
-      sentences.clear()
-
   for number, line in enumerate(text.split('\n'), start=1):
     # Only the right end is stripped: in a tab-separated file a line may start
     # with the tab that ends an empty token.
     line = line.rstrip(_BLANKS)
     if not line.strip(_BLANKS):
-      end_sentence()
+      collector.end_sentence()
       continue
     if _COLUMN_SEP.split(line.lstrip(_BLANKS))[0] == DOCSTART:
-      end_document()
+      collector.end_document()
       continue
     if first is None:
       tabbed = '\t' in line
-    if tabbed:
-      if '\t' not in line:
-        raise UserError(
-          f'{path}:{number}: line has no tab-separated tag column, but the '
-          f'file is tab-separated (its first token line, line {first[0]}, '
-          f"has tabs): {line!r}; write 'TOKEN<tab>...<tab>TAG' on every "
-          'token line'
-        )
-      columns = [column.strip(_SPACES) for column in line.split('\t')]
-    else:
-      columns = _COLUMN_SEP.split(line.lstrip(_BLANKS))
-    if len(columns) == 1 and require_tags:
-      raise UserError(
-        f'{path}:{number}: line has only one column (no tag '
-        f"column): {line!r}; write 'TOKEN ... TAG' on each line"
-      )
+    columns = _token_columns(line, path, number, tabbed, first)
+    _check_column_count(
+      columns, line, path, number, tabbed, first, require_tags
+    )
     if first is None:
       first = (number, len(columns))
-    elif len(columns) != first[1]:
-      raise UserError(
-        f'{path}:{number}: line has {len(columns)} '
-        f'{"tab-separated " if tabbed else ""}columns but the first token '
-        f'line (line {first[0]}) has {first[1]}; give every token line the '
-        'same columns'
-      )
-    tag = columns[-1] if len(columns) > 1 else 'O'
-    if not _TAG.fullmatch(tag):
-      raise UserError(
-        f"{path}:{number}: bad tag {tag!r}; tags must be 'O' or "
-        'B-/I-/E-/S- followed by a type (e.g. B-PER) in the last '
-        'column'
-      )
-    token = columns[0]
-    if not token.strip():
-      token = EMPTY_TOKEN
-      empty.append(len(tokens))
-    tokens.append(token)
-    tags.append(tag)
-    lines.append(number)
-  end_document()
-  if not documents:
+    collector.add(columns[0], _token_tag(columns, path, number), number)
+  collector.end_document()
+  if not collector.documents:
     raise UserError(
       f'{path}: no sentences in the file (empty split); give it '
       "'TOKEN ... TAG' lines with blank lines between sentences"
     )
-  return documents
+  return collector.documents
 
 
 def count_empty_tokens(splits):
@@ -289,6 +351,23 @@ def find_split_files(data_dir):
   if len(candidates) == 1:
     return {'single': candidates[0]}
   return {}
+
+
+def is_single_file_corpus(path):
+  """Whether the file `path` is a single-file corpus: the one file of its
+  directory that `load_splits` splits by documents (`split_documents`)."""
+  path = pathlib.Path(path)
+  if not path.is_file():
+    return False
+  found = find_split_files(path.parent)
+  return 'single' in found and found['single'].resolve() == path.resolve()
+
+
+SPLIT_RULE = {
+  'train': 'i % 10 < 8',
+  'dev': 'i % 10 == 8',
+  'test': 'i % 10 == 9',
+}  # of document i, by split_documents' default period
 
 
 def split_documents(documents, dev_every=10):

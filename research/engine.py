@@ -1,11 +1,11 @@
-"""The training engine: one state, one compiled loop, one `fit` for S configs.
+"""The training engine: one state, one compiled loop the caller steps.
 
-Every model trains through `fit`, which always trains a stack of S
-configurations (S = 1 for a single run): parameters, optimizer state and
-hyperparameters carry a leading axis S, each configuration has its own seed,
-and the data are shared. What differs between models is a *task*
-(`research.classifier.ClassifierTask`, `research.window_scorer.ScorerTask`):
-a hashable object with
+Every model trains as a stack of S configurations (S = 1 for a single run):
+parameters, optimizer state and hyperparameters carry a leading axis S,
+each configuration has its own seed, and the data are shared. What differs
+between models is a *task* (`research.classifier.ClassifierTask`,
+`research.sequence.SentenceTask`, `research.window_scorer.ScorerTask`): a
+hashable object with
 
   init_state(params, seed) -> TrainState
   order(seed, epoch, n)    -> [n] int32 host array (the epoch's data order)
@@ -13,7 +13,13 @@ a hashable object with
   metric_names()           -> the M per-step metrics (e.g. ('loss',))
   windows_per_step()       -> windows scored by one step (for windows/s)
   batch_size()             -> the batch size (for the default steps/epoch)
-  keeps_per_step()         -> whether fit returns each step's metrics
+  keeps_per_step()         -> whether the loop keeps each step's metrics
+
+`Loop` is the compiled loop: iterating it trains, and it yields between
+compiled calls at evaluation and checkpoint boundaries, so that its caller
+(research.training.fit_stack, or the plain `fit` here) evaluates, selects,
+logs and checkpoints. `fit` runs a Loop to its end for tasks that need no
+selection or checkpoints (the window scorer, benchmarks, tests).
 
 The engine runs up to `steps_per_call` steps inside one compiled call
 (`run_steps`, a `lax.fori_loop`), with the data on the device, and moves the
@@ -34,6 +40,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from research import divergence
+from research import meters
 from research import parallel
 from research.errors import UserError
 
@@ -226,10 +234,7 @@ def unstack(tree, i):
   return jax.tree.map(lambda a: a[i], tree)
 
 
-# The divergence guard's bound on a step's loss (a mean per window or word;
-# optim.apply_gradients): the objectives here start near log C, and a
-# healthy run never comes near it.
-MAX_LOSS = 1e6
+MAX_LOSS = divergence.MAX_LOSS  # the divergence guard's bound on a loss
 
 
 class _Placed(NamedTuple):
@@ -314,20 +319,188 @@ def lower(task, params, hyper, seeds, data, *, num_examples, max_steps=1):
   )
 
 
-class Diverged(UserError):
-  """A single run whose loss or update stopped being finite."""
+class Boundary(NamedTuple):
+  """Where `Loop` stopped after a compiled call."""
+
+  step: int  # steps taken in all
+  epoch: int  # the epoch of the call (0-based)
+  evaluate: bool  # an evaluation is due: every eval_every steps, and the end
+  save: bool  # a checkpoint is due: every save_every steps, and the end
+  done: bool  # the last call
 
 
-def _record_of(step, history, sum_SxM, count_S, last_SxM, extra_record):
-  """The JSON part of a checkpoint: where the loop stands."""
-  return {
-    'step': step,
-    'history': history,
-    'sum': sum_SxM.tolist(),
-    'count': count_S.tolist(),
-    'last': [[None if np.isnan(v) else v for v in r] for r in last_SxM],
-    'extra': extra_record,
-  }
+class Loop:
+  """The compiled training loop of S stacked configurations, stepped by
+  the caller: iterating it runs up to `steps_per_call` steps per compiled
+  call and yields a `Boundary` after each call, so that the caller
+  evaluates, logs, selects and checkpoints between calls.
+
+  A call never crosses an evaluation (`eval_every` steps, 0: each epoch)
+  or checkpoint (`save_every`; 0: at every evaluation, None: none)
+  boundary. `meter` (a meters.TrainMeter) holds the training metrics
+  since the caller last took them; `params()` and `diverged()` are the
+  stack's, on the host. Results do not depend on where the calls stop: the
+  data order and the PRNG keys follow from (seed, step).
+  """
+
+  def __init__(
+    self,
+    task,
+    params,
+    hyper,
+    seeds,
+    data,
+    *,
+    num_examples,
+    epochs,
+    steps_per_epoch=None,
+    eval_every=0,
+    save_every=None,
+    steps_per_call=500,
+    compiler_options=None,
+  ):
+    self.seeds = [int(s) for s in seeds]
+    S, B = len(self.seeds), task.batch_size()
+    self.spe = steps_per_epoch or num_examples // B
+    if self.spe == 0:
+      raise UserError(
+        f'`batch_size={B}` is larger than the {num_examples:,} training '
+        'examples; pass a smaller `batch_size`'
+      )
+    self.task, self.epochs = task, epochs
+    self.total_steps = self.spe * epochs
+    self.eval_every = eval_every or self.spe
+    # None: no checkpoints; 0: at every evaluation.
+    self.save_every = (
+      None if save_every is None else save_every or self.eval_every
+    )
+    self.hyper = Hyper(
+      jnp.asarray(hyper.lr, jnp.float32).reshape(S),
+      jnp.asarray(hyper.l2, jnp.float32).reshape(S),
+    )
+    self.placed = _place(
+      task,
+      params,
+      self.hyper,
+      self.seeds,
+      data,
+      num_examples,
+      self.spe,
+      compiler_options,
+    )
+    self.state = self.placed.state
+    self.max_steps = max(1, min(steps_per_call, self.total_steps))
+    # jit keys its cache on how arguments are passed: every call, the
+    # compiling one included, passes them the same way.
+    self.call = functools.partial(
+      self.placed.program, task=self.placed.task, max_steps=self.max_steps
+    )
+    self.meter = meters.TrainMeter(S, task.metric_names())
+    self.step, self.start_step = 0, 0
+    self.train_seconds = self.compile_seconds = 0.0
+    self.per_step = []  # [S, steps, M] chunks, when the task keeps them
+
+  def compile(self):
+    """Compiles the program (or finds it in jit's cache) with a call of
+    zero steps; returns the seconds it took."""
+    t0 = time.perf_counter()
+    p = self.placed
+    self.state, _ = self.call(self.state, p.data, p.orders(0), 0, 0, p.hyper)
+    jax.block_until_ready(self.state)
+    self.compile_seconds = time.perf_counter() - t0
+    return self.compile_seconds
+
+  def resume_at(self, step, state):
+    """Continues from a checkpoint's `step` and training state."""
+    self.state, self.step, self.start_step = state, step, step
+
+  def _next_call(self):
+    """The number of steps of the next call: to the next boundary."""
+    first = self.step % self.spe
+    num = min(
+      self.max_steps,
+      self.spe - first,
+      self.eval_every - self.step % self.eval_every,
+    )
+    if self.save_every:
+      num = min(num, self.save_every - self.step % self.save_every)
+    return num
+
+  def __iter__(self):
+    p, host, order, order_epoch = self.placed, self.placed.host, None, None
+    while self.step < self.total_steps:
+      epoch, first = divmod(self.step, self.spe)
+      if epoch != order_epoch:
+        order, order_epoch = p.orders(epoch), epoch
+      num = self._next_call()
+      t = time.perf_counter()
+      self.state, (sum_SxM, n_S, last_SxM, per_step) = self.call(
+        self.state, p.data, order, first, num, p.hyper
+      )
+      sum_SxM = np.asarray(host(sum_SxM))  # waits for the device
+      self.train_seconds += time.perf_counter() - t
+      if self.task.keeps_per_step():
+        self.per_step.append(np.asarray(host(per_step))[:, :num])
+      n_S, last_SxM = np.asarray(host(n_S)), np.asarray(host(last_SxM))
+      self.meter.add(sum_SxM, n_S, last_SxM, num)
+      self.last_call = (epoch, sum_SxM, n_S)
+      self.step += num
+      done = self.step == self.total_steps
+      save = self.save_every is not None and (
+        self.step % self.save_every == 0 or done
+      )
+      yield Boundary(
+        self.step, epoch, self.step % self.eval_every == 0 or done, save, done
+      )
+
+  def words_per_sec(self):
+    """Windows (or words) of all S configurations per second of stepping."""
+    steps = self.step - self.start_step
+    S = len(self.seeds)
+    return (
+      steps * self.task.windows_per_step() * S / max(self.train_seconds, 1e-9)
+    )
+
+  def progress(self, name=''):
+    """The progress line of the last call."""
+    wps = self.words_per_sec()
+    S = len(self.seeds)
+    left = self.total_steps - self.step
+    eta = left * self.task.windows_per_step() * S / wps
+    gone = int(np.sum(self.diverged() >= 0))
+    epoch, sum_SxM, n_S = self.last_call
+    return (
+      f'{name}epoch {epoch + 1}/{self.epochs} step '
+      f'{self.step}/{self.total_steps} {self.meter.shown(sum_SxM, n_S)} '
+      f'{wps:,.0f} windows/s ETA {eta:.0f}s'
+      + (f' ({gone} diverged)' if gone else '')
+    )
+
+  def params(self):
+    return self.placed.host(self.state.params)
+
+  def diverged(self):
+    """[S] the step each configuration diverged at (-1: none)."""
+    return np.asarray(self.placed.host(self.state.diverged))
+
+  def stats(self):
+    out = {
+      'train_windows_per_sec': self.words_per_sec(),
+      'train_seconds': self.train_seconds,
+      'compile_seconds': self.compile_seconds,
+      'steps': self.step,
+      'diverged_at': divergence.diverged_at(self.diverged()),
+    }
+    if self.task.keeps_per_step():
+      names = self.task.metric_names()
+      S, M = len(self.seeds), len(names)
+      all_SxTxM = np.concatenate(
+        self.per_step or [np.zeros((S, 0, M), np.float32)], axis=1
+      )
+      out['per_step'] = {m: all_SxTxM[:, :, j] for j, m in enumerate(names)}
+    if self.placed.mesh is not None:
+      out['mesh'] = dict(self.placed.mesh.shape)
+    return out
 
 
 def fit(
@@ -343,233 +516,64 @@ def fit(
   evaluate=None,
   eval_every=0,
   eval_at_start=False,
-  on_eval=None,
   steps_per_call=500,
   compiler_options=None,
   log=print,
   name='',
-  checkpoint=None,
-  extra=None,
   stop_on_divergence=None,
 ):
-  """Trains S configurations of one task together.
+  """Trains S configurations of one task together (a `Loop` run to its
+  end; research.training.fit_stack is the one that checkpoints and selects).
 
   Args:
-    task: a task (see the module docstring); hashable, static.
-    params: initial parameters stacked along a leading axis S.
-    hyper: Hyper(lr, l2), each of shape [S].
-    seeds: S ints, one per configuration (order, dropout, sampling).
-    data: the task's training data (device arrays), shared by all S.
-    num_examples: n, the length of the task's epoch order.
-    epochs: passes of `steps_per_epoch` steps.
-    steps_per_epoch: default n // task.windows_per_step batch; a pass's last
-      partial batch is left out.
-    evaluate: optional fn(stacked params) -> dict, called every
-      `eval_every` steps (0: at the end of each epoch), at the end, and at
-      step 0 when `eval_at_start`.
-    on_eval: optional fn(row) called with each history row as it is made
-      (and, on resume, with each row of the checkpoint's history).
-    steps_per_call: most steps per compiled call (progress granularity).
-    compiler_options: XLA options of the training program (see `program`).
-    log: progress line printer.
-    name: a label for the progress lines.
-    checkpoint: an optional research.checkpoint.Checkpointer: the state is
-      saved every `checkpoint.every` steps (0: at every evaluation) and at
-      the end; with checkpoint.resume a run resumes from the newest, with
-      results bit-identical to an uninterrupted run (the data order and the
-      PRNG keys follow from (seed, step)).
-    extra: optional state of the caller saved with each checkpoint: an
-      object with get() -> (flat dict of arrays, JSON-able record) and
-      set(dict, record) (e.g. the best-dev parameters).
-    stop_on_divergence: raise Diverged when a configuration diverges
-      (default: when S = 1). Otherwise a diverged configuration keeps its
-      last finite parameters and the others go on.
+    task, params, hyper, seeds, data, num_examples, epochs,
+    steps_per_epoch, eval_every, steps_per_call, compiler_options: `Loop`'s.
+    evaluate: optional fn(stacked params) -> dict, at each evaluation
+      boundary (and at step 0 when `eval_at_start`).
+    log: progress line printer; name: a label for its lines.
+    stop_on_divergence: raise divergence.Diverged when a configuration
+      diverges (default: when S = 1); otherwise a diverged configuration
+      keeps its last finite parameters and the others go on.
 
   Returns:
     (params, history, stats): stacked final parameters; history is the list
     of evaluate() results, each with 'step', 'epoch' and 'train_<metric>'
-    (the mean per configuration since the previous row over the steps
-    before it diverged, [S] lists; None at step 0) added; stats has
-    'train_windows_per_sec' (windows of all S configurations per second of
-    stepping: compilation and evaluation excluded), 'train_seconds',
-    'compile_seconds', 'steps', 'diverged_at' ([S]: the 1-based step whose
-    update was not finite, or None), 'resumed_from' (the checkpoint's step
-    or None), and, when the task keeps them, 'per_step' ({metric: [S,
-    steps] array}).
-
-  Raises:
-    Diverged: see stop_on_divergence.
+    ([S] means since the previous row; None at step 0); stats as
+    `Loop.stats` (windows/s excludes compilation and evaluation).
   """
-  seeds = [int(s) for s in seeds]
-  S = len(seeds)
+  loop = Loop(
+    task,
+    params,
+    hyper,
+    seeds,
+    data,
+    num_examples=num_examples,
+    epochs=epochs,
+    steps_per_epoch=steps_per_epoch,
+    eval_every=eval_every,
+    steps_per_call=steps_per_call,
+    compiler_options=compiler_options,
+  )
   if stop_on_divergence is None:
-    stop_on_divergence = S == 1
-  B = task.batch_size()
-  spe = steps_per_epoch or num_examples // B
-  if spe == 0:
-    raise UserError(
-      f'batch size {B} is larger than the {num_examples:,} '
-      'training windows; pass a smaller --batch_size'
-    )
-  total_steps = spe * epochs
-  eval_every = eval_every or spe
-  save_every = (checkpoint.every or eval_every) if checkpoint else 0
-  names = task.metric_names()
-  per_window = task.windows_per_step()
-  hyper = Hyper(
-    jnp.asarray(hyper.lr, jnp.float32).reshape(S),
-    jnp.asarray(hyper.l2, jnp.float32).reshape(S),
-  )
-  placed = _place(
-    task, params, hyper, seeds, data, num_examples, spe, compiler_options
-  )
-  state, hyper, data = placed.state, placed.hyper, placed.data
-  orders, host, mesh = placed.orders, placed.host, placed.mesh
+    stop_on_divergence = len(loop.seeds) == 1
+  loop.compile()
+  history = []
 
-  max_steps = max(1, min(steps_per_call, total_steps))
-  # A call of zero steps compiles (or finds in jit's cache) the program. It
-  # is called exactly as the loop below calls it: jit keys its cache on how
-  # arguments are passed, so a positional task here and a keyword one there
-  # would compile twice (the second time inside the timed steps).
-  step_fn = functools.partial(
-    placed.program, task=placed.task, max_steps=max_steps
-  )
-  t0 = time.perf_counter()
-  state, _ = step_fn(state, data, orders(0), 0, 0, hyper)
-  jax.block_until_ready(state)
-  compile_seconds = time.perf_counter() - t0
+  def row(step):
+    out = {'step': step, 'epoch': step / loop.spe, **loop.meter.take()}
+    return dict(out, **evaluate(loop.params()))
 
-  history, chunks, train_seconds, step = [], [], 0.0, 0
-  M = len(names)
-  sum_SxM, count_S = np.zeros((S, M)), np.zeros(S, np.int64)
-  last_SxM = np.full((S, M), np.nan)
-  resumed_from = None
-  if checkpoint is not None and checkpoint.resume:
-    resume = checkpoint.latest() is not None
-  else:
-    resume = False
-  if resume:
-    state, extra_tree, record = checkpoint.restore(state)
-    step, history = record['step'], record['history']
-    sum_SxM = np.asarray(record['sum'], np.float64).reshape(S, M)
-    count_S = np.asarray(record['count'], np.int64)
-    last_SxM = np.asarray(record['last'], np.float64).reshape(S, M)
-    if extra is not None:
-      extra.set(extra_tree, record['extra'])
-    resumed_from = step
-    log(
-      f'{name}resumed at step {step}/{total_steps} from {checkpoint.directory}'
-    )
-    if on_eval is not None:
-      for row in history:
-        on_eval(row)
-
-  def record():
-    row = {'step': step, 'epoch': step / spe}
-    for j, metric in enumerate(names):
-      row[f'train_{metric}'] = (
-        [
-          float(sum_SxM[i, j] / count_S[i]) if count_S[i] else None
-          for i in range(S)
-        ]
-        if step_since_row
-        else None
+  if evaluate is not None and eval_at_start:
+    history.append(row(0))
+  for at in loop:
+    log(loop.progress(name))
+    if stop_on_divergence:
+      divergence.check(
+        loop.diverged(), loop.meter.last_SxM[:, 0], loop.hyper.lr, name
       )
-    row.update(evaluate(host(state.params)))
-    history.append(row)
-    if on_eval is not None:
-      on_eval(row)
-
-  def save():
-    extra_tree, extra_record = extra.get() if extra is not None else ({}, None)
-    checkpoint.save(
-      step,
-      state,
-      extra_tree,
-      _record_of(step, history, sum_SxM, count_S, last_SxM, extra_record),
-    )
-
-  step_since_row = step % eval_every if step else 0
-  if evaluate is not None and eval_at_start and step == 0:
-    record()
-  while step < total_steps:
-    epoch, first = divmod(step, spe)
-    order = orders(epoch)
-    while first < spe:
-      num = min(max_steps, spe - first, eval_every - step % eval_every)
-      if save_every:
-        num = min(num, save_every - step % save_every)
-      t = time.perf_counter()
-      state, (chunk_SxM, n_S, last, per_step_SxTxM) = step_fn(
-        state, data, order, first, num, hyper
-      )
-      chunk_SxM = np.asarray(host(chunk_SxM))  # waits for the device
-      train_seconds += time.perf_counter() - t
-      if task.keeps_per_step():
-        chunks.append(np.asarray(host(per_step_SxTxM))[:, :num])
-      n_S, last = np.asarray(host(n_S)), np.asarray(host(last))
-      last_SxM = np.where(n_S[:, None] > 0, np.asarray(last), last_SxM)
-      sum_SxM, count_S = sum_SxM + chunk_SxM, count_S + n_S
-      first, step = first + num, step + num
-      step_since_row += num
-      done = step - (resumed_from or 0)
-      wps = done * per_window * S / train_seconds
-      eta = (total_steps - step) * per_window * S / wps
-      shown = ' '.join(
-        f'{m} {chunk_SxM[:, j].sum() / max(n_S.sum(), 1):.4f}'
-        for j, m in enumerate(names)
-      )
-      diverged = np.asarray(host(state.diverged))
-      gone = int(np.sum(diverged >= 0))
-      log(
-        f'{name}epoch {epoch + 1}/{epochs} step {step}/{total_steps} '
-        f'{shown} {wps:,.0f} windows/s ETA {eta:.0f}s'
-        + (f' ({gone} diverged)' if gone else '')
-      )
-      if stop_on_divergence and np.any(diverged >= 0):
-        i = int(np.argmax(diverged >= 0))
-        loss = last_SxM[i, 0]
-        raise Diverged(
-          f'{name}training diverged at step {diverged[i] + 1}: its loss was '
-          f'not finite or above {MAX_LOSS:g}, or its gradients not finite '
-          f'(loss of the last good step: '
-          f'{"none" if np.isnan(loss) else f"{loss:.4g}"}); no parameters '
-          'were written'
-          + (
-            f' (the last good checkpoint is in {checkpoint.directory})'
-            if checkpoint is not None and checkpoint.latest() is not None
-            else ''
-          )
-          + f'; try a smaller --lr (this run: {float(hyper.lr[i]):g})'
-        )
-      if step % eval_every == 0 or step == total_steps:
-        if evaluate is not None:
-          record()
-        sum_SxM, count_S = np.zeros((S, M)), np.zeros(S, np.int64)
-        step_since_row = 0
-      if save_every and (step % save_every == 0 or step == total_steps):
-        save()
-  all_SxTxM = (
-    np.concatenate(chunks, axis=1)
-    if chunks
-    else np.zeros((S, 0, len(names)), np.float32)
-  )
-  diverged = np.asarray(host(state.diverged))
-  stats = {
-    'train_windows_per_sec': (step - (resumed_from or 0))
-    * per_window
-    * S
-    / max(train_seconds, 1e-9),
-    'train_seconds': train_seconds,
-    'compile_seconds': compile_seconds,
-    'steps': step,
-    'diverged_at': [int(d) + 1 if d >= 0 else None for d in diverged],
-  }
-  if task.keeps_per_step():
-    stats['per_step'] = {m: all_SxTxM[:, :, j] for j, m in enumerate(names)}
-  if mesh is not None:
-    stats['mesh'] = dict(mesh.shape)
-  return host(state.params), history, stats
+    if at.evaluate and evaluate is not None:
+      history.append(row(at.step))
+  return loop.params(), history, loop.stats()
 
 
 def predict(fn, params, arrays, batch=8192):

@@ -141,6 +141,18 @@ class FeatureVocab:
       self.offsets[-1],
     )
 
+  def with_kind(self, kind, values):
+    """This vocabulary with a kind of CONTEXT_KINDS added last, taking
+    `values` (its rows come after every other kind's; `without` undoes it)."""
+    index = {v: i + 2 for i, v in enumerate(sorted(set(values)))}
+    return FeatureVocab(
+      self.kinds + (kind,),
+      self.affix_length,
+      self.index + (index,),
+      self.offsets + (self.size,),
+      self.size + len(index) + 2,
+    )
+
   def pad_ids(self):
     return tuple(off + PAD for off in self.offsets)
 

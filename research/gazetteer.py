@@ -93,7 +93,8 @@ def read(path):
   path = pathlib.Path(path)
   if not path.is_file():
     raise UserError(
-      f'--gazetteer={path}: no such file; give a file of TYPE<TAB>phrase lines'
+      f'`gazetteer_file={path}`: no such file; give a file of TYPE<TAB>phrase '
+      'lines'
     )
   g = Gazetteer()
   for lineno, line in enumerate(

@@ -28,11 +28,11 @@ Conventions:
   dtype of its inputs (float32 in training, float64 in the checks).
 """
 
-import jax
 import jax.numpy as jnp
 
 from research import losses
 from research import model as model_lib
+from research import objectives
 
 REDUCTIONS = ('mean', 'none')
 
@@ -82,88 +82,11 @@ def _activate(nonlinearity, z):
 # --- Objectives: each returns J per window and dJ/d(scores) per window. ------
 
 
-def cross_entropy_delta(f_NxC, y_N):
-  """Cross-entropy J = -log softmax(f)_y and its error signal dJ/df.
-
-  Deck (softmax window classifier, cross-entropy): with p = softmax(f) and
-  the one-hot target t, J = log sum_c exp(f_c) - f_y, and dJ/df_c = p_c - 1
-  for c = y and p_c for c != y, i.e. delta = p - onehot(y).
-
-  Args:
-    f_NxC: class scores.
-    y_N: gold class ids.
-
-  Returns:
-    (J_N, delta_NxC).
-  """
-  lse_N = jax.nn.logsumexp(f_NxC, axis=1)
-  onehot_NxC = jax.nn.one_hot(y_N, f_NxC.shape[1], dtype=f_NxC.dtype)
-  f_y_N = jnp.sum(onehot_NxC * f_NxC, axis=1)
-  p_NxC = jnp.exp(f_NxC - lse_N[:, None])
-  return lse_N - f_y_N, p_NxC - onehot_NxC
-
-
-def multiclass_margin_delta(f_NxC, y_N, margin=1.0):
-  """Multiclass max-margin J = max(0, margin + max_{c != y} f_c - f_y).
-
-  Deck (max-margin on class scores, research.losses.multiclass_margin): when
-  the hinge is active (t = margin + f_c* - f_y > 0, c* the best wrong
-  class), dJ/df = +1 at c*, -1 at the gold class y, 0 elsewhere; when it is
-  inactive (t <= 0) dJ/df = 0 exactly. Wrong classes tied for the max share
-  the +1 evenly (the subgradient jnp.max's derivative takes).
-
-  Args:
-    f_NxC: class scores.
-    y_N: gold class ids.
-    margin: the margin (1 in the deck).
-
-  Returns:
-    (J_N, delta_NxC).
-  """
-  is_gold_NxC = jax.nn.one_hot(y_N, f_NxC.shape[1], dtype=bool)
-  f_y_N = jnp.sum(jnp.where(is_gold_NxC, f_NxC, 0.0), axis=1)
-  f_wrong_NxC = jnp.where(is_gold_NxC, -jnp.inf, f_NxC)
-  f_other_N = jnp.max(f_wrong_NxC, axis=1)
-  t_N = margin + f_other_N - f_y_N
-  active_N = (t_N > 0).astype(f_NxC.dtype)
-  is_max_NxC = (f_wrong_NxC == f_other_N[:, None]) & ~is_gold_NxC
-  ties_N = jnp.maximum(jnp.sum(is_max_NxC, axis=1), 1).astype(f_NxC.dtype)
-  share_NxC = is_max_NxC.astype(f_NxC.dtype) / ties_N[:, None]
-  gold_NxC = is_gold_NxC.astype(f_NxC.dtype)
-  return (jnp.maximum(t_N, 0.0), active_N[:, None] * (share_NxC - gold_NxC))
-
-
-OBJECTIVE_DELTAS = {
-  'xent': cross_entropy_delta,
-  'max_margin': multiclass_margin_delta,
-}
-
-
-def window_margin_delta(s_N, s_corrupt_NxM, margin=1.0):
-  """The deck's window max-margin J = sum_m max(0, margin - s + s_c,m).
-
-  Deck ("Training with backpropagation", assuming J > 0): each active term
-  (margin - s + s_c,m > 0) adds -1 to dJ/ds and +1 to dJ/ds_c,m; an inactive
-  term adds exactly 0.
-
-  Args:
-    s_N: scores of the true windows.
-    s_corrupt_NxM: scores of M corrupt windows per true window.
-    margin: the margin (1 in the deck).
-
-  Returns:
-    (J_N, ds_N, ds_corrupt_NxM): the loss and dJ/ds, dJ/ds_c per window.
-  """
-  t_NxM = margin - s_N[:, None] + s_corrupt_NxM
-  active_NxM = (t_NxM > 0).astype(s_N.dtype)
-  return (
-    jnp.sum(jnp.maximum(t_NxM, 0.0), axis=1),
-    -jnp.sum(active_NxM, axis=1),
-    active_NxM,
-  )
-
-
-# --- Layers: error signals to parameter and input gradients. -----------------
+def objective_delta(objective):
+  """The error signal fn(f_NxC, y_N) -> (J_N, delta_NxC) of a window-level
+  objective: its `grad` in the registry (research.objectives, read when
+  called; losses.cross_entropy_delta, losses.multiclass_margin_delta)."""
+  return objectives.get(objective, 'window').grad
 
 
 def check_reduce(reduce):
@@ -197,13 +120,13 @@ def softmax_grads(params, x_NxD, y_N, objective='xent', reduce='mean'):
 
   Deck ("Simplest window classifier: softmax", "Updating concatenated word
   vectors"): delta = dJ/df (p - onehot(y) for cross-entropy, see
-  `OBJECTIVE_DELTAS`), dJ/dW = delta x^T, dJ/dc = delta, dJ/dx = W^T delta.
+  `objective_delta`), dJ/dW = delta x^T, dJ/dc = delta, dJ/dx = W^T delta.
 
   Args:
     params: dict with W [C, D] and c [C] (other keys are ignored).
     x_NxD: window vectors.
     y_N: gold class ids.
-    objective: a key of OBJECTIVE_DELTAS.
+    objective: a window-level name of research.objectives.
     reduce: 'mean' or 'none' (see the module docstring).
 
   Returns:
@@ -211,7 +134,7 @@ def softmax_grads(params, x_NxD, y_N, objective='xent', reduce='mean'):
   """
   check_reduce(reduce)
   f_NxC, cache = softmax_forward(params, x_NxD)
-  J_N, delta_NxC = OBJECTIVE_DELTAS[objective](f_NxC, y_N)
+  J_N, delta_NxC = objective_delta(objective)(f_NxC, y_N)
   delta_NxC = _per_window_weight(delta_NxC, reduce)
   return (J_N, *softmax_backward(params, x_NxD, cache, delta_NxC, reduce))
 
@@ -245,7 +168,7 @@ def hidden_grads(
     x_NxD: window vectors.
     y_N: gold class ids.
     nonlinearity: a key of research.model.NONLINEARITIES.
-    objective: a key of OBJECTIVE_DELTAS.
+    objective: a window-level name of research.objectives.
     reduce: 'mean' or 'none'.
 
   Returns:
@@ -253,7 +176,7 @@ def hidden_grads(
   """
   check_reduce(reduce)
   f_NxC, cache = hidden_forward(params, x_NxD, nonlinearity)
-  J_N, delta_NxC = OBJECTIVE_DELTAS[objective](f_NxC, y_N)
+  J_N, delta_NxC = objective_delta(objective)(f_NxC, y_N)
   delta_NxC = _per_window_weight(delta_NxC, reduce)
   return (J_N, *hidden_backward(params, x_NxD, cache, delta_NxC, reduce))
 
@@ -314,7 +237,7 @@ def scorer_grads(
 
   Deck ("The max-margin loss", "Training with backpropagation"): with
   J = sum_m max(0, 1 - s + s_c,m), z = W x + b, a = g(z), and, for an active
-  term, dJ/ds = -1, dJ/ds_c = +1 (`window_margin_delta`):
+  term, dJ/ds = -1, dJ/ds_c = +1 (`losses.window_margin_delta`):
   dJ/dU = -a + a_c (summed over active terms); the error signal at the hidden
   layer delta = (dJ/ds) U * g'(z) for the true window and (dJ/ds_c) U *
   g'(z_c) for each corrupt one; dJ/dW = delta x^T + sum_m delta_c,m
@@ -344,7 +267,7 @@ def scorer_grads(
   z_QxH = x_QxD @ W_HxD.T + b_H[None, :]
   a_QxH, g_prime_QxH = _activate(nonlinearity, z_QxH)
   s_NxP = (a_QxH @ U_H).reshape(N, P)
-  J_N, ds_N, ds_corrupt_NxM = window_margin_delta(
+  J_N, ds_N, ds_corrupt_NxM = losses.window_margin_delta(
     s_NxP[:, 0], s_NxP[:, 1:], margin
   )
   ds_NxP = jnp.concatenate([ds_N[:, None], ds_corrupt_NxM], axis=1)
@@ -445,7 +368,7 @@ def classifier_loss_and_grads(
     casing_NxK: casing ids.
     y_N: gold class ids.
     model_cfg: research.model.ModelConfig ('softmax' or 'hidden').
-    objective: a key of OBJECTIVE_DELTAS.
+    objective: a window-level name of research.objectives.
 
   Returns:
     (mean loss, gradients w.r.t. every key of params).
@@ -578,8 +501,9 @@ def batch_grads(dense, E_BxKxd, casing_BxK, y_B, model_cfg, objective):
   The contract of its autodiff branch, from hand-derived gradients: the mean
   data loss over the batch, its gradient w.r.t. every key of `dense` (L_case
   and the classifier's V, b, W, c or W, c; a key the loss does not read gets
-  zeros) and w.r.t. the gathered word vectors E = L[words]. The L2 term is
-  added by the caller. Jit-able; no dropout.
+  zeros) and w.r.t. the gathered word vectors E = L[words]. The L2 term's
+  gradient is added by the optimizer (research.optim.add_l2). Jit-able; no
+  dropout.
 
   Args:
     dense: dict with L_case and the classifier's parameters.
@@ -587,7 +511,7 @@ def batch_grads(dense, E_BxKxd, casing_BxK, y_B, model_cfg, objective):
     casing_BxK: casing ids.
     y_B: gold class ids.
     model_cfg: research.model.ModelConfig.
-    objective: a key of OBJECTIVE_DELTAS.
+    objective: a window-level name of research.objectives.
 
   Returns:
     (mean loss, g_dense, g_E_BxKxd).
@@ -626,8 +550,9 @@ def sentence_batch_grads(
   scores f [B, T, C]; the loss is the objective summed over the rows'
   sentences (a sentence-level one of research.crf, or a window-level one
   over the words) divided by n, the number of words. Its error signal
-  dJ/df comes from `crf.GRADS` (forward-backward, or the cost-augmented
-  Viterbi path) or `OBJECTIVE_DELTAS`, zero at padding, scaled by 1/n; the
+  dJ/df comes from the objective's `grad` in research.objectives
+  (forward-backward, the cost-augmented Viterbi path, or a window-level
+  `objective_delta`), zero at padding, scaled by 1/n; the
   window model's backward pass (`scores_backward`, `split_window_grad`)
   carries it to every parameter. No dropout.
 
@@ -640,7 +565,7 @@ def sentence_batch_grads(
     feat_MxKxFxg: the windows' feature rows of L_feat, or None.
     tags_BxT, mask_BxT, starts_BxT: gold tags and the layout.
     model_cfg: research.model.ModelConfig.
-    objective: a key of crf.GRADS or OBJECTIVE_DELTAS.
+    objective: a name of research.objectives.
 
   Returns:
     (loss, g_dense, g_E_MxKxd, g_feat_MxKxFxg or None).
@@ -656,15 +581,16 @@ def sentence_batch_grads(
   C, dtype = f_MxC.shape[1], f_MxC.dtype
   n = jnp.maximum(jnp.sum(mask_BxT), 1).astype(dtype)
   grads = {}
-  if objective in crf.GRADS:
+  spec = objectives.get(objective)
+  if spec.sentence_level:
     trans = crf.Transitions(dense['A'], dense['start'], dense['end'])
-    J, delta_BxTxC, g_trans = crf.GRADS[objective](
+    J, delta_BxTxC, g_trans = spec.grad(
       f_MxC.reshape(B, T, C), tags_BxT, mask_BxT, starts_BxT, trans
     )
     delta_MxC = delta_BxTxC.reshape(B * T, C) / n
     grads.update(A=g_trans.A / n, start=g_trans.start / n, end=g_trans.end / n)
   else:
-    J, delta_MxC = OBJECTIVE_DELTAS[objective](f_MxC, tags_BxT.reshape(-1))
+    J, delta_MxC = spec.grad(f_MxC, tags_BxT.reshape(-1))
     m_M = mask_BxT.reshape(-1).astype(dtype)
     J, delta_MxC = J * m_M, delta_MxC * m_M[:, None] / n
   window_grads, dx_MxD = scores_backward(

@@ -8,9 +8,33 @@ of only their optimizer state. The row update exists in two forms with the
 same results: what it means (`lazy_row_update_plain`, dense [V, d] masks)
 and the packed form training uses (`lazy_row_update`).
 
+The tasks hand over their data gradients only. This module is the one
+place that adds the L2 term's gradient lambda * theta (`add_l2`), to the
+parameters `losses.regularized_keys` names under the config's
+l2_embeddings and l2_biases (`l2_keys`), and the one place that routes a
+lookup table's gradient (`table_grads`): the gradients w.r.t. the rows a
+batch gathered become either the lazy row update's (ids, rows, g) or a
+dense [V, d] gradient for optax.
+
+Lazy L2 on the row tables (a named approximation, "lazy weight decay").
+With sparse updates and L2 on the word vectors (l2_embeddings), the row
+update computes, for each row r the step touches,
+g[r] = sum of the data gradients of r's occurrences + lambda * L[r]: the
+L2 term once per step, however many times r occurs in the batch. Rows the
+step does not touch get no decay at all. With sgd a touched row thus takes
+exactly the dense step with L2 on it (L[r] -= lr g[r]), while an untouched
+row keeps its value where the dense step would shrink it by
+lr * lambda * L[r]; with adagrad or adam the same g[r] feeds the row's
+lazily updated state. The exact penalty would cost O(V d) per step. The
+dense path (sparse=False) applies L2 to every row (tests/test_l2.py shows
+both).
+
 A config passed here is any NamedTuple with the fields optimizer, sparse,
-freeze_embeddings, l2_embeddings and packed_rows (`classifier.TrainConfig`,
-`window_scorer.ScorerConfig`).
+freeze_embeddings, l2_embeddings, l2_biases and packed_rows
+(`classifier.TrainConfig`, `window_scorer.ScorerConfig`), and optionally
+has_l2: False for a model without an L2 term (the window scorer), to which
+nothing is added (not even 0 * theta, which would change how XLA compiles
+its step, and so its last bits).
 """
 
 import functools
@@ -20,6 +44,7 @@ import jax.numpy as jnp
 import optax
 
 from research import engine
+from research import losses
 from research import parallel
 from research import rows
 
@@ -56,7 +81,8 @@ def dense_keys(params, cfg):
   """Parameters updated by optax: all but the row tables and a frozen L.
 
   `cfg` is any config with the fields optimizer, sparse, freeze_embeddings,
-  l2_embeddings (`classifier.TrainConfig`, `window_scorer.ScorerConfig`).
+  l2_embeddings, l2_biases (`classifier.TrainConfig`,
+  `window_scorer.ScorerConfig`).
   """
   skip = set(row_tables(params, cfg))
   if cfg.freeze_embeddings:
@@ -64,13 +90,77 @@ def dense_keys(params, cfg):
   return tuple(k for k in params if k not in skip)
 
 
+def l2_keys(params, cfg):
+  """The parameters the optimizer adds lambda * theta to:
+  `losses.regularized_keys` under cfg.l2_embeddings and cfg.l2_biases (the
+  keys `losses.l2_penalty` sums over); none when cfg.has_l2 is False."""
+  if not getattr(cfg, 'has_l2', True):
+    return ()
+  return losses.regularized_keys(params, cfg.l2_embeddings, cfg.l2_biases)
+
+
+def add_l2(g, theta, lam):
+  """The L2 term's gradient added to a data gradient: g + lambda * theta,
+  d/dtheta of lambda/2 ||theta||^2 (`losses.l2_penalty`)."""
+  return g + lam * theta
+
+
+def add_l2_dense(g_dense, params, lam, cfg):
+  """`add_l2` on every key of g_dense that L2 covers (`l2_keys`); the other
+  gradients are returned unchanged."""
+  covered = set(l2_keys(params, cfg))
+  return {
+    k: add_l2(g, params[k], lam) if k in covered else g
+    for k, g in g_dense.items()
+  }
+
+
+def table_grads(params, cfg, gathered):
+  """Routes the gradients of gathered lookup-table rows, sparse or dense.
+
+  Args:
+    params: the parameters.
+    cfg: the training config.
+    gathered: table name -> (ids, rows, g): the ids a batch looked up (any
+      shape S), the rows it read, table[ids] (S + [d]), and the loss
+      gradient w.r.t. them (S + [d]).
+
+  Returns:
+    (g_tables, row_grads). A table updated row by row (`row_tables`) gets
+    row_grads[name] = (ids_M, rows_Mxd, g_Mxd), flattened, for the lazy row
+    update; a table optax updates (`dense_keys`) gets g_tables[name], its
+    [V, d] gradient: g scatter-added into zeros (a repeated id gets the sum
+    of its occurrences); a frozen table gets neither (its g is not read).
+  """
+  tables = row_tables(params, cfg)
+  dense = dense_keys(params, cfg)
+  g_tables, row_grads = {}, {}
+  for name, (ids, rows_Sxd, g_Sxd) in gathered.items():
+    d = params[name].shape[1]
+    if name in tables:
+      row_grads[name] = (
+        ids.reshape(-1),
+        rows_Sxd.reshape(-1, d),
+        g_Sxd.reshape(-1, d),
+      )
+    elif name in dense:
+      g_tables[name] = jnp.zeros_like(params[name]).at[ids].add(g_Sxd)
+  return g_tables, row_grads
+
+
+def _rows_decay(table, cfg):
+  """Whether the row update adds lambda * row to `table`'s rows (`l2_keys`:
+  with l2_embeddings, since the row tables are word and feature vectors)."""
+  return table in l2_keys({table: None}, cfg)
+
+
 def init_state(params, cfg, key):
   """A fresh TrainState: optax state for the dense keys, and for each row
   table (`row_tables`) its row-wise state, rows_state[table]."""
   dense = {k: params[k] for k in dense_keys(params, cfg)}
   rows_state = {}
-  if cfg.optimizer != 'sgd' or cfg.l2_embeddings:
-    for name in row_tables(params, cfg):
+  for name in row_tables(params, cfg):
+    if cfg.optimizer != 'sgd' or _rows_decay(name, cfg):
       V, d = params[name].shape
       table_state = {}
       if cfg.packed_rows:
@@ -122,27 +212,28 @@ def _state_key(cfg):
 
 
 def lazy_row_update_plain(
-  L, rows_state, ids_M, g_Mxd, step, hyper, cfg, ok=True
+  L, rows_state, ids_M, g_Mxd, step, hyper, cfg, ok=True, table='L'
 ):
   """The lazy row optimizer, written as what it means (dense [V, d] masks).
 
   The gradient of each row of L is the sum over its occurrences in the
-  batch, plus lambda * L[row] when L2 covers word vectors (weight decay
-  applied lazily, to touched rows only). Only touched rows and their
-  optimizer state change:
+  batch, plus lambda * L[row] when L2 covers the table (`l2_keys`; lazy
+  L2, see the module docstring: touched rows only, once per step). Only
+  touched rows and their optimizer state change:
   sgd: L[r] -= lr g.  adagrad (row-wise): s[r] += g^2; L[r] -= lr g/sqrt(s[r]).
   adam (lazy): m[r], v[r] updated only when r is touched, bias correction by
   the global step. With sgd and no L2 on L this equals the dense update.
 
   Costs O(V d) per step; `lazy_row_update` computes the same on the touched
   rows only. Nothing changes unless the traced bool `ok` (the divergence
-  guard of `apply_gradients`).
+  guard of `apply_gradients`). `table`: the table's name (whether L2
+  covers it).
   """
   V = L.shape[0]
   g_Vxd = jnp.zeros_like(L).at[ids_M].add(g_Mxd)
   touched_V = jnp.zeros(V, bool).at[ids_M].set(True)
-  if cfg.l2_embeddings:
-    g_Vxd = g_Vxd + hyper.l2 * L
+  if _rows_decay(table, cfg):
+    g_Vxd = add_l2(g_Vxd, L, hyper.l2)
   key = _state_key(cfg)
   old = rows_state.get(key)
   delta, new = _row_delta(cfg.optimizer, g_Vxd, old, step)
@@ -170,7 +261,7 @@ def representatives(slot_V, ids_M):
 
 
 def lazy_row_update(
-  L, rows_state, ids_M, rows_Mxd, g_Mxd, step, hyper, cfg, ok=True
+  L, rows_state, ids_M, rows_Mxd, g_Mxd, step, hyper, cfg, ok=True, table='L'
 ):
   """`lazy_row_update_plain` on the touched rows only (the packed form).
 
@@ -184,17 +275,19 @@ def lazy_row_update(
 
   Returns (L, rows_state); nothing changes unless the traced bool `ok`
   (the divergence guard of `apply_gradients`), but the slot table, which
-  carries no meaning between steps.
+  carries no meaning between steps. `table`: the table's name (whether L2
+  covers it).
   """
   M = ids_M.shape[0]
-  if cfg.optimizer == 'sgd' and not cfg.l2_embeddings:
+  decay = _rows_decay(table, cfg)
+  if cfg.optimizer == 'sgd' and not decay:
     # Summing repeats and updating once equals updating once per repeat.
     step_Mxd = jnp.where(ok, -hyper.lr * g_Mxd, 0.0)
     return rows.add(L, ids_M, step_Mxd), rows_state
   slot, rep_M, first_M = representatives(rows_state['slot'], ids_M)
   g_Mxd = g_Mxd.at[jnp.where(first_M, M, rep_M)].add(g_Mxd, mode='drop')
-  if cfg.l2_embeddings:
-    g_Mxd = g_Mxd + hyper.l2 * rows_Mxd
+  if decay:
+    g_Mxd = add_l2(g_Mxd, rows_Mxd, hyper.l2)
   rows_state = dict(rows_state, slot=slot)
   key = _state_key(cfg)
   old = rows.take(rows_state[key], ids_M) if key else None
@@ -235,9 +328,14 @@ def apply_gradients(
   speed, bench. A finite step that overflows the parameters makes the next
   step's loss non-finite, and the guard stops there.)
 
+  The L2 term's gradient is added here (`add_l2_dense`, before the
+  data-parallel combination, as each device's share) to the dense
+  gradients, and in the row update to the rows (lazy L2, see the module
+  docstring); the tasks give data gradients only.
+
   Args:
     state: TrainState.
-    g_dense: gradients of the `dense_keys` parameters (L2 included).
+    g_dense: the data gradients of the `dense_keys` parameters (no L2).
     hyper: Hyper (scalars).
     cfg: the model's training config (see `dense_keys`).
     key: the PRNG key the next state carries.
@@ -247,10 +345,11 @@ def apply_gradients(
     loss: the step's loss (checked for finiteness).
     weight: this device's share of the batch (data-parallel steps only).
   """
+  params = state.params
+  g_dense = add_l2_dense(g_dense, params, hyper.l2, cfg)
   g_dense, row_grads, loss = parallel.across_data(
     g_dense, row_grads or {}, loss, weight
   )
-  params = state.params
   dense = {k: params[k] for k in dense_keys(params, cfg)}
   finite = jnp.all(jnp.isfinite(loss) & (loss < engine.MAX_LOSS))
   finite = finite & all_finite((g_dense, [g for _, _, g in row_grads.values()]))
@@ -269,6 +368,7 @@ def apply_gradients(
       hyper,
       cfg,
       ok,
+      name,
     )
     if name in rows_state:
       rows_state[name] = table_state

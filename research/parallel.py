@@ -62,8 +62,8 @@ def parse(spec):
       raise ValueError
   except ValueError:
     raise UserError(
-      f'--mesh={spec}: expected auto or CxD (C devices for the '
-      'configurations, D for the batch), e.g. --mesh=4x1'
+      f'`mesh={spec}`: expected auto or CxD (C devices for the '
+      'configurations, D for the batch), e.g. `mesh=4x1`'
     ) from None
   return c, d
 
@@ -87,19 +87,19 @@ def resolve(num_configs, batch_size, spec=None, data_ok=True):
   C, D = shape
   if D > 1 and not data_ok:
     raise UserError(
-      f'--mesh={C}x{D}: this model samples its batches on one device per '
-      'configuration; pass --mesh=Cx1'
+      f'`mesh={C}x{D}`: this model samples its batches on one device per '
+      'configuration; pass `mesh=Cx1`'
     )
   if C * D > n:
     raise UserError(
-      f'--mesh={C}x{D} needs {C * D} devices; there are {n} '
+      f'`mesh={C}x{D}` needs {C * D} devices; there are {n} '
       f'({jax.devices()[0].platform}); set JAX_NUM_CPU_DEVICES on a CPU, or '
-      'pass a smaller --mesh'
+      'pass a smaller `mesh`'
     )
   if batch_size % D:
     raise UserError(
-      f'--mesh={C}x{D}: the batch of {batch_size} does not split into {D} '
-      f'equal parts; pass a --batch_size divisible by {D}, or a smaller D'
+      f'`mesh={C}x{D}`: the batch of {batch_size} does not split into {D} '
+      f'equal parts; pass a `batch_size` divisible by {D}, or a smaller D'
     )
   if C * D == 1:
     return None

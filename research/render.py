@@ -43,6 +43,12 @@ def mean_std(values, fmt='{:.2f}'):
   return f'{fmt.format(values.mean())} ± {fmt.format(values.std())}'
 
 
+def points(n, most=30):
+  """Line-plot keywords for a line of `n` points: a marker on each when
+  they are few (one point drawn as a bare line is invisible)."""
+  return dict(marker='o', ms=4) if n <= most else {}
+
+
 def figure(ncols=1, width=5.0, height=3.6):
   fig, axes = plt.subplots(
     1, ncols, figsize=(width * ncols, height), squeeze=False

@@ -165,9 +165,29 @@ def headline(train_dirs):
 def _check_writable(path, overwrite):
   if path.exists() and not overwrite and MARKER not in path.read_text():
     raise UserError(
-      f'{path} exists and was not written by report; pass '
-      '--output=ANOTHER.md, or --overwrite to replace it'
+      f'`page={path}` exists and was not written by report; pass another '
+      '`page`, or `overwrite` to replace it'
     )
+
+
+def _shown(path):
+  """A path as the page shows it: relative to the working directory (the
+  repository, for launch.sh) when it is inside it."""
+  rel = os.path.relpath(path)
+  return str(path) if rel.startswith('..') else rel
+
+
+def _sources(run_dirs):
+  """Names the run directories a page was gathered from."""
+  parents = {_shown(d.parent) for d in run_dirs}
+  if len(parents) == 1:
+    n = len(run_dirs)
+    names = ', '.join(f'`{d.name}`' for d in run_dirs)
+    return (
+      f'{n} run director{"y" if n == 1 else "ies"} under '
+      f'`{parents.pop()}/` ({names})'
+    )
+  return 'the run directories ' + ', '.join(f'`{_shown(d)}`' for d in run_dirs)
 
 
 def write(run_dirs, page, *, readme=None, overwrite=False):
@@ -183,7 +203,7 @@ def write(run_dirs, page, *, readme=None, overwrite=False):
     entry = entry_of(run_dir)
     if entry not in ENTRY_ORDER:
       raise UserError(
-        f'{run_dir}: not the --workdir of a finished '
+        f'{run_dir}: not the run directory of a finished '
         f'experiment (no flags.txt naming one of '
         f'{", ".join(ENTRY_ORDER)})'
       )
@@ -240,8 +260,8 @@ def write(run_dirs, page, *, readme=None, overwrite=False):
         'About this page',
         f"""{MARKER}
 Every table and plot below was written by the program that measured it and
-gathered here by `./launch.sh report` from the run directories under
-`runs/results/`. {render.F1_DEFINITION} Unless a section says otherwise:
+gathered here by `./launch.sh report` from {_sources([r[3] for r in runs])}.
+{render.F1_DEFINITION} Unless a section says otherwise:
 hidden model (tanh, H = 300, k = 2), GloVe 6B 50d fine-tuned, Adam lr 1e-3,
 batch 256, 10 epochs, on a 2-core x86-64 CPU with the versions of
 `constraints.txt`; `*_best` runs use `experiments/configs/conll_best.flags`

@@ -9,7 +9,9 @@ sentences: few positions are padding, and the forward algorithm's scan
 runs T steps for B*T words.
 
 The word-vector and feature rows stay sparse (research.optim), exactly as
-in the window classifier: gradients are taken w.r.t. the gathered rows.
+in the window classifier: gradients are taken w.r.t. the gathered rows
+(`optim.table_grads` routes them); the step hands over data gradients
+only, and the optimizer adds the L2 term's.
 """
 
 import functools
@@ -21,8 +23,8 @@ import numpy as np
 
 from research import crf
 from research import engine
-from research import losses
 from research import model as model_lib
+from research import objectives
 from research import optim
 from research import parallel
 from research import rows
@@ -116,21 +118,21 @@ def window_scores(params, E_MxKxd, casing_MxK, feat_MxKxFxg, model_cfg, key):
 def sentence_loss(params, f_BxTxC, tags_BxT, mask_BxT, starts_BxT, objective):
   """The objective summed over the rows' sentences, per word (/ n words)."""
   n = jnp.maximum(jnp.sum(mask_BxT), 1).astype(f_BxTxC.dtype)
-  if objective in crf.LOSSES:
-    J = crf.LOSSES[objective](
-      f_BxTxC, tags_BxT, mask_BxT, starts_BxT, transitions(params)
-    )
+  spec = objectives.get(objective)
+  if spec.sentence_level:
+    J = spec.loss(f_BxTxC, tags_BxT, mask_BxT, starts_BxT, transitions(params))
     return jnp.sum(J) / n
   B, T, C = f_BxTxC.shape
-  J = losses.OBJECTIVES[objective](f_BxTxC.reshape(B * T, C), tags_BxT.ravel())
+  J = spec.loss(f_BxTxC.reshape(B * T, C), tags_BxT.ravel())
   return jnp.sum(jnp.where(mask_BxT.ravel(), J, 0.0)) / n
 
 
 def batch_grads(
   dense, E, casing, feat, tags, mask, starts, model_cfg, cfg, key
 ):
-  """(loss, grads of the dense params, of E, of the feature rows, the keys
-  L2 covers) for one batch of rows, by jax.grad or the hand derivation."""
+  """(loss, grads of the dense params, of E, of the feature rows) for one
+  batch of rows, by jax.grad or the hand derivation; no L2 (the optimizer
+  adds it, `optim.apply_gradients`)."""
   if cfg.grad == 'manual':
     from research import manual_grads  # noqa: PLC0415 (only when asked)
 
@@ -149,8 +151,7 @@ def batch_grads(
     loss, (g_dense, g_E, g_feat) = jax.value_and_grad(data_loss, (0, 1, 2))(
       dense, E, feat
     )
-  reg = set(losses.regularized_keys(dense, cfg.l2_embeddings, cfg.l2_biases))
-  return loss, g_dense, g_E, g_feat, reg
+  return loss, g_dense, g_E, g_feat
 
 
 class SentenceTask(NamedTuple):
@@ -201,14 +202,17 @@ class SentenceTask(NamedTuple):
         words_MxK.shape[0],
       )
       words_MxK = jnp.where(drop & (words_MxK > 2), 2, words_MxK)
-    dense = {k: params[k] for k in optim.dense_keys(params, cfg) if k != 'L'}
+    tables = ('L', 'L_feat')  # read through their gathered rows
+    dense = {
+      k: params[k] for k in optim.dense_keys(params, cfg) if k not in tables
+    }
     E = rows.take(params['L'], words_MxK)
     feat_ids = feat = None
     if feats is not None:
       feat_ids = feats[tok_M]
       feat = rows.take(params['L_feat'], feat_ids)
-    loss, g_dense, g_E, g_feat, reg = batch_grads(
-      {k: v for k, v in dense.items() if k != 'L_feat'},
+    loss, g_dense, g_E, g_feat = batch_grads(
+      dense,
       E,
       casing_MxK,
       feat,
@@ -219,36 +223,11 @@ class SentenceTask(NamedTuple):
       cfg,
       drop_key,
     )
-    g_dense = {
-      k: g + hyper.l2 * dense[k] if k in reg else g for k, g in g_dense.items()
-    }
-    tables = optim.row_tables(params, cfg)
-    row_grads = {}
-    if 'L' in tables:
-      d = E.shape[-1]
-      row_grads['L'] = (
-        words_MxK.reshape(-1),
-        E.reshape(-1, d),
-        g_E.reshape(-1, d),
-      )
-    elif not cfg.freeze_embeddings:
-      g_L = jnp.zeros_like(params['L']).at[words_MxK].add(g_E)
-      if cfg.l2_embeddings:
-        g_L = g_L + hyper.l2 * params['L']
-      g_dense['L'] = g_L
+    gathered = {'L': (words_MxK, E, g_E)}
     if feats is not None:
-      g = feat.shape[-1]
-      if 'L_feat' in tables:
-        row_grads['L_feat'] = (
-          feat_ids.reshape(-1),
-          feat.reshape(-1, g),
-          g_feat.reshape(-1, g),
-        )
-      else:
-        g_F = jnp.zeros_like(params['L_feat']).at[feat_ids].add(g_feat)
-        if cfg.l2_embeddings:
-          g_F = g_F + hyper.l2 * params['L_feat']
-        g_dense['L_feat'] = g_F
+      gathered['L_feat'] = (feat_ids, feat, g_feat)
+    g_tables, row_grads = optim.table_grads(params, cfg, gathered)
+    g_dense.update(g_tables)
     state, loss = optim.apply_gradients(
       state, g_dense, hyper, cfg, key, row_grads, loss, jnp.sum(mask_BxT)
     )
@@ -277,13 +256,11 @@ def init_transitions(params, num_classes):
   return dict(params, A=t.A, start=t.start, end=t.end)
 
 
-def fit(
-  params, train, lengths, hyper, seeds, model_cfg, cfg, *, epochs, T=None, **kw
-):
-  """engine.fit of the sentence task on the training windows `train` of
-  sentences of `lengths` words (stacked params, [S] hyper, S seeds).
-  Returns engine.fit's (params, history, stats), stats with 'row_length',
-  'rows' and 'fill' (words / positions) added."""
+def task_and_data(train, lengths, model_cfg, cfg, T=None):
+  """The sentence task of the training windows `train` (sentences of
+  `lengths` words) packed into rows of T positions (default `row_length`):
+  (task, device data, number of rows, stats: row_length, rows,
+  rows_per_step and fill, the words / positions)."""
   T = T or row_length(lengths)
   packed, arrays = pack_windows(train, lengths, T)
   R = len(packed.tokens)
@@ -294,11 +271,22 @@ def fit(
     jnp.asarray(packed.tokens),
     jnp.asarray(packed.starts),
   )
+  stats = dict(row_length=T, rows=R, rows_per_step=B, fill=words / (R * T))
+  return task, data, R, stats
+
+
+def fit(
+  params, train, lengths, hyper, seeds, model_cfg, cfg, *, epochs, T=None, **kw
+):
+  """engine.fit of the sentence task (`task_and_data`) on the training
+  windows `train` of sentences of `lengths` words (stacked params, [S]
+  hyper, S seeds). Returns engine.fit's (params, history, stats), stats
+  with the task's added."""
+  task, data, R, task_stats = task_and_data(train, lengths, model_cfg, cfg, T)
   params, history, stats = engine.fit(
     task, params, hyper, seeds, data, num_examples=R, epochs=epochs, **kw
   )
-  stats.update(row_length=T, rows=R, rows_per_step=B, fill=words / (R * T))
-  return params, history, stats
+  return params, history, dict(stats, **task_stats)
 
 
 # --- Prediction. --------------------------------------------------------------
@@ -309,9 +297,10 @@ def decode_transitions(params, num_classes, allowed, objective):
   window-level objective) plus NEG where `allowed` (from
   tagschemes.valid_transitions) forbids, or None to decode by argmax."""
   C = num_classes
-  if allowed is None and objective not in crf.LOSSES:
+  sentence_level = objectives.is_sentence_level(objective)
+  if allowed is None and not sentence_level:
     return None
-  if objective in crf.LOSSES:
+  if sentence_level:
     t = transitions(params)
   else:
     t = crf.init_transitions(C)

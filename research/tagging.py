@@ -1,6 +1,6 @@
 """Tagging with a trained model: load it, tag sentences, score a file.
 
-`load` reads the model that experiments.train saved in its --workdir; `tag`
+`load` reads the model that experiments.train saved in its run directory; `tag`
 gives one predicted tag per token; `evaluate_file` scores a CoNLL file with
 conlleval's entity F1 (the same dict as a split of result.json);
 `conll_text` writes `token gold predicted` lines, the input of the original
@@ -97,7 +97,7 @@ def load(model_dir):
   """Loads the model an experiments.train run saved.
 
   Args:
-    model_dir: The run's --workdir.
+    model_dir: The run's directory.
 
   Returns:
     The `Model`.
@@ -149,10 +149,12 @@ def tag(model, sentences):
   params, first_pass = two_passes.split_first_pass(model.params)
   lengths = [len(s.tokens) for s in sentences]
 
-  def predict(params, features, context):
-    windows = vocab_lib.make_windows(
+  def windows(features):
+    return vocab_lib.make_windows(
       blank, model.vocab, model.tags, model.config.window, features, context
     )
+
+  def predict(params, windows):
     pred_N = ner.predict_ids(
       params,
       windows,
@@ -165,12 +167,20 @@ def tag(model, sentences):
     )
     return ner.tags_by_sentence(pred_N, sentences, model.tags)
 
-  if first_pass is not None:
+  if first_pass is None:
+    tags = predict(params, windows(model.features))
+  else:
     # The document feature: the first pass's tags of the same word elsewhere
-    # in the sentences' documents (all of them one document for plain text).
-    first = predict(first_pass, model.features.without('document'), context)
-    context['document'] = document_context.values(sentences, first)
-  tags = predict(params, model.features, context)
+    # in the sentences' documents (all of them one document for plain text),
+    # as a column of the first pass's windows (two_passes.prepare's).
+    first_windows = windows(model.features.without('document'))
+    values = document_context.values(
+      sentences, predict(first_pass, first_windows)
+    )
+    tags = predict(
+      params,
+      two_passes.with_document_column(first_windows, model.features, values),
+    )
   if model.tag_scheme != model.file_scheme:
     tags = [tagschemes.convert(t, model.file_scheme) for t in tags]
   return tags
@@ -219,12 +229,15 @@ def examples_markdown(model, sentences=DECK_EXAMPLES):
   return '\n'.join(lines) + '\n'
 
 
-def read_sentences(path, require_tags=True):
+def read_sentences(path, require_tags=True, split=None):
   """Reads the sentences of a CoNLL file, across its documents.
 
   Args:
     path: The file (see `data.read_conll`).
     require_tags: If False, a file of tokens only is accepted.
+    split: 'train', 'dev' or 'test': only the documents of that split of a
+      single-file corpus (`data.split_documents`, the split training makes);
+      None or 'all': every document.
 
   Returns:
     A list of `data.Sentence`s.
@@ -233,6 +246,8 @@ def read_sentences(path, require_tags=True):
     UserError: The file is missing or malformed.
   """
   documents = data_lib.read_conll(path, require_tags=require_tags)
+  if split not in (None, 'all'):
+    documents = data_lib.split_documents(documents)[split]
   return [s for document in documents for s in document]
 
 
@@ -254,12 +269,13 @@ def evaluate(model, sentences):
   return Evaluation(list(sentences), predicted, metrics.as_dict(result))
 
 
-def evaluate_file(model, path):
+def evaluate_file(model, path, split=None):
   """Tags a CoNLL file and scores it against its tags (`evaluate`).
 
   Args:
     model: A `Model`.
     path: The CoNLL file, token first and tag last (see `data.read_conll`).
+    split: Of a single-file corpus, the split to score (`read_sentences`).
 
   Returns:
     The `Evaluation`.
@@ -267,7 +283,7 @@ def evaluate_file(model, path):
   Raises:
     UserError: The file is missing or malformed.
   """
-  return evaluate(model, read_sentences(path))
+  return evaluate(model, read_sentences(path, split=split))
 
 
 def column(token):
@@ -336,26 +352,26 @@ def format_scores(scores, title=''):
   return '\n'.join(lines)
 
 
-def check_output(path, overwrite=False):
+def check_output(output, overwrite=False):
   """Refuses an output file that exists, unless `overwrite`.
 
   Args:
-    path: The file to be written.
+    output: The file to be written.
     overwrite: Whether an existing file may be replaced.
 
   Returns:
-    `path` as a pathlib.Path.
+    `output` as a pathlib.Path.
 
   Raises:
-    UserError: `path` is a directory, or exists and not `overwrite`.
+    UserError: `output` is a directory, or exists and not `overwrite`.
   """
-  path = pathlib.Path(path)
+  path = pathlib.Path(output)
   if path.is_dir():
-    raise UserError(f'--output={path} is a directory; pass a file name')
+    raise UserError(f'`output={path}` is a directory; pass a file name')
   if path.exists() and not overwrite:
     raise UserError(
-      f'--output={path} exists; pass another --output, or '
-      '--overwrite to replace it'
+      f'`output={path}` exists; pass another `output`, or '
+      '`overwrite` to replace it'
     )
   return path
 

@@ -2,13 +2,17 @@
 first-pass models on halves of the training documents, their tags of each
 word's other occurrences as a feature, and the model that reads them.
 
-`research.ner.train_and_evaluate` comes here for a Dataset with the
-'document' feature; a saved model holds the first pass's params under
-FIRST_PASS (`split_first_pass`).
+`prepare` is a transform of a Dataset (research.training.train applies it
+when asked for document context): the Dataset it returns has the document
+feature as the last kind of its feature vocabulary and the last column of
+its windows' features. A saved model holds the first pass's params under
+FIRST_PASS (`split_first_pass`); research.tagging builds the column for new
+text with the same `with_document_column`.
 """
 
 import dataclasses
 import time
+from typing import NamedTuple
 
 import numpy as np
 
@@ -36,40 +40,35 @@ def _windows_subset(w, sentence_ids):
   )
 
 
-def without_document(ds):
-  """The Dataset of the first pass: the document feature dropped."""
-  windows = {
-    name: dataclasses.replace(w, feats=w.feats[..., :-1])
-    for name, w in ds.windows.items()
-  }
-  return dataclasses.replace(
-    ds, windows=windows, features=ds.features.without('document')
+def document_vocab(ds):
+  """ds's feature vocabulary with the document kind added last (its
+  values: document_context.domain of the tag set's entity types)."""
+  types = sorted({t[2:] for t in ds.tags if t != 'O'})
+  values = document_context.domain(types)
+  vocab = ds.features or features_lib.FeatureVocab((), 3, (), (), 0)
+  return vocab.with_kind('document', values)
+
+
+def with_document_column(windows, vocab, values):
+  """Windows (of sentences) with the document feature's column appended:
+  `values` holds each sentence's words' values (document_context.values),
+  `vocab` the feature vocabulary with the document kind last. The one
+  featuriser of the document feature, for training and for new text."""
+  offset, index = vocab.offsets[-1], vocab.index[-1]
+  ids_N = np.asarray(
+    [offset + index.get(v, features_lib.UNSEEN) for row in values for v in row],
+    np.int32,
   )
-
-
-def with_document_values(ds, values):
-  """ds with the document feature of each split's windows set from
-  `values` (split -> per-sentence lists, document_context.values)."""
-  fv = ds.features
-  offset, index = fv.offsets[-1], fv.index[-1]
-  windows = {}
-  for name, w in ds.windows.items():
-    ids_N = np.asarray(
-      [
-        offset + index.get(v, features_lib.UNSEEN)
-        for row in values[name]
-        for v in row
-      ],
-      np.int32,
-    )
-    k = w.words.shape[1] // 2
-    column = document_context.window_column(
-      w.sentence_index, k, ids_N, offset + features_lib.PAD
-    )
-    feats = w.feats.copy()
-    feats[..., -1] = column
-    windows[name] = dataclasses.replace(w, feats=feats)
-  return dataclasses.replace(ds, windows=windows, first_pass_done=True)
+  k = windows.words.shape[1] // 2
+  column = document_context.window_column(
+    windows.sentence_index, k, ids_N, offset + features_lib.PAD
+  )
+  feats = (
+    column[..., None]
+    if windows.feats is None
+    else np.concatenate([windows.feats, column[..., None]], axis=-1)
+  )
+  return dataclasses.replace(windows, feats=feats)
 
 
 def first_pass_values(ds, models, model_cfg, objective, decode, halves):
@@ -79,7 +78,6 @@ def first_pass_values(ds, models, model_cfg, objective, decode, halves):
 
   models: the two first-pass params; halves: [n_train] 0/1 per sentence.
   """
-  ds1 = without_document(ds)
   both = engine.stack(models)
   values = {}
   for name, sents in ds.splits.items():
@@ -88,8 +86,8 @@ def first_pass_values(ds, models, model_cfg, objective, decode, halves):
       pred = np.zeros(len(ds.windows[name]), np.int32)
       for h in (0, 1):
         ids = np.flatnonzero(halves == h)
-        sub = _windows_subset(ds1.windows[name], ids)
-        sel = np.isin(ds1.windows[name].sentence_index, ids)
+        sub = _windows_subset(ds.windows[name], ids)
+        sel = np.isin(ds.windows[name].sentence_index, ids)
         pred[sel] = ner.predict_ids(
           models[1 - h],
           sub,
@@ -103,7 +101,7 @@ def first_pass_values(ds, models, model_cfg, objective, decode, halves):
     else:
       pred = ner.predict_ids(
         both,
-        ds1.windows[name],
+        ds.windows[name],
         lengths,
         ds.tags,
         ds.tag_scheme,
@@ -128,85 +126,67 @@ def document_halves(sentences):
   return np.asarray([order[(s.path, s.document)] % 2 for s in sentences])
 
 
-def first_pass(
-  ds,
-  model_cfg,
-  cfg,
-  hyper,
-  *,
-  epochs,
-  seed,
-  log,
-  decode,
-  select,
-  checkpoint=None,
-):
-  """The first pass: two models, each trained on half of the training
-  documents (seeds seed + 1000, seed + 2000) without the document feature.
-  Returns (ds with every split's document feature set from their tags, the
-  two models stacked, a summary: each half's dev F1 and the seconds)."""
+def with_unread_document(ds):
+  """ds with the document feature as it reads before any first pass:
+  NONE for every word (the second pass's data shapes, e.g. for timing)."""
+  vocab = document_vocab(ds)
+  windows = {
+    name: with_document_column(
+      w,
+      vocab,
+      [[document_context.NONE] * len(s.tokens) for s in ds.splits[name]],
+    )
+    for name, w in ds.windows.items()
+  }
+  return dataclasses.replace(ds, windows=windows, features=vocab)
+
+
+class FirstPass(NamedTuple):
+  params: dict  # the two first-pass models, stacked
+  summary: dict  # each half's dev F1, the seconds
+
+
+def prepare(ds, train_fn, model_cfg, objective, decode, log=print):
+  """Document context as a transform of the Dataset: two first-pass models,
+  each trained on half of the training documents by `train_fn(part,
+  half) -> (params, result)`, tag every split (training sentences by the
+  other half's model, the rest by both); returns (ds with the document
+  feature, FirstPass)."""
   t0 = time.perf_counter()
-  ds1 = without_document(ds)
   train = ds.splits['train']
   halves = document_halves(train)
-  models, first = [], {}
+  models, summary = [], {}
   for h in (0, 1):
     ids = np.flatnonzero(halves == h)
     part = dataclasses.replace(
-      ds1,
-      splits=dict(ds1.splits, train=[train[i] for i in ids]),
-      windows=dict(
-        ds1.windows, train=_windows_subset(ds1.windows['train'], ids)
-      ),
+      ds,
+      splits=dict(ds.splits, train=[train[i] for i in ids]),
+      windows=dict(ds.windows, train=_windows_subset(ds.windows['train'], ids)),
     )
     log(f'first pass {h + 1}/2: training on {len(ids):,} sentences')
-    params, result = ner.train_and_evaluate(
-      part,
-      model_cfg,
-      cfg,
-      hyper,
-      epochs=epochs,
-      seed=seed + 1000 * (h + 1),
-      log=log,
-      decode=decode,
-      select=select,
-      checkpoint=checkpoint and checkpoint.child(f'first_pass_{h + 1}'),
-    )
+    params, result = train_fn(part, h)
     models.append(params)
-    first[f'half_{h}_dev_f1'] = result['dev']['f1']
-  values = first_pass_values(
-    ds, models, model_cfg, cfg.objective, decode, halves
-  )
-  first['seconds'] = time.perf_counter() - t0
+    summary[f'half_{h}_dev_f1'] = result['dev']['f1']
+  values = first_pass_values(ds, models, model_cfg, objective, decode, halves)
+  vocab = document_vocab(ds)
+  windows = {
+    name: with_document_column(w, vocab, values[name])
+    for name, w in ds.windows.items()
+  }
+  summary['seconds'] = time.perf_counter() - t0
   log(
-    f'first pass done in {first["seconds"]:.0f}s (dev F1 of the halves '
-    f'{first["half_0_dev_f1"]:.2f}, {first["half_1_dev_f1"]:.2f})'
+    f'first pass done in {summary["seconds"]:.0f}s (dev F1 of the halves '
+    f'{summary["half_0_dev_f1"]:.2f}, {summary["half_1_dev_f1"]:.2f})'
   )
-  return with_document_values(ds, values), engine.stack(models), first
+  ds = dataclasses.replace(ds, windows=windows, features=vocab)
+  return ds, FirstPass(engine.stack(models), summary)
 
 
-def train(ds, model_cfg, cfg, hyper, *, epochs, seed, log, **kw):
-  """train_and_evaluate with the document feature: `first_pass`, then the
-  model that reads its tags (see research.document_context)."""
-  ds2, stacked, first = first_pass(
-    ds,
-    model_cfg,
-    cfg,
-    hyper,
-    epochs=epochs,
-    seed=seed,
-    log=log,
-    decode=kw['decode'],
-    select=kw['select'],
-    checkpoint=kw.get('checkpoint'),
+def with_first_pass(params, first_pass_params):
+  """A saved model's params: its own and the first pass's (FIRST_PASS)."""
+  return dict(
+    params, **{FIRST_PASS + k: v for k, v in first_pass_params.items()}
   )
-  log('second pass')
-  params, result = ner.train_and_evaluate(
-    ds2, model_cfg, cfg, hyper, epochs=epochs, seed=seed, log=log, **kw
-  )
-  result['first_pass'] = first
-  params = dict(params, **{FIRST_PASS + k: v for k, v in stacked.items()})
-  return params, result
 
 
 def split_first_pass(params):

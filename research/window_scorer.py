@@ -2,7 +2,9 @@
 logistic twin: binary detection of one entity type at the window center.
 
 Both models are the scorer of `model.py`, s = U . g(W x + b), one scalar per
-window; only the objective differs:
+window; only the objective differs (research.objectives.SCORER_REGISTRY,
+the scorer's own table: these objectives take scalar scores, not class
+scores, and never pass for a classifier's):
 
 * margin (the deck's): J = sum_m max(0, 1 - s + s_c,m) over M corrupt windows
   per TRUE window. The true windows are the positive ones (center word of type
@@ -19,7 +21,8 @@ pins the scores of real negative windows below 0.
 
 Training runs through `research.engine` (`ScorerTask`); batches are drawn
 with replacement from each configuration's PRNG key. Word vectors get dense
-optax updates (small vocabularies).
+optax updates (small vocabularies). There is no L2 term
+(`ScorerConfig.has_l2`: the optimizer adds nothing, `optim.l2_keys`).
 """
 
 import functools
@@ -30,13 +33,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from research import engine
-from research import losses
 from research import model as model_lib
+from research import objectives
 from research import optim
 from research import vocab as vocab_lib
 from research.errors import UserError
 
-OBJECTIVES = ('margin', 'logistic')
 NEGATIVES = ('corrupt', 'corrupt+real')
 CORRUPT_CASINGS = ('word', 'keep')
 OPTIMIZERS = optim.OPTIMIZERS
@@ -47,7 +49,7 @@ LOWER = vocab_lib.CASINGS.index('lower')
 class ScorerConfig(NamedTuple):
   """Static choices of a training run (hashable: part of the jit cache key)."""
 
-  objective: str = 'margin'  # one of OBJECTIVES
+  objective: str = 'margin'  # a name of objectives.SCORER_REGISTRY
   negatives: str = 'corrupt'  # one of NEGATIVES (margin only)
   num_corrupt: int = 5  # M
   corrupt_casing: str = 'word'  # one of CORRUPT_CASINGS
@@ -55,10 +57,13 @@ class ScorerConfig(NamedTuple):
   optimizer: str = 'adam'  # one of OPTIMIZERS
   batch_size: int = 256  # true windows per step
   freeze_embeddings: bool = False
-  # How the engine updates L: densely through optax (these fields are fixed).
+  # How the engine updates L: densely through optax, no L2 (these fields
+  # are fixed).
   sparse: bool = False
   packed_rows: bool = True
   l2_embeddings: bool = False
+  l2_biases: bool = False
+  has_l2: bool = False
 
 
 class TrainData(NamedTuple):
@@ -173,11 +178,6 @@ def active_fraction(s_N, s_corrupt_NxM, margin=1.0):
   return jnp.mean(hinge_terms(s_N, s_corrupt_NxM, margin) > 0)
 
 
-def logistic_loss(s_N, y_N):
-  """-log sigma(s) if y else -log(1 - sigma(s)), i.e. softplus(s) - y s, [N]."""
-  return jax.nn.softplus(s_N) - y_N * s_N
-
-
 def margin_losses(
   params,
   words_BxK,
@@ -196,7 +196,8 @@ def margin_losses(
   casing = jnp.concatenate([casing_BxK, neg_casing_BxMxK.reshape(B * M, K)])
   s_all = scores(params, words, casing, nonlinearity)
   s_B, s_c_BxM = s_all[:B], s_all[B:].reshape(B, M)
-  return losses.window_margin(s_B, s_c_BxM), active_fraction(s_B, s_c_BxM)
+  J_B = objectives.get_scorer('margin').loss(s_B, s_c_BxM)
+  return J_B, active_fraction(s_B, s_c_BxM)
 
 
 def windows_per_step(cfg):
@@ -234,7 +235,8 @@ def batch_loss(params, batch, cfg):
   if cfg.objective == 'logistic':
     words_BxK, casing_BxK, y_B = batch
     s_B = scores(params, words_BxK, casing_BxK, cfg.nonlinearity)
-    return logistic_loss(s_B, y_B).mean(), jnp.float32(jnp.nan)
+    J_B = objectives.get_scorer('logistic').loss(s_B, y_B)
+    return J_B.mean(), jnp.float32(jnp.nan)
   J_B, active = margin_losses(params, *batch, nonlinearity=cfg.nonlinearity)
   return J_B.mean(), active
 
@@ -325,14 +327,13 @@ def hinge_stats(
   ).reshape(N, M)
   return {
     'active': float(active_fraction(s_N, s_c_NxM)),
-    'loss': float(losses.window_margin(s_N, s_c_NxM).mean()),
+    'loss': float(objectives.get_scorer('margin').loss(s_N, s_c_NxM).mean()),
   }
 
 
 def check_data(data, cfg):
   """Refuses a configuration the training data cannot serve, in one line."""
-  if cfg.objective not in OBJECTIVES:
-    raise ValueError(f'unknown objective {cfg.objective!r}')
+  objectives.get_scorer(cfg.objective)  # ValueError naming the choices
   if cfg.negatives not in NEGATIVES:
     raise ValueError(f'unknown negatives {cfg.negatives!r}')
   if cfg.corrupt_casing not in CORRUPT_CASINGS:

@@ -1,7 +1,7 @@
 """A run directory: resolved flags, metrics.jsonl, result.json, parameters.
 
 Layout written by `experiments.train`:
-  flags.txt      the resolved flags (reusable with --flagfile)
+  flags.txt      the resolved flags (the command line that repeats the run)
   config.json    model / training configuration, for loading the model
   metrics.jsonl  one JSON object per evaluation
   result.json    final dev/test scores and throughput
@@ -9,8 +9,15 @@ Layout written by `experiments.train`:
   vocab.txt      one word per line (row i of L)
   tags.txt       one tag per line (class i)
   pretrained_words.txt  the pretrained words the normalization consults
-  checkpoints/   the training state every --checkpoint_every steps (orbax)
+  checkpoints/   the training state every so many steps (orbax)
   .lock          held (fcntl.flock) by the process that runs in it
+  .previous-run/ what an overwritten run left (`claim(..., overwrite=True)`)
+
+Overwriting a run moves it aside, whole, into .previous-run/ (replacing the
+one there) before the new run writes anything: a new run that then fails,
+diverges or is interrupted leaves no file of the old one beside its own,
+so its directory is never mistaken for a finished run. The previous run
+can be restored by hand from .previous-run/.
 """
 
 import fcntl
@@ -26,24 +33,26 @@ from research import vocab as vocab_lib
 from research.errors import UserError
 
 LOCK = '.lock'
+PREVIOUS = '.previous-run'
 _held = []  # (open lock file, path, created by this process)
 
 
-def claim(path, overwrite=False, resume=False):
-  """Claims the run directory `path` for this process and returns it.
+def claim(workdir, overwrite=False, resume=False):
+  """Claims the run directory `workdir` for this process and returns it.
 
-  The claim is an exclusive `fcntl.flock` on path/.lock, taken before
+  The claim is an exclusive `fcntl.flock` on workdir/.lock, taken before
   anything is read or written: a second process that asks for the same
   directory while the first runs is refused, whatever the timing, and the
   kernel drops the lock when its holder dies (even by SIGKILL), so a
   killed run can be resumed with nothing to clean up. A directory holding
-  an earlier run's files is refused unless `overwrite`, or `resume` (which
-  needs the run's flags.txt).
+  an earlier run's files is refused unless `overwrite` (they are moved into
+  PREVIOUS, see the module docstring), or `resume` (which needs the run's
+  flags.txt).
   """
-  path = pathlib.Path(path)
+  path = pathlib.Path(workdir)
   if path.exists() and not path.is_dir():
     raise UserError(
-      f'--workdir={path} is a file, not a directory; choose another --workdir'
+      f'`workdir={path}` is a file, not a directory; choose another `workdir`'
     )
   created = not path.exists()
   path.mkdir(parents=True, exist_ok=True)
@@ -55,22 +64,24 @@ def claim(path, overwrite=False, resume=False):
     holder = lock.read().strip() or 'another process'
     lock.close()
     raise UserError(
-      f'--workdir={path} is in use by a running run ({holder}); wait for '
-      'it to end, or choose another --workdir'
+      f'`workdir={path}` is in use by a running run ({holder}); wait for '
+      'it to end, or choose another `workdir`'
     ) from None
   _held.append((lock, path, created))
-  others = [p for p in path.iterdir() if p.name != LOCK]
+  others = [p for p in path.iterdir() if p.name not in (LOCK, PREVIOUS)]
   if resume and not (path / 'flags.txt').is_file():
     raise UserError(
-      f'--resume: --workdir={path} holds no run to resume (no flags.txt); '
-      'drop --resume to start one there'
+      f'`resume`: `workdir={path}` holds no run to resume (no flags.txt); '
+      'drop `resume` to start one there'
     )
   if others and not (overwrite or resume):
     raise UserError(
-      f'--workdir={path} already holds files from an earlier '
-      'run; choose a new --workdir, pass --resume to continue it, or '
-      '--overwrite to replace them'
+      f'`workdir={path}` already holds files from an earlier '
+      'run; choose a new `workdir`, pass `resume` to continue it, or '
+      '`overwrite` to replace them'
     )
+  if others and overwrite and not resume:
+    _move_aside(path, others)
   lock.seek(0)
   lock.truncate()
   lock.write(f'pid {os.getpid()} on {socket.gethostname()}\n')
@@ -78,12 +89,24 @@ def claim(path, overwrite=False, resume=False):
   return path
 
 
-def release_unused():
-  """Removes a claimed directory this process created and left empty (an
-  error before anything was written)."""
+def _move_aside(path, names):
+  """Moves the files `names` of `path` into path/PREVIOUS (emptied first)."""
+  previous = path / PREVIOUS
+  shutil.rmtree(previous, ignore_errors=True)
+  previous.mkdir()
+  for p in names:
+    p.rename(previous / p.name)
+
+
+def release_unused(written=()):
+  """Removes a claimed directory this process created and left holding
+  nothing but its lock and the files `written` (e.g. flags.txt): an error
+  before any result was written."""
   for lock, path, created in _held:
-    if created and [p.name for p in path.iterdir()] == [LOCK]:
-      (path / LOCK).unlink()
+    names = {p.name for p in path.iterdir()}
+    if created and names <= {LOCK, *written}:
+      for name in names:
+        (path / name).unlink()
       shutil.rmtree(path, ignore_errors=True)
     lock.close()
   _held.clear()
@@ -146,8 +169,13 @@ def load_model(path):
   if missing:
     raise UserError(
       f'{path}: not a trained run directory (missing '
-      f'{", ".join(missing)}); pass the --workdir of a finished '
-      'experiments.train run'
+      f'{", ".join(missing)}'
+      + (
+        f'; an overwritten run is in {path / PREVIOUS}'
+        if (path / PREVIOUS).is_dir()
+        else ''
+      )
+      + '); pass the directory of a finished experiments.train run'
     )
   with np.load(path / 'params.npz') as f:
     params = {k: f[k] for k in f.files}

@@ -13,6 +13,7 @@ from research import losses
 from research import model as model_lib
 from research import ner
 from research import optim
+from research import training
 from research import vocab as vocab_lib
 
 V, K, C, N = 40, 5, 4, 96
@@ -349,9 +350,9 @@ def test_training_learns_a_synthetic_corpus(corpus, objective):
   ds = ner.load_dataset(corpus, embeddings='random', log=lambda _: None)
   model_cfg = model_lib.ModelConfig(hidden=32)
   cfg = classifier.TrainConfig(objective=objective, batch_size=32)
-  _, result = ner.train_and_evaluate(
+  result = training.train(
     ds, model_cfg, cfg, engine.Hyper(0.01, 0.0), epochs=15, log=lambda _: None
-  )
+  ).result
   assert result['dev']['f1'] > 90, result['dev']
   assert result['test']['f1'] > 90, result['test']
   assert result['train_windows_per_sec'] > 0

@@ -21,6 +21,7 @@ As in tests/test_manual_grads.py, compiling is what costs: each suite is
 traced into one program (a module fixture) that the tests read.
 """
 
+import dataclasses
 import functools
 import itertools
 import zlib
@@ -36,13 +37,14 @@ from research import crf
 from research import engine
 from research import manual_grads as mg
 from research import model as model_lib
+from research import objectives
 from research import sequence
 from research import vocab as vocab_lib
 from research.studies import derivation_problems as problems
 from research.studies import derivations
 
 RTOL = 1e-10
-OBJECTIVES = crf.OBJECTIVES
+OBJECTIVES = objectives.SENTENCE_LEVEL
 SENTENCE_OBJECTIVES = derivations.SENTENCE_OBJECTIVES
 # Random problems, SEEDS of each (rows, T, C), vmapped: one compiled case
 # serves them all. 3^6 = 729 paths a row at most for the brute force.
@@ -443,7 +445,7 @@ def test_sentence_batch_grads_equal_autodiff(suite, objective):
     assert not _failures(diffs), (name, _failures(diffs))
     weights = {'V', 'b', 'W', 'c'} if 'hidden' in name else {'W', 'c'}
     expected = weights | {'L_case', 'E', 'J_mean'}
-    if objective in crf.OBJECTIVES:
+    if objectives.is_sentence_level(objective):
       expected |= {'A', 'start', 'end'}
     if '/feat' in name:
       expected |= {'feat'}
@@ -547,6 +549,13 @@ def _viterbi_path_indicators(f, mask, starts, trans):
   return best, hat, counts
 
 
+def _with_grad(name, grad):
+  """patch(m) putting `grad` in place of objective `name`'s hand-derived
+  gradient in the registry."""
+  wrong = dataclasses.replace(objectives.REGISTRY[name], grad=grad)
+  return lambda m: m.setitem(objectives.REGISTRY, name, wrong)
+
+
 # name -> (patch(m), problem, the case, {the leaves that must fail}); every
 # other leaf must pass.
 WRONG = {
@@ -557,7 +566,7 @@ WRONG = {
     {'f', 'A', 'start', 'end'},
   ),
   'crf_without_expected_end': (
-    lambda m: m.setitem(crf.GRADS, 'crf', _crf_grads_without_expected_end),
+    _with_grad('crf', _crf_grads_without_expected_end),
     'crf',
     'crf_grads',
     {'end'},
@@ -569,15 +578,13 @@ WRONG = {
     {'A'},
   ),
   'crf_without_expected_end/sentence_batch_grads': (
-    lambda m: m.setitem(crf.GRADS, 'crf', _crf_grads_without_expected_end),
+    _with_grad('crf', _crf_grads_without_expected_end),
     'hidden/crf',
     'sentence_case',
     {'end'},
   ),
   'struct_margin_without_cost': (
-    lambda m: m.setitem(
-      crf.GRADS, 'struct_margin', _struct_margin_grads_without_cost
-    ),
+    _with_grad('struct_margin', _struct_margin_grads_without_cost),
     'struct_margin',
     'crf_grads',
     {'f', 'A', 'start', 'end', 'J'},
@@ -716,7 +723,7 @@ def test_fit_with_manual_grads_equals_autodiff(objective, model, features):
     feature_kinds=2,
     feature_dim=2,
   )
-  if objective in crf.OBJECTIVES:
+  if objectives.is_sentence_level(objective):
     params = sequence.init_transitions(params, num_classes)
   trained = {}
   for grad in ('autodiff', 'manual'):

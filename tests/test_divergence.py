@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from research import classifier
+from research import divergence
 from research import engine
 from research import model as model_lib
 from research import ner
@@ -58,7 +59,7 @@ def test_a_diverged_configuration_stops_and_the_others_are_untouched(
 
 def test_a_single_run_raises_on_divergence(small):
   ds, model_cfg = small
-  with pytest.raises(engine.Diverged, match='diverged at step 1'):
+  with pytest.raises(divergence.Diverged, match='diverged at step 1'):
     _fit(ds, model_cfg, [np.nan])
 
 

@@ -1,11 +1,19 @@
 """The entry points as a user runs them: outputs, and one-line errors."""
 
 import json
+import os
 import pathlib
+import shutil
+import signal
+import subprocess
+import sys
 
 import pytest
 
+from research import parallel
+from research.errors import UserError
 from tests.conftest import REPO
+from tests.conftest import entry_env
 from tests.conftest import run_entry
 from tests.conftest import write_corpus
 
@@ -153,7 +161,7 @@ def test_bad_data_gives_one_clear_line(case, tmp_path):
   'flags,fragments',
   [
     (('--batch_size=100000',), ['--batch_size=100000', 'training windows']),
-    (('--seeds=',), ['--seeds is empty']),
+    (('--seeds=',), ['--seeds=', 'is empty']),
     (('--l2s=0,x',), ['--l2s=0,x', 'float']),
   ],
 )
@@ -228,10 +236,8 @@ def test_sweep_refuses_an_unknown_objective(corpus, tmp_path):
     '--objectives=xent,hinge',
     f'--workdir={tmp_path / "run"}',
   )
-  # absl's flag error: what is wrong, then where to find the flags.
-  assert result.returncode == 1 and 'Traceback' not in result.stderr
-  first = result.stderr.splitlines()[0]
-  assert '--objectives' in first and 'xent,max_margin,crf' in first
+  # A flag error is a user error like any other: one line, exit 2.
+  assert_one_line_error(result, '--objectives=xent,hinge', 'xent|max_margin')
   assert not (tmp_path / 'run').exists()
 
 
@@ -269,9 +275,7 @@ def test_predict_without_a_model(tmp_path):
 
 def test_unknown_flag_is_one_line():
   result = run_entry('experiments.train', '--lerning_rate=3')
-  assert result.returncode != 0
-  assert 'Traceback' not in result.stderr
-  assert 'lerning_rate' in result.stderr
+  assert_one_line_error(result, '--lerning_rate', 'train --help')
 
 
 def test_default_data_is_shipped_with_its_licence():
@@ -359,3 +363,170 @@ def test_bench_measures_every_row_it_reports(corpus, tmp_path):
   )
   assert result.returncode == 0, result.stderr
   assert '![](results/bench/throughput.png)' in page.read_text()
+
+
+# --- The command line: --help, flags each entry point takes, exit codes. ---
+
+
+def test_help_lists_the_flags_an_entry_point_takes():
+  """The shared flags are defined once (experiments/_flags.py), yet each
+  entry point's --help lists those it reads, with their defaults, and no
+  other."""
+  result = run_entry('experiments.train', '--help')
+  assert result.returncode == 0, result.stderr
+  for flag in ('data_dir', 'lr', 'epochs', 'window', 'hidden', 'objective'):
+    assert f'  --{flag}:' in result.stdout, flag
+  assert "(default: '0.001')" in result.stdout  # --lr's
+  result = run_entry('experiments.evaluate', '--help')
+  assert result.returncode == 0, result.stderr
+  assert '  --[no]overwrite:' in result.stdout
+  assert '  --split:' in result.stdout
+  assert '--lr:' not in result.stdout and '--hidden:' not in result.stdout
+
+
+SMALL_SWEEP = ('--seeds=0', '--objectives=xent')
+
+
+@pytest.mark.parametrize(
+  'entry,flag,fragments',
+  [
+    ('sweep', '--l2s=0,-1', ['--l2s=0,-1', 'non-negative']),
+    ('train', '--l2=-1', ['--l2=-1', 'non-negative']),
+    ('sweep', '--eval_every=5', ['--eval_every', 'sweep does not take it']),
+  ],
+)
+def test_flags_are_checked_alike_in_every_entry_point(
+  corpus, tmp_path, entry, flag, fragments
+):
+  """A list flag's items have the bounds of the scalar flag (--l2s, --l2);
+  a shared flag an entry point does not use is refused, not ignored."""
+  result = run_entry(
+    f'experiments.{entry}',
+    '--embeddings=random',
+    f'--data_dir={corpus}',
+    '--epochs=1',
+    '--hidden=8',
+    *(SMALL_SWEEP if entry == 'sweep' else ()),
+    flag,
+    f'--workdir={tmp_path / "run"}',
+  )
+  assert_one_line_error(result, *fragments)
+  assert not (tmp_path / 'run').exists()
+
+
+def test_launch_help_lists_the_entry_points_without_a_venv(tmp_path):
+  """./launch.sh --help (and -h) is answered before .venv is set up."""
+  shutil.copy(REPO / 'launch.sh', tmp_path / 'launch.sh')
+  shutil.copytree(REPO / 'experiments', tmp_path / 'experiments')
+  env = dict(os.environ, PYTHON='false')  # setting up .venv would fail
+  for arg in ('--help', '-h'):
+    result = subprocess.run(
+      ['bash', str(tmp_path / 'launch.sh'), arg],
+      capture_output=True,
+      text=True,
+      env=env,
+      timeout=60,
+      check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    for name in ('train', 'sweep', 'evaluate', 'predict', 'report'):
+      first = (REPO / 'experiments' / f'{name}.py').read_text().splitlines()[0]
+      description = first.removeprefix('r"""')
+      assert any(
+        line.split() and line.split()[0] == name and description in line
+        for line in lines
+      ), (name, result.stdout)
+    assert not (tmp_path / '.venv').exists()
+
+
+def test_library_errors_name_parameters_not_flags():
+  """research/ says `mesh=4y`; the entry point says --mesh=4y."""
+  with pytest.raises(UserError) as info:
+    parallel.parse('4y')
+  assert '`mesh=4y`' in str(info.value) and '--' not in str(info.value)
+  result = run_entry('experiments.train', '--mesh=4y')
+  assert_one_line_error(result, '--mesh=4y:', 'e.g. --mesh=4x1')
+
+
+# --- --overwrite never leaves the old model beside a new run. -------------
+
+
+def finished_run(directory):
+  """A directory holding what a finished train run leaves."""
+  directory.mkdir(parents=True)
+  (directory / 'flags.txt').write_text('# ./launch.sh train\n--hidden=16\n')
+  for name in ('params.npz', 'vocab.txt', 'pretrained_words.txt', 'tags.txt'):
+    (directory / name).write_text('old')
+  for name in ('config.json', 'result.json'):
+    (directory / name).write_text('{"old": true}')
+  return directory
+
+
+def assert_no_old_model(workdir):
+  """The old run is gone from workdir (moved into .previous-run/), and
+  predict says in one line that there is no model there."""
+  names = {p.name for p in workdir.iterdir()}
+  assert not names & {'params.npz', 'result.json', 'config.json'}, names
+  assert (workdir / '.previous-run' / 'params.npz').read_text() == 'old'
+  result = run_entry(
+    'experiments.predict', f'--model_dir={workdir}', '--text=Anna visited'
+  )
+  assert_one_line_error(result, 'not a trained run directory', 'params.npz')
+
+
+def test_a_diverged_overwrite_leaves_no_old_model(corpus, tmp_path):
+  workdir = finished_run(tmp_path / 'run')
+  result = run_entry(
+    *TRAIN[:1],
+    '--embeddings=random',
+    '--hidden=8',
+    f'--data_dir={corpus}',
+    f'--workdir={workdir}',
+    '--overwrite',
+    '--optimizer=sgd',
+    '--lr=1e30',
+    '--epochs=1',
+  )
+  assert_one_line_error(result, 'diverged', 'no parameters were written')
+  assert_no_old_model(workdir)
+
+
+def test_an_interrupted_overwrite_leaves_no_old_model(corpus, tmp_path):
+  """sweep --overwrite into a train run's directory, Ctrl-C'd once it
+  prints its first progress line: exit 130, and what --resume would do."""
+  workdir = finished_run(tmp_path / 'run')
+  proc = subprocess.Popen(
+    [
+      sys.executable,
+      '-m',
+      'experiments.sweep',
+      '--embeddings=random',
+      f'--data_dir={corpus}',
+      '--hidden=8',
+      '--epochs=50',
+      '--seeds=0',
+      '--l2s=0',
+      '--objectives=xent',
+      f'--workdir={workdir}',
+      '--overwrite',
+    ],
+    cwd=REPO,
+    env=entry_env(),
+    stdout=subprocess.PIPE,
+    stderr=subprocess.PIPE,
+    text=True,
+    # Python turns SIGINT into KeyboardInterrupt unless it starts ignored.
+    preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+  )
+  try:
+    assert proc.stdout.readline(), 'the run ended before printing a line'
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+  finally:
+    proc.kill()
+  assert proc.returncode == 130, stderr
+  lines = stderr.strip().splitlines()
+  assert len(lines) == 1 and lines[0].startswith('interrupted'), stderr
+  assert str(workdir) in lines[0] and '--resume' in lines[0]
+  assert_no_old_model(workdir)

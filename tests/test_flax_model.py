@@ -17,8 +17,8 @@ import optax
 import pytest
 
 from research import flax_model
-from research import losses
 from research import model as model_lib
+from research import objectives
 
 VOCAB, EMBED_DIM, NUM_CASINGS, CASE_DIM = 7, 3, 4, 2
 NUM_CLASSES = 4
@@ -35,7 +35,7 @@ CONFIGS = {
     model='hidden', nonlinearity='hardtanh', window=2, hidden=5
   ),
 }
-xent = losses.OBJECTIVES['xent']
+xent = objectives.get('xent').loss
 
 
 def _rng(*parts):

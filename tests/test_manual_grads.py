@@ -8,6 +8,7 @@ one program (a module fixture) and the parameterized tests read their rows.
 The wrong-derivation suite shows that the same comparison does fail.
 """
 
+import dataclasses
 import functools
 import zlib
 
@@ -23,6 +24,7 @@ from research import engine
 from research import losses
 from research import manual_grads as mg
 from research import model as model_lib
+from research import objectives
 from research import vocab as vocab_lib
 from research import window_scorer
 from research.studies import derivation_problems
@@ -30,7 +32,7 @@ from research.studies import derivations
 
 RTOL = 1e-10
 CLASSIFIERS = dict(derivation_problems.classifiers())  # tag -> ModelConfig
-OBJECTIVES = tuple(losses.OBJECTIVES)
+OBJECTIVES = objectives.WINDOW_LEVEL
 NONLINEARITIES = tuple(model_lib.NONLINEARITIES)
 L2_FROZEN = [
   (embeddings, biases, frozen)
@@ -80,7 +82,8 @@ def _conventions(i):
   Through research.classifier.objective: the four with frozen vectors (pairs
   0-7, each with both objectives), then L2 on everything with tuned vectors
   (pairs 8, 9); through the --grad=manual hook (which returns dJ/dE only for
-  tuned vectors): the four with tuned vectors, each with both objectives.
+  tuned vectors, and no L2: the optimizer adds it, so its convention only
+  names the row): the four with tuned vectors, each with both objectives.
   """
   tuned, frozen = L2_FROZEN[::2], L2_FROZEN[1::2]
   objective = frozen[i // 2] if i < 8 else (True, True, False)
@@ -116,14 +119,13 @@ def _suite_plan():
     lam = float(rng.uniform(0.1, 1.0))
     cases = (derivations.objective_case, derivations.hook_case)
     for fn, convention in zip(cases, _conventions(i)):
-      step = (
-        'objective' if fn is derivations.objective_case else 'train.batch_grads'
-      )
+      full = fn is derivations.objective_case
+      step = 'objective' if full else 'train.batch_grads'
       plan.append(
         (
           f'{name}/{step}/{_l2_name(*convention)}',
           fn,
-          (problem, lam),
+          (problem, lam) if full else (problem,),
           dict(model_cfg=model_cfg, cfg=_train_cfg(objective, *convention)),
           False,
         )
@@ -230,8 +232,8 @@ def _select(suite, prefix):
 @pytest.mark.parametrize('tag', list(CLASSIFIERS))
 def test_classifier_grads_equal_autodiff(suite, tag, objective):
   """Batched, per-window (vmap(grad)), from word ids, the full objective
-  and the --grad=manual hook (manual_grads.batch_grads) under two L2
-  conventions (see `_conventions`)."""
+  and the --grad=manual hook (manual_grads.batch_grads; see
+  `_conventions`)."""
   rows = [
     r for r in _select(suite, f'{tag}/{objective}') if '/inactive' not in r[0]
   ]
@@ -439,9 +441,12 @@ WRONG = {
   ),
   'margin_sign': (
     lambda m: m.setitem(
-      mg.OBJECTIVE_DELTAS,
+      objectives.REGISTRY,
       'max_margin',
-      _margin_sign_flipped(mg.multiclass_margin_delta),
+      dataclasses.replace(
+        objectives.REGISTRY['max_margin'],
+        grad=_margin_sign_flipped(losses.multiclass_margin_delta),
+      ),
     ),
     derivations.classifier_cases,
     'softmax/max_margin',
@@ -449,9 +454,9 @@ WRONG = {
   ),
   'window_margin_sign': (
     lambda m: m.setattr(
-      mg,
+      losses,
       'window_margin_delta',
-      _margin_sign_flipped_in_window(mg.window_margin_delta),
+      _margin_sign_flipped_in_window(losses.window_margin_delta),
     ),
     derivations.scorer_cases,
     'scorer/tanh',
@@ -619,11 +624,11 @@ def _kink_pairs():
   f = jnp.array([[0.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, -3.0]])
   y = jnp.array([2, 1])
   pairs['multiclass_margin'] = (
-    mg.multiclass_margin_delta(f, y)[1],
+    losses.multiclass_margin_delta(f, y)[1],
     jax.grad(lambda f: losses.multiclass_margin(f, y).sum())(f),
   )
   s, s_c = jnp.array([1.0, 0.5]), jnp.array([[0.0, 0.5], [0.5, -0.5]])
-  _, ds, ds_c = mg.window_margin_delta(s, s_c)
+  _, ds, ds_c = losses.window_margin_delta(s, s_c)
   pairs['window_margin'] = (
     (ds, ds_c),
     jax.grad(lambda s, s_c: losses.window_margin(s, s_c).sum(), (0, 1))(s, s_c),

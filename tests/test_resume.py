@@ -185,4 +185,51 @@ def test_entry_points_without_checkpoints_refuse_resume(tmp_path):
   result = run_entry(
     'experiments.bench', '--resume', f'--workdir={tmp_path / "run"}'
   )
-  assert_one_line_error(result, '--resume', 'only train and sweep')
+  assert_one_line_error(result, '--resume', 'bench does not take it')
+
+
+def test_resume_compares_the_flags_before_reading_data(tmp_path):
+  """Flags that differ from the run's are refused at once: here before
+  the (missing) data directory is even looked at."""
+  run = tmp_path / 'run'
+  run.mkdir()
+  (run / 'flags.txt').write_text('# ./launch.sh train\n--epochs=3\n')
+  result = run_entry(
+    'experiments.train', *_flags(tmp_path / 'nowhere', run, '--resume')
+  )
+  assert_one_line_error(result, '--resume', '--epochs', 'differ')
+  assert (run / 'flags.txt').read_text() == '# ./launch.sh train\n--epochs=3\n'
+
+
+def test_ctrl_c_says_where_the_run_stopped(corpus, tmp_path):
+  """SIGINT once a checkpoint exists: exit 130 and one line naming the
+  newest checkpoint's step, which --resume continues from."""
+  run = tmp_path / 'run'
+  args = _flags(corpus, run, '--epochs=200', '--checkpoint_every=20')
+  proc = subprocess.Popen(
+    [sys.executable, '-m', 'experiments.train', *args],
+    cwd=REPO,
+    env=entry_env(),
+    stdout=subprocess.DEVNULL,
+    stderr=subprocess.PIPE,
+    text=True,
+    # Python turns SIGINT into KeyboardInterrupt unless it starts ignored.
+    preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+  )
+  try:
+    deadline = time.monotonic() + 120
+    while not _complete_checkpoints(run):
+      assert proc.poll() is None, 'the run ended before its first checkpoint'
+      assert time.monotonic() < deadline
+      time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+  finally:
+    proc.kill()
+  assert proc.returncode == 130, stderr
+  lines = stderr.strip().splitlines()
+  assert len(lines) == 1 and lines[0].startswith('interrupted'), stderr
+  step = re.search(r'newest checkpoint step (\d+)', lines[0])
+  assert step and int(step.group(1)) % 20 == 0, lines[0]
+  assert str(run) in lines[0] and '--resume continues' in lines[0]
+  assert int(step.group(1)) in map(int, _complete_checkpoints(run))

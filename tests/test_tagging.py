@@ -8,11 +8,18 @@ an independent port of the perl conlleval written here.
 
 import collections
 import json
+import os
+import pty
+import shutil
+import subprocess
+import sys
 
 import pytest
 
 from research import metrics
 from research import tagging
+from tests.conftest import REPO
+from tests.conftest import entry_env
 from tests.conftest import run_entry
 from tests.conftest import write_corpus
 
@@ -325,3 +332,156 @@ def test_evaluate_refuses_an_existing_output(trained, tmp_path):
   assert output.read_text() == 'precious'
   result = run_entry('experiments.evaluate', f'--model_dir={workdir}')
   assert_one_line_error(result, '--data')
+
+
+# --- A single-file corpus: evaluate and predict read its test split. ------
+
+
+def single_file_corpus(directory, documents=20):
+  """One file of `documents` documents, document i holding i % 3 + 1
+  sentences; returns (path, sentences per document)."""
+  directory.mkdir(parents=True)
+  lines, counts = [], []
+  for i in range(documents):
+    lines += ['-DOCSTART- -X- O', '']
+    counts.append(i % 3 + 1)
+    for _ in range(counts[-1]):
+      lines += ['Anna B-PER', 'Berg I-PER', 'visited O', 'Kyoto B-LOC', '']
+  path = directory / 'corpus.conll'
+  path.write_text('\n'.join(lines))
+  return path, counts
+
+
+def as_trained_on(workdir, data_dir, tmp_path):
+  """A copy of the run in workdir whose flags say it trained on data_dir."""
+  copy = tmp_path / 'model'
+  shutil.copytree(workdir, copy, ignore=shutil.ignore_patterns('checkpoints'))
+  flags_txt = copy / 'flags.txt'
+  lines = [
+    f'--data_dir={data_dir}' if line.startswith('--data_dir=') else line
+    for line in flags_txt.read_text().splitlines()
+  ]
+  flags_txt.write_text('\n'.join(lines) + '\n')
+  return copy
+
+
+def test_evaluate_scores_the_test_split_of_a_single_file_corpus(
+  trained, tmp_path
+):
+  """train splits a single-file corpus by documents (i % 10 == 9: test);
+  evaluate of a model trained on it scores that split by default, saying
+  so, not the whole file."""
+  path, counts = single_file_corpus(tmp_path / 'single')
+  workdir = as_trained_on(trained[1], path.parent, tmp_path)
+  want = {
+    'test': sum(c for i, c in enumerate(counts) if i % 10 == 9),
+    'dev': sum(c for i, c in enumerate(counts) if i % 10 == 8),
+    'all': sum(counts),
+  }
+  for split in (None, 'dev', 'all'):
+    result = run_entry(
+      'experiments.evaluate',
+      f'--model_dir={workdir}',
+      f'--data={path}',
+      *([f'--split={split}'] if split else []),
+    )
+    assert result.returncode == 0, result.stderr
+    shown = split or 'test'
+    assert f'{want[shown]:,} sentences' in result.stdout, result.stdout
+    notes = result.stderr.strip().splitlines()
+    assert len(notes) == 1 and f'its {shown} split' in notes[0], notes
+  result = run_entry(
+    'experiments.predict', f'--model_dir={workdir}', f'--input={path}'
+  )
+  assert result.returncode == 0, result.stderr
+  assert result.stdout.count('\n\n') == want['test']
+  assert 'its test split' in result.stderr
+
+
+def test_a_single_file_corpus_a_model_never_saw_is_read_whole(
+  trained, tmp_path
+):
+  """Only the corpus a model was trained on holds its training part: any
+  other single file is scored whole, with no note."""
+  path, counts = single_file_corpus(tmp_path / 'other')
+  result = run_entry(
+    'experiments.evaluate', f'--model_dir={trained[1]}', f'--data={path}'
+  )
+  assert result.returncode == 0, result.stderr
+  assert f'{sum(counts):,} sentences' in result.stdout, result.stdout
+  assert 'split' not in result.stderr
+
+
+def test_split_of_a_file_that_is_read_whole_is_refused(trained):
+  corpus, workdir = trained
+  result = run_entry(
+    'experiments.evaluate',
+    f'--model_dir={workdir}',
+    f'--data={corpus / "test.txt"}',
+    '--split=test',
+  )
+  assert_one_line_error(result, '--split=test', 'not a single-file corpus')
+
+
+# --- predict's text: empty input, stdin. ----------------------------------
+
+
+def run_predict(workdir, *args, stdin=b''):
+  """predict with bytes on stdin; stdout and stderr decoded."""
+  return subprocess.run(
+    [sys.executable, '-m', 'experiments.predict', f'--model_dir={workdir}']
+    + list(args),
+    cwd=REPO,
+    env=entry_env(),
+    input=stdin,
+    capture_output=True,
+    timeout=300,
+    check=False,
+  )
+
+
+@pytest.mark.parametrize(
+  'args,stdin,fragments',
+  [
+    (['--text='], b'', ['--text', 'no sentence to tag']),
+    ([], b'\n  \n', ['<stdin>', 'no sentence to tag']),
+    ([], b'Anna visited\nKyoto \xff .\n', ['<stdin>:2', 'not valid UTF-8']),
+  ],
+)
+def test_predict_refuses_text_without_a_sentence(
+  trained, args, stdin, fragments
+):
+  _, workdir = trained
+  result = run_predict(workdir, *args, stdin=stdin)
+  assert result.returncode == 2, result.stderr
+  lines = result.stderr.decode().strip().splitlines()
+  assert len(lines) == 1 and lines[0].startswith('error: '), lines
+  for fragment in fragments:
+    assert fragment in lines[0], lines[0]
+  assert not result.stdout
+
+
+def test_predict_says_it_reads_a_terminal(trained):
+  """On a terminal, predict says that it waits for sentences."""
+  _, workdir = trained
+  leader, follower = pty.openpty()
+  proc = subprocess.Popen(
+    [sys.executable, '-m', 'experiments.predict', f'--model_dir={workdir}'],
+    cwd=REPO,
+    env=entry_env(),
+    stdin=follower,
+    stdout=subprocess.PIPE,
+    stderr=subprocess.PIPE,
+  )
+  os.close(follower)
+  try:
+    os.write(leader, b'Anna Berg visited Kyoto .\n\x04')  # a line, Ctrl-D
+    stdout, stderr = proc.communicate(timeout=300)
+  finally:
+    proc.kill()
+    os.close(leader)
+  assert proc.returncode == 0, stderr
+  assert stderr.decode().strip() == (
+    'reading sentences from stdin (one per line; Ctrl-D ends)'
+  )
+  assert stdout.decode().startswith('Anna\t')

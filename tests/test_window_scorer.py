@@ -186,7 +186,7 @@ def test_margin_losses_match_hand_computation():
   s = np.array([s_hand(words[i], casing[i]) for i in range(2)])
   y = np.array([1.0, 0.0])
   np.testing.assert_allclose(
-    scorer.logistic_loss(jnp.asarray(s, jnp.float32), jnp.asarray(y)),
+    losses.logistic_loss(jnp.asarray(s, jnp.float32), jnp.asarray(y)),
     -np.log(np.where(y == 1, 1 / (1 + np.exp(-s)), 1 - 1 / (1 + np.exp(-s)))),
     rtol=1e-5,
   )

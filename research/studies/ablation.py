@@ -19,7 +19,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from research import ner
+from research import training
 
 
 class Setting(NamedTuple):
@@ -108,14 +108,15 @@ def run(load_dataset, model_cfg, cfg, hyper, seeds, *, rows='all', log=print):
   datasets, results = {}, []
   steps = plan(rows)
   for i, (path, label, s) in enumerate(steps):
-    key = (s.features, s.tag_scheme)
+    features = tuple(f for f in s.features if f != 'document')
+    key = (features, s.tag_scheme)
     if key not in datasets:
-      datasets[key] = load_dataset(s.features, s.tag_scheme)
+      datasets[key] = load_dataset(features, s.tag_scheme)
     ds = datasets[key]
     for seed in seeds:
       log(f'== row {i + 1}/{len(steps)} {label}, seed {seed}')
       t0 = time.perf_counter()
-      _, result = ner.train_and_evaluate(
+      result = training.train(
         ds,
         model_cfg._replace(dropout=s.dropout, hidden=s.hidden),
         cfg._replace(objective=s.objective, batch_size=s.batch_size),
@@ -125,8 +126,9 @@ def run(load_dataset, model_cfg, cfg, hyper, seeds, *, rows='all', log=print):
         decode=s.decode,
         select=s.select,
         ensemble=s.ensemble,
+        document='document' in s.features,
         log=lambda _: None,
-      )
+      ).result
       wall = time.perf_counter() - t0
       r = {
         'path': path,

@@ -38,6 +38,42 @@ def table(rows):
   return headers, cells
 
 
+def csv_table(rows):
+  """(headers, rows) of results.csv: the table's columns as numbers only
+  (a blank where there is none; beyond_spread 1 or 0)."""
+  has_test = any(r['test'] is not None for r in rows)
+  types = sorted({t for r in rows for t in r['per_type']})
+  headers = ['path', 'row', 'seeds', 'dev_f1_mean', 'dev_f1_std', 'change']
+  headers += ['beyond_spread']
+  if has_test:
+    headers += ['test_f1_mean', 'test_f1_std']
+  headers += [f'{t}_f1' for t in types]
+  headers += ['train_seconds', 'words_per_sec', 'wall_seconds']
+
+  def num(x, digits=4):
+    return '' if x is None else round(float(x), digits)
+
+  out = []
+  for r in rows:
+    row = [r['path'], r['label'], len(r['dev'])]
+    row += [num(np.mean(r['dev'])), num(np.std(r['dev'])), num(r['delta'])]
+    row.append('' if r['exceeds'] is None else int(r['exceeds']))
+    if has_test:
+      test = r['test'] or None
+      row += [
+        num(test and np.mean(test)),
+        num(test and np.std(test)),
+      ]
+    row += [num(r['per_type'].get(t)) for t in types]
+    row += [
+      num(r['train_seconds'], 2),
+      num(r['words_per_sec'], 0),
+      num(r['wall_seconds'], 2),
+    ]
+    out.append(row)
+  return headers, out
+
+
 def plot(rows, path):
   fig, (ax,) = render.figure(width=7.5, height=0.35 * len(rows) + 1.5)
   labels = [r['label'] for r in rows][::-1]
@@ -63,7 +99,7 @@ def write_outputs(workdir, results, *, data_dir, seeds):
   workdir_lib.write_json(
     workdir / 'results.json', {'results': results, 'rows': rows}
   )
-  render.write_csv(workdir / 'results.csv', headers, cells)
+  render.write_csv(workdir / 'results.csv', *csv_table(rows))
   png = plot(rows, workdir / 'ablation.png')
   md = render.markdown_table(headers, cells)
   gains = [r['label'] for r in rows if r['exceeds']]

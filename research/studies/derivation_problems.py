@@ -17,6 +17,7 @@ import numpy as np
 
 from research import crf
 from research import model as model_lib
+from research import objectives
 from research import window_scorer
 
 KINK_TOL = 1e-3  # least distance of a sampled problem from any kink
@@ -407,7 +408,7 @@ def sample_sentences(
       dense['W'] = _normal(rng, (C, H), 2.0 / np.sqrt(H))
       dense['c'] = _normal(rng, (C,))
     trans = None
-    if objective in crf.OBJECTIVES:
+    if objectives.is_sentence_level(objective):
       trans = crf.Transitions(
         _normal(rng, (C, C)), _normal(rng, (C,)), _normal(rng, (C,))
       )

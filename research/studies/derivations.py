@@ -19,9 +19,10 @@ compared, leaf by leaf, with `jax.grad` of research.model and research.losses
   batch_grads/MODEL/OBJ           manual_grads.batch_grads against the
                                   autodiff branch of
                                   research.classifier.batch_grads, E included
-  train.batch_grads/MODEL/OBJ     the training step's gradients,
+  train.batch_grads/MODEL/OBJ     the training step's data gradients,
                                   research.classifier.batch_grads:
-                                  grad='manual' against 'autodiff', with L2
+                                  grad='manual' against 'autodiff' (the
+                                  optimizer adds L2, research.optim)
   crf_grads                       research.crf's forward-backward: f, A,
                                   start, end, J (per row) against jax.grad
                                   of crf_loss, on packed rows of every kind
@@ -59,14 +60,14 @@ import numpy as np
 
 from research import autodiff
 from research import classifier
-from research import crf
 from research import losses
 from research import manual_grads as mg
 from research import model as model_lib
+from research import objectives
 from research import sequence
 from research.studies import derivation_problems as problems
 
-SENTENCE_OBJECTIVES = crf.OBJECTIVES + tuple(losses.OBJECTIVES)
+SENTENCE_OBJECTIVES = objectives.SENTENCE_LEVEL + objectives.WINDOW_LEVEL
 CRF_ROWS, CRF_ROW_LENGTH, CRF_CLASSES = 6, 6, 4  # the crf_grads problems
 
 # Each check runs once on tiny arrays: compile fast rather than well (these
@@ -221,7 +222,7 @@ def batch_grads_case(problem, model_cfg, objective):
     )
   cfg = classifier.TrainConfig(objective=objective, grad='autodiff')
   ref_loss, ref_dense, ref_E = classifier.batch_grads(
-    dense, E, casing, y, 0.0, model_cfg, cfg, None
+    dense, E, casing, y, model_cfg, cfg, None
   )
   return (
     dict(g_dense, E=g_E, J_mean=loss),
@@ -229,20 +230,20 @@ def batch_grads_case(problem, model_cfg, objective):
   )
 
 
-def hook_case(problem, l2, model_cfg, cfg):
+def hook_case(problem, model_cfg, cfg):
   """(manual, reference): research.classifier.batch_grads with
-  grad='manual' against grad='autodiff', L2 (added by the caller) included;
-  E only when the word vectors are fine-tuned (autodiff gives None when
-  frozen)."""
+  grad='manual' against grad='autodiff' (data gradients: the optimizer adds
+  L2); E only when the word vectors are fine-tuned (autodiff gives None
+  when frozen)."""
   p, words, casing, y = problem
   dense = _sub(p, [k for k in p if k != 'L'])
   E = p['L'][words]
   with _strict():
     loss, g_dense, g_E = classifier.batch_grads(
-      dense, E, casing, y, l2, model_cfg, cfg._replace(grad='manual'), None
+      dense, E, casing, y, model_cfg, cfg._replace(grad='manual'), None
     )
   ref_loss, ref_dense, ref_E = classifier.batch_grads(
-    dense, E, casing, y, l2, model_cfg, cfg._replace(grad='autodiff'), None
+    dense, E, casing, y, model_cfg, cfg._replace(grad='autodiff'), None
   )
   manual, reference = (
     dict(g_dense, J_mean=loss),
@@ -254,13 +255,15 @@ def hook_case(problem, l2, model_cfg, cfg):
 
 
 def crf_case(problem, objective, with_loss=True):
-  """(manual, reference): `crf.GRADS[objective]` (f, A, start, end and the
-  per-row loss J) against jax.grad of the loss summed over the rows."""
+  """(manual, reference): the sentence-level objective's hand-derived
+  `grad` (research.objectives; f, A, start, end and the per-row loss J)
+  against jax.grad of its `loss` summed over the rows."""
   f, tags, mask, starts, trans = problem
-  J, df, g = crf.GRADS[objective](f, tags, mask, starts, trans)
+  spec = objectives.get(objective, 'sentence')
+  J, df, g = spec.grad(f, tags, mask, starts, trans)
 
   def loss(f, trans):
-    return crf.LOSSES[objective](f, tags, mask, starts, trans)
+    return spec.loss(f, tags, mask, starts, trans)
 
   J_ref = loss(f, trans)
   df_ref, g_ref = jax.grad(lambda *a: jnp.sum(loss(*a)), (0, 1))(f, trans)
@@ -277,15 +280,13 @@ def sentence_case(problem, model_cfg, objective):
   key, E, J_mean and, with feature rows, feat."""
   dense, E, casing, feat, tags, mask, starts = problem
   args = (dense, E, casing, feat, tags, mask, starts, model_cfg)
-  if objective in crf.OBJECTIVES:
+  if objectives.is_sentence_level(objective):
     loss, g_dense, g_E, g_feat = mg.sentence_batch_grads(*args, objective)
   else:
     with _strict():
       loss, g_dense, g_E, g_feat = mg.sentence_batch_grads(*args, objective)
   cfg = classifier.TrainConfig(objective=objective, grad='autodiff')
-  ref_loss, ref_dense, ref_E, ref_feat, _ = sequence.batch_grads(
-    *args, cfg, None
-  )
+  ref_loss, ref_dense, ref_E, ref_feat = sequence.batch_grads(*args, cfg, None)
   manual = dict(g_dense, E=g_E, J_mean=loss)
   reference = dict(ref_dense, E=ref_E, J_mean=ref_loss)
   if feat is not None:
@@ -298,7 +299,7 @@ def sentence_plan(rng, shapes=None):
   shapes = shapes or problems.SentenceShapes()
   plan = []
   layout = (CRF_ROWS, CRF_ROW_LENGTH, CRF_CLASSES)
-  for objective in crf.OBJECTIVES:
+  for objective in objectives.SENTENCE_LEVEL:
     problem = problems.sample_crf(rng, *layout, objective)
     plan.append(
       (
@@ -347,6 +348,144 @@ def sentence_plan(rng, shapes=None):
   return plan
 
 
+def _row(formula, fn, args, static, exact_zero=False):
+  """One plan entry: (formula, case fn, array args, static kwargs,
+  exact_zero)."""
+  return (formula, fn, args, static, exact_zero)
+
+
+def _classifier_plan(rng, shapes):
+  """Per classifier: each window-level objective, then max_margin with every
+  hinge inactive."""
+  plan = []
+  for tag, model_cfg in problems.classifiers():
+    for objective in objectives.WINDOW_LEVEL:
+      problem = problems.sample_classifier(rng, shapes, model_cfg, objective)
+      plan.append(
+        _row(
+          f'{tag}/{objective}',
+          classifier_cases,
+          (problem,),
+          dict(model_cfg=model_cfg, objective=objective),
+        )
+      )
+    problem = problems.sample_classifier(
+      rng, shapes, model_cfg, 'max_margin', inactive=True
+    )
+    plan.append(
+      _row(
+        f'{tag}/max_margin/inactive',
+        classifier_cases,
+        (problem,),
+        dict(model_cfg=model_cfg, objective='max_margin'),
+        True,
+      )
+    )
+  return plan
+
+
+def _scorer_plan(rng, shapes):
+  """Per nonlinearity: the window scorer, active then inactive."""
+  plan = []
+  for g in model_lib.NONLINEARITIES:
+    problem = problems.sample_scorer(rng, shapes, g)
+    plan.append(
+      _row(
+        f'scorer/{g}/window_margin',
+        scorer_cases,
+        (problem,),
+        dict(nonlinearity=g),
+      )
+    )
+    problem = problems.sample_scorer(rng, shapes, g, inactive=True)
+    plan.append(
+      _row(
+        f'scorer/{g}/window_margin/inactive',
+        scorer_cases,
+        (problem,),
+        dict(nonlinearity=g),
+        True,
+      )
+    )
+  return plan
+
+
+def _l2_plan(rng, shapes, lam):
+  """Per model (and the scorer): the L2 term under each convention."""
+  plan = []
+  for model in model_lib.MODELS + ('scorer',):
+    model_cfg = model_lib.ModelConfig(model)
+    if model == 'scorer':
+      params = problems.sample_scorer(rng, shapes, 'tanh')[0]
+    else:
+      params = problems.sample_classifier(rng, shapes, model_cfg, 'xent')[0]
+    for name, (embeddings, biases) in L2_CONVENTIONS.items():
+      plan.append(
+        _row(
+          f'l2/{model}/{name}',
+          l2_case,
+          (params, lam),
+          dict(embeddings=embeddings, biases=biases),
+        )
+      )
+  return plan
+
+
+def _objective_plan(rng, shapes, lam):
+  """The first two classifiers: the full objective (data + L2), word vectors
+  fine-tuned then frozen."""
+  plan = []
+  for tag, model_cfg in problems.classifiers()[:2]:
+    for objective in objectives.WINDOW_LEVEL:
+      problem = problems.sample_classifier(rng, shapes, model_cfg, objective)
+      for frozen in (False, True):
+        cfg = classifier.TrainConfig(
+          objective=objective,
+          l2_embeddings=True,
+          l2_biases=True,
+          freeze_embeddings=frozen,
+        )
+        vectors = 'frozen' if frozen else 'tuned'
+        plan.append(
+          _row(
+            f'objective/{tag}/{objective}/{vectors}',
+            objective_case,
+            (problem, lam),
+            dict(model_cfg=model_cfg, cfg=cfg),
+          )
+        )
+  return plan
+
+
+def _batch_grads_plan(rng, shapes):
+  """Per classifier and objective: manual_grads.batch_grads, then the
+  training step's batch_grads (both on the same problem)."""
+  plan = []
+  for tag, model_cfg in problems.classifiers():
+    for objective in objectives.WINDOW_LEVEL:
+      problem = problems.sample_classifier(rng, shapes, model_cfg, objective)
+      plan.append(
+        _row(
+          f'batch_grads/{tag}/{objective}',
+          batch_grads_case,
+          (problem,),
+          dict(model_cfg=model_cfg, objective=objective),
+        )
+      )
+      cfg = classifier.TrainConfig(
+        objective=objective, l2_embeddings=True, l2_biases=True
+      )
+      plan.append(
+        _row(
+          f'train.batch_grads/{tag}/{objective}',
+          hook_case,
+          (problem,),
+          dict(model_cfg=model_cfg, cfg=cfg),
+        )
+      )
+  return plan
+
+
 def make_plan(rng, shapes):
   """The checks of `check_all`, on problems drawn from rng.
 
@@ -359,113 +498,13 @@ def make_plan(rng, shapes):
     [(formula, case fn, its array args, its static kwargs, exact_zero)]; a
     case fn returns (manual, reference) or {suffix: (manual, reference)}.
   """
-  plan = []
-  for tag, model_cfg in problems.classifiers():
-    for objective in losses.OBJECTIVES:
-      problem = problems.sample_classifier(rng, shapes, model_cfg, objective)
-      plan.append(
-        (
-          f'{tag}/{objective}',
-          classifier_cases,
-          (problem,),
-          dict(model_cfg=model_cfg, objective=objective),
-          False,
-        )
-      )
-    problem = problems.sample_classifier(
-      rng, shapes, model_cfg, 'max_margin', inactive=True
-    )
-    plan.append(
-      (
-        f'{tag}/max_margin/inactive',
-        classifier_cases,
-        (problem,),
-        dict(model_cfg=model_cfg, objective='max_margin'),
-        True,
-      )
-    )
-  for g in model_lib.NONLINEARITIES:
-    problem = problems.sample_scorer(rng, shapes, g)
-    plan.append(
-      (
-        f'scorer/{g}/window_margin',
-        scorer_cases,
-        (problem,),
-        dict(nonlinearity=g),
-        False,
-      )
-    )
-    problem = problems.sample_scorer(rng, shapes, g, inactive=True)
-    plan.append(
-      (
-        f'scorer/{g}/window_margin/inactive',
-        scorer_cases,
-        (problem,),
-        dict(nonlinearity=g),
-        True,
-      )
-    )
+  # The draws from rng happen in this order: keep it (it fixes the problems).
+  plan = _classifier_plan(rng, shapes)
+  plan += _scorer_plan(rng, shapes)
   lam = float(rng.uniform(0.1, 1.0))
-  for model in model_lib.MODELS + ('scorer',):
-    model_cfg = model_lib.ModelConfig(model)
-    if model == 'scorer':
-      params = problems.sample_scorer(rng, shapes, 'tanh')[0]
-    else:
-      params = problems.sample_classifier(rng, shapes, model_cfg, 'xent')[0]
-    for name, (embeddings, biases) in L2_CONVENTIONS.items():
-      plan.append(
-        (
-          f'l2/{model}/{name}',
-          l2_case,
-          (params, lam),
-          dict(embeddings=embeddings, biases=biases),
-          False,
-        )
-      )
-  for tag, model_cfg in problems.classifiers()[:2]:
-    for objective in losses.OBJECTIVES:
-      problem = problems.sample_classifier(rng, shapes, model_cfg, objective)
-      for frozen in (False, True):
-        cfg = classifier.TrainConfig(
-          objective=objective,
-          l2_embeddings=True,
-          l2_biases=True,
-          freeze_embeddings=frozen,
-        )
-        vectors = 'frozen' if frozen else 'tuned'
-        plan.append(
-          (
-            f'objective/{tag}/{objective}/{vectors}',
-            objective_case,
-            (problem, lam),
-            dict(model_cfg=model_cfg, cfg=cfg),
-            False,
-          )
-        )
-  for tag, model_cfg in problems.classifiers():
-    for objective in losses.OBJECTIVES:
-      problem = problems.sample_classifier(rng, shapes, model_cfg, objective)
-      plan.append(
-        (
-          f'batch_grads/{tag}/{objective}',
-          batch_grads_case,
-          (problem,),
-          dict(model_cfg=model_cfg, objective=objective),
-          False,
-        )
-      )
-      cfg = classifier.TrainConfig(
-        objective=objective, l2_embeddings=True, l2_biases=True
-      )
-      plan.append(
-        (
-          f'train.batch_grads/{tag}/{objective}',
-          hook_case,
-          (problem, lam),
-          dict(model_cfg=model_cfg, cfg=cfg),
-          False,
-        )
-      )
+  plan += _l2_plan(rng, shapes, lam)
+  plan += _objective_plan(rng, shapes, lam)
+  plan += _batch_grads_plan(rng, shapes)
   return plan + sentence_plan(rng)
 
 

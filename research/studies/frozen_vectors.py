@@ -37,6 +37,7 @@ from research import classifier
 from research import engine
 from research import metrics
 from research import ner
+from research import training
 from research import vocab as vocab_lib
 from research.errors import UserError
 
@@ -221,19 +222,8 @@ def run_one(
     f'windows, vocabulary {len(sub.vocab):,}, {run_epochs} epochs of '
     f'batch {batch} ({steps:,} steps)'
   )
-  curve = []
-
-  def on_eval(row):
-    curve.append(
-      {
-        'step': row['step'],
-        'dev_f1': row['dev']['f1'],
-        'train_loss': row['train_loss'],
-      }
-    )
-
   t0 = time.perf_counter()
-  params, result = ner.train_and_evaluate(
+  params, result, _, history = training.train(
     sub,
     model_cfg,
     cfg,
@@ -241,9 +231,16 @@ def run_one(
     epochs=run_epochs,
     seed=seed,
     eval_every=max(1, steps // NUM_EVALS),
-    on_eval=on_eval,
     log=lambda line: log(f'{label} {line.strip()}'),
   )
+  curve = [
+    {
+      'step': row['step'],
+      'dev_f1': row['dev']['f1'],
+      'train_loss': row['train_loss'],
+    }
+    for row in history
+  ]
   pred, _ = classifier.predict(
     params, sub.windows['dev'], model_cfg, cfg.objective
   )
@@ -280,7 +277,7 @@ def check_fractions(fractions):
   """Raises a one-line UserError unless every fraction is in (0, 1]."""
   if not all(0 < f <= 1 for f in fractions):
     raise UserError(
-      f'--fractions={",".join(map(str, fractions))}: give fractions in (0, 1]'
+      f'`fractions={",".join(map(str, fractions))}`: give fractions in (0, 1]'
     )
 
 

@@ -178,6 +178,77 @@ def plot(runs, fractions, path):
   return render.save(fig, path)
 
 
+CSV_RUN_KEYS = [
+  'fraction',
+  'seed',
+  'mode',
+  'train_sentences',
+  'train_windows',
+  'epochs',
+  'steps',
+  'batch_size',
+]
+CSV_METRICS = (
+  'f1',
+  'precision',
+  'recall',
+  'num_gold',
+  'num_pred',
+  'num_correct',
+)
+
+
+def _write_csv(path, runs):
+  """results.csv: one row per run, its settings then every group's
+  scores."""
+  keys = ('overall', *study.GROUPS)
+  csv_headers = CSV_RUN_KEYS + [f'{k}_{m}' for k in keys for m in CSV_METRICS]
+  render.write_csv(
+    path,
+    csv_headers,
+    [
+      [r[h] for h in CSV_RUN_KEYS]
+      + [r['dev'][k][m] for k in keys for m in CSV_METRICS]
+      for r in runs
+    ],
+  )
+
+
+def _setup(
+  ds, model_cfg, cfg, seeds, lr, epochs, max_epochs, data_dir, embeddings
+):
+  """The report's Setup section: data, model, training and the study's
+  definitions (subset, vocabulary, groups, budget)."""
+  first = ds.splits['train']
+  return (
+    f'Data `{data_dir}` ({len(first):,} training sentences, '
+    f'{len(ds.splits["dev"]):,} dev sentences), vectors '
+    f'`{embeddings}`, model {model_cfg.model} '
+    f'(k={model_cfg.window}, hidden {model_cfg.hidden}, '
+    f'{model_cfg.nonlinearity}), {cfg.optimizer} lr '
+    f'{lr:g}, no L2, seeds {", ".join(map(str, seeds))}. '
+    "'frozen' keeps L (the word vectors) fixed; the casing vectors and the "
+    "layers train in both. 'fine-tuned' also updates the rows of L that a "
+    'batch touches.\n\n'
+    '* **Subset**: for seed s, the first round(f·n) sentences of a random '
+    'permutation of the n training sentences seeded by s (nested across '
+    'fractions, shared by frozen and fine-tuned).\n'
+    "* **Vocabulary**: the subset's words plus every word with a "
+    'pretrained vector, so dev words keep their pretrained vectors.\n'
+    '* **Groups**: a token is *seen* when its lowercased form occurs among '
+    'the lowercased tokens of the training subset (any position, any tag). '
+    'A chunk is *seen* if all its tokens are seen, *unseen* if none is, '
+    '*mixed* otherwise. Gold and predicted chunks are grouped by the same '
+    'rule on their own tokens; per group, precision = correct / predicted '
+    'and recall = correct / gold (a correct chunk spans the same tokens as '
+    'its gold chunk, so it is in the same group).\n'
+    f'* **Budget**: each fraction gets about the steps of {epochs} passes '
+    f'over the full training split (fraction f: ~{epochs}/f passes over '
+    f'its subset), at most {max_epochs} passes; the scores are '
+    f'those of the final parameters (no early stopping on dev).'
+  )
+
+
 def write_outputs(
   workdir,
   result,
@@ -212,78 +283,12 @@ def write_outputs(
       'runs': runs,
     },
   )
-  csv_headers = [
-    'fraction',
-    'seed',
-    'mode',
-    'train_sentences',
-    'train_windows',
-    'epochs',
-    'steps',
-    'batch_size',
-  ]
-  csv_headers += [
-    f'{k}_{m}'
-    for k in ('overall', *study.GROUPS)
-    for m in (
-      'f1',
-      'precision',
-      'recall',
-      'num_gold',
-      'num_pred',
-      'num_correct',
-    )
-  ]
-  render.write_csv(
-    workdir / 'results.csv',
-    csv_headers,
-    [
-      [r[h] for h in csv_headers[:8]]
-      + [
-        r['dev'][k][m]
-        for k in ('overall', *study.GROUPS)
-        for m in (
-          'f1',
-          'precision',
-          'recall',
-          'num_gold',
-          'num_pred',
-          'num_correct',
-        )
-      ]
-      for r in runs
-    ],
-  )
+  _write_csv(workdir / 'results.csv', runs)
   png = plot(runs, fractions, workdir / study.PLOT_NAME)
   main_table = render.markdown_table(headers, rows)
   deltas = render.markdown_table(d_headers, d_rows)
-  first = ds.splits['train']
-  setup = (
-    f'Data `{data_dir}` ({len(first):,} training sentences, '
-    f'{len(ds.splits["dev"]):,} dev sentences), vectors '
-    f'`{embeddings}`, model {model_cfg.model} '
-    f'(k={model_cfg.window}, hidden {model_cfg.hidden}, '
-    f'{model_cfg.nonlinearity}), {cfg.optimizer} lr '
-    f'{lr:g}, no L2, seeds {", ".join(map(str, seeds))}. '
-    "'frozen' keeps L (the word vectors) fixed; the casing vectors and the "
-    "layers train in both. 'fine-tuned' also updates the rows of L that a "
-    'batch touches.\n\n'
-    '* **Subset**: for seed s, the first round(f·n) sentences of a random '
-    'permutation of the n training sentences seeded by s (nested across '
-    'fractions, shared by frozen and fine-tuned).\n'
-    "* **Vocabulary**: the subset's words plus every word with a "
-    'pretrained vector, so dev words keep their pretrained vectors.\n'
-    '* **Groups**: a token is *seen* when its lowercased form occurs among '
-    'the lowercased tokens of the training subset (any position, any tag). '
-    'A chunk is *seen* if all its tokens are seen, *unseen* if none is, '
-    '*mixed* otherwise. Gold and predicted chunks are grouped by the same '
-    'rule on their own tokens; per group, precision = correct / predicted '
-    'and recall = correct / gold (a correct chunk spans the same tokens as '
-    'its gold chunk, so it is in the same group).\n'
-    f'* **Budget**: each fraction gets about the steps of {epochs} passes '
-    f'over the full training split (fraction f: ~{epochs}/f passes over '
-    f'its subset), at most {max_epochs} passes; the scores are '
-    f'those of the final parameters (no early stopping on dev).'
+  setup = _setup(
+    ds, model_cfg, cfg, seeds, lr, epochs, max_epochs, data_dir, embeddings
   )
   render.write_report(
     workdir / 'report.md',

@@ -19,6 +19,7 @@ Scores: token-level precision/recall/F1 of `s > 0` (= sigma(s) > 0.5) on dev
 and on fixed dev corruptions.
 """
 
+import functools
 import time
 from typing import NamedTuple
 
@@ -102,7 +103,7 @@ def check_negatives(negatives):
   bad = [n for n in negatives if n not in window_scorer.NEGATIVES]
   if bad or not negatives:
     raise UserError(
-      f'--negatives={",".join(negatives)}: use one or both of '
+      f'`negatives={",".join(negatives)}`: use one or both of '
       f'{", ".join(window_scorer.NEGATIVES)}'
     )
   return tuple(dict.fromkeys(negatives))
@@ -115,6 +116,115 @@ def check_entity_type(ds, entity_type):
   )
 
 
+def _train_data(words_NxK, casing_NxK, gold_N, vocab_size):
+  """The training windows as a window_scorer.TrainData of device arrays.
+
+  Returns:
+    (data, casing_table): data holds the windows, float labels and the
+    indices of the positive and the negative windows; casing_table is
+    `window_scorer.casing_of_words` of the training windows.
+  """
+  casing_table = window_scorer.casing_of_words(
+    words_NxK, casing_NxK, vocab_size
+  )
+  data = window_scorer.TrainData(
+    words_NxK,
+    casing_NxK,
+    gold_N.astype(np.float32),
+    np.flatnonzero(gold_N).astype(np.int32),
+    np.flatnonzero(~gold_N).astype(np.int32),
+    casing_table,
+  )
+  return jax.tree.map(jax.numpy.asarray, data), casing_table
+
+
+def _log_counts(arrays, entity_type, log):
+  """Logs the positive and all windows of each evaluated split."""
+  counts = ', '.join(
+    f'{s} {int(a[2].sum()):,}/{len(a[2]):,}' for s, a in arrays.items()
+  )
+  log(f'{entity_type} at the center (positive/all windows): {counts}')
+
+
+def _scorer_base(st):
+  """The ScorerConfig fields shared by every model run."""
+  return dict(
+    num_corrupt=st.num_corrupt,
+    corrupt_casing=st.corrupt_casing,
+    nonlinearity=st.nonlinearity,
+    optimizer=st.optimizer,
+    batch_size=st.batch_size,
+    freeze_embeddings=st.freeze_embeddings,
+  )
+
+
+def _evaluate(
+  arrays, dev_pairs, nonlinearity, params, split='dev', threshold=0.0
+):
+  """Detection scores of `params` on `split` at `threshold`; on dev also the
+  hinge statistics of each of `dev_pairs` (as 'dev_hinge_<name>')."""
+  w, c, g = arrays[split]
+  s = window_scorer.predict_scores(params, w, c, nonlinearity)
+  row = {split: metrics.detection_scores(s, g, threshold)}
+  if split == 'dev':
+    for name, pairs in dev_pairs.items():
+      row[f'dev_hinge_{name}'] = window_scorer.hinge_stats(
+        params, *pairs, nonlinearity=nonlinearity
+      )
+  return row
+
+
+def _evaluate_logger(evaluate, label, log):
+  """The `evaluate` callback of window_scorer.fit for the run `label`: dev
+  scores of the (one-configuration) stacked parameters, logged."""
+
+  def evaluate_log(stacked):
+    row = evaluate(engine.unstack(stacked, 0))
+    d = row['dev']
+    log(
+      f'  {label} dev P {d["precision"]:.1f} R {d["recall"]:.1f} F1 '
+      f'{d["f1"]:.1f} AP {d["ap"]:.1f}; dev active hinges: corrupt '
+      f'{row["dev_hinge_corrupt"]["active"]:.3f}'
+      + (
+        f', real {row["dev_hinge_real"]["active"]:.3f}'
+        if 'dev_hinge_real' in row
+        else ''
+      )
+    )
+    return row
+
+  return evaluate_log
+
+
+def _run_record(label, seed, cfg, lr, history, stats):
+  """The results.json entry of one trained model (test scores not yet);
+  flattens `history`'s per-configuration train numbers in place."""
+  for h in history:  # one configuration: plain numbers
+    for key in ('train_loss', 'train_active'):
+      if key in h:
+        h[key] = None if h[key] is None else h[key][0]
+  per_step = stats['per_step']
+  run = {
+    'label': label,
+    'seed': seed,
+    'config': dict(cfg._asdict(), lr=lr),
+    'dev': history[-1]['dev'],
+    'history': history,
+    'train_active_per_step': (
+      [round(float(a), 4) for a in per_step['active'][0]]
+      if cfg.objective == 'margin'
+      else []
+    ),
+    'train_loss_per_step': [round(float(a), 5) for a in per_step['loss'][0]],
+    'windows_per_sec': stats['train_windows_per_sec'],
+    **{k: stats[k] for k in ('train_seconds', 'compile_seconds', 'steps')},
+  }
+  for name in ('corrupt', 'real'):
+    if f'dev_hinge_{name}' in history[-1]:
+      run[f'dev_hinge_{name}'] = history[-1][f'dev_hinge_{name}']
+  return run
+
+
 def run(ds, st, log=print):
   """Trains every model of `model_runs(st.negatives)` for each seed.
 
@@ -124,57 +234,27 @@ def run(ds, st, log=print):
     splits' (words, casing, gold) arrays.
   """
   arrays = _split_arrays(ds, st.entity_type)  # checks the entity type
-  words, casing, gold = arrays['train']
   V = len(ds.vocab)
-  casing_table = window_scorer.casing_of_words(words, casing, V)
-  data = window_scorer.TrainData(
-    words,
-    casing,
-    gold.astype(np.float32),
-    np.flatnonzero(gold).astype(np.int32),
-    np.flatnonzero(~gold).astype(np.int32),
-    casing_table,
-  )
-  data = jax.tree.map(jax.numpy.asarray, data)
+  data, casing_table = _train_data(*arrays['train'], V)
   keep = st.corrupt_casing == 'keep'
   dev_pairs = _dev_pairs(
     *arrays['dev'], st.num_corrupt, None if keep else casing_table, V
   )
-  counts = ', '.join(
-    f'{s} {int(a[2].sum()):,}/{len(a[2]):,}' for s, a in arrays.items()
-  )
-  log(f'{st.entity_type} at the center (positive/all windows): {counts}')
+  _log_counts(arrays, st.entity_type, log)
 
   B = st.batch_size
-  steps_per_epoch = max(1, len(gold) // B)
+  steps_per_epoch = max(1, len(arrays['train'][2]) // B)
   num_steps = steps_per_epoch * st.epochs
-  eval_every = st.eval_every or steps_per_epoch
   model_cfg = model_lib.ModelConfig(
     model='scorer',
     nonlinearity=st.nonlinearity,
     window=st.window,
     hidden=st.hidden,
   )
-  base = dict(
-    num_corrupt=st.num_corrupt,
-    corrupt_casing=st.corrupt_casing,
-    nonlinearity=st.nonlinearity,
-    optimizer=st.optimizer,
-    batch_size=B,
-    freeze_embeddings=st.freeze_embeddings,
+  evaluate = functools.partial(
+    _evaluate, arrays, dev_pairs, model_cfg.nonlinearity
   )
-
-  def evaluate(params, split='dev', threshold=0.0):
-    w, c, g = arrays[split]
-    s = window_scorer.predict_scores(params, w, c, model_cfg.nonlinearity)
-    row = {split: metrics.detection_scores(s, g, threshold)}
-    if split == 'dev':
-      for name, pairs in dev_pairs.items():
-        row[f'dev_hinge_{name}'] = window_scorer.hinge_stats(
-          params, *pairs, nonlinearity=model_cfg.nonlinearity
-        )
-    return row
-
+  base = _scorer_base(st)
   results = {
     'entity_type': st.entity_type,
     'num_steps': num_steps,
@@ -191,22 +271,6 @@ def run(ds, st, log=print):
         f'{num_steps} steps of {B} true windows '
         f'({window_scorer.windows_per_step(cfg):,} scored)'
       )
-
-      def evaluate_log(stacked, label=label):
-        row = evaluate(engine.unstack(stacked, 0))
-        d = row['dev']
-        log(
-          f'  {label} dev P {d["precision"]:.1f} R {d["recall"]:.1f} F1 '
-          f'{d["f1"]:.1f} AP {d["ap"]:.1f}; dev active hinges: corrupt '
-          f'{row["dev_hinge_corrupt"]["active"]:.3f}'
-          + (
-            f', real {row["dev_hinge_real"]["active"]:.3f}'
-            if 'dev_hinge_real' in row
-            else ''
-          )
-        )
-        return row
-
       stacked, history, stats = window_scorer.fit(
         engine.stack([init]),
         data,
@@ -215,37 +279,13 @@ def run(ds, st, log=print):
         cfg,
         num_steps=num_steps,
         steps_per_epoch=steps_per_epoch,
-        evaluate=evaluate_log,
-        eval_every=eval_every,
+        evaluate=_evaluate_logger(evaluate, label, log),
+        eval_every=st.eval_every or steps_per_epoch,
         log=log,
         name=f'{label} seed {seed} ',
       )
       params = engine.unstack(stacked, 0)
-      for h in history:  # one configuration: plain numbers
-        for key in ('train_loss', 'train_active'):
-          if key in h:
-            h[key] = None if h[key] is None else h[key][0]
-      per_step = stats['per_step']
-      run = {
-        'label': label,
-        'seed': seed,
-        'config': dict(cfg._asdict(), lr=st.lr),
-        'dev': history[-1]['dev'],
-        'history': history,
-        'train_active_per_step': (
-          [round(float(a), 4) for a in per_step['active'][0]]
-          if cfg.objective == 'margin'
-          else []
-        ),
-        'train_loss_per_step': [
-          round(float(a), 5) for a in per_step['loss'][0]
-        ],
-        'windows_per_sec': stats['train_windows_per_sec'],
-        **{k: stats[k] for k in ('train_seconds', 'compile_seconds', 'steps')},
-      }
-      for name in ('corrupt', 'real'):
-        if f'dev_hinge_{name}' in history[-1]:
-          run[f'dev_hinge_{name}'] = history[-1][f'dev_hinge_{name}']
+      run = _run_record(label, seed, cfg, st.lr, history, stats)
       if 'test' in arrays:
         run['test'] = evaluate(params, 'test')['test']
         run['test_dev_threshold'] = evaluate(

@@ -82,7 +82,14 @@ def _plots(workdir, results, labels):
         width = max(1, len(active) // 100)
         smooth = _smooth(active, width)
         x = np.arange(len(smooth)) + (width + 1) / 2
-        ax_train.plot(x, clip(smooth), color=color, label=lab, lw=1.2)
+        ax_train.plot(
+          x,
+          clip(smooth),
+          color=color,
+          label=lab,
+          lw=1.2,
+          **render.points(len(x)),
+        )
       steps = [h['step'] for h in run['history']]
       ax_dev.plot(
         steps,
@@ -151,14 +158,8 @@ def _plots(workdir, results, labels):
   return hinge_png, f1_png
 
 
-def write_outputs(workdir, results, arrays, st, *, data_dir, embeddings):
-  """results.json, results.csv, report.md and the two plots; returns the
-  results table (markdown)."""
-  negatives, seeds = st.negatives, st.seeds
-  labels = [label for label, _ in study.model_runs(negatives)]
-  splits = [s for s in ('dev', 'test') if s in arrays]
-  workdir_lib.write_json(workdir / 'results.json', results)
-
+def _write_csv(path, results, splits):
+  """results.csv: one row per run, numbers only."""
   csv_headers = ['model', 'objective', 'negatives', 'seed']
   for split in splits:
     csv_headers += [
@@ -195,8 +196,18 @@ def write_outputs(workdir, results, arrays, st, *, data_dir, embeddings):
       round(r['train_seconds'], 2),
     ]
     csv_rows.append(row)
-  render.write_csv(workdir / 'results.csv', csv_headers, csv_rows)
+  render.write_csv(path, csv_headers, csv_rows)
 
+
+def write_outputs(workdir, results, arrays, st, *, data_dir, embeddings):
+  """results.json, results.csv, report.md and the two plots; returns the
+  results table (markdown)."""
+  negatives, seeds = st.negatives, st.seeds
+  labels = [label for label, _ in study.model_runs(negatives)]
+  splits = [s for s in ('dev', 'test') if s in arrays]
+  workdir_lib.write_json(workdir / 'results.json', results)
+
+  _write_csv(workdir / 'results.csv', results, splits)
   hinge_png, f1_png = _plots(workdir, results, labels)
   hinge_text = f"""Fraction of hinges 1 - s + s_c > 0: left, in the training
 batches of the margin runs (moving average); right, on the fixed dev pairs,

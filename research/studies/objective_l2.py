@@ -23,52 +23,29 @@ from research import classifier
 from research import engine
 from research import ner
 from research import render
-from research import sequence
+from research import training
 
 
-def _evaluate_all(ds, model_cfg, objective, num, decode):
-  """fn(stacked params) -> {'dev': [num scores], 'train': [num scores]}."""
-
-  def evaluate(params):
-    rows = {'dev': [], 'train': []}
-    for i in range(num):
-      p = engine.unstack(params, i)
-      for split, key in (('dev', 'dev'), ('train_sample', 'train')):
-        rows[key].append(
-          ner.evaluate(p, ds, split, model_cfg, objective, decode)
-        )
-    return rows
-
-  return evaluate
-
-
-def _train(
-  ds, model_cfg, cfg, grid, init, lr, epochs, log, sentences, decode, ckpt
-):
-  """One engine.fit of the configurations `grid` [(l2, seed)]; returns
-  (final params, learning curves, stats), one of each per configuration."""
+def _train(ds, model_cfg, cfg, grid, lr, epochs, log, sentences, decode, ckpt):
+  """One training.fit_stack of the configurations `grid` [(l2, seed)];
+  returns (final params, learning curves, stats), one of each per
+  configuration."""
   S = len(grid)
-  args = (
-    engine.stack(init),
-    ds.windows['train'],
-    engine.Hyper(np.full(S, lr), np.array([l2 for l2, _ in grid])),
-    [s for _, s in grid],
+  fitted = training.fit_stack(
+    ds,
     model_cfg,
     cfg,
-  )
-  kw = dict(
+    engine.Hyper(np.full(S, lr), np.array([l2 for l2, _ in grid])),
+    [s for _, s in grid],
     epochs=epochs,
-    evaluate=_evaluate_all(ds, model_cfg, cfg.objective, S, decode),
+    decode=decode,
+    sentences=sentences,
+    eval_train=True,
+    checkpoint=ckpt,
     log=log,
     stop_on_divergence=False,  # reported per configuration instead
-    checkpoint=ckpt,
   )
-  if sentences:
-    lengths = sequence.sentence_lengths(ds.splits['train'])
-    params, history, stats = sequence.fit(*args[:2], lengths, *args[2:], **kw)
-  else:
-    params, history, stats = classifier.fit(*args, **kw)
-  finals = [engine.unstack(params, i) for i in range(S)]
+  finals = [engine.unstack(fitted.params, i) for i in range(S)]
   curves = [
     [
       {
@@ -77,10 +54,11 @@ def _train(
         'dev': h['dev'][i],
         'train': h['train'][i],
       }
-      for h in history
+      for h in fitted.history
     ]
     for i in range(S)
   ]
+  stats = fitted.stats
   per_config = [
     dict(stats, diverged_at=stats['diverged_at'][i]) for i in range(S)
   ]
@@ -113,23 +91,18 @@ def run_grid(
     the objective's time and throughput.
   """
   grid = [(l2, s) for l2 in l2s for s in seeds]
-  init = [
-    ner.init_params(ds, model_cfg, s, objective=cfg.objective) for _, s in grid
-  ]
   t0 = time.perf_counter()
   how = (log, sentences, decode)
   ckpt = checkpoint and checkpoint.child(cfg.objective)
   if vmap:
     finals, curves, stats_all = _train(
-      ds, model_cfg, cfg, grid, init, lr, epochs, *how, ckpt
+      ds, model_cfg, cfg, grid, lr, epochs, *how, ckpt
     )
   else:
     finals, curves, stats_all = [], [], []
-    for i, (config, p) in enumerate(zip(grid, init)):
+    for i, config in enumerate(grid):
       one = ckpt and ckpt.child(str(i))
-      f, c, st = _train(
-        ds, model_cfg, cfg, [config], [p], lr, epochs, *how, one
-      )
+      f, c, st = _train(ds, model_cfg, cfg, [config], lr, epochs, *how, one)
       finals += f
       curves += c
       stats_all += st
@@ -191,37 +164,43 @@ def run(
   vmap=True,
   log=print,
   decode='argmax',
+  document=False,
   checkpoint=None,
 ):
   """The sweep: `run_grid` for each objective (cfg.objective is replaced),
   each checkpointing into its child of `checkpoint` (a
-  research.checkpoint.Checkpointer, or None).
+  research.checkpoint.Checkpointer, or None). With `document`, ds is first
+  given document context (training.document_context), once, with the
+  first objective.
 
   Returns:
     {'results': [...], 'timings': [...], 'best_l2': {objective: l2},
     'trained_on': 'sentences' or 'windows', 'decode', and 'first_pass'
     (the summary of two_passes.first_pass) with the document feature}.
   """
-  sentences = any(
-    ner.trains_on_sentences(ds, o, decode, cfg.word_dropout) for o in objectives
+  sentences = (
+    any(
+      ner.trains_on_sentences(ds, o, decode, cfg.word_dropout)
+      for o in objectives
+    )
+    or document
   )
   out = {}
-  if ner.has_document_feature(ds) and not ds.first_pass_done:
-    from research import two_passes  # noqa: PLC0415 (it imports ner)
-
+  if document:
     log(f'document context: the first pass, once ({objectives[0]})')
-    ds, _, out['first_pass'] = two_passes.first_pass(
+    ds, first = training.document_context(
       ds,
       model_cfg,
       cfg._replace(objective=objectives[0]),
       engine.Hyper(lr, 0.0),
       epochs=epochs,
       seed=seeds[0],
-      log=log,
-      decode=decode,
       select='last',
+      decode=decode,
       checkpoint=checkpoint,
+      log=log,
     )
+    out['first_pass'] = first.summary
   results, timings = [], []
   for objective in objectives:
     log(

@@ -56,7 +56,12 @@ def plot_learning_curves(results, path):
       ):
         err = 100 - np.mean([[c[key] for c in r['curve']] for r in rs], 0)
         ax.plot(
-          steps, err, style, color=color, label=f'{name} error, L2={l2:g}'
+          steps,
+          err,
+          style,
+          color=color,
+          label=f'{name} error, L2={l2:g}',
+          **render.points(len(steps)),
         )
     ax.set_xlabel('training step')
     ax.set_ylabel('error = 100 - entity F1 (%)')
@@ -66,15 +71,52 @@ def plot_learning_curves(results, path):
   return render.save(fig, path)
 
 
+def csv_table(results, best, has_test):
+  """(headers, rows) of results.csv: one row per (objective, L2), numbers
+  only (a blank where there is none): means and stds over seeds, the seeds
+  that diverged, and best (1 for the best L2 of its objective by mean dev F1,
+  else 0)."""
+  keys = [('dev_f1', ('dev', 'f1'))]
+  if has_test:
+    keys.append(('test_f1', ('test', 'f1')))
+  keys += [
+    ('train_loss', ('final_train_loss',)),
+    ('weight_norm', ('weight_norm',)),
+  ]
+  headers = ['objective', 'l2', 'seeds', 'diverged_seeds', 'best']
+  headers += [f'{name}_{m}' for name, _ in keys for m in ('mean', 'std')]
+  cells = {}
+  for r in results:
+    cells.setdefault((r['objective'], r['l2']), []).append(r)
+  rows = []
+  for (obj, l2), rs in cells.items():
+    diverged = sum(bool(r.get('diverged_at_step')) for r in rs)
+    row = [obj, l2, len(rs), diverged, int(best.get(obj, (None,))[0] == l2)]
+    for _, path in keys:
+      if diverged:
+        row += ['', '']
+        continue
+      values = [_get(r, path) for r in rs]
+      row += [round(float(np.mean(values)), 6), round(float(np.std(values)), 6)]
+    rows.append(row)
+  return headers, rows
+
+
+def _get(d, path):
+  for key in path:
+    d = d[key]
+  return d
+
+
 def write_outputs(
   workdir, sweep, *, data_dir, model_cfg, cfg, lr, epochs, seeds, has_test
 ):
   """results.json, results.csv, f1_vs_l2.png, learning_curves.png and
   report.md; returns the results table (markdown)."""
   results, timings = sweep['results'], sweep['timings']
-  headers, rows, _ = study.summarize(results, has_test)
+  headers, rows, best = study.summarize(results, has_test)
   workdir_lib.write_json(workdir / 'results.json', sweep)
-  render.write_csv(workdir / 'results.csv', headers, rows)
+  render.write_csv(workdir / 'results.csv', *csv_table(results, best, has_test))
   f1_png = plot_f1_vs_l2(results, workdir / 'f1_vs_l2.png')
   lc_png = plot_learning_curves(results, workdir / 'learning_curves.png')
   table = render.markdown_table(headers, rows)

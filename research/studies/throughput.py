@@ -214,9 +214,257 @@ def init_stack(ds, model_cfg, seeds):
 def check_batch_sizes(batch_sizes):
   if 256 not in batch_sizes:
     raise UserError(
-      '--batch_sizes must include 256: the vocabulary, naive '
+      '`batch_sizes` must include 256: the vocabulary, naive '
       'and sweep comparisons are made at batch 256'
     )
+
+
+def _measure_peak(train_options, peak_seconds, log):
+  """The matmul peak (GFLOP/s) with XLA's default and the training options.
+
+  Returns:
+    (peak, by_options): the highest rate measured, and {'xla_defaults' |
+    'train_options': {matrix size: GFLOP/s}}.
+  """
+  by_options = {
+    'xla_defaults': matmul_peak(XLA_DEFAULTS, seconds=peak_seconds),
+    'train_options': matmul_peak(train_options, seconds=peak_seconds),
+  }
+  peak = max(g for by_size in by_options.values() for g in by_size.values())
+  log(
+    f'matmul peak {peak:.1f} GFLOP/s; by size, XLA defaults / training '
+    'options: '
+    + ', '.join(
+      f'{n}: {by_options["xla_defaults"][n]:.0f} / '
+      f'{by_options["train_options"][n]:.0f}'
+      for n in by_options['xla_defaults']
+    )
+  )
+  return peak, by_options
+
+
+def _batch_timers(
+  vocab, ds, params, hyper, model_cfg, cfg, steps, D, train_options
+):
+  """The timers compared at batch cfg.batch_size on vocabulary `vocab`.
+
+  'step' always; 'matmuls' (the products alone) for the hidden model on the
+  data vocabulary; at batch 256 on the data vocabulary also 'naive'
+  (scaled from at most 400 steps), 'xla_defaults' and 'plain_rows'.
+
+  Returns:
+    (timers, compile_s): {name: timer} and the compile seconds of 'step'.
+  """
+  B, train = cfg.batch_size, ds.windows['train']
+  timers = {}
+  timers['step'], compile_s = fit_timer(
+    params, train, hyper, model_cfg, cfg, steps
+  )
+  if vocab == 'data' and model_cfg.model == 'hidden':
+    timers['matmuls'] = matmul_floor(
+      B, D, model_cfg.hidden, len(ds.tags), steps, train_options
+    )
+  if B == 256 and vocab == 'data':
+    naive_steps = min(steps, 400)
+    naive = naive_timer(
+      engine.unstack(params, 0), train, hyper, model_cfg, cfg, naive_steps
+    )
+    timers['naive'] = lambda: naive() * steps / naive_steps
+    timers['xla_defaults'], _ = fit_timer(
+      params,
+      train,
+      hyper,
+      model_cfg,
+      cfg,
+      steps,
+      compiler_options=XLA_DEFAULTS,
+    )
+    timers['plain_rows'], _ = fit_timer(
+      params, train, hyper, model_cfg, cfg._replace(packed_rows=False), steps
+    )
+  return timers, compile_s
+
+
+def _batch_record(vocab, ds, B, steps, rate, flops, peak, compile_s):
+  """The bench.json entry of one batch size: windows/s of each timer
+  (`rate`), the step's GFLOP/s and fraction of the matmul `peak`."""
+  run = {
+    'vocab': vocab,
+    'vocab_size': len(ds.vocab),
+    'batch_size': B,
+    'steps': steps,
+    'windows_per_sec': rate['step'],
+    'gflops': rate['step'] * flops / 1e9,
+    'fraction_of_peak': rate['step'] * flops / 1e9 / peak,
+    'compile_seconds': compile_s[0],
+    'flops_per_window': flops,
+  }
+  if 'matmuls' in rate:
+    run['matmuls_only_windows_per_sec'] = rate['matmuls']
+    run['matmuls_only_fraction_of_peak'] = rate['matmuls'] * flops / 1e9 / peak
+  if 'naive' in rate:
+    run['naive_windows_per_sec'] = rate['naive']
+    run['xla_defaults_windows_per_sec'] = rate['xla_defaults']
+    run['plain_rows_windows_per_sec'] = rate['plain_rows']
+  return run
+
+
+def _log_batch(ds, B, rate, run, log):
+  """Logs one batch size's rates (`rate`: windows/s per timer)."""
+  log(
+    f'vocab {len(ds.vocab):,} batch {B}: {rate["step"]:,.0f} windows/s, '
+    f'{run["gflops"]:.1f} GFLOP/s = {100 * run["fraction_of_peak"]:.0f}% '
+    'of peak'
+    + ''.join(
+      f'; {label} {rate[name]:,.0f}'
+      for name, label in (
+        ('matmuls', 'matmuls alone'),
+        ('naive', 'naive'),
+        ('xla_defaults', 'with XLA default options'),
+        ('plain_rows', 'plain row update'),
+      )
+      if name in rate
+    )
+  )
+
+
+def _measure_vocab(
+  vocab,
+  ds,
+  model_cfg,
+  cfg,
+  hyper,
+  *,
+  batch_sizes,
+  bench_steps,
+  repeats,
+  train_options,
+  peak,
+  log,
+):
+  """The bench.json entries of vocabulary `vocab` (all of `batch_sizes` on
+  'data', batch 256 alone on 'pretrained'); the arguments are `run`'s."""
+  params = init_stack(ds, model_cfg, [0])
+  train = ds.windows['train']
+  D = (2 * model_cfg.window + 1) * (ds.L_init.shape[1] + 5)
+  flops = model_lib.num_flops_per_window(model_cfg, D, len(ds.tags))
+  steps_budget = bench_steps * max(batch_sizes) or len(train.labels)
+  runs = []
+  for B in batch_sizes:
+    if vocab == 'pretrained' and B != 256:
+      continue
+    steps = max(20, steps_budget // B)
+    c = cfg._replace(batch_size=B)
+    timers, compile_s = _batch_timers(
+      vocab, ds, params, hyper, model_cfg, c, steps, D, train_options
+    )
+    seconds = rounds(timers, repeats)
+    rate = {name: steps * B / s for name, s in seconds.items()}
+    run = _batch_record(vocab, ds, B, steps, rate, flops, peak, compile_s)
+    runs.append(run)
+    _log_batch(ds, B, rate, run, log)
+  return runs
+
+
+def _measure_sweep(ds, model_cfg, cfg, hyper, S, repeats, flops, peak, log):
+  """Times S stacked configurations against one, at batch 256, and the least
+  seconds their FLOPs (`flops` per window) would take at the matmul `peak`.
+
+  Returns:
+    The bench.json 'sweep' entry.
+  """
+  train = ds.windows['train']
+  steps = max(20, len(train.labels) // 256)
+  c = cfg._replace(batch_size=256)
+  one, _ = fit_timer(
+    init_stack(ds, model_cfg, [0]), train, hyper, model_cfg, c, steps
+  )
+  many, many_compile = fit_timer(
+    init_stack(ds, model_cfg, range(S)),
+    train,
+    engine.Hyper(np.full(S, hyper.lr), np.geomspace(1e-6, 1e-3, S)),
+    model_cfg,
+    c,
+    steps,
+    seeds=list(range(S)),
+  )
+  seconds = rounds({'one': one, 'many': many}, repeats)
+  at_peak = S * steps * 256 * flops / (peak * 1e9)
+  sweep = {
+    'configs': S,
+    'steps': steps,
+    'one_train_seconds': seconds['one'],
+    'many_train_seconds': seconds['many'],
+    'many_compile_seconds': many_compile[0],
+    'train_ratio': seconds['many'] / seconds['one'],
+    'many_seconds_at_matmul_peak': at_peak,
+    'least_ratio_at_matmul_peak': at_peak / seconds['one'],
+  }
+  log(
+    f'stacked sweep ({engine.stack_mode()}): {S} configurations take '
+    f'{sweep["train_ratio"]:.2f}x the training time of one; at the '
+    f'matmul peak their FLOPs alone would take '
+    f'{sweep["least_ratio_at_matmul_peak"]:.2f}x (compiling the '
+    f'stacked program took {sweep["many_compile_seconds"]:.1f}s more)'
+  )
+  return sweep
+
+
+def _measure_sentence(sentence, ds, model_cfg, cfg, hyper, repeats, log):
+  """Words/s of a sentence-level configuration, timed in the same rounds as
+  the default model (on `ds`, the data vocabulary) at batch 256.
+
+  sentence: (name, Dataset, ModelConfig, TrainConfig), as `run` takes it.
+
+  Returns:
+    The bench.json 'sentence' entry.
+  """
+  name, sds, s_model_cfg, s_cfg = sentence
+  train = ds.windows['train']
+  sub_lengths = sequence.sentence_lengths(sds.splits['train'])
+  T = sequence.row_length(sub_lengths)
+  rows_total = len(sequence.pack(sub_lengths, T).tokens)
+  s_steps = max(20, rows_total // max(1, s_cfg.batch_size // T))
+  s_timer, s_runs = sentence_timer(sds, s_model_cfg, s_cfg, hyper, s_steps)
+  c = cfg._replace(batch_size=256)
+  steps = max(20, len(train.labels) // 256)
+  d_timer, _ = fit_timer(
+    init_stack(ds, model_cfg, [0]), train, hyper, model_cfg, c, steps
+  )
+  seconds = rounds({'sentence': s_timer, 'default': d_timer}, repeats)
+  st = s_runs[0]
+  words = s_steps * st['rows_per_step'] * st['fill'] * st['row_length']
+  out = {
+    'name': name,
+    'steps': s_steps,
+    'row_length': st['row_length'],
+    'rows_per_step': st['rows_per_step'],
+    'fill': st['fill'],
+    'words_per_sec': words / seconds['sentence'],
+    'default_windows_per_sec': steps * 256 / seconds['default'],
+    'compile_seconds': st['compile_seconds'],
+  }
+  log(
+    f'{name}: {out["words_per_sec"]:,.0f} words/s over packed '
+    f'sentences (rows of {st["row_length"]}, {st["rows_per_step"]} per '
+    f'step, {100 * st["fill"]:.1f}% words); the default model in the same '
+    f'rounds: {out["default_windows_per_sec"]:,.0f} windows/s'
+  )
+  return out
+
+
+def _speedups(runs, r256):
+  """The default model's rate at batch 256 (`r256`) over the full
+  vocabulary's, the naive baseline's, XLA's default options' and the plain
+  row update's."""
+  full = next(r for r in runs if r['vocab'] == 'pretrained')
+  rate = r256['windows_per_sec']
+  return {
+    'full_vocab_time_ratio': rate / full['windows_per_sec'],
+    'speedup_over_naive': rate / r256['naive_windows_per_sec'],
+    'speedup_over_xla_defaults': rate / r256['xla_defaults_windows_per_sec'],
+    'speedup_over_plain_rows': rate / r256['plain_rows_windows_per_sec'],
+  }
 
 
 def run(
@@ -253,186 +501,45 @@ def run(
     'train_compiler_options': dict(train_options),
     'repeats': repeats,
   }
-
-  by_options = {
-    'xla_defaults': matmul_peak(XLA_DEFAULTS, seconds=peak_seconds),
-    'train_options': matmul_peak(train_options, seconds=peak_seconds),
-  }
-  peak = max(g for by_size in by_options.values() for g in by_size.values())
+  peak, by_options = _measure_peak(train_options, peak_seconds, log)
   out['matmul_peak_gflops'] = peak
   out['matmul_gflops_by_size'] = by_options
-  log(
-    f'matmul peak {peak:.1f} GFLOP/s; by size, XLA defaults / training '
-    'options: '
-    + ', '.join(
-      f'{n}: {by_options["xla_defaults"][n]:.0f} / '
-      f'{by_options["train_options"][n]:.0f}'
-      for n in by_options['xla_defaults']
-    )
-  )
 
   out['runs'] = []
   for vocab in ('data', 'pretrained'):
-    ds = datasets[vocab]
-    params = init_stack(ds, model_cfg, [0])
-    train = ds.windows['train']
-    D = (2 * model_cfg.window + 1) * (ds.L_init.shape[1] + 5)
-    flops = model_lib.num_flops_per_window(model_cfg, D, len(ds.tags))
-    steps_budget = bench_steps * max(batch_sizes) or len(train.labels)
-    for B in batch_sizes:
-      if vocab == 'pretrained' and B != 256:
-        continue
-      steps = max(20, steps_budget // B)
-      c = cfg._replace(batch_size=B)
-      timers = {}
-      timers['step'], compile_s = fit_timer(
-        params, train, hyper, model_cfg, c, steps
-      )
-      if vocab == 'data' and model_cfg.model == 'hidden':
-        timers['matmuls'] = matmul_floor(
-          B, D, model_cfg.hidden, len(ds.tags), steps, train_options
-        )
-      if B == 256 and vocab == 'data':
-        naive_steps = min(steps, 400)
-        naive = naive_timer(
-          engine.unstack(params, 0), train, hyper, model_cfg, c, naive_steps
-        )
-        timers['naive'] = lambda: naive() * steps / naive_steps  # noqa: B023
-        timers['xla_defaults'], _ = fit_timer(
-          params,
-          train,
-          hyper,
-          model_cfg,
-          c,
-          steps,
-          compiler_options=XLA_DEFAULTS,
-        )
-        timers['plain_rows'], _ = fit_timer(
-          params, train, hyper, model_cfg, c._replace(packed_rows=False), steps
-        )
-      seconds = rounds(timers, repeats)
-      rate = {name: steps * B / s for name, s in seconds.items()}
-      run = {
-        'vocab': vocab,
-        'vocab_size': len(ds.vocab),
-        'batch_size': B,
-        'steps': steps,
-        'windows_per_sec': rate['step'],
-        'gflops': rate['step'] * flops / 1e9,
-        'fraction_of_peak': rate['step'] * flops / 1e9 / peak,
-        'compile_seconds': compile_s[0],
-        'flops_per_window': flops,
-      }
-      if 'matmuls' in rate:
-        run['matmuls_only_windows_per_sec'] = rate['matmuls']
-        run['matmuls_only_fraction_of_peak'] = (
-          rate['matmuls'] * flops / 1e9 / peak
-        )
-      if 'naive' in rate:
-        run['naive_windows_per_sec'] = rate['naive']
-        run['xla_defaults_windows_per_sec'] = rate['xla_defaults']
-        run['plain_rows_windows_per_sec'] = rate['plain_rows']
-      out['runs'].append(run)
-      log(
-        f'vocab {len(ds.vocab):,} batch {B}: {rate["step"]:,.0f} windows/s, '
-        f'{run["gflops"]:.1f} GFLOP/s = {100 * run["fraction_of_peak"]:.0f}% '
-        'of peak'
-        + ''.join(
-          f'; {label} {rate[name]:,.0f}'
-          for name, label in (
-            ('matmuls', 'matmuls alone'),
-            ('naive', 'naive'),
-            ('xla_defaults', 'with XLA default options'),
-            ('plain_rows', 'plain row update'),
-          )
-          if name in rate
-        )
-      )
+    out['runs'] += _measure_vocab(
+      vocab,
+      datasets[vocab],
+      model_cfg,
+      cfg,
+      hyper,
+      batch_sizes=batch_sizes,
+      bench_steps=bench_steps,
+      repeats=repeats,
+      train_options=train_options,
+      peak=peak,
+      log=log,
+    )
 
   # Vmapped sweep: S configurations as one program vs one configuration.
-  ds, S = datasets['data'], sweep_configs
-  train = ds.windows['train']
-  steps = max(20, len(train.labels) // 256)
-  c = cfg._replace(batch_size=256)
-  one, _ = fit_timer(
-    init_stack(ds, model_cfg, [0]), train, hyper, model_cfg, c, steps
-  )
-  many, many_compile = fit_timer(
-    init_stack(ds, model_cfg, range(S)),
-    train,
-    engine.Hyper(np.full(S, hyper.lr), np.geomspace(1e-6, 1e-3, S)),
-    model_cfg,
-    c,
-    steps,
-    seeds=list(range(S)),
-  )
-  seconds = rounds({'one': one, 'many': many}, repeats)
   r256 = next(
     r for r in out['runs'] if r['vocab'] == 'data' and r['batch_size'] == 256
   )
-  at_peak = S * steps * 256 * r256['flops_per_window'] / (peak * 1e9)
-  out['sweep'] = {
-    'configs': S,
-    'steps': steps,
-    'one_train_seconds': seconds['one'],
-    'many_train_seconds': seconds['many'],
-    'many_compile_seconds': many_compile[0],
-    'train_ratio': seconds['many'] / seconds['one'],
-    'many_seconds_at_matmul_peak': at_peak,
-    'least_ratio_at_matmul_peak': at_peak / seconds['one'],
-  }
-  log(
-    f'stacked sweep ({engine.stack_mode()}): {S} configurations take '
-    f'{out["sweep"]["train_ratio"]:.2f}x the training time of one; at the '
-    f'matmul peak their FLOPs alone would take '
-    f'{out["sweep"]["least_ratio_at_matmul_peak"]:.2f}x (compiling the '
-    f'stacked program took {out["sweep"]["many_compile_seconds"]:.1f}s more)'
+  out['sweep'] = _measure_sweep(
+    datasets['data'],
+    model_cfg,
+    cfg,
+    hyper,
+    sweep_configs,
+    repeats,
+    r256['flops_per_window'],
+    peak,
+    log,
   )
-
   if sentence is not None:
-    name, sds, s_model_cfg, s_cfg = sentence
-    sub_lengths = sequence.sentence_lengths(sds.splits['train'])
-    T = sequence.row_length(sub_lengths)
-    rows_total = len(sequence.pack(sub_lengths, T).tokens)
-    s_steps = max(20, rows_total // max(1, s_cfg.batch_size // T))
-    s_timer, s_runs = sentence_timer(sds, s_model_cfg, s_cfg, hyper, s_steps)
-    c = cfg._replace(batch_size=256)
-    steps = max(20, len(train.labels) // 256)
-    d_timer, _ = fit_timer(
-      init_stack(ds, model_cfg, [0]), train, hyper, model_cfg, c, steps
+    out['sentence'] = _measure_sentence(
+      sentence, datasets['data'], model_cfg, cfg, hyper, repeats, log
     )
-    seconds = rounds({'sentence': s_timer, 'default': d_timer}, repeats)
-    st = s_runs[0]
-    words = s_steps * st['rows_per_step'] * st['fill'] * st['row_length']
-    out['sentence'] = {
-      'name': name,
-      'steps': s_steps,
-      'row_length': st['row_length'],
-      'rows_per_step': st['rows_per_step'],
-      'fill': st['fill'],
-      'words_per_sec': words / seconds['sentence'],
-      'default_windows_per_sec': steps * 256 / seconds['default'],
-      'compile_seconds': st['compile_seconds'],
-    }
-    log(
-      f'{name}: {out["sentence"]["words_per_sec"]:,.0f} words/s over packed '
-      f'sentences (rows of {st["row_length"]}, {st["rows_per_step"]} per '
-      f'step, {100 * st["fill"]:.1f}% words); the default model in the same '
-      f'rounds: {out["sentence"]["default_windows_per_sec"]:,.0f} windows/s'
-    )
-
-  full = next(r for r in out['runs'] if r['vocab'] == 'pretrained')
-  out['full_vocab_time_ratio'] = (
-    r256['windows_per_sec'] / full['windows_per_sec']
-  )
-  out['speedup_over_naive'] = (
-    r256['windows_per_sec'] / r256['naive_windows_per_sec']
-  )
-  out['speedup_over_xla_defaults'] = (
-    r256['windows_per_sec'] / r256['xla_defaults_windows_per_sec']
-  )
-  out['speedup_over_plain_rows'] = (
-    r256['windows_per_sec'] / r256['plain_rows_windows_per_sec']
-  )
+  out.update(_speedups(out['runs'], r256))
   out['batch_sizes'] = batch_sizes
   return out

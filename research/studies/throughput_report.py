@@ -7,52 +7,92 @@ its `run` returned.
 from research import render
 from research import workdir as workdir_lib
 
+TABLE_HEADERS = [
+  'vocab',
+  'batch',
+  'windows/s',
+  'GFLOP/s',
+  '% of peak',
+  'matmuls alone, windows/s (% of peak)',
+  'step time in matmuls',
+]
 
-def write_outputs(workdir, out):
-  """bench.json, bench.md and throughput.png; returns the summary table."""
-  peak, repeats = out['matmul_peak_gflops'], out['repeats']
-  train_options = tuple(out['train_compiler_options'].items())
-  S = out['sweep']['configs']
-  r256 = next(
-    r for r in out['runs'] if r['vocab'] == 'data' and r['batch_size'] == 256
-  )
-  small = [r for r in out['runs'] if r['vocab'] == 'data']
-  full = next(r for r in out['runs'] if r['vocab'] == 'pretrained')
-  best = max(small, key=lambda r: r['windows_per_sec'])
-  headers = [
-    'vocab',
-    'batch',
-    'windows/s',
-    'GFLOP/s',
-    '% of peak',
-    'matmuls alone, windows/s (% of peak)',
-    'step time in matmuls',
-  ]
-  table = [
+READING_THE_TABLE = (
+  'windows/s and GFLOP/s are those of the whole '
+  'training step (gather, forward, backward, loss, sparse row update, '
+  'Adam). "Matmuls alone" times only the step\'s matrix products (the '
+  'FLOPs counted) at the same batch size, so it is the ceiling for this '
+  'model on this machine; "step time in matmuls" is their share of the '
+  'step.'
+)
+
+
+def _table_row(r):
+  """One run's row of the table by batch size ('—' where the matmuls were
+  not timed alone)."""
+  return [
+    f'{r["vocab_size"]:,}',
+    r['batch_size'],
+    f'{r["windows_per_sec"]:,.0f}',
+    f'{r["gflops"]:.1f}',
+    f'{100 * r["fraction_of_peak"]:.0f}%',
+  ] + (
     [
-      f'{r["vocab_size"]:,}',
-      r['batch_size'],
-      f'{r["windows_per_sec"]:,.0f}',
-      f'{r["gflops"]:.1f}',
-      f'{100 * r["fraction_of_peak"]:.0f}%',
+      f'{r["matmuls_only_windows_per_sec"]:,.0f} '
+      f'({100 * r["matmuls_only_fraction_of_peak"]:.0f}%)',
+      f'{100 * r["windows_per_sec"] / r["matmuls_only_windows_per_sec"]:.0f}%',
     ]
-    + (
-      [
-        f'{r["matmuls_only_windows_per_sec"]:,.0f} '
-        f'({100 * r["matmuls_only_fraction_of_peak"]:.0f}%)',
-        f'{100 * r["windows_per_sec"] / r["matmuls_only_windows_per_sec"]:.0f}'
-        '%',
-      ]
-      if 'matmuls_only_windows_per_sec' in r
-      else ['—', '—']
-    )
-    for r in out['runs']
+    if 'matmuls_only_windows_per_sec' in r
+    else ['—', '—']
+  )
+
+
+def _sweep_rows(out):
+  """The summary rows of the stacked-sweep measurements."""
+  S = out['sweep']['configs']
+  return [
+    [
+      f'{S}-config stacked sweep time / one config (training)',
+      f'{out["sweep"]["train_ratio"]:.2f}x',
+    ],
+    [
+      f"{S} configs' FLOPs at the matmul peak / one config's measured time "
+      '(the least the ratio above can be)',
+      f'{out["sweep"]["least_ratio_at_matmul_peak"]:.2f}x',
+    ],
+    [
+      f'{S}-config stacked program, compile seconds (once per sweep)',
+      f'{out["sweep"]["many_compile_seconds"]:.1f}',
+    ],
   ]
-  options = ', '.join(f'{k}={v!r}' for k, v in train_options) or 'none'
-  summary = render.markdown_table(
+
+
+def _sentence_rows(out):
+  """The summary rows of the sentence-level measurement (none without
+  one)."""
+  if 'sentence' not in out:
+    return []
+  return [
+    [
+      f'{out["sentence"]["name"]}: words/s over packed sentences (rows '
+      f'of {out["sentence"]["row_length"]}, '
+      f'{out["sentence"]["rows_per_step"]} per step)',
+      f'{out["sentence"]["words_per_sec"]:,.0f}',
+    ],
+    [
+      'default model at batch 256 in the same rounds, windows/s',
+      f'{out["sentence"]["default_windows_per_sec"]:,.0f}',
+    ],
+  ]
+
+
+def _summary(out, r256, best, full):
+  """The summary table (markdown): batch 256 against its baselines, the
+  best batch, the full vocabulary, the sweep and the sentence level."""
+  return render.markdown_table(
     ['measure', 'value'],
     [
-      ['matmul peak (GFLOP/s)', f'{peak:.1f}'],
+      ['matmul peak (GFLOP/s)', f'{out["matmul_peak_gflops"]:.1f}'],
       ['batch 256, windows/s', f'{r256["windows_per_sec"]:,.0f}'],
       [
         'naive baseline at batch 256, windows/s',
@@ -80,37 +120,15 @@ def write_outputs(workdir, out):
         f'({r256["vocab_size"]:,}) time',
         f'{out["full_vocab_time_ratio"]:.2f}x',
       ],
-      [
-        f'{S}-config stacked sweep time / one config (training)',
-        f'{out["sweep"]["train_ratio"]:.2f}x',
-      ],
-      [
-        f"{S} configs' FLOPs at the matmul peak / one config's measured time "
-        '(the least the ratio above can be)',
-        f'{out["sweep"]["least_ratio_at_matmul_peak"]:.2f}x',
-      ],
-      [
-        f'{S}-config stacked program, compile seconds (once per sweep)',
-        f'{out["sweep"]["many_compile_seconds"]:.1f}',
-      ],
     ]
-    + (
-      [
-        [
-          f'{out["sentence"]["name"]}: words/s over packed sentences (rows '
-          f'of {out["sentence"]["row_length"]}, '
-          f'{out["sentence"]["rows_per_step"]} per step)',
-          f'{out["sentence"]["words_per_sec"]:,.0f}',
-        ],
-        [
-          'default model at batch 256 in the same rounds, windows/s',
-          f'{out["sentence"]["default_windows_per_sec"]:,.0f}',
-        ],
-      ]
-      if 'sentence' in out
-      else []
-    ),
+    + _sweep_rows(out)
+    + _sentence_rows(out),
   )
+
+
+def _plot(path, small, r256, peak):
+  """throughput.png: windows/s by batch size (data vocabulary) against the
+  matmuls alone, the matmul peak and the naive step; returns its path."""
   fig, (ax,) = render.figure()
   ax.plot(
     [r['batch_size'] for r in small],
@@ -143,7 +161,23 @@ def write_outputs(workdir, out):
   ax.set_title(f'hidden model, vocabulary {r256["vocab_size"]:,}')
   ax.legend(fontsize=8)
   ax.grid(alpha=0.3)
-  png = render.save(fig, workdir / 'throughput.png')
+  return render.save(fig, path)
+
+
+def write_outputs(workdir, out):
+  """bench.json, bench.md and throughput.png; returns the summary table."""
+  peak, repeats = out['matmul_peak_gflops'], out['repeats']
+  train_options = tuple(out['train_compiler_options'].items())
+  r256 = next(
+    r for r in out['runs'] if r['vocab'] == 'data' and r['batch_size'] == 256
+  )
+  small = [r for r in out['runs'] if r['vocab'] == 'data']
+  full = next(r for r in out['runs'] if r['vocab'] == 'pretrained')
+  best = max(small, key=lambda r: r['windows_per_sec'])
+  table = [_table_row(r) for r in out['runs']]
+  options = ', '.join(f'{k}={v!r}' for k, v in train_options) or 'none'
+  summary = _summary(out, r256, best, full)
+  png = _plot(workdir / 'throughput.png', small, r256, peak)
   workdir_lib.write_json(workdir / 'bench.json', out)
   render.write_report(
     workdir / 'bench.md',
@@ -157,16 +191,11 @@ def write_outputs(workdir, out):
         f'best of {repeats} interleaved rounds.',
       ),
       ('Summary', summary),
+      ('Reading the table', READING_THE_TABLE),
       (
-        'Reading the table',
-        'windows/s and GFLOP/s are those of the whole '
-        'training step (gather, forward, backward, loss, sparse row update, '
-        'Adam). "Matmuls alone" times only the step\'s matrix products (the '
-        'FLOPs counted) at the same batch size, so it is the ceiling for this '
-        'model on this machine; "step time in matmuls" is their share of the '
-        'step.',
+        'Throughput by batch size',
+        render.markdown_table(TABLE_HEADERS, table),
       ),
-      ('Throughput by batch size', render.markdown_table(headers, table)),
       ('Plot', f'![]({png})'),
     ],
   )

@@ -390,6 +390,61 @@ def environment():
   }
 
 
+def _time_deck(C, d, N, repeats, min_seconds, log):
+  """Times the deck's example: W_Cxd against N word vectors [d, 1].
+
+  Returns:
+    run's 'deck' entry: the sizes, `bench`'s rows and `check_same`'s
+    'max_abs_diff'.
+  """
+  log(f'deck example: W [{C}, {d}] times {N} word vectors [{d}, 1]')
+  W, vectors, _ = deck_inputs(C, d, N)
+  deck = deck_versions(W, vectors)
+  deck_rows = bench(deck, N, repeats, min_seconds, log)  # first calls compile
+  deck_diffs = check_same(deck, rtol=1e-4, atol=1e-4)
+  return {
+    'classes': C,
+    'dim': d,
+    'vectors': N,
+    'rows': deck_rows,
+    'max_abs_diff': deck_diffs,
+  }
+
+
+def _time_model(
+  ds, model_cfg, model_windows, data_dir, repeats, min_seconds, log
+):
+  """Times the window model's scores of `model_windows` dev windows of `ds`
+  (0: all).
+
+  Returns:
+    run's 'model' entry: the configuration and sizes, `bench`'s rows and
+    `check_same`'s 'max_abs_diff'.
+  """
+  K = 2 * model_cfg.window + 1
+  params, words, casing = dataset_inputs(ds, model_cfg, model_windows)
+  windows, vocab_size, classes = len(words), len(ds.vocab), len(ds.tags)
+  embed_dim = ds.L_init.shape[1]
+  log(
+    f'window model: {model_cfg.model} ({model_cfg.nonlinearity}, hidden '
+    f'{model_cfg.hidden}), {windows:,} dev windows of {K} words, d='
+    f'{embed_dim}, {classes} classes'
+  )
+  model = model_versions(params, words, casing, model_cfg)
+  model_rows = bench(model, windows, repeats, min_seconds, log)
+  model_diffs = check_same(model, rtol=1e-4, atol=1e-4)
+  return {
+    'config': model_cfg._asdict(),
+    'windows': windows,
+    'data_dir': data_dir,
+    'vocab': vocab_size,
+    'classes': classes,
+    'embed_dim': embed_dim,
+    'rows': model_rows,
+    'max_abs_diff': model_diffs,
+  }
+
+
 def run(
   ds,
   model_cfg,
@@ -421,53 +476,24 @@ def run(
     `check_same`), 'timing' (settings and the 1-minute load average before
     and after).
   """
-  C, d, N = deck_classes, deck_dim, deck_vectors
   env = environment()
   load = [os.getloadavg()[0]]
   log(
     f'JAX {env["jax"]} on {env["device"]}, NumPy {env["numpy"]}, '
     f'{env["cpus"]} CPUs'
   )
-
-  log(f'deck example: W [{C}, {d}] times {N} word vectors [{d}, 1]')
-  W, vectors, _ = deck_inputs(C, d, N)
-  deck = deck_versions(W, vectors)
-  deck_rows = bench(deck, N, repeats, min_seconds, log)  # first calls compile
-  deck_diffs = check_same(deck, rtol=1e-4, atol=1e-4)
-
-  K = 2 * model_cfg.window + 1
-  params, words, casing = dataset_inputs(ds, model_cfg, model_windows)
-  windows, vocab_size, classes = len(words), len(ds.vocab), len(ds.tags)
-  embed_dim = ds.L_init.shape[1]
-  log(
-    f'window model: {model_cfg.model} ({model_cfg.nonlinearity}, hidden '
-    f'{model_cfg.hidden}), {windows:,} dev windows of {K} words, d='
-    f'{embed_dim}, {classes} classes'
+  deck = _time_deck(
+    deck_classes, deck_dim, deck_vectors, repeats, min_seconds, log
   )
-  model = model_versions(params, words, casing, model_cfg)
-  model_rows = bench(model, windows, repeats, min_seconds, log)
-  model_diffs = check_same(model, rtol=1e-4, atol=1e-4)
+  model = _time_model(
+    ds, model_cfg, model_windows, data_dir, repeats, min_seconds, log
+  )
   load.append(os.getloadavg()[0])
   return {
     'environment': env,
     'deck_reference_us': DECK_US,
-    'deck': {
-      'classes': C,
-      'dim': d,
-      'vectors': N,
-      'rows': deck_rows,
-      'max_abs_diff': deck_diffs,
-    },
-    'model': {
-      'config': model_cfg._asdict(),
-      'windows': windows,
-      'data_dir': data_dir,
-      'vocab': vocab_size,
-      'classes': classes,
-      'embed_dim': embed_dim,
-      'rows': model_rows,
-      'max_abs_diff': model_diffs,
-    },
+    'deck': deck,
+    'model': model,
     'timing': {
       'repeats': repeats,
       'min_seconds': min_seconds,

@@ -1,0 +1,310 @@
+"""How every entry point runs: errors, exit codes, processes, run directory.
+
+Not an entry point; the flags are experiments/_flags.py. `run(main)` runs
+an entry point's main (absl.app.run) with the conventions below.
+
+Exit codes, the same for every entry point:
+  0    done (--help too).
+  1    a check the command makes failed (gradcheck's rows), or a bug (a
+       Python traceback).
+  2    a user error, printed as one line `error: ...` on stderr: a flag's
+       value or an unknown flag (absl's flag errors too), bad data or paths,
+       a run directory in use or holding an earlier run, a training that
+       diverged.
+  130  interrupted (Ctrl-C, SIGINT): one line says where the run stopped
+       and what --resume would do.
+
+The library's errors name its own parameters, never flags: a UserError
+message writes a parameter in backticks as Python would, `mesh=4x2`,
+`lr`. `translate` (applied to every UserError printed here) writes each
+backticked name that is a flag of the running entry point as that flag:
+`--mesh=4x2`, `--lr`; a parameter whose flag is named otherwise is mapped
+by PARAMS, or by the entry point's `run(main, page='output')`; any other
+backticked name is left as it is.
+
+The run directory (`workdir`) is claimed before any work starts
+(research/workdir.py: one in use by another run is refused; one holding an
+earlier run is refused unless --overwrite, which first moves the earlier
+run into .previous-run/, or --resume). The resolved flags are written into
+it at once (flags.txt), or, with --resume, compared with those the run was
+started with: before any data are read.
+"""
+
+import os
+import pathlib
+import re
+import shutil
+import signal
+import sys
+import tempfile
+import time
+
+from absl import app
+from absl import flags
+from absl import logging
+import jax
+
+from research import parallel
+from research import workdir as workdir_lib
+from research.errors import UserError
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+# Library parameter -> the flag that sets it, where the names differ.
+PARAMS = {'gazetteer_file': 'gazetteer'}
+# Set by experiments/_flags.py: functions that rewrite argv before it is
+# parsed, and the names of the flags some entry point takes.
+ARGV_FILTERS = []
+SHARED_FLAGS = set()
+_PARAM = re.compile(r'`([A-Za-z_]\w*)(=[^`]*)?`')
+# What the run has reached, for the line printed when it is interrupted.
+_state = {'workdir': None, 'checkpoints': None, 'progress': None}
+_saved = set()  # run directories whose flags.txt this process wrote
+_real_workdir = None  # the run's --workdir on a process other than 0
+
+
+def _flag_value(name, default=None):
+  return flags.FLAGS[name].value if name in flags.FLAGS else default
+
+
+def _entry():
+  return pathlib.Path(sys.argv[0]).stem
+
+
+def translate(message):
+  """Writes the backticked parameters of a library message as flags."""
+
+  def as_flag(match):
+    name = PARAMS.get(match.group(1), match.group(1))
+    if name not in flags.FLAGS:
+      return match.group(0)
+    return f'--{name}{match.group(2) or ""}'
+
+  return _PARAM.sub(as_flag, message)
+
+
+def run(main, **params):
+  """absl.app.run(main) with the exit codes and one-line errors above.
+  params: library parameter -> flag name, for this entry point."""
+  PARAMS.update(params)
+  app.run(lambda argv: _guarded(main, argv), flags_parser=_parse_flags)
+
+
+def _parse_flags(argv):
+  """absl's flag parsing; a flag error is one line and exit 2."""
+  entry = f'./launch.sh {_entry()}'
+  try:
+    for rewrite in ARGV_FILTERS:
+      argv = rewrite(argv)
+    return flags.FLAGS(argv)
+  except flags.UnrecognizedFlagError as e:
+    name = e.flagname
+    if name not in SHARED_FLAGS and name.startswith('no'):
+      name = name[2:]
+    what = (
+      'does not take it (it has no effect there)'
+      if name in SHARED_FLAGS
+      else 'has no such flag'
+    )
+    _fail(f'--{e.flagname}: {entry} {what}; its flags: {entry} --help')
+  except flags.Error as e:
+    lines = [re.sub(r'^flag ', '', line) for line in str(e).splitlines()]
+    _fail(f'{"; ".join(lines)} ({entry} --help)')
+  except SystemExit as e:  # --help and its kin: usage was printed
+    sys.exit(0 if e.code == 1 else e.code)
+
+
+def _fail(message):
+  print(f'error: {message}', file=sys.stderr)
+  sys.exit(2)
+
+
+def _guarded(main, argv):
+  # Progress is printed as lines of our own; libraries' info logs (orbax
+  # logs each checkpoint) are left out.
+  logging.set_verbosity(logging.WARNING)
+  if len(argv) > 1:
+    _fail(
+      f'unexpected arguments {" ".join(argv[1:])!r}; flags are written '
+      '--name=value'
+    )
+  try:
+    _start_processes()
+    with parallel.use_mesh(_flag_value('mesh', 'auto')):
+      return main(argv)
+  except UserError as e:
+    workdir_lib.release_unused(written=('flags.txt',))
+    _fail(translate(str(e)))
+  except KeyboardInterrupt:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # one line, whatever follows
+    print(_interrupted(), file=sys.stderr)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Straight out: an interpreter torn down after an interrupt may end by
+    # the signal itself (-2) rather than the documented 130.
+    os._exit(130)
+
+
+def _interrupted():
+  """The line printed on SIGINT: where the run stopped, what --resume does."""
+  line = 'interrupted'
+  if _state['progress']:
+    line += f' (last progress line: {_state["progress"]!r})'
+  path = _state['workdir']
+  if path is None:
+    return line
+  line += f'; {path}'
+  if _state['checkpoints'] is None:
+    return line + f': ./launch.sh {_entry()} does not checkpoint; run it again'
+  if not _state['checkpoints']:
+    return line + ': no checkpoints (--nocheckpoints); nothing to resume'
+  steps = _checkpoint_steps(pathlib.Path(path) / 'checkpoints')
+  if not steps:
+    return line + ': no checkpoint yet: --resume would start from step 0'
+  where = ', '.join(
+    f'step {step}' + (f' of {name}' if name else '')
+    for name, step in sorted(steps.items())
+  )
+  return (
+    line + f': newest checkpoint {where}; the same command with --resume '
+    'continues from there'
+  )
+
+
+def _checkpoint_steps(directory):
+  """{sub-run ('' for the run itself): its newest complete checkpoint}."""
+  steps = {}
+  # Orbax writes a checkpoint under a temporary name and renames it to its
+  # step when complete.
+  for parent, dirs, _ in os.walk(directory):
+    done = [int(d) for d in dirs if d.isdigit()]
+    if done:
+      name = os.path.relpath(parent, directory)
+      steps['' if name == '.' else name] = max(done)
+      dirs.clear()
+  return steps
+
+
+def _start_processes():
+  """jax.distributed.initialize when asked (before anything touches JAX)."""
+  names = ('coordinator', 'num_processes', 'process_id')
+  given = [f for f in names if _flag_value(f) is not None]
+  if given and len(given) < 3:
+    raise UserError(
+      '--coordinator, --num_processes and --process_id go together; pass '
+      'all three (or --distributed for the cluster to say)'
+    )
+  if given or _flag_value('distributed', False):
+    parallel.initialize(*(_flag_value(f) for f in names))
+
+
+def workdir(name, checkpoints=False):
+  """--workdir (default runs/<name>-<time>), claimed before any work starts
+  (research/workdir.py's claim), its flags written (or compared, with
+  --resume) at once. checkpoints: whether this entry point checkpoints."""
+  resume = _flag_value('resume', False)
+  if resume and not _flag_value('checkpoints', True):
+    raise UserError('--resume needs checkpoints; drop --nocheckpoints')
+  given = _flag_value('workdir')
+  path = given or str(
+    REPO / 'runs' / f'{name}-{time.strftime("%Y%m%d-%H%M%S")}'
+  )
+  if given is None and jax.process_count() > 1:
+    raise UserError('several processes write one run: pass its --workdir')
+  if jax.process_index() != 0:
+    # Results are written by process 0; the others write into a scratch
+    # directory of their own, thrown away.
+    global _real_workdir
+    _real_workdir = pathlib.Path(path)
+    claimed = pathlib.Path(tempfile.mkdtemp(prefix=f'{name}-process-'))
+  else:
+    claimed = workdir_lib.claim(path, _flag_value('overwrite', False), resume)
+  _state['workdir'] = path
+  if checkpoints:
+    _state['checkpoints'] = _flag_value('checkpoints', True)
+  save_flags(claimed)
+  return claimed
+
+
+def checkpointer(path):
+  """The run's research.checkpoint.Checkpointer (None with --nocheckpoints).
+  A new run (not --resume) starts from no checkpoint."""
+  from research import checkpoint  # noqa: PLC0415 (orbax loads slowly)
+
+  resume = _flag_value('resume', False)
+  # Every process checkpoints its shards into the run's own directory.
+  directory = pathlib.Path(_real_workdir or path) / 'checkpoints'
+  if not resume and directory.exists() and jax.process_index() == 0:
+    shutil.rmtree(directory)
+  if not _flag_value('checkpoints', True):
+    if resume:
+      raise UserError('--resume needs checkpoints; drop --nocheckpoints')
+    return None
+  return checkpoint.Checkpointer(
+    directory,
+    _flag_value('checkpoint_every', 0),
+    _flag_value('keep_checkpoints', 3),
+    resume=resume,
+  )
+
+
+def flags_text():
+  """The resolved flags, headed by the entry point (a comment in a
+  --flagfile)."""
+  # Left out: absl's own flags (--verbosity, --pdb, ...), and where this run
+  # was written: a run repeated with --flagfile=W/flags.txt names its own
+  # --workdir and can never overwrite W by accident.
+  # --resume is left out too: the resumed run's flags must equal these.
+  lines = [
+    f.serialize()
+    for module, module_flags in flags.FLAGS.flags_by_module_dict().items()
+    if not module.startswith('absl')
+    for f in sorted(module_flags, key=lambda f: f.name)
+    if f.value is not None and f.name not in ('workdir', 'overwrite', 'resume')
+  ]
+  return f'# ./launch.sh {_entry()}\n' + '\n'.join(lines) + '\n'
+
+
+def save_flags(path):
+  """Writes the resolved flags into the run directory `path` (flags.txt);
+  with --resume, refuses flags that differ from those saved there. Done by
+  `workdir` as soon as the directory is claimed; a second call is a no-op."""
+  path = pathlib.Path(path)
+  if path in _saved:
+    return
+  text = flags_text()
+  saved = pathlib.Path(_real_workdir or path) / 'flags.txt'
+  if _flag_value('resume', False):
+    # A flag this entry point no longer takes (in the flags.txt of a run
+    # made before each took only its own) had its default: not compared.
+    before = [x for x in saved.read_text().splitlines() if _taken(x)]
+    now = text.splitlines()
+    changed = sorted(
+      {line.split('=')[0] for line in set(before) ^ set(now)} - {''}
+    )
+    if changed:
+      raise UserError(
+        f'--resume: {", ".join(changed)} differ from {saved}; resume with '
+        f'the flags the run was started with (--flagfile={saved})'
+      )
+  else:
+    path.mkdir(parents=True, exist_ok=True)
+    (path / 'flags.txt').write_text(text)
+  _saved.add(path)
+
+
+def _taken(line):
+  """Whether a flags.txt line sets a flag of this entry point (or is a
+  comment)."""
+  name = line.split('=')[0].lstrip('-')
+  no = name.startswith('no') and name[2:] in flags.FLAGS
+  return line.startswith('#') or name in flags.FLAGS or no
+
+
+def log(line):
+  """A progress line (from process 0 only, when several train together)."""
+  if jax.process_index() == 0:
+    print(line, flush=True)
+  last = str(line).strip().splitlines()
+  if last:
+    _state['progress'] = last[-1]

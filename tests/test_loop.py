@@ -1,0 +1,81 @@
+"""engine.Loop, the compiled loop a caller steps: where its calls stop
+(evaluation and checkpoint boundaries) changes no number, and it yields at
+every boundary it was asked for."""
+
+import numpy as np
+import pytest
+
+from research import classifier
+from research import engine
+from research import model as model_lib
+from research import ner
+from tests.conftest import write_corpus
+
+
+@pytest.fixture(scope='module')
+def small(tmp_path_factory):
+  corpus = write_corpus(tmp_path_factory.mktemp('loop') / 'corpus')
+  ds = ner.load_dataset(corpus, embeddings='random', log=lambda _: None)
+  return ds, model_lib.ModelConfig(hidden=16)
+
+
+def _loop(ds, model_cfg, **kw):
+  cfg = classifier.TrainConfig(batch_size=16)
+  task = classifier.ClassifierTask(model_cfg, cfg)
+  data = classifier.device_data(ds.windows['train'])
+  params = engine.stack([ner.init_params(ds, model_cfg, s) for s in (0, 1)])
+  return engine.Loop(
+    task,
+    params,
+    engine.Hyper([1e-2, 1e-3], [0.0, 1e-4]),
+    [0, 1],
+    data,
+    num_examples=len(ds.windows['train']),
+    epochs=2,
+    **kw,
+  )
+
+
+def test_where_the_calls_stop_changes_no_number(small):
+  ds, model_cfg = small
+  one = _loop(ds, model_cfg)  # one call per epoch
+  many = _loop(ds, model_cfg, eval_every=3, save_every=5, steps_per_call=2)
+  for loop in (one, many):
+    loop.compile()
+    boundaries = list(loop)
+  assert len(boundaries) > 2 * len(list(_loop(ds, model_cfg)))
+  a, b = one.params(), many.params()
+  for k in a:
+    np.testing.assert_array_equal(np.asarray(a[k]), np.asarray(b[k]))
+  np.testing.assert_array_equal(one.meter.last_SxM, many.meter.last_SxM)
+
+
+def test_it_yields_at_every_evaluation_and_checkpoint(small):
+  ds, model_cfg = small
+  loop = _loop(ds, model_cfg, eval_every=3, save_every=5, steps_per_call=2)
+  loop.compile()
+  at = list(loop)
+  steps = [b.step for b in at]
+  total = loop.total_steps
+  assert steps == sorted(set(steps)) and steps[-1] == total
+  assert [b.step for b in at if b.evaluate] == [
+    s for s in steps if s % 3 == 0 or s == total
+  ]
+  assert [b.step for b in at if b.save] == [
+    s for s in steps if s % 5 == 0 or s == total
+  ]
+  assert all(b.step - a.step <= 2 for a, b in zip(at, at[1:]))
+  assert at[-1].done and not any(b.done for b in at[:-1])
+
+
+def test_the_meter_gives_each_configuration_its_mean_since_the_last_row(
+  small,
+):
+  ds, model_cfg = small
+  loop = _loop(ds, model_cfg, eval_every=4, steps_per_call=4)
+  loop.compile()
+  for at in loop:
+    if at.evaluate:
+      means = loop.meter.take()['train_loss']
+      assert len(means) == 2 and all(np.isfinite(means))
+  assert loop.meter.means()['train_loss'] is None  # nothing since the last

@@ -1,0 +1,63 @@
+"""The one objective registry (research.objectives): names, levels, look-ups,
+and each record's loss and hand-derived gradient agreeing on J."""
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from research import crf
+from research import losses
+from research import objectives
+
+
+def test_names_and_levels():
+  assert objectives.NAMES == ('xent', 'max_margin', 'crf', 'struct_margin')
+  assert objectives.WINDOW_LEVEL == ('xent', 'max_margin')
+  assert objectives.SENTENCE_LEVEL == ('crf', 'struct_margin')
+  assert objectives.SCORER_NAMES == ('margin', 'logistic')
+  for name, objective in objectives.REGISTRY.items():
+    assert objective.name == name and objective.level in objectives.LEVELS
+    assert objective.sentence_level == (name in objectives.SENTENCE_LEVEL)
+    assert objective.log_probs == (name == 'xent')
+    assert objective.doc
+
+
+def test_get_refuses_unknown_names_and_wrong_levels():
+  assert objectives.get('crf') is objectives.REGISTRY['crf']
+  assert objectives.get('xent', 'window').loss is losses.cross_entropy
+  with pytest.raises(ValueError, match='xent, max_margin, crf, struct_margin'):
+    objectives.get('hinge')
+  with pytest.raises(ValueError, match='window-level.*xent, max_margin$'):
+    objectives.get('crf', 'window')
+  with pytest.raises(ValueError, match='margin, logistic'):
+    objectives.get_scorer('xent')
+  assert objectives.is_sentence_level('struct_margin')
+  assert not objectives.is_sentence_level('max_margin')
+
+
+def test_window_level_grad_returns_the_loss():
+  rng = np.random.default_rng(0)
+  f_NxC = jnp.asarray(rng.normal(size=(5, 4)), jnp.float32)
+  y_N = jnp.asarray(rng.integers(0, 4, 5))
+  for name in objectives.WINDOW_LEVEL:
+    objective = objectives.get(name)
+    J_N, delta_NxC = objective.grad(f_NxC, y_N)
+    np.testing.assert_allclose(J_N, objective.loss(f_NxC, y_N), rtol=1e-5)
+    assert delta_NxC.shape == f_NxC.shape
+
+
+def test_sentence_level_grad_returns_the_loss():
+  rng = np.random.default_rng(1)
+  f_BxTxC = jnp.asarray(rng.normal(size=(2, 4, 3)), jnp.float32)
+  tags_BxT = jnp.asarray(rng.integers(0, 3, (2, 4)))
+  mask_BxT = jnp.array([[True] * 4, [True, True, False, False]])
+  starts_BxT = jnp.array([[True, False, True, False], [True] + [False] * 3])
+  trans = crf.Transitions(
+    *(jnp.asarray(rng.normal(size=s), jnp.float32) for s in [(3, 3), 3, 3])
+  )
+  args = (f_BxTxC, tags_BxT, mask_BxT, starts_BxT, trans)
+  for name in objectives.SENTENCE_LEVEL:
+    objective = objectives.get(name)
+    J_B, df, _ = objective.grad(*args)
+    np.testing.assert_allclose(J_B, objective.loss(*args), rtol=1e-5)
+    assert df.shape == f_BxTxC.shape

@@ -1,0 +1,149 @@
+"""What the studies' reports write: CSV columns of numbers, readable plots,
+and a results page that names the run directories it gathered."""
+
+import csv
+import json
+import pathlib
+
+import pytest
+
+from research import classifier
+from research import model as model_lib
+from research import render
+from research import results_page
+from research.studies import ablation_report
+from research.studies import objective_l2_report
+
+
+def read_csv(path):
+  with open(path, newline='') as f:
+    return list(csv.DictReader(f))
+
+
+def assert_numbers(rows, text_columns):
+  """Every cell outside text_columns is a number or blank."""
+  for row in rows:
+    for key, cell in row.items():
+      if key not in text_columns and cell != '':
+        float(cell)  # raises on '0 *', '91.2 ± 0.3', '12,345'
+
+
+@pytest.fixture
+def figures(monkeypatch):
+  """The figures render.save writes, kept open for inspection."""
+  saved = []
+
+  def save(fig, path):
+    saved.append(fig)
+    fig.savefig(path)
+    return pathlib.Path(path).name
+
+  monkeypatch.setattr(render, 'save', save)
+  yield saved
+  for fig in saved:
+    render.plt.close(fig)
+
+
+def sweep_of_one_evaluation():
+  """objective_l2.run's output for --epochs=1: one point per curve."""
+  results = []
+  for l2 in (0.0, 1e-4):
+    for seed in (0, 1):
+      results.append(
+        {
+          'objective': 'xent',
+          'l2': l2,
+          'seed': seed,
+          'dev': {'f1': 60.0 + 10 * l2 + seed},
+          'test': {'f1': 55.0 + seed},
+          'final_train_loss': 0.5,
+          'weight_norm': 12.0,
+          'curve': [{'step': 20, 'train_f1': 70.0, 'dev_f1': 60.0}],
+        }
+      )
+  timings = [
+    {
+      'objective': 'xent',
+      'configs': 4,
+      'vmap': True,
+      'seconds': 1.0,
+      'train_windows_per_sec': 1000.0,
+    }
+  ]
+  return {'results': results, 'timings': timings}
+
+
+def write_sweep_of_one_evaluation(workdir):
+  objective_l2_report.write_outputs(
+    workdir,
+    sweep_of_one_evaluation(),
+    data_dir='data',
+    model_cfg=model_lib.ModelConfig(),
+    cfg=classifier.TrainConfig(),
+    lr=1e-3,
+    epochs=1,
+    seeds=[0, 1],
+    has_test=True,
+  )
+
+
+def test_sweep_csv_holds_numbers_and_marks_the_best_apart(tmp_path):
+  write_sweep_of_one_evaluation(tmp_path)
+  rows = read_csv(tmp_path / 'results.csv')
+  assert_numbers(rows, {'objective'})
+  assert [float(r['l2']) for r in rows] == [0.0, 1e-4]
+  assert [r['best'] for r in rows] == ['0', '1']
+
+
+def test_learning_curves_of_one_evaluation_are_visible(tmp_path, figures):
+  """--epochs=1: one point per curve, drawn as a marker (a line of one
+  point is invisible)."""
+  write_sweep_of_one_evaluation(tmp_path)
+  curves = figures[-1]
+  lines = [line for ax in curves.axes for line in ax.get_lines()]
+  assert lines and all(len(line.get_xdata()) == 1 for line in lines)
+  assert all(line.get_marker() not in (None, '', 'None') for line in lines)
+
+
+def test_ablation_csv_holds_numbers(tmp_path, figures):
+  results = [
+    {
+      'path': path,
+      'label': label,
+      'setting': {},
+      'seed': seed,
+      'dev': {'f1': 80.0 + seed, 'per_type': {'PER': {'f1': 85.0}}},
+      'test': {'f1': 78.0},
+      'train_seconds': 3.0,
+      'words_per_sec': 12345.0,
+      'wall_seconds': 4.0,
+    }
+    for path, label in (('added', 'default'), ('added', '+ x'))
+    for seed in (0, 1)
+  ]
+  ablation_report.write_outputs(tmp_path, results, data_dir='d', seeds=[0, 1])
+  rows = read_csv(tmp_path / 'results.csv')
+  assert_numbers(rows, {'path', 'row'})
+  assert float(rows[0]['words_per_sec']) == 12345
+
+
+def test_results_page_names_the_directories_it_gathered(tmp_path):
+  run = tmp_path / 'mine' / 'a-run'
+  run.mkdir(parents=True)
+  (run / 'flags.txt').write_text('# ./launch.sh train\n--data_dir=d\n')
+  scores = {'precision': 1.0, 'recall': 1.0, 'f1': 1.0, 'accuracy': 1.0}
+  (run / 'result.json').write_text(
+    json.dumps(
+      {
+        'dev': scores,
+        'train_windows_per_sec': 1.0,
+        'train_seconds': 1.0,
+        'compile_seconds': 1.0,
+      }
+    )
+  )
+  page = tmp_path / 'page' / 'results.md'
+  results_page.write([run], page)
+  text = page.read_text()
+  assert f'`{run.parent}/` (`a-run`)' in text
+  assert 'runs/results' not in text
