@@ -1,4 +1,5 @@
-"""Objectives of the decks, one value per window, and the L2 penalty.
+"""Objectives of the decks, one value per window, each beside its
+hand-derived error signal (`*_delta`), and the L2 penalty.
 
 The caller reduces (mean over the batch). The objectives are registered by
 name in research.objectives. `l2_penalty` is the L2 term of the training
@@ -14,49 +15,6 @@ import jax.numpy as jnp
 def cross_entropy(f_NxC, y_N):
   """Cross-entropy J = -log softmax(f)_y (= KL(p_gold || q), H(p_gold) = 0)."""
   return -jnp.take_along_axis(jax.nn.log_softmax(f_NxC), y_N[:, None], 1)[:, 0]
-
-
-def multiclass_margin(f_NxC, y_N, margin=1.0):
-  """Multiclass max-margin  J = max(0, margin + max_{c != y} f_c - f_y)."""
-  f_y = jnp.take_along_axis(f_NxC, y_N[:, None], 1)[:, 0]
-  is_gold = jax.nn.one_hot(y_N, f_NxC.shape[1], dtype=bool)
-  f_other = jnp.max(jnp.where(is_gold, -jnp.inf, f_NxC), axis=1)
-  return jax.nn.relu(margin + f_other - f_y)
-
-
-def window_margin(s_N, s_corrupt_NxM, margin=1.0):
-  """The deck's window max-margin  J = sum_m max(0, margin - s + s_c,m)."""
-  return jnp.sum(jax.nn.relu(margin - s_N[:, None] + s_corrupt_NxM), axis=1)
-
-
-def logistic_loss(s_N, y_N):
-  """Logistic J = -log sigma(s) if y else -log(1 - sigma(s)), i.e.
-  softplus(s) - y s, [N] (the window scorer's twin of `window_margin`)."""
-  return jax.nn.softplus(s_N) - y_N * s_N
-
-
-EMBEDDING_KEYS = ('L', 'L_case', 'L_feat')
-BIAS_KEYS = ('b', 'c', 'start', 'end')
-
-
-def regularized_keys(params, embeddings=False, biases=False):
-  """The parameters the L2 term covers: weight matrices (and the CRF's
-  transitions A) always; word, casing and feature vectors if `embeddings`;
-  biases (and the CRF's start/end scores) if `biases`."""
-  keys = []
-  for name in params:
-    if name in EMBEDDING_KEYS and not embeddings:
-      continue
-    if name in BIAS_KEYS and not biases:
-      continue
-    keys.append(name)
-  return tuple(sorted(keys))
-
-
-def l2_penalty(params, lam, embeddings=False, biases=False):
-  """L2  lambda/2 * sum_theta ||theta||^2  over `regularized_keys`."""
-  keys = regularized_keys(params, embeddings, biases)
-  return 0.5 * lam * sum(jnp.sum(jnp.square(params[k])) for k in keys)
 
 
 def cross_entropy_delta(f_NxC, y_N):
@@ -78,6 +36,14 @@ def cross_entropy_delta(f_NxC, y_N):
   f_y_N = jnp.sum(onehot_NxC * f_NxC, axis=1)
   p_NxC = jnp.exp(f_NxC - lse_N[:, None])
   return lse_N - f_y_N, p_NxC - onehot_NxC
+
+
+def multiclass_margin(f_NxC, y_N, margin=1.0):
+  """Multiclass max-margin  J = max(0, margin + max_{c != y} f_c - f_y)."""
+  f_y = jnp.take_along_axis(f_NxC, y_N[:, None], 1)[:, 0]
+  is_gold = jax.nn.one_hot(y_N, f_NxC.shape[1], dtype=bool)
+  f_other = jnp.max(jnp.where(is_gold, -jnp.inf, f_NxC), axis=1)
+  return jax.nn.relu(margin + f_other - f_y)
 
 
 def multiclass_margin_delta(f_NxC, y_N, margin=1.0):
@@ -110,6 +76,11 @@ def multiclass_margin_delta(f_NxC, y_N, margin=1.0):
   return (jnp.maximum(t_N, 0.0), active_N[:, None] * (share_NxC - gold_NxC))
 
 
+def window_margin(s_N, s_corrupt_NxM, margin=1.0):
+  """The deck's window max-margin  J = sum_m max(0, margin - s + s_c,m)."""
+  return jnp.sum(jax.nn.relu(margin - s_N[:, None] + s_corrupt_NxM), axis=1)
+
+
 def window_margin_delta(s_N, s_corrupt_NxM, margin=1.0):
   """The deck's window max-margin J = sum_m max(0, margin - s + s_c,m).
 
@@ -132,6 +103,36 @@ def window_margin_delta(s_N, s_corrupt_NxM, margin=1.0):
     -jnp.sum(active_NxM, axis=1),
     active_NxM,
   )
+
+
+def logistic_loss(s_N, y_N):
+  """Logistic J = -log sigma(s) if y else -log(1 - sigma(s)), i.e.
+  softplus(s) - y s, [N] (the window scorer's twin of `window_margin`)."""
+  return jax.nn.softplus(s_N) - y_N * s_N
+
+
+EMBEDDING_KEYS = ('L', 'L_case', 'L_feat')
+BIAS_KEYS = ('b', 'c', 'start', 'end')
+
+
+def regularized_keys(params, embeddings=False, biases=False):
+  """The parameters the L2 term covers: weight matrices (and the CRF's
+  transitions A) always; word, casing and feature vectors if `embeddings`;
+  biases (and the CRF's start/end scores) if `biases`."""
+  keys = []
+  for name in params:
+    if name in EMBEDDING_KEYS and not embeddings:
+      continue
+    if name in BIAS_KEYS and not biases:
+      continue
+    keys.append(name)
+  return tuple(sorted(keys))
+
+
+def l2_penalty(params, lam, embeddings=False, biases=False):
+  """L2  lambda/2 * sum_theta ||theta||^2  over `regularized_keys`."""
+  keys = regularized_keys(params, embeddings, biases)
+  return 0.5 * lam * sum(jnp.sum(jnp.square(params[k])) for k in keys)
 
 
 # --- Layers: error signals to parameter and input gradients. -----------------
