@@ -65,6 +65,34 @@ def _train(ds, model_cfg, cfg, grid, lr, epochs, log, sentences, decode, ckpt):
   return finals, curves, per_config
 
 
+def _result(ds, model_cfg, objective, decode, config, final, curve, stats):
+  """One configuration's result: its scores, loss, norm and curve."""
+  l2, seed = config
+  r = {
+    'objective': objective,
+    'l2': l2,
+    'seed': seed,
+    'dev': curve[-1]['dev'],
+    'final_train_loss': curve[-1]['train_loss'],
+    'diverged_at_step': stats['diverged_at'],
+    'weight_norm': classifier.weight_norm(final),
+    'curve': [
+      {
+        'step': c['step'],
+        'train_loss': c['train_loss'],
+        'dev_f1': c['dev']['f1'],
+        'dev_loss': c['dev'].get('loss'),
+        'train_f1': c['train']['f1'],
+        'train_eval_loss': c['train'].get('loss'),
+      }
+      for c in curve
+    ],
+  }
+  if 'test' in ds.splits:
+    r['test'] = ner.evaluate(final, ds, 'test', model_cfg, objective, decode)
+  return r
+
+
 def run_grid(
   ds,
   model_cfg,
@@ -107,33 +135,10 @@ def run_grid(
       curves += c
       stats_all += st
   seconds = time.perf_counter() - t0
-  results = []
-  for i, (l2, s) in enumerate(grid):
-    r = {
-      'objective': cfg.objective,
-      'l2': l2,
-      'seed': s,
-      'dev': curves[i][-1]['dev'],
-      'final_train_loss': curves[i][-1]['train_loss'],
-      'diverged_at_step': stats_all[i]['diverged_at'],
-      'weight_norm': classifier.weight_norm(finals[i]),
-      'curve': [
-        {
-          'step': c['step'],
-          'train_loss': c['train_loss'],
-          'dev_f1': c['dev']['f1'],
-          'dev_loss': c['dev'].get('loss'),
-          'train_f1': c['train']['f1'],
-          'train_eval_loss': c['train'].get('loss'),
-        }
-        for c in curves[i]
-      ],
-    }
-    if 'test' in ds.splits:
-      r['test'] = ner.evaluate(
-        finals[i], ds, 'test', model_cfg, cfg.objective, decode
-      )
-    results.append(r)
+  results = [
+    _result(ds, model_cfg, cfg.objective, decode, config, final, curve, st)
+    for config, final, curve, st in zip(grid, finals, curves, stats_all)
+  ]
   timing = {
     'objective': cfg.objective,
     'configs': len(grid),
@@ -189,17 +194,10 @@ def run(
   if document:
     log(f'document context: the first pass, once ({objectives[0]})')
     ds, first = training.document_context(
-      ds,
-      model_cfg,
-      cfg._replace(objective=objectives[0]),
-      engine.Hyper(lr, 0.0),
-      epochs=epochs,
-      seed=seeds[0],
-      select='last',
-      decode=decode,
-      checkpoint=checkpoint,
-      log=log,
-    )
+      ds, model_cfg, cfg._replace(objective=objectives[0]),
+      engine.Hyper(lr, 0.0), epochs=epochs, seed=seeds[0], select='last',
+      decode=decode, checkpoint=checkpoint, log=log,
+    )  # fmt: skip
     out['first_pass'] = first.summary
   results, timings = [], []
   for objective in objectives:
@@ -208,19 +206,10 @@ def run(
       f'{" as one program" if vmap else ""}'
     )
     rs, timing = run_grid(
-      ds,
-      model_cfg,
-      cfg._replace(objective=objective),
-      l2s,
-      seeds,
-      lr=lr,
-      epochs=epochs,
-      vmap=vmap,
-      log=log,
-      sentences=sentences,
-      decode=decode,
+      ds, model_cfg, cfg._replace(objective=objective), l2s, seeds, lr=lr,
+      epochs=epochs, vmap=vmap, log=log, sentences=sentences, decode=decode,
       checkpoint=checkpoint,
-    )
+    )  # fmt: skip
     results += rs
     timings.append(timing)
     log(
