@@ -22,6 +22,7 @@ from research import ner
 from research import objectives
 from research import selection
 from research import tagging
+from research import timing
 from research import training
 from research import workdir as workdir_lib
 
@@ -59,9 +60,12 @@ _SEED = _flags.SEED
 
 
 def main(_):
+  clock = timing.Clock()
+  clock.add('startup', timing.process_seconds() or 0.0)
   workdir = _run.workdir('train', checkpoints=True)
   log = _run.log
-  ds = _flags.load_dataset(seed=_SEED.value)
+  with clock('load'):
+    ds = _flags.load_dataset(seed=_SEED.value)
   _flags.check_batch_size(ds)
   model_cfg = _flags.model_config()
   cfg = _flags.train_config(objective=_OBJECTIVE.value)
@@ -83,17 +87,27 @@ def main(_):
     metrics_file=workdir / 'metrics.jsonl',
     log=log,
   )
+  clock.merge(result.pop('seconds'))
+  with clock('write'):
+    workdir_lib.save_model(
+      workdir,
+      params,
+      ds.vocab,
+      ds.tags,
+      ner.model_config_json(ds, model_cfg, cfg, _flags.DECODE.value),
+    )
+    (workdir / 'examples.md').write_text(
+      tagging.examples_markdown(tagging.load(workdir))
+    )
+  # result.json last, with where the run's time went.
+  wall = timing.process_seconds() or sum(clock.seconds.values())
+  result['wall'] = timing.breakdown(clock.seconds, wall)
   workdir_lib.write_json(workdir / 'result.json', result)
-  workdir_lib.save_model(
-    workdir,
-    params,
-    ds.vocab,
-    ds.tags,
-    ner.model_config_json(ds, model_cfg, cfg, _flags.DECODE.value),
-  )
-  (workdir / 'examples.md').write_text(
-    tagging.examples_markdown(tagging.load(workdir))
-  )
+  _report(result, workdir, log)
+
+
+def _report(result, workdir, log):
+  """The closing lines: the scores, the speed, where the time went."""
   for split in ('dev', 'test'):
     if split in result:
       r = result[split]
@@ -107,6 +121,7 @@ def main(_):
     f'({result["train_seconds"]:.1f}s training, '
     f'{result["compile_seconds"]:.1f}s compiling); wrote {workdir}'
   )
+  log(timing.line(result['wall']))
 
 
 if __name__ == '__main__':

@@ -23,6 +23,7 @@ from research import ner
 from research import resume
 from research import selection
 from research import sequence
+from research import timing
 from research import two_passes
 from research import workdir as workdir_lib
 
@@ -124,24 +125,13 @@ def fit_stack(
     sentences = ensemble or ner.trains_on_sentences(
       ds, cfg.objective, decode, cfg.word_dropout
     )
-  task, data, n, task_stats = task_and_data(ds, model_cfg, cfg, sentences)
-  init = [
-    ner.init_params(ds, model_cfg, s, objective=cfg.objective) for s in seeds
-  ]
-  log(name + describe(model_cfg, cfg, init[0], len(seeds), epochs, sentences))
-  save_every = checkpoint.every if checkpoint else None
-  loop = engine.Loop(
-    task,
-    engine.stack(init),
-    hyper,
-    seeds,
-    data,
-    num_examples=n,
-    epochs=epochs,
-    eval_every=eval_every,
-    save_every=save_every,
-  )
-  history = resume.restore(checkpoint, loop, best, log, name)
+  clock = timing.Clock()
+  with clock('setup'):
+    loop, task_stats = make_loop(ds, model_cfg, cfg, hyper, seeds, sentences,
+                                 epochs, eval_every, checkpoint)  # fmt: skip
+  log(name + describe(model_cfg, cfg, loop, epochs, sentences))
+  with clock('checkpoint'):
+    history = resume.restore(checkpoint, loop, best, log, name)
   rows = MetricsFile(metrics_file, history)
   scores = Scorer(ds, (model_cfg, cfg.objective, decode), n_models, eval_train)
   stop = len(seeds) == 1 if stop_on_divergence is None else stop_on_divergence
@@ -153,15 +143,18 @@ def fit_stack(
     if at.evaluate:
       params = loop.params()
       row = dict(step=at.step, epoch=at.step / loop.spe, **loop.meter.take())
-      history.append(dict(row, **scores(params)))
+      with clock('evaluate'):
+        history.append(dict(row, **scores(params)))
       log(dev_line(history[-1]['dev']))
       if best is not None:
         best.offer(one_model_row(history[-1]), one_model(params, ensemble))
       rows.write(history[-1])
     if at.save:
-      resume.save(checkpoint, loop, history, best)
+      with clock('checkpoint'):
+        resume.save(checkpoint, loop, history, best)
   rows.close()
-  stats = dict(loop.stats(), **task_stats)
+  clock.merge({'compile': loop.compile_seconds, 'train': loop.train_seconds})
+  stats = dict(loop.stats(), **task_stats, seconds=clock.seconds)
   stats['trained_on'] = 'sentences' if sentences else 'windows'
   return Fitted(loop.params(), history, stats, best)
 
@@ -218,10 +211,36 @@ def one_model(params, ensemble):
   return params if ensemble else engine.unstack(params, 0)
 
 
-def describe(model_cfg, cfg, params, S, epochs, sentences):
+def make_loop(
+  ds, model_cfg, cfg, hyper, seeds, sentences, epochs, eval_every, checkpoint
+):
+  """(the engine.Loop of S = len(seeds) configurations of ds's task, the
+  task's stats), their initial parameters from `seeds`."""
+  task, data, n, task_stats = task_and_data(ds, model_cfg, cfg, sentences)
+  init = [
+    ner.init_params(ds, model_cfg, s, objective=cfg.objective) for s in seeds
+  ]
+  loop = engine.Loop(
+    task,
+    engine.stack(init),
+    hyper,
+    seeds,
+    data,
+    num_examples=n,
+    epochs=epochs,
+    eval_every=eval_every,
+    save_every=checkpoint.every if checkpoint else None,
+  )
+  return loop, task_stats
+
+
+def describe(model_cfg, cfg, loop, epochs, sentences):
   """The line that says what a fit trains."""
+  S = len(loop.seeds)
+  stacked = loop.state.params  # S configurations (more when padded)
+  count = model_lib.count_params(stacked) // stacked['L'].shape[0]
   return (
-    f'model {model_cfg.model} ({model_lib.count_params(params):,} parameters'
+    f'model {model_cfg.model} ({count:,} parameters'
     f'{f", {S} configurations" if S > 1 else ""}), objective {cfg.objective}, '
     f'{cfg.optimizer}, batch {cfg.batch_size}, {epochs} epochs, trained on '
     f'{"sentences" if sentences else "windows"}'
@@ -267,10 +286,11 @@ def train(
   when ensemble > 1 (the first pass's under two_passes.FIRST_PASS); result
   has 'dev' (and 'test') scores, 'selected', 'trained_on',
   'final_train_loss', 'weight_norm', the loop's stats and 'coverage' (and
-  'first_pass'); ds is the Dataset trained on (with document context);
+  'first_pass') and 'seconds' (timing.PARTS of every pass); ds is the
+  Dataset trained on (with document context);
   history the evaluation rows of the model (metrics.jsonl's).
   """
-  first = None
+  first, clock = None, timing.Clock()
   if document:
     ds, first = document_context(
       ds,
@@ -284,6 +304,7 @@ def train(
       checkpoint=checkpoint,
       log=log,
     )
+    clock.merge(first.summary['parts'])
     log('second pass')
   seeds = [seed + i for i in range(ensemble)]
   hypers = engine.Hyper([hyper.lr] * ensemble, [hyper.l2] * ensemble)
@@ -303,7 +324,10 @@ def train(
     metrics_file=metrics_file,
     log=log,
   )
-  params, result = scored(ds, fitted, model_cfg, cfg.objective, decode, log)
+  clock.merge(fitted.stats['seconds'])
+  with clock('evaluate'):
+    params, result = scored(ds, fitted, model_cfg, cfg.objective, decode, log)
+  result['seconds'] = clock.seconds
   if first is not None:
     params = two_passes.with_first_pass(params, first.params)
     result['first_pass'] = first.summary
@@ -350,6 +374,8 @@ def document_context(
   seed + 1000 and seed + 2000; checkpointed as 'first_pass_1' and
   'first_pass_2'): (ds with the document feature, two_passes.FirstPass)."""
 
+  parts = timing.Clock()
+
   def first_pass_model(part, half):
     trained = train(
       part,
@@ -363,8 +389,13 @@ def document_context(
       log=log,
       checkpoint=checkpoint and checkpoint.child(f'first_pass_{half + 1}'),
     )
+    parts.merge(trained.result['seconds'])
     return trained.params, trained.result
 
-  return two_passes.prepare(
+  ds, first = two_passes.prepare(
     ds, first_pass_model, model_cfg, cfg.objective, decode, log
   )
+  # The rest of the first pass: tagging every split, the feature's column.
+  parts.add('setup', first.summary['seconds'] - sum(parts.seconds.values()))
+  first.summary['parts'] = parts.seconds
+  return ds, first

@@ -7,10 +7,12 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
 from research import parallel
+from research import timing
 from research.errors import UserError
 from tests.conftest import REPO
 from tests.conftest import entry_env
@@ -37,7 +39,9 @@ def assert_one_line_error(result, *fragments):
 
 def test_train_writes_its_run_directory_and_predict_reads_it(corpus, tmp_path):
   workdir = tmp_path / 'run'
+  t0 = time.monotonic()
   result = run_entry(*TRAIN, f'--data_dir={corpus}', f'--workdir={workdir}')
+  elapsed = time.monotonic() - t0
   assert result.returncode == 0, result.stderr
   assert 'windows/s' in result.stdout and 'dev: precision' in result.stdout
   names = {p.name for p in workdir.iterdir()}
@@ -54,6 +58,17 @@ def test_train_writes_its_run_directory_and_predict_reads_it(corpus, tmp_path):
   for split in ('dev', 'test'):
     assert {'precision', 'recall', 'f1', 'accuracy'} <= res[split].keys()
   assert res['train_windows_per_sec'] > 0
+  # Where the run's time went: every part measured, the parts and 'other'
+  # add up to the process's wall time, which this test's clock bounds.
+  wall = res['wall']
+  assert set(timing.PARTS) <= wall.keys(), wall
+  parts = sum(wall[p] for p in timing.PARTS)
+  assert abs(parts + wall['other'] - wall['wall']) < 0.01, wall
+  assert wall['other'] > -0.05 and 0 < wall['wall'] <= elapsed, (wall, elapsed)
+  assert wall['train'] == pytest.approx(res['train_seconds'], abs=1e-3)
+  assert 'wall ' in result.stdout and 'x the training and compiling' in (
+    result.stdout
+  )
   rows = [json.loads(line) for line in open(workdir / 'metrics.jsonl')]
   assert [r['epoch'] for r in rows] == [1.0, 2.0]
   assert '--hidden=16' in (workdir / 'flags.txt').read_text()

@@ -23,7 +23,12 @@ from tests.conftest import entry_env
 from tests.conftest import run_entry
 from tests.test_entrypoints import assert_one_line_error
 
-TIMINGS = ('train_seconds', 'compile_seconds', 'train_windows_per_sec')
+TIMINGS = (
+  'train_seconds',
+  'compile_seconds',
+  'train_windows_per_sec',
+  'wall',  # where the run's time went (timing.breakdown)
+)
 
 
 def _flags(corpus, workdir, *extra):
