@@ -422,6 +422,13 @@ DISTRIBUTED = _bool(
   "jax.distributed with the cluster's own detection (SLURM, TPU pods); "
   'or pass --coordinator, --num_processes and --process_id.',
 )
+COMPILATION_CACHE = _string(
+  'compilation_cache',
+  str(_run.REPO / '.cache' / 'jax'),
+  "JAX's persistent compilation cache: a run of a program compiled before "
+  "(same shapes and options) loads it instead ('' for none; the "
+  'JAX_COMPILATION_CACHE_DIR variable, when set, wins).',
+)
 RUN_DIR = ('workdir', 'overwrite')
 CHECKPOINTING = (
   'resume',
@@ -429,7 +436,14 @@ CHECKPOINTING = (
   'checkpoints',
   'keep_checkpoints',
 )
-DEVICES = ('mesh', 'coordinator', 'num_processes', 'process_id', 'distributed')
+DEVICES = (
+  'mesh',
+  'coordinator',
+  'num_processes',
+  'process_id',
+  'distributed',
+  'compilation_cache',
+)
 
 # --- A trained model. -------------------------------------------------------
 

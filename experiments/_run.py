@@ -119,6 +119,18 @@ def _fail(message):
   sys.exit(2)
 
 
+def _compilation_cache(path):
+  """Points JAX's persistent compilation cache at `path` (every program,
+  however quick to compile), unless JAX_COMPILATION_CACHE_DIR is set or
+  path is empty. What runs is unchanged: a cached program is the one the
+  compiler would make, keyed by its computation, shapes and options."""
+  if not path or os.environ.get('JAX_COMPILATION_CACHE_DIR'):
+    return
+  jax.config.update('jax_compilation_cache_dir', str(path))
+  jax.config.update('jax_persistent_cache_min_compile_time_secs', 0)
+  jax.config.update('jax_persistent_cache_min_entry_size_bytes', 0)
+
+
 def _guarded(main, argv):
   # Progress is printed as lines of our own; libraries' info logs (orbax
   # logs each checkpoint) are left out.
@@ -128,6 +140,7 @@ def _guarded(main, argv):
       f'unexpected arguments {" ".join(argv[1:])!r}; flags are written '
       '--name=value'
     )
+  _compilation_cache(_flag_value('compilation_cache'))
   try:
     _start_processes()
     with parallel.use_mesh(_flag_value('mesh', 'auto')):

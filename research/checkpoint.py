@@ -39,6 +39,14 @@ class Checkpointer:
     )
 
   @property
+  def asynchronous(self):
+    """Whether saves are written in the background: by one process (the
+    state is copied to host memory first, so the training program may
+    reuse its buffers at once); several processes save each their shards
+    and wait."""
+    return jax.process_count() == 1
+
+  @property
   def manager(self):
     if self._manager is None:
       self._manager = ocp.CheckpointManager(
@@ -46,21 +54,33 @@ class Checkpointer:
         options=ocp.CheckpointManagerOptions(
           max_to_keep=self.keep,
           create=True,
-          enable_async_checkpointing=False,
+          enable_async_checkpointing=self.asynchronous,
         ),
       )
     return self._manager
+
+  def wait(self):
+    """Returns once every save begun has been written and renamed."""
+    if self._manager is not None:
+      self._manager.wait_until_finished()
 
   def latest(self):
     """The step of the newest complete checkpoint, or None."""
     if not self.directory.is_dir():
       return None
+    self.wait()
     return self.manager.latest_step()
 
   def save(self, step, state, extra, record):
     """Saves checkpoint `step`: the pytree `state`, a flat dict `extra` of
-    arrays (any keys; {} for none) and a JSON-able record."""
+    arrays (any keys; {} for none) and a JSON-able record. With one process
+    it returns once the state is copied to the host, and the files are
+    written in the background (`wait`); the previous save is finished
+    first."""
+    self.wait()
     leaves = [_savable(a) for a in jax.tree.leaves(state)]
+    if self.asynchronous:
+      leaves = [np.array(a, copy=True) for a in leaves]
     items = {
       'state': ocp.args.StandardSave({str(i): a for i, a in enumerate(leaves)}),
       'record': ocp.args.JsonSave(dict(record, extra_keys=list(extra))),
@@ -70,7 +90,8 @@ class Checkpointer:
         {str(i): np.asarray(v) for i, v in enumerate(extra.values())}
       )
     self.manager.save(step, args=ocp.args.Composite(**items))
-    self.manager.wait_until_finished()
+    if not self.asynchronous:
+      self.wait()
 
   def restore(self, like):
     """(state shaped like the pytree `like`, the extra dict, the record) of

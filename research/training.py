@@ -153,6 +153,9 @@ def fit_stack(
       with clock('checkpoint'):
         resume.save(checkpoint, loop, history, best)
   rows.close()
+  if checkpoint is not None:
+    with clock('checkpoint'):
+      checkpoint.wait()  # the last save, written while the run scored
   clock.merge({'compile': loop.compile_seconds, 'train': loop.train_seconds})
   stats = dict(loop.stats(), **task_stats, seconds=clock.seconds)
   stats['trained_on'] = 'sentences' if sentences else 'windows'
