@@ -429,6 +429,13 @@ COMPILATION_CACHE = _string(
   "(same shapes and options) loads it instead ('' for none; the "
   'JAX_COMPILATION_CACHE_DIR variable, when set, wins).',
 )
+MATMUL_PRECISION = _enum(
+  'matmul_precision',
+  'default',
+  ['default', 'float32', 'tensorfloat32', 'bfloat16'],
+  "float32 matrix products: the backend's default (full float32 on a "
+  'CPU, TF32 on an NVIDIA GPU, bfloat16 passes on a TPU), or as named.',
+)
 RUN_DIR = ('workdir', 'overwrite')
 CHECKPOINTING = (
   'resume',
@@ -443,6 +450,7 @@ DEVICES = (
   'process_id',
   'distributed',
   'compilation_cache',
+  'matmul_precision',
 )
 
 # --- A trained model. -------------------------------------------------------

@@ -141,6 +141,9 @@ def _guarded(main, argv):
       '--name=value'
     )
   _compilation_cache(_flag_value('compilation_cache'))
+  precision = _flag_value('matmul_precision', 'default')
+  if precision != 'default':
+    jax.config.update('jax_default_matmul_precision', precision)
   try:
     _start_processes()
     with parallel.use_mesh(_flag_value('mesh', 'auto')):

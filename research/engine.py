@@ -33,6 +33,7 @@ the one optimizer update of every model.
 """
 
 import functools
+import os
 import time
 from typing import Any, NamedTuple
 
@@ -99,22 +100,33 @@ def run_steps(state, data, order_N, first, num_steps, hyper, task, max_steps):
   return state, (sum_M, count, last_M, metrics_TxM)
 
 
+STACK_MODES = ('map', 'vmap')
+
+
 def stack_mode():
   """How a compiled step runs the S configurations of a stack: 'map' (one
-  after another, `lax.map`) on a CPU, 'vmap' (batched) elsewhere.
+  after another, `lax.map`) on a CPU, 'vmap' (batched) elsewhere; the
+  environment variable NER_STACK_MODE=map|vmap forces one (the tests run
+  the accelerators' 'vmap' on the CPU with it).
 
   On a CPU the batched program is no faster (bench: the vmapped sweep of 8
   took 9.9x one configuration's time), and the configurations run one by
   one are each computed exactly as their own run's program: on any mesh, a
-  configuration's numbers are those of the one-device run. A batched
-  program's products are not (their float sums depend on the batch size).
+  configuration's numbers are those of the one-device run, bit for bit. A
+  batched program's products are not (their float sums may depend on the
+  batch of configurations), nor, on a GPU, are its scatter-adds (atomics).
   """
+  forced = os.environ.get('NER_STACK_MODE')
+  if forced:
+    if forced not in STACK_MODES:
+      raise ValueError(f'NER_STACK_MODE={forced}: one of {STACK_MODES}')
+    return forced
   return 'map' if jax.default_backend() == 'cpu' else 'vmap'
 
 
-def _over_configs(run, state, data, order_SxN, first, num_steps, hyper):
+def _over_configs(run, state, data, order_SxN, first, num_steps, hyper, mode):
   """`run` for each of the stack's configurations (`stack_mode`)."""
-  if stack_mode() == 'vmap':
+  if mode == 'vmap':
     return jax.vmap(run, in_axes=(0, None, 0, None, None, 0))(
       state, data, order_SxN, first, num_steps, hyper
     )
@@ -125,10 +137,12 @@ def _over_configs(run, state, data, order_SxN, first, num_steps, hyper):
 
 
 def _run_stack(
-  state, data, order_SxN, first, num_steps, hyper, task, max_steps
+  state, data, order_SxN, first, num_steps, hyper, task, max_steps, mode
 ):
-  """`run_steps` for the S stacked configurations (`_over_configs` when
-  S > 1)."""
+  """`run_steps` for the S stacked configurations: one configuration's
+  own program when S = 1, else `_over_configs` in `mode`. A device of a
+  mesh runs it on its share of the configurations, so that one of them
+  alone on a device runs the program of a run alone."""
   run = functools.partial(run_steps, task=task, max_steps=max_steps)
   if order_SxN.shape[0] == 1:
     squeeze = functools.partial(jax.tree.map, lambda a: a[0])
@@ -136,7 +150,9 @@ def _run_stack(
       squeeze(state), data, order_SxN[0], first, num_steps, squeeze(hyper)
     )
     return jax.tree.map(lambda a: a[None], (state, metrics))
-  return _over_configs(run, state, data, order_SxN, first, num_steps, hyper)
+  return _over_configs(
+    run, state, data, order_SxN, first, num_steps, hyper, mode
+  )
 
 
 # XLA:CPU hands float32 matrix products to YNNPACK by default; its own
@@ -150,17 +166,6 @@ def default_compiler_options():
   return CPU_COMPILER_OPTIONS if jax.default_backend() == 'cpu' else ()
 
 
-def _run_local(
-  state, data, order_SxN, first, num_steps, hyper, task, max_steps
-):
-  """`run_steps` vmapped over this device's configurations (the per-device
-  program of `sharded_program`)."""
-  run = functools.partial(run_steps, task=task, max_steps=max_steps)
-  return jax.vmap(run, in_axes=(0, None, 0, None, None, 0))(
-    state, data, order_SxN, first, num_steps, hyper
-  )
-
-
 @functools.cache
 def sharded_program(mesh, compiler_options=None):
   """The training loop on a mesh (research.parallel): configurations split
@@ -172,12 +177,15 @@ def sharded_program(mesh, compiler_options=None):
   P = jax.sharding.PartitionSpec
   D = mesh.shape['data']
 
-  def run(state, data, order_SxN, first, num_steps, hyper, task, max_steps):
+  def run(
+    state, data, order_SxN, first, num_steps, hyper, task, max_steps, mode
+  ):
     def local(state, data, order_SxN, first, num_steps, hyper):
       with parallel.data_parallel(D):
-        return _run_local(
-          state, data, order_SxN, first, num_steps, hyper, task, max_steps
-        )
+        return _run_stack(
+          state, data, order_SxN, first, num_steps, hyper, task, max_steps,
+          mode,
+        )  # fmt: skip
 
     return jax.shard_map(
       local,
@@ -189,7 +197,7 @@ def sharded_program(mesh, compiler_options=None):
 
   return jax.jit(
     run,
-    static_argnames=('task', 'max_steps'),
+    static_argnames=('task', 'max_steps', 'mode'),
     donate_argnames=('state',),
     compiler_options=dict(compiler_options) or None,
   )
@@ -218,7 +226,7 @@ def program(compiler_options=None):
     compiler_options = default_compiler_options()
   return jax.jit(
     _run_stack,
-    static_argnames=('task', 'max_steps'),
+    static_argnames=('task', 'max_steps', 'mode'),
     donate_argnames=('state',),
     compiler_options=dict(compiler_options) or None,
   )
@@ -316,6 +324,7 @@ def lower(task, params, hyper, seeds, data, *, num_examples, max_steps=1):
     placed.hyper,
     task=placed.task,
     max_steps=max_steps,
+    mode=stack_mode(),
   )
 
 
@@ -393,7 +402,10 @@ class Loop:
     # jit keys its cache on how arguments are passed: every call, the
     # compiling one included, passes them the same way.
     self.call = functools.partial(
-      self.placed.program, task=self.placed.task, max_steps=self.max_steps
+      self.placed.program,
+      task=self.placed.task,
+      max_steps=self.max_steps,
+      mode=stack_mode(),
     )
     self.meter = meters.TrainMeter(S, task.metric_names())
     self.step, self.start_step = 0, 0

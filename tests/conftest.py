@@ -11,6 +11,7 @@ import subprocess
 import sys
 import tempfile
 
+import jax
 import numpy as np
 import pytest
 
@@ -115,3 +116,19 @@ def run_entry(*args, stdin=None, timeout=300):
     timeout=timeout,
     check=False,
   )
+
+
+@pytest.fixture(params=['map', 'vmap'])
+def stack_mode(request, monkeypatch):
+  """Runs a test with each way a stack of configurations can run
+  (research.engine.stack_mode): 'map', a CPU's, and 'vmap', a GPU's or
+  TPU's, forced here so that CI runs the accelerators' code path too."""
+  monkeypatch.setenv('NER_STACK_MODE', request.param)
+  return request.param
+
+
+def bit_identical_backend():
+  """Whether equal programs on equal data give equal bits here: on a CPU;
+  on a GPU the scatter-adds of the sparse row updates and of every
+  gather's gradient use atomics, whose order varies from run to run."""
+  return jax.default_backend() == 'cpu'

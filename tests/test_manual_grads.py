@@ -663,7 +663,8 @@ def test_subgradients_at_kinks_are_those_of_autodiff():
 
 def test_fit_with_manual_grads_equals_autodiff():
   """A few float32 training steps (hidden tanh, SGD, L2 on everything) give
-  the same parameters with either gradient."""
+  the same parameters with either gradient: with full float32 matrix
+  products (not a GPU's default TF32)."""
   rng = np.random.default_rng(0)
   n, k, vocab, num_classes = 96, 1, 11, 4
   train = vocab_lib.Windows(
@@ -690,16 +691,17 @@ def test_fit_with_manual_grads_equals_autodiff():
   )
   trained = {}
   for grad in ('autodiff', 'manual'):
-    stacked, _, stats = classifier.fit(
-      engine.stack([params]),
-      train,
-      engine.Hyper([0.1], [1e-3]),
-      [0],
-      model_cfg,
-      cfg._replace(grad=grad),
-      epochs=2,
-      log=lambda _: None,
-    )
+    with jax.default_matmul_precision('float32'):
+      stacked, _, stats = classifier.fit(
+        engine.stack([params]),
+        train,
+        engine.Hyper([0.1], [1e-3]),
+        [0],
+        model_cfg,
+        cfg._replace(grad=grad),
+        epochs=2,
+        log=lambda _: None,
+      )
     trained[grad] = engine.unstack(stacked, 0)
     assert stats['steps'] == 2 * (n // 16)
   rows = autodiff.compare(trained['manual'], trained['autodiff'], rtol=1e-5)

@@ -81,9 +81,11 @@ def collectives(sparse):
                         ).compile().as_text()
   lines = [l for l in text.splitlines()
            if ' all-reduce(' in l or ' all-gather(' in l]
-  table = f',{V},{d}]'  # f32[S, V, d], S the configurations here
+  # A table: f32[V, d] (one configuration a device runs alone) or
+  # f32[S, V, d].
+  table = (f'[{V},{d}]', f',{V},{d}]')
   return {'gathers': sum(' all-gather(' in l for l in lines),
-          'table_reduces': sum(' all-reduce(' in l and table in l
+          'table_reduces': sum(' all-reduce(' in l and any(t in l for t in table)
                                for l in lines)}
 out['sparse'] = collectives(True)
 out['dense'] = collectives(False)
@@ -134,7 +136,7 @@ def test_data_axis_gathers_rows_and_never_reduces_a_table(facts):
   assert facts['dense']['table_reduces'] >= 1
 
 
-def _sweep(corpus, workdir, mesh, devices):
+def _sweep(corpus, workdir, mesh, devices, seeds='0,1,2'):
   result = _run_on_devices(
     devices,
     '-m',
@@ -145,7 +147,7 @@ def _sweep(corpus, workdir, mesh, devices):
     '--batch_size=32',
     '--epochs=1',
     '--l2s=0,1e-3',
-    '--seeds=0,1,2',
+    f'--seeds={seeds}',
     '--objectives=xent',
     f'--mesh={mesh}',
     f'--workdir={workdir}',
@@ -170,6 +172,17 @@ def test_sweep_on_four_devices(corpus, tmp_path):
     assert b['final_train_loss'] == pytest.approx(
       a['final_train_loss'], rel=LOSS_RTOL
     )
+
+
+def test_one_configuration_per_device_is_one_device_bit_for_bit(
+  corpus, tmp_path
+):
+  """`sweep --mesh=4x1` of 4 configurations: each device runs one, with
+  the program of a run alone, as the one device runs each of its stack
+  (on a CPU, one after another): the same numbers, bit for bit."""
+  one = _sweep(corpus, tmp_path / 'one', '1x1', 1, seeds='0,1')
+  config = _sweep(corpus, tmp_path / 'config', '4x1', 4, seeds='0,1')
+  assert len(one) == 4 and config == one
 
 
 def test_a_mesh_larger_than_the_devices_is_one_line(corpus, tmp_path):
