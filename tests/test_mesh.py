@@ -85,8 +85,9 @@ def collectives(sparse):
   # f32[S, V, d].
   table = (f'[{V},{d}]', f',{V},{d}]')
   return {'gathers': sum(' all-gather(' in l for l in lines),
-          'table_reduces': sum(' all-reduce(' in l and any(t in l for t in table)
-                               for l in lines)}
+          'table_reduces': sum(
+              ' all-reduce(' in l and any(t in l for t in table)
+              for l in lines)}
 out['sparse'] = collectives(True)
 out['dense'] = collectives(False)
 print(json.dumps(out))
