@@ -496,7 +496,7 @@ def objective_grads(params, words_NxK, casing_NxK, y_N, l2, model_cfg, cfg):
 
 
 def batch_grads(dense, E_BxKxd, casing_BxK, y_B, model_cfg, objective):
-  """The `--grad=manual` step of research.classifier.batch_grads.
+  """The hand-derived (grad="manual") step of research.classifier.batch_grads.
 
   The contract of its autodiff branch, from hand-derived gradients: the mean
   data loss over the batch, its gradient w.r.t. every key of `dense` (L_case
@@ -544,7 +544,7 @@ def sentence_batch_grads(
   model_cfg,
   objective,
 ):
-  """The `--grad=manual` step of research.sequence.batch_grads.
+  """The hand-derived (grad="manual") step of research.sequence.batch_grads.
 
   The M = B*T windows of B packed rows (research.crf's layout) give class
   scores f [B, T, C]; the loss is the objective summed over the rows'

@@ -244,7 +244,7 @@ from the same initial parameters; only the objective differs:
   max(0, 1 - s + s_c), a corrupt window being the true window with its center
   word replaced by a word drawn uniformly from the vocabulary (center casing:
   `{st.corrupt_casing}`). Real non-{T} windows are never seen in training.
-- **margin (corrupt+real)** (`--negatives=corrupt+real`): the same, plus M
+- **margin (corrupt+real)** (negatives `corrupt+real`): the same, plus M
   real non-{T} training windows drawn uniformly as further s_c per true
   window.
 - **logistic**: sigma(s) with the logistic loss on all training windows.
