@@ -64,7 +64,18 @@ def _sweep_rows(out):
       f'{S}-config stacked program, compile seconds (once per sweep)',
       f'{out["sweep"]["many_compile_seconds"]:.1f}',
     ],
-  ]
+  ] + (
+    [
+      [
+        f'{S}-config stack, full vocabulary '
+        f'({out["sweep"]["full_vocab"]:,}) time / data vocabulary '
+        f'({out["sweep"]["data_vocab"]:,}) time',
+        f'{out["sweep"]["full_vocab_ratio"]:.2f}x',
+      ]
+    ]
+    if 'full_vocab_ratio' in out['sweep']
+    else []
+  )
 
 
 def _sentence_rows(out):
