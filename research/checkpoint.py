@@ -2,7 +2,7 @@
 
 A `Checkpointer` is one directory of an orbax `CheckpointManager`: each
 checkpoint (a subdirectory named by its step) holds the training state's
-arrays and a JSON record of where the loop stands (research.engine.fit
+arrays and a JSON record of where the loop stands (research.resume
 writes both). Orbax writes a checkpoint into a temporary directory and
 renames it when complete, so a checkpoint cut short by a killed process is
 never listed, and `latest` is the newest complete one. Only the last `keep`

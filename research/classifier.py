@@ -110,7 +110,7 @@ def train_step(state, batch, hyper, model_cfg, cfg):
 
 
 class ClassifierTask(NamedTuple):
-  """The window classifier for `engine.fit`; data = (words, casing, labels)
+  """The window classifier for `engine.Loop`; data = (words, casing, labels)
   device arrays of all training windows, visited in shuffled epochs."""
 
   model_cfg: model_lib.ModelConfig

@@ -3,8 +3,9 @@
 A mesh has two axes (`jax.make_mesh`, explicit axis types):
   config: the S stacked configurations of a sweep (or an ensemble) are
     split across its devices. Nothing is communicated: each device runs
-    the vmapped program on its S / C configurations, and each
-    configuration's numbers are those of the one-device run.
+    its S / C configurations as one device runs a stack
+    (engine.stack_mode), so on a CPU each configuration's numbers are
+    those of the one-device run, bit for bit.
   data: one configuration's batch is split across its D devices. The step
     sums the dense gradients across the axis (`across_data`, weighted by
     each device's share of the batch), and gathers the sparse word-vector
@@ -13,7 +14,7 @@ A mesh has two axes (`jax.make_mesh`, explicit axis types):
     tables, which see the global batch. Results equal one device's up to
     the order of float sums.
 
-`use_mesh(spec)` sets the mesh spec for the `engine.fit` calls inside it
+`use_mesh(spec)` sets the mesh spec for the `engine.Loop`s made inside it
 ('auto', or 'CxD'); `resolve` turns it into a Mesh for a fit of S
 configurations. Inside the compiled step, `data_axis()` names the data axis
 (None outside a data-parallel program), and `shard_rows` gives each device
@@ -43,7 +44,7 @@ _axis = contextvars.ContextVar('data_axis', default=None)
 
 @contextlib.contextmanager
 def use_mesh(spec):
-  """engine.fit calls inside run on the mesh `spec` ('auto' or 'CxD')."""
+  """engine.Loops made inside run on the mesh `spec` ('auto' or 'CxD')."""
   parse(spec)
   token = _spec.set(spec)
   try:

@@ -155,7 +155,7 @@ def batch_grads(
 
 
 class SentenceTask(NamedTuple):
-  """Packed sentence rows for `engine.fit`; data = (words, casing[, feats],
+  """Packed sentence rows for `engine.Loop`; data = (words, casing[, feats],
   labels, tokens, starts) device arrays (`pack_windows`).
 
   rows_per_step: B; words_per_row: the mean number of words in a row (for

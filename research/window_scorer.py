@@ -258,7 +258,7 @@ def train_step(state, data, hyper, cfg):
 
 
 class ScorerTask(NamedTuple):
-  """The window scorer for `engine.fit`: data = TrainData; each step draws
+  """The window scorer for `engine.Loop`: data = TrainData; each step draws
   its batch from the configuration's key (no epoch order)."""
 
   cfg: ScorerConfig

@@ -2,7 +2,7 @@
 sentence-level CRF and structured margin).
 
 For each objective, the grid of L2 strengths x seeds is trained as one
-stacked program (`vmap=True`, `engine.fit` with S = L2s x seeds) or one
+stacked program (`vmap=True`, `training.fit_stack` with S = L2s x seeds) or one
 configuration at a time. Per cell: dev (and test) entity F1 as mean +- std
 over seeds, the final training loss and the weight norm, and the best L2 per
 objective by mean dev F1.
@@ -181,7 +181,7 @@ def run(
   Returns:
     {'results': [...], 'timings': [...], 'best_l2': {objective: l2},
     'trained_on': 'sentences' or 'windows', 'decode', and 'first_pass'
-    (the summary of two_passes.first_pass) with the document feature}.
+    (the summary of two_passes.prepare) with the document feature}.
   """
   sentences = (
     any(
