@@ -198,10 +198,15 @@ class MetricsFile:
 
 
 def stop_if_diverged(loop, checkpoint, name):
-  """divergence.check of a loop (naming its last good checkpoint)."""
+  """divergence.check of a loop (naming its last good checkpoint). The
+  checkpoints are listed only once a configuration has diverged: listing
+  them waits for a save being written in the background."""
+  diverged_S = loop.diverged()
+  if np.all(diverged_S < 0):
+    return
   saved = checkpoint is not None and checkpoint.latest() is not None
   divergence.check(
-    loop.diverged(),
+    diverged_S,
     loop.meter.last_SxM[:, 0],
     loop.hyper.lr,
     name,
