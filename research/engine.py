@@ -522,24 +522,20 @@ def fit(
   seeds,
   data,
   *,
-  num_examples,
-  epochs,
-  steps_per_epoch=None,
   evaluate=None,
-  eval_every=0,
   eval_at_start=False,
-  steps_per_call=500,
-  compiler_options=None,
   log=print,
   name='',
   stop_on_divergence=None,
+  **loop_kw,
 ):
   """Trains S configurations of one task together (a `Loop` run to its
   end; research.training.fit_stack is the one that checkpoints and selects).
 
   Args:
-    task, params, hyper, seeds, data, num_examples, epochs,
-    steps_per_epoch, eval_every, steps_per_call, compiler_options: `Loop`'s.
+    task, params, hyper, seeds, data: `Loop`'s, and loop_kw its keywords
+      (num_examples, epochs, steps_per_epoch, eval_every, steps_per_call,
+      compiler_options).
     evaluate: optional fn(stacked params) -> dict, at each evaluation
       boundary (and at step 0 when `eval_at_start`).
     log: progress line printer; name: a label for its lines.
@@ -553,19 +549,7 @@ def fit(
     ([S] means since the previous row; None at step 0); stats as
     `Loop.stats` (windows/s excludes compilation and evaluation).
   """
-  loop = Loop(
-    task,
-    params,
-    hyper,
-    seeds,
-    data,
-    num_examples=num_examples,
-    epochs=epochs,
-    steps_per_epoch=steps_per_epoch,
-    eval_every=eval_every,
-    steps_per_call=steps_per_call,
-    compiler_options=compiler_options,
-  )
+  loop = Loop(task, params, hyper, seeds, data, **loop_kw)
   if stop_on_divergence is None:
     stop_on_divergence = len(loop.seeds) == 1
   loop.compile()
