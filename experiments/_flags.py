@@ -29,6 +29,7 @@ from research import features as features_lib
 from research import model as model_lib
 from research import ner
 from research import tagschemes
+from research import workdir as workdir_lib
 from research.errors import UserError
 
 # The DEFINE_* calls that `use` and `define_list` make count as the calling
@@ -561,13 +562,7 @@ def corpus_split(path, model_dir):
 def _trained_on(model_dir, data_dir):
   """Whether the run in model_dir was trained on data_dir (its flags.txt's
   --data_dir, or the default data)."""
-  given = DEFAULT_DATA_DIR
-  saved = os.path.join(model_dir, 'flags.txt')
-  if os.path.isfile(saved):
-    with open(saved, encoding='utf-8') as f:
-      for line in f:
-        if line.startswith('--data_dir='):
-          given = line.strip().split('=', 1)[1]
+  given = workdir_lib.saved_flag(model_dir, 'data_dir') or DEFAULT_DATA_DIR
   trained = os.path.join(str(_run.REPO), given)  # relative: to the repo
   return os.path.realpath(trained) == os.path.realpath(data_dir)
 

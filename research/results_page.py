@@ -133,9 +133,8 @@ def headline(train_dirs):
   rows = []
   for run_dir in train_dirs:
     result = workdir_lib.read_json(run_dir / 'result.json')
-    flags = (run_dir / 'flags.txt').read_text()
-    data = re.search(r'^--data_dir=(.*)$', flags, re.M)
-    name = pathlib.Path(data.group(1)).name if data else '?'
+    data = workdir_lib.saved_flag(run_dir, 'data_dir')
+    name = pathlib.Path(data).name if data else '?'
     test = result.get('test', {}).get('f1')
     rows.append(
       [

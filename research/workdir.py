@@ -112,6 +112,19 @@ def release_unused(written=()):
   _held.clear()
 
 
+def saved_flag(run_dir, name):
+  """The value run_dir's flags.txt gives --name, or None (no such line, or
+  no flags.txt)."""
+  saved = pathlib.Path(run_dir) / 'flags.txt'
+  if not saved.is_file():
+    return None
+  prefix = f'--{name}='
+  for line in saved.read_text(encoding='utf-8').splitlines():
+    if line.startswith(prefix):
+      return line[len(prefix) :]
+  return None
+
+
 def write_json(path, obj):
   pathlib.Path(path).write_text(
     json.dumps(obj, indent=2, sort_keys=True) + '\n'
