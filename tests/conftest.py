@@ -7,6 +7,7 @@ context; dev and test reuse the names in other templates.
 
 import os
 import pathlib
+import signal
 import subprocess
 import sys
 import tempfile
@@ -115,6 +116,21 @@ def run_entry(*args, stdin=None, timeout=300):
     text=True,
     timeout=timeout,
     check=False,
+  )
+
+
+def start_entry(*args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL):
+  """Starts `python -m experiments.<args>` as a user would, without
+  waiting; Ctrl-C (SIGINT) reaches it as KeyboardInterrupt, as in a shell
+  (a child starts with SIGINT ignored unless it is reset)."""
+  return subprocess.Popen(
+    [sys.executable, '-m', *args],
+    cwd=REPO,
+    env=entry_env(),
+    stdout=stdout,
+    stderr=stderr,
+    text=True,
+    preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
   )
 
 

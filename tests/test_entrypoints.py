@@ -6,7 +6,6 @@ import pathlib
 import shutil
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
@@ -15,8 +14,8 @@ from research import parallel
 from research import timing
 from research.errors import UserError
 from tests.conftest import REPO
-from tests.conftest import entry_env
 from tests.conftest import run_entry
+from tests.conftest import start_entry
 from tests.conftest import write_corpus
 
 TRAIN = (
@@ -511,28 +510,19 @@ def test_an_interrupted_overwrite_leaves_no_old_model(corpus, tmp_path):
   """sweep --overwrite into a train run's directory, Ctrl-C'd once it
   prints its first progress line: exit 130, and what --resume would do."""
   workdir = finished_run(tmp_path / 'run')
-  proc = subprocess.Popen(
-    [
-      sys.executable,
-      '-m',
-      'experiments.sweep',
-      '--embeddings=random',
-      f'--data_dir={corpus}',
-      '--hidden=8',
-      '--epochs=50',
-      '--seeds=0',
-      '--l2s=0',
-      '--objectives=xent',
-      f'--workdir={workdir}',
-      '--overwrite',
-    ],
-    cwd=REPO,
-    env=entry_env(),
+  proc = start_entry(
+    'experiments.sweep',
+    '--embeddings=random',
+    f'--data_dir={corpus}',
+    '--hidden=8',
+    '--epochs=50',
+    '--seeds=0',
+    '--l2s=0',
+    '--objectives=xent',
+    f'--workdir={workdir}',
+    '--overwrite',
     stdout=subprocess.PIPE,
     stderr=subprocess.PIPE,
-    text=True,
-    # Python turns SIGINT into KeyboardInterrupt unless it starts ignored.
-    preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
   )
   try:
     assert proc.stdout.readline(), 'the run ended before printing a line'

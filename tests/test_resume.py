@@ -12,15 +12,13 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 
 import numpy as np
 
 from research import checkpoint as checkpoint_lib
-from tests.conftest import REPO
-from tests.conftest import entry_env
 from tests.conftest import run_entry
+from tests.conftest import start_entry
 from tests.test_entrypoints import assert_one_line_error
 
 TIMINGS = (
@@ -52,14 +50,7 @@ def _complete_checkpoints(workdir):
 
 def _kill_after_first_checkpoint(entry, args, workdir, timeout=120):
   """Starts `entry` and SIGKILLs it once a complete checkpoint exists."""
-  env = entry_env()
-  proc = subprocess.Popen(
-    [sys.executable, '-m', entry, *args],
-    cwd=REPO,
-    env=env,
-    stdout=subprocess.DEVNULL,
-    stderr=subprocess.DEVNULL,
-  )
+  proc = start_entry(entry, *args)
   deadline = time.monotonic() + timeout
   while not _complete_checkpoints(workdir):
     assert proc.poll() is None, 'the run ended before its first checkpoint'
@@ -148,14 +139,7 @@ def test_a_second_launch_into_a_running_workdir_is_refused(corpus, tmp_path):
   lock) the directory can be resumed."""
   run = tmp_path / 'run'
   args = _flags(corpus, run, '--epochs=200', '--checkpoint_every=100')
-  env = entry_env()
-  first = subprocess.Popen(
-    [sys.executable, '-m', 'experiments.train', *args],
-    cwd=REPO,
-    env=env,
-    stdout=subprocess.DEVNULL,
-    stderr=subprocess.DEVNULL,
-  )
+  first = start_entry('experiments.train', *args)
   try:
     while not (run / 'flags.txt').exists():
       assert first.poll() is None
@@ -211,16 +195,7 @@ def test_ctrl_c_says_where_the_run_stopped(corpus, tmp_path):
   newest checkpoint's step, which --resume continues from."""
   run = tmp_path / 'run'
   args = _flags(corpus, run, '--epochs=200', '--checkpoint_every=20')
-  proc = subprocess.Popen(
-    [sys.executable, '-m', 'experiments.train', *args],
-    cwd=REPO,
-    env=entry_env(),
-    stdout=subprocess.DEVNULL,
-    stderr=subprocess.PIPE,
-    text=True,
-    # Python turns SIGINT into KeyboardInterrupt unless it starts ignored.
-    preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-  )
+  proc = start_entry('experiments.train', *args, stderr=subprocess.PIPE)
   try:
     deadline = time.monotonic() + 120
     while not _complete_checkpoints(run):
