@@ -12,25 +12,19 @@ parser of a scalar flag here: --l2s with the bounds of --l2, --seeds with
 those of --seed, so `sweep --l2s=-1` is refused as `train --l2=-1` is.
 
 Values are read through the holders (`LR.value`; `items(holder)` gives a
-list flag's parsed items). `load_dataset`, `model_config` and
-`train_config` build the library's configurations from the flags. The run
-plumbing (errors, exit codes, the run directory) is experiments/_run.py.
+list flag's parsed items). experiments/_configs.py builds the library's
+configurations from the flags; the run plumbing (errors, exit codes, the
+run directory) is experiments/_run.py.
 """
-
-import os
-import sys
 
 from absl import flags
 
 from experiments import _run
 from research import classifier
-from research import data as data_lib
 from research import features as features_lib
 from research import model as model_lib
 from research import ner
 from research import tagschemes
-from research import workdir as workdir_lib
-from research.errors import UserError
 
 # The DEFINE_* calls that `use` and `define_list` make count as the calling
 # entry point's (their flags are its key flags, listed by its --help).
@@ -471,141 +465,3 @@ SPLIT = _enum(
 )
 
 _run.SHARED_FLAGS.update(_SPECS)
-
-
-# --- The library's configurations, from the flags. --------------------------
-
-
-def load_dataset(**overrides):
-  """ner.load_dataset with the data flags (DATA); `overrides` replace
-  their values (a flag overridden need not be the entry point's)."""
-  kw = _from_flags(
-    dict(
-      data_dir=DATA_DIR,
-      embeddings=EMBEDDINGS,
-      window=WINDOW,
-      vocab=VOCAB,
-      embed_dim=EMBED_DIM,
-      features=FEATURES,
-      affix_length=AFFIX_LENGTH,
-      tag_scheme=TAG_SCHEME,
-      gazetteer_file=GAZETTEER,
-    ),
-    overrides,
-  )
-  kw['features'] = tuple(kw['features'])
-  if kw['gazetteer_file'] and 'gazetteer' not in kw['features']:
-    raise UserError(
-      f'--gazetteer={kw["gazetteer_file"]} is read by the gazetteer feature; '
-      'add gazetteer to --features'
-    )
-  unknown = set(kw['features']) - set(features_lib.KINDS)
-  if unknown:  # overrides (bench's --best file); the flag is checked itself
-    raise UserError(
-      f'features {",".join(kw["features"])}: unknown '
-      f'{", ".join(sorted(unknown))}; choose from '
-      f'{",".join(features_lib.KINDS)}'
-    )
-  # Document context is a transform of the Dataset (two_passes.prepare),
-  # applied by what trains: see `document_context`.
-  kw['features'] = tuple(f for f in kw['features'] if f != 'document')
-  return ner.load_dataset(log=_run.log, **kw)
-
-
-def document_context(features=None):
-  """Whether --features (or `features`) asks for document context."""
-  return 'document' in (FEATURES.value if features is None else features)
-
-
-def check_batch_size(ds):
-  """Refuses a --batch_size larger than the training windows, before
-  training (entry points that train on all of them)."""
-  num_train = len(ds.windows['train'].labels)
-  if BATCH_SIZE.value > num_train:
-    raise UserError(
-      f'--batch_size={BATCH_SIZE.value} is larger than the '
-      f'{num_train:,} training windows of {DATA_DIR.value}; '
-      'pass a smaller --batch_size'
-    )
-
-
-def corpus_split(path, model_dir):
-  """The --split to read of the CoNLL file `path` with the model in
-  `model_dir`: --split when given (of a single-file corpus: a file alone
-  in its directory, which train splits 80/10/10 by documents); by default,
-  of the single-file corpus the model was trained on, 'test', said in one
-  line on stderr (its other documents are the model's training data); of
-  any other file None (all of it)."""
-  split = SPLIT.value
-  if not os.path.isfile(path):
-    return None  # reading it says what is wrong
-  if not data_lib.is_single_file_corpus(path):
-    if split not in (None, 'all'):
-      raise UserError(
-        f'--split={split}: {path} is not a single-file corpus (one file '
-        'alone in its directory, which train splits by documents); it is '
-        'read whole: drop --split'
-      )
-    return None
-  if split is None and not _trained_on(model_dir, os.path.dirname(path)):
-    return None
-  split = split or 'test'
-  rule = data_lib.SPLIT_RULE.get(split, 'every i')
-  print(
-    f'{path}: a single-file corpus, read as train splits it: its {split} '
-    f'split, documents i with {rule} (--split=train, dev, test or all)',
-    file=sys.stderr,
-  )
-  return split
-
-
-def _trained_on(model_dir, data_dir):
-  """Whether the run in model_dir was trained on data_dir (its flags.txt's
-  --data_dir, or the default data)."""
-  given = workdir_lib.saved_flag(model_dir, 'data_dir') or DEFAULT_DATA_DIR
-  trained = os.path.join(str(_run.REPO), given)  # relative: to the repo
-  return os.path.realpath(trained) == os.path.realpath(data_dir)
-
-
-def _from_flags(holders, overrides):
-  """{name: value} of the holders' flags, `overrides` in their place (a
-  flag given an override need not be one of the entry point's)."""
-  kw = {n: h.value for n, h in holders.items() if n not in overrides}
-  return dict(kw, **overrides)
-
-
-def model_config(**overrides):
-  return model_lib.ModelConfig(
-    **_from_flags(
-      dict(
-        model=MODEL,
-        nonlinearity=NONLINEARITY,
-        window=WINDOW,
-        hidden=HIDDEN,
-        dropout=DROPOUT,
-        feature_dim=FEATURE_DIM,
-      ),
-      overrides,
-    )
-  )
-
-
-def train_config(**overrides):
-  kw = _from_flags(
-    dict(
-      optimizer=OPTIMIZER,
-      batch_size=BATCH_SIZE,
-      l2_embeddings=L2_EMBEDDINGS,
-      l2_biases=L2_BIASES,
-      freeze_embeddings=FREEZE,
-      sparse=SPARSE,
-      grad=GRAD,
-      word_dropout=WORD_DROPOUT,
-    ),
-    overrides,
-  )
-  cfg = classifier.TrainConfig(**kw)
-  dropout = DROPOUT.value if 'dropout' in flags.FLAGS else 0.0
-  if cfg.grad == 'manual' and dropout > 0:
-    raise UserError('--grad=manual has no dropout; pass --dropout=0')
-  return cfg

@@ -12,6 +12,7 @@ ablation.png.
 
 from absl import flags
 
+from experiments import _configs
 from experiments import _flags
 from experiments import _run
 from research import engine
@@ -39,14 +40,14 @@ def main(_):
   seeds = _flags.items(_SEEDS)
 
   def load(features, tag_scheme):
-    return _flags.load_dataset(features=features, tag_scheme=tag_scheme)
+    return _configs.load_dataset(features=features, tag_scheme=tag_scheme)
 
   # The rows set these (the values here are replaced).
   row_set = ablation.Setting()
   results = ablation.run(
     load,
-    _flags.model_config(hidden=row_set.hidden, dropout=row_set.dropout),
-    _flags.train_config(batch_size=row_set.batch_size),
+    _configs.model_config(hidden=row_set.hidden, dropout=row_set.dropout),
+    _configs.train_config(batch_size=row_set.batch_size),
     engine.Hyper(_flags.LR.value, 0.0),
     seeds,
     rows=_ROWS.value,

@@ -10,6 +10,7 @@ import pathlib
 
 from absl import flags
 
+from experiments import _configs
 from experiments import _flags
 from experiments import _run
 from research import two_passes
@@ -92,22 +93,22 @@ def _best_configuration(path):
   """(name, Dataset, ModelConfig, TrainConfig) of the --best flag file."""
   v = _read_best(path)
   features = tuple(f for f in v.get('features', '').split(',') if f)
-  ds = _flags.load_dataset(
+  ds = _configs.load_dataset(
     features=features,
     tag_scheme=v.get('tag_scheme', 'file'),
     affix_length=int(v.get('affix_length', 3)),
     vocab='data',
   )
-  if _flags.document_context(features):
+  if _configs.document_context(features):
     # Timed as the second pass reads it (no first pass is trained here).
     ds = two_passes.with_unread_document(ds)
-  model_cfg = _flags.model_config(
+  model_cfg = _configs.model_config(
     hidden=int(v.get('hidden', _flags.HIDDEN.value)),
     window=int(v.get('window', _flags.WINDOW.value)),
     dropout=float(v.get('dropout', 0.0)),
     feature_dim=int(v.get('feature_dim', _flags.FEATURE_DIM.value)),
   )
-  cfg = _flags.train_config(
+  cfg = _configs.train_config(
     objective=v.get('objective', 'xent'),
     batch_size=int(v.get('batch_size', _flags.BATCH_SIZE.value)),
     word_dropout=float(v.get('word_dropout', 0.0)),
@@ -120,13 +121,14 @@ def main(_):
   throughput.check_batch_sizes(batch_sizes)
   workdir = _run.workdir('bench')
   datasets = {
-    vocab: _flags.load_dataset(vocab=vocab) for vocab in ('data', 'pretrained')
+    vocab: _configs.load_dataset(vocab=vocab)
+    for vocab in ('data', 'pretrained')
   }
   sentence = _BEST.value and _best_configuration(_BEST.value)
   out = throughput.run(
     datasets,
-    _flags.model_config(),
-    _flags.train_config(),
+    _configs.model_config(),
+    _configs.train_config(),
     lr=_flags.LR.value,
     batch_sizes=batch_sizes,
     bench_steps=_BENCH_STEPS.value,

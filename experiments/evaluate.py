@@ -15,6 +15,7 @@ An existing --output is refused unless --overwrite.
 
 from absl import flags
 
+from experiments import _configs
 from experiments import _flags
 from experiments import _run
 from research import data as data_lib
@@ -41,7 +42,7 @@ def main(_):
     _OUTPUT.value, _flags.OVERWRITE.value
   )
   model = tagging.load(_flags.MODEL_DIR.value)
-  split = _flags.corpus_split(_DATA.value, _flags.MODEL_DIR.value)
+  split = _configs.corpus_split(_DATA.value, _flags.MODEL_DIR.value)
   result = tagging.evaluate_file(model, _DATA.value, split=split)
   if note := data_lib.empty_tokens_note({'data': result.sentences}):
     _run.log(note)

@@ -10,6 +10,7 @@ freeze_vs_finetune.png.
 
 from absl import flags
 
+from experiments import _configs
 from experiments import _flags
 from experiments import _run
 from research.studies import frozen_vectors as study
@@ -53,9 +54,9 @@ def main(_):
   study.check_fractions(fractions)
   workdir = _run.workdir('freeze_vs_finetune')
   seeds = _flags.items(_SEEDS)
-  ds = _flags.load_dataset()
-  model_cfg = _flags.model_config()
-  cfg = _flags.train_config(freeze_embeddings=False)
+  ds = _configs.load_dataset()
+  model_cfg = _configs.model_config()
+  cfg = _configs.train_config(freeze_embeddings=False)
   settings = dict(
     fractions=fractions,
     seeds=seeds,

@@ -15,6 +15,7 @@ Writes flags.txt, results.json and report.md into --workdir.
 
 from absl import flags
 
+from experiments import _configs
 from experiments import _flags
 from experiments import _run
 from research.studies import vectorization
@@ -54,8 +55,8 @@ _TIMING_MIN_SECONDS = flags.DEFINE_float(
 
 def main(_):
   workdir = _run.workdir('loop_vs_matrix')
-  model_cfg = _flags.model_config(dropout=0.0)
-  ds = _flags.load_dataset()
+  model_cfg = _configs.model_config(dropout=0.0)
+  ds = _configs.load_dataset()
   results = vectorization.run(
     ds,
     model_cfg,

@@ -22,6 +22,7 @@ import sys
 
 from absl import flags
 
+from experiments import _configs
 from experiments import _flags
 from experiments import _run
 from research import data as data_lib
@@ -78,7 +79,7 @@ def main(_):
     sentences = tagging.read_sentences(
       _INPUT.value,
       require_tags=False,
-      split=_flags.corpus_split(_INPUT.value, _flags.MODEL_DIR.value),
+      split=_configs.corpus_split(_INPUT.value, _flags.MODEL_DIR.value),
     )
     tokens = [s.tokens for s in sentences]
     predicted = tagging.tag(model, sentences)

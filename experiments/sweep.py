@@ -11,6 +11,7 @@ learning_curves.png.
 
 from absl import flags
 
+from experiments import _configs
 from experiments import _flags
 from experiments import _run
 from research import objectives
@@ -59,9 +60,9 @@ def main(_):
   workdir = _run.workdir('sweep', checkpoints=True)
   l2s = _flags.items(_L2S)
   seeds = _flags.items(_SEEDS)
-  ds = _flags.load_dataset()
-  _flags.check_batch_size(ds)
-  model_cfg, cfg = _flags.model_config(), _flags.train_config()
+  ds = _configs.load_dataset()
+  _configs.check_batch_size(ds)
+  model_cfg, cfg = _configs.model_config(), _configs.train_config()
   checkpoint = _run.checkpointer(workdir)
   sweep = objective_l2.run(
     ds,
@@ -75,7 +76,7 @@ def main(_):
     vmap=_VMAP.value,
     log=_run.log,
     decode=_flags.DECODE.value,
-    document=_flags.document_context(),
+    document=_configs.document_context(),
     checkpoint=checkpoint,
   )
   table = objective_l2_report.write_outputs(

@@ -16,6 +16,7 @@ experiments/_flags.py; --help lists every flag this entry point reads.
 from absl import flags
 import jax
 
+from experiments import _configs
 from experiments import _flags
 from experiments import _run
 from research import engine
@@ -66,10 +67,10 @@ def main(_):
   workdir = _run.workdir('train', checkpoints=True)
   log = _run.log
   with clock('load'):
-    ds = _flags.load_dataset(seed=_SEED.value)
-  _flags.check_batch_size(ds)
-  model_cfg = _flags.model_config()
-  cfg = _flags.train_config(objective=_OBJECTIVE.value)
+    ds = _configs.load_dataset(seed=_SEED.value)
+  _configs.check_batch_size(ds)
+  model_cfg = _configs.model_config()
+  cfg = _configs.train_config(objective=_OBJECTIVE.value)
   checkpoint = _run.checkpointer(workdir)
   params, result, ds, _ = training.train(
     ds,
@@ -81,7 +82,7 @@ def main(_):
     ensemble=_ENSEMBLE.value,
     select=_SELECT.value,
     decode=_flags.DECODE.value,
-    document=_flags.document_context(),
+    document=_configs.document_context(),
     eval_every=_flags.EVAL_EVERY.value,
     eval_train=True,
     checkpoint=checkpoint,

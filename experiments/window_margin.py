@@ -15,6 +15,7 @@ hand-derived gradients.
 
 from absl import flags
 
+from experiments import _configs
 from experiments import _flags
 from experiments import _run
 from research import window_scorer
@@ -73,7 +74,7 @@ def main(_):
     eval_every=_flags.EVAL_EVERY.value,
     freeze_embeddings=_flags.FREEZE.value,
   )
-  ds = _flags.load_dataset(seed=st.seeds[0])
+  ds = _configs.load_dataset(seed=st.seeds[0])
   study.check_entity_type(ds, st.entity_type)
   results, arrays = study.run(ds, st, log=_run.log)
   table = report.write_outputs(
