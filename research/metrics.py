@@ -171,6 +171,100 @@ def evaluate(
   }
 
 
+# The same scores of one flat array of tag ids (the tokens of all sentences,
+# in order): what training evaluates, many times, on a whole split.
+
+
+@functools.lru_cache(maxsize=64)
+def _pair_tables(tags: tuple[str, ...]):
+  """conlleval's startOfChunk and endOfChunk for every (previous tag, tag)
+  pair of ids into `tags` plus the boundary id len(tags) (an `O`, as after
+  each sentence): (start [C+1, C+1] bool, end [C+1, C+1] bool, each id's
+  type ('' for O) as an object array [C+1])."""
+  parsed = [_split(t) for t in tags] + [('O', '')]
+  start = np.array(
+    [[_start_of_chunk(p, c, pt, ct) for c, ct in parsed] for p, pt in parsed]
+  )
+  end = np.array(
+    [[_end_of_chunk(p, c, pt, ct) for c, ct in parsed] for p, pt in parsed]
+  )
+  return start, end, np.array([t for _, t in parsed], dtype=object)
+
+
+def with_boundaries(ids_N: np.ndarray, lengths: Sequence[int], boundary: int):
+  """ids_N with the id `boundary` after each sentence of `lengths` words:
+  [N + len(lengths)], so that position p + i of the result is token p of the
+  flat array when p is in sentence i."""
+  return np.insert(np.asarray(ids_N), np.cumsum(lengths), boundary)
+
+
+def flat_chunks(ids_N, lengths, tags):
+  """The chunks (`chunks`) of sentences given as one flat array of tag ids.
+
+  Args:
+    ids_N: ids into `tags` of every token of every sentence, in order.
+    lengths: the sentences' numbers of words (summing to N).
+    tags: the tag of each id.
+
+  Returns:
+    (start [M], end [M] exclusive, type [M] object array) of each chunk, in
+    order; positions count one boundary after each sentence
+    (`with_boundaries`), so chunks of different sentences never share one.
+  """
+  tags = tuple(tags)
+  start_PxC, end_PxC, types = _pair_tables(tags)
+  seq = with_boundaries(ids_N, lengths, len(tags))
+  prev = np.concatenate([[len(tags)], seq[:-1]])
+  starts = np.flatnonzero(start_PxC[prev, seq])
+  ends = np.flatnonzero(end_PxC[prev, seq])
+  # The chunk that ends before position e opened at the last start before e.
+  opened = starts[np.searchsorted(starts, ends) - 1]
+  return opened, ends, types[seq[ends - 1]]
+
+
+def evaluate_flat(gold_N, pred_N, lengths, tags) -> dict[str, Any]:
+  """`evaluate` of tag ids: gold_N and pred_N are [N] ids into `tags` of
+  the tokens of sentences of `lengths` words. Returns what `evaluate`
+  returns for the same tags (tests/test_metrics.py checks both agree)."""
+  gold_N, pred_N = np.asarray(gold_N), np.asarray(pred_N)
+  if gold_N.shape != pred_N.shape or len(gold_N) != sum(lengths):
+    raise ValueError(
+      f'gold has {len(gold_N)} tags, pred {len(pred_N)}, the sentences '
+      f'{sum(lengths)} words'
+    )
+  found = {}
+  for name, ids in (('gold', gold_N), ('pred', pred_N)):
+    start, end, type_ = flat_chunks(ids, lengths, tags)
+    found[name] = (start * (len(ids) + len(lengths) + 1) + end, type_)
+  (gold_key, gold_type), (pred_key, pred_type) = found['gold'], found['pred']
+  is_correct = np.isin(pred_key, gold_key, assume_unique=True)
+  correct_type = pred_type[is_correct]
+  # A matching key (start, end) with another type is not a match.
+  gold_type_at = dict(zip(gold_key.tolist(), gold_type.tolist()))
+  keys = pred_key[is_correct].tolist()
+  same = np.array(
+    [gold_type_at[k] == t for k, t in zip(keys, correct_type)], bool
+  )
+  correct_type = correct_type[same] if len(keys) else correct_type
+  num_gold, num_pred, num_correct = (
+    collections.Counter(t.tolist())
+    for t in (gold_type, pred_type, correct_type)
+  )
+  per_type = {
+    t: _score(num_gold[t], num_pred[t], num_correct[t])
+    for t in sorted(num_gold.keys() | num_pred.keys())
+  }
+  return {
+    'overall': _score(len(gold_type), len(pred_type), len(correct_type)),
+    'per_type': per_type,
+    'accuracy': (
+      100.0 * int(np.sum(gold_N == pred_N)) / len(gold_N)
+      if len(gold_N)
+      else 0.0
+    ),
+  }
+
+
 def _score_dict(score: Score) -> dict[str, Any]:
   return {
     'precision': float(score.precision),

@@ -52,6 +52,32 @@ def convert(tags, scheme):
   return from_chunks(len(tags), metrics.chunks(tags), scheme)
 
 
+def convert_flat(ids_N, lengths, tags, scheme):
+  """`convert` of sentences given as one flat array of ids into `tags`
+  (metrics.flat_chunks): the [N] tags (an object array) in `scheme`."""
+  start, end, type_ = metrics.flat_chunks(ids_N, lengths, tags)
+  out = np.full(len(ids_N) + len(lengths), 'O', dtype=object)
+  size = end - start
+  inside = np.repeat(start - np.cumsum(size) + size, size) + np.arange(
+    size.sum()
+  )
+  out[inside] = np.repeat('I-' + type_, size) if len(size) else []
+  if scheme == 'iobes':
+    one = size == 1
+    out[start[one]] = 'S-' + type_[one]
+    out[start[~one]] = 'B-' + type_[~one]
+    out[end[~one] - 1] = 'E-' + type_[~one]
+  else:
+    begins = np.ones(len(start), bool)
+    if scheme == 'iob1':  # B- only between touching chunks of one type
+      begins[0:1] = False
+      begins[1:] = (start[1:] == end[:-1]) & (type_[1:] == type_[:-1])
+    out[start[begins]] = 'B-' + type_[begins]
+  keep = np.ones(len(out), bool)
+  keep[np.cumsum(lengths) + np.arange(len(lengths))] = False
+  return out[keep]
+
+
 def tag_set(tags, scheme):
   """The training tags in `scheme`: 'O' first, then sorted (as check_tags)."""
   if scheme != 'iobes':

@@ -2,6 +2,7 @@
 conlleval's streaming counts, and agreement with seqeval's default mode."""
 
 import json
+import random
 import re
 import warnings
 
@@ -14,6 +15,7 @@ from seqeval.metrics import recall_score
 from seqeval.metrics.sequence_labeling import get_entities
 
 from research import metrics
+from research import tagschemes
 
 # --- Literal ports of conlleval, line by line, to check metrics against. ---
 
@@ -672,3 +674,28 @@ def test_detection_scores_with_tied_scores():
   assert best['f1'] == pytest.approx(80.0)
   assert r['ap'] == pytest.approx(100 * (0.5 * 1 + 0.5 * 2 / 3))
   assert metrics.average_precision(np.ones(4), gold) == pytest.approx(50.0)
+
+
+def test_flat_scores_equal_sentence_scores_and_conversion():
+  """metrics.evaluate_flat (one array of ids, what training scores) gives
+  exactly metrics.evaluate's scores, and tagschemes.convert_flat exactly
+  convert's tags, on random tag sequences of every prefix (malformed ones
+  included: I- after O, E- without B-, a type change inside a chunk)."""
+  tags = ['O', 'B-PER', 'I-PER', 'E-PER', 'S-PER', 'B-LOC', 'I-LOC']
+  tags += ['E-LOC', 'S-LOC', 'B-X-Y', 'I-X-Y']
+  rng = random.Random(0)
+  for _ in range(300):
+    lengths = [rng.randint(0, 8) for _ in range(rng.randint(1, 6))]
+    gold, pred = (
+      [[rng.choice(tags) for _ in range(n)] for n in lengths] for _ in range(2)
+    )
+    gold_N, pred_N = (
+      np.array([tags.index(t) for sent in tags_ for t in sent], int)
+      for tags_ in (gold, pred)
+    )
+    flat = metrics.evaluate_flat(gold_N, pred_N, lengths, tags)
+    assert flat == metrics.evaluate(gold, pred), (gold, pred)
+    for scheme in ('iob1', 'iob2', 'iobes'):
+      want = [t for sent in pred for t in tagschemes.convert(sent, scheme)]
+      got = tagschemes.convert_flat(pred_N, lengths, tags, scheme)
+      assert list(got) == want, (pred, scheme)
