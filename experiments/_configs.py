@@ -36,9 +36,11 @@ def load_dataset(**overrides):
       affix_length=_flags.AFFIX_LENGTH,
       tag_scheme=_flags.TAG_SCHEME,
       gazetteer_file=_flags.GAZETTEER,
+      cache_dir=_flags.DATA_CACHE,
     ),
     overrides,
   )
+  kw['cache_dir'] = kw['cache_dir'] or None
   kw['features'] = tuple(kw['features'])
   if kw['gazetteer_file'] and 'gazetteer' not in kw['features']:
     raise UserError(

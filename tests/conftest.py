@@ -27,6 +27,12 @@ os.environ.setdefault(
   os.path.join(tempfile.gettempdir(), f'words-tests-jax-cache-{_RUN}'),
 )
 os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0')
+# Likewise the entry points' loaded datasets (--data_cache), kept apart from
+# the user's.
+os.environ.setdefault(
+  'NER_DATA_CACHE',
+  os.path.join(tempfile.gettempdir(), f'words-tests-data-cache-{_RUN}'),
+)
 os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES', '0')
 
 PEOPLE = [
