@@ -91,16 +91,10 @@ def main(_):
   )
   clock.merge(result.pop('seconds'))
   with clock('write'):
-    workdir_lib.save_model(
-      workdir,
-      params,
-      ds.vocab,
-      ds.tags,
-      ner.model_config_json(ds, model_cfg, cfg, _flags.DECODE.value),
-    )
-    (workdir / 'examples.md').write_text(
-      tagging.examples_markdown(tagging.load(workdir))
-    )
+    config = ner.model_config_json(ds, model_cfg, cfg, _flags.DECODE.value)
+    workdir_lib.save_model(workdir, params, ds.vocab, ds.tags, config)
+    model = tagging.from_parts(params, ds.vocab, ds.tags, config)
+    (workdir / 'examples.md').write_text(tagging.examples_markdown(model))
   # result.json last, with where the run's time went.
   wall = timing.process_seconds() or sum(clock.seconds.values())
   result['wall'] = timing.breakdown(clock.seconds, wall)

@@ -232,11 +232,22 @@ def program(compiler_options=None):
   )
 
 
+@jax.jit
 def stack(trees):
-  """Stacks a list of S pytrees along a new leading axis."""
+  """Stacks a list of S pytrees along a new leading axis (one compiled
+  program, not one per leaf)."""
   return jax.tree.map(lambda *a: jnp.stack(a), *trees)
 
 
+@functools.partial(jax.jit, static_argnums=0)
+def _initial_state(task, params, seeds_S):
+  """The training state of S stacked configurations, one compiled program;
+  it holds a copy of params (the state is donated to the training calls)."""
+  params = jax.tree.map(lambda a: jnp.array(a, copy=True), params)
+  return jax.vmap(task.init_state)(params, seeds_S)
+
+
+@jax.jit
 def unstack(tree, i):
   """The i-th configuration of a stacked pytree."""
   return jax.tree.map(lambda a: a[i], tree)
@@ -273,8 +284,7 @@ def _place(task, params, hyper, seeds, data, num_examples, spe, options):
       lambda a: jnp.concatenate([a, jnp.repeat(a[-1:], S_run - S, 0)]),
     )
     params, hyper = pad(params), pad(hyper)
-  params = jax.tree.map(jnp.array, params)  # a copy: the state is donated
-  state = jax.vmap(task.init_state)(params, jnp.asarray(run_seeds, jnp.uint32))
+  state = _initial_state(task, params, np.asarray(run_seeds, np.uint32))
   P = jax.sharding.PartitionSpec
   if mesh is not None:
     D = mesh.shape['data']

@@ -105,7 +105,11 @@ def load(model_dir):
   Raises:
     UserError: `model_dir` is not a finished run directory.
   """
-  params, vocab, tags, config = workdir_lib.load_model(model_dir)
+  return from_parts(*workdir_lib.load_model(model_dir))
+
+
+def from_parts(params, vocab, tags, config):
+  """The `Model` of what workdir.save_model writes (`load` reads them)."""
   features = gazetteer = None
   if 'features' in config:
     features = features_lib.FeatureVocab.from_json(config['features'])

@@ -86,6 +86,13 @@ def normalize(token, known=frozenset()):
   return lower if lower in known else fold_digits(lower)
 
 
+def consulted(known):
+  """The words of `known` that `normalize` can tell apart from the others:
+  those holding a digit (a word without one normalizes alike, known or
+  not), sorted. What a saved model keeps of the pretrained words."""
+  return sorted(w for w in known if _DIGIT.search(w))
+
+
 class Vocab:
   """A word vocabulary: ids 0, 1, 2 are PAD_LEFT, PAD_RIGHT and UNK.
 

@@ -8,7 +8,7 @@ Layout written by `experiments.train`:
   params.npz     trained parameters (a flat dict of arrays)
   vocab.txt      one word per line (row i of L)
   tags.txt       one tag per line (class i)
-  pretrained_words.txt  the pretrained words the normalization consults
+  pretrained_words.txt  those normalize tells apart (vocab.consulted)
   checkpoints/   the training state every so many steps (orbax)
   .lock          held (fcntl.flock) by the process that runs in it
   .previous-run/ what an overwritten run left (`claim(..., overwrite=True)`)
@@ -162,7 +162,7 @@ def save_model(path, params, vocab, tags, config):
     '\n'.join(vocab.words) + '\n', encoding='utf-8'
   )
   (path / 'pretrained_words.txt').write_text(
-    '\n'.join(sorted(vocab.known)) + '\n', encoding='utf-8'
+    '\n'.join(vocab_lib.consulted(vocab.known)) + '\n', encoding='utf-8'
   )
   (path / 'tags.txt').write_text('\n'.join(tags) + '\n')
   write_json(path / 'config.json', config)
