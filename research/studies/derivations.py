@@ -41,6 +41,16 @@ compared, leaf by leaf, with `jax.grad` of research.model and research.losses
                                   struct_margin, xent, max_margin): dense
                                   params, E, J_mean (and feat, the feature
                                   rows, for .../feat)
+  char_cnn/...                    research.chars: the character CNN's
+                                  W_char, b_char, L_char (dense) and E_char
+                                  (each looked-up row) under a random
+                                  linear loss sum(R * h), against jax.grad
+                                  of char_features; words of length 1,
+                                  shorter than the width and of max_len;
+                                  .../ties: integer parameters and repeated
+                                  characters, so tied positions share the
+                                  max's gradient as jax.grad splits it;
+                                  .../windows: spellings [N, K, P]
 
 Each row holds the max absolute and relative difference (relative:
 max|a - m| / max(max|a|, tiny), a autodiff, m manual); it passes when the
@@ -59,6 +69,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from research import autodiff
+from research import chars as chars_lib
 from research import classifier
 from research import losses
 from research import manual_grads as mg
@@ -354,6 +365,131 @@ def sentence_plan(rng, shapes=None):
   return plan
 
 
+def numpy_char_responses(p, word):
+  """z [n, F] of a spelling with n characters, by the definition in numpy
+  loops (no compiling): z[q, f] = b_f + sum_j W[f, j] . L_char[c_{q+j-r}],
+  zero vectors outside the word."""
+  F, w, _ = p['W_char'].shape
+  r, n = w // 2, int(np.sum(word != 0))
+  z = np.zeros((n, F)) + p['b_char']
+  for q in range(n):
+    for j in range(w):
+      if 0 <= q + j - r < n:
+        z[q] += p['W_char'][:, j] @ p['L_char'][word[q + j - r]]
+  return z
+
+
+def numpy_char_features(p, chars):
+  """research.chars.char_features in numpy: the max of each filter's
+  `numpy_char_responses` over the word's positions, 0 for an empty word."""
+  p = {k: np.asarray(v) for k, v in p.items()}
+  chars = np.asarray(chars)
+  lead, P = chars.shape[:-1], chars.shape[-1]
+  F = p['W_char'].shape[0]
+  out = [
+    z.max(axis=0) if len(z) else np.zeros(F)
+    for z in (numpy_char_responses(p, word) for word in chars.reshape(-1, P))
+  ]
+  return np.array(out).reshape(*lead, F)
+
+
+def sample_chars(
+  rng,
+  words=6,
+  max_len=7,
+  num_chars=6,
+  char_dim=3,
+  filters=4,
+  width=3,
+  *,
+  ties=False,
+  lead=None,
+):
+  """A random character-CNN problem (params, chars, R): R the weights of the
+  linear loss sum(R * h).
+
+  Spellings [words, max_len] (or lead + [max_len]) of ids 1..num_chars-1
+  (1 the unseen character), lengths 1, up to width - 1 and max_len among
+  them; every row of L_char random, row 0 too (it must not matter). With
+  `ties`: integer parameters in {-1, 0, 1} (exact sums) and one word of
+  one repeated character, drawn until some filter's max is tied."""
+  lead = lead or (words,)
+  M, A = int(np.prod(lead)), num_chars
+  fixed = [1, *range(2, width), max_len][:M]
+  for _ in range(problems.MAX_TRIES):
+    lengths = np.concatenate(
+      [fixed, rng.integers(1, max_len + 1, M - len(fixed))]
+    ).astype(int)
+    chars = rng.integers(1, A, (M, max_len), dtype=np.int32)
+    chars[np.arange(max_len)[None, :] >= lengths[:, None]] = 0
+    if ties:
+      chars[-1] = rng.integers(1, A)
+      draw = lambda *shape: rng.integers(-1, 2, shape).astype(np.float64)
+    else:
+      draw = lambda *shape: rng.standard_normal(shape)
+    p = {
+      'L_char': draw(A, char_dim),
+      'W_char': draw(filters, width, char_dim),
+      'b_char': draw(filters),
+    }
+    R = rng.standard_normal((M, filters))
+    if not ties or _has_tie(p, chars):
+      return p, chars.reshape(*lead, max_len), R.reshape(*lead, filters)
+  raise RuntimeError('no tied character-CNN problem drawn')
+
+
+def _has_tie(p, chars):
+  """Whether some filter's max over a word's positions is attained twice."""
+  for word in chars:
+    z = numpy_char_responses(p, word)
+    if len(z) and np.any(np.sum(z == z.max(axis=0), axis=0) > 1):
+      return True
+  return False
+
+
+def char_case(problem):
+  """(manual, reference): research.chars.char_backward (and param_grads)
+  against jax.grad of the linear loss sum(R * h) of char_features, w.r.t.
+  the parameters and (E_char) of char_features_of_rows w.r.t. each
+  looked-up row L_char[chars]."""
+  p, chars, R = problem
+  with _strict():
+    _, cache = chars_lib.char_features(
+      p['L_char'], p['W_char'], p['b_char'], chars
+    )
+    grads = chars_lib.char_backward(p['W_char'], chars, cache, R)
+    manual = dict(
+      chars_lib.param_grads(grads, p['L_char'].shape[0]), E_char=grads.rows
+    )
+
+  def loss(p):
+    h, _ = chars_lib.char_features(p['L_char'], p['W_char'], p['b_char'], chars)
+    return jnp.sum(R * h)
+
+  def rows_loss(E):
+    h, _ = chars_lib.char_features_of_rows(E, p['W_char'], p['b_char'], chars)
+    return jnp.sum(R * h)
+
+  reference = jax.grad(loss)(p)
+  reference['E_char'] = jax.grad(rows_loss)(p['L_char'][chars])
+  return manual, reference
+
+
+def char_plan(rng):
+  """The character CNN's checks (the last rows of `make_plan`)."""
+  return [
+    _row('char_cnn/width=3', char_case, (sample_chars(rng),), {}),
+    _row('char_cnn/width=5', char_case, (sample_chars(rng, width=5),), {}),
+    _row('char_cnn/ties', char_case, (sample_chars(rng, ties=True),), {}),
+    _row(
+      'char_cnn/windows',
+      char_case,
+      (sample_chars(rng, lead=(2, 3, 2)),),
+      {},
+    ),
+  ]
+
+
 def _row(formula, fn, args, static, exact_zero=False):
   """One plan entry: (formula, case fn, array args, static kwargs,
   exact_zero)."""
@@ -511,7 +647,7 @@ def make_plan(rng, shapes):
   plan += _l2_plan(rng, shapes, lam)
   plan += _objective_plan(rng, shapes, lam)
   plan += _batch_grads_plan(rng, shapes)
-  return plan + sentence_plan(rng)
+  return plan + sentence_plan(rng) + char_plan(rng)
 
 
 def run_plan(plan):
