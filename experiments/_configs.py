@@ -47,12 +47,12 @@ def load_dataset(**overrides):
       f'--gazetteer={kw["gazetteer_file"]} is read by the gazetteer feature; '
       'add gazetteer to --features'
     )
-  unknown = set(kw['features']) - set(features_lib.KINDS)
+  unknown = set(kw['features']) - {*features_lib.KINDS, 'chars'}
   if unknown:  # overrides (bench's --best file); the flag is checked itself
     raise UserError(
       f'features {",".join(kw["features"])}: unknown '
       f'{", ".join(sorted(unknown))}; choose from '
-      f'{",".join(features_lib.KINDS)}'
+      f'{",".join([*features_lib.KINDS, "chars"])}'
     )
   # Document context is a transform of the Dataset (two_passes.prepare),
   # applied by what trains: see `document_context`.
@@ -125,6 +125,16 @@ def _from_flags(holders, overrides):
 
 
 def model_config(**overrides):
+  cfg = _model_config(**overrides)
+  if cfg.char_width % 2 == 0:
+    raise UserError(
+      f'--char_width={cfg.char_width}: the character filters are centered '
+      'on a character; pass an odd width (e.g. 3)'
+    )
+  return cfg
+
+
+def _model_config(**overrides):
   return model_lib.ModelConfig(
     **_from_flags(
       dict(
@@ -134,6 +144,9 @@ def model_config(**overrides):
         hidden=_flags.HIDDEN,
         dropout=_flags.DROPOUT,
         feature_dim=_flags.FEATURE_DIM,
+        char_dim=_flags.CHAR_DIM,
+        char_filters=_flags.CHAR_FILTERS,
+        char_width=_flags.CHAR_WIDTH,
       ),
       overrides,
     )

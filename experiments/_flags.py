@@ -226,10 +226,12 @@ EMBED_DIM = _integer(
 )
 FEATURES = _list(
   'features',
-  flags.EnumParser(list(features_lib.KINDS)),
+  flags.EnumParser([*features_lib.KINDS, 'chars']),
   [],
   'Token features beside the word vector, any of '
-  f'{",".join(features_lib.KINDS)} (research/features.py).',
+  f'{",".join(features_lib.KINDS)} (research/features.py), and chars: a '
+  'character CNN per word (research/chars.py; --char_dim, --char_filters, '
+  '--char_width).',
   allow_empty=True,
 )
 AFFIX_LENGTH = _integer(
@@ -297,6 +299,24 @@ FEATURE_DIM = _integer(
   'Columns of each feature vector (--features).',
   lower_bound=1,
 )
+CHAR_DIM = _integer(
+  'char_dim',
+  16,
+  'Columns of each character vector (--features=...,chars).',
+  lower_bound=1,
+)
+CHAR_FILTERS = _integer(
+  'char_filters',
+  30,
+  "The character CNN's filters: the features it gives each word.",
+  lower_bound=1,
+)
+CHAR_WIDTH = _integer(
+  'char_width',
+  3,
+  "The character CNN's filter width in characters (odd).",
+  lower_bound=1,
+)
 # What model_config reads.
 MODEL_FLAGS = (
   'model',
@@ -305,6 +325,9 @@ MODEL_FLAGS = (
   'hidden',
   'dropout',
   'feature_dim',
+  'char_dim',
+  'char_filters',
+  'char_width',
 )
 
 # --- Training. --------------------------------------------------------------

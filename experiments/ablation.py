@@ -22,6 +22,7 @@ from research.studies import ablation_report
 _flags.use(
   ('data_dir', 'embeddings', 'vocab', 'embed_dim', 'affix_length'),
   ('gazetteer', 'window', 'model', 'nonlinearity', 'feature_dim'),
+  ('char_dim', 'char_filters', 'char_width'),
   ('optimizer', 'lr', 'l2_embeddings', 'l2_biases', 'freeze_embeddings'),
   ('sparse', 'grad', 'word_dropout'),
   _flags.RUN_DIR,

@@ -3,15 +3,23 @@ r"""Scores a model trained by experiments.train on a CoNLL file.
   ./launch.sh evaluate --model_dir=runs/conll --data=test.txt
   ./launch.sh evaluate --model_dir=runs/conll --data=test.txt --output=pred.txt
   perl conlleval < pred.txt
+  ./launch.sh evaluate --model_dir=runs/conll \
+      --data=data/wikigold/wikigold.conll.txt    (another domain, same types)
 
 Prints conlleval's entity precision, recall and F1, overall and per type, and
-the token accuracy. A single-file corpus (one file alone in its directory,
-which train splits by documents) is scored on its test split unless --split
-says otherwise; any other file is scored whole. --output writes `token gold
-predicted` lines (a blank line between sentences), the input of the perl
-conlleval; whitespace inside a token is written as '_' (research/tagging.py).
+the token accuracy; then those of the entities whose surface string is
+(seen) or is not (unseen) an entity of the model's training split
+(research/novelty.py), read again from the --data_dir in the run's flags.txt
+(skipped, saying why, when that data cannot be read). A single-file corpus
+(one file alone in its directory, which train splits by documents) is scored
+on its test split unless --split says otherwise; any other file is scored
+whole. --output writes `token gold predicted` lines (a blank line between
+sentences), the input of the perl conlleval; whitespace inside a token is
+written as '_' (research/tagging.py).
 An existing --output is refused unless --overwrite.
 """
+
+import os
 
 from absl import flags
 
@@ -19,7 +27,9 @@ from experiments import _configs
 from experiments import _flags
 from experiments import _run
 from research import data as data_lib
+from research import novelty
 from research import tagging
+from research import workdir as workdir_lib
 from research.errors import UserError
 
 _flags.use('model_dir', 'split', 'overwrite')
@@ -43,7 +53,8 @@ def main(_):
   )
   model = tagging.load(_flags.MODEL_DIR.value)
   split = _configs.corpus_split(_DATA.value, _flags.MODEL_DIR.value)
-  result = tagging.evaluate_file(model, _DATA.value, split=split)
+  entities = _training_entities(_flags.MODEL_DIR.value)
+  result = tagging.evaluate_file(model, _DATA.value, split, entities)
   if note := data_lib.empty_tokens_note({'data': result.sentences}):
     _run.log(note)
   num_tokens = sum(len(s.tokens) for s in result.sentences)
@@ -64,6 +75,26 @@ def main(_):
       ),
     )
     _run.log(f'wrote {output}')
+
+
+def _training_entities(model_dir):
+  """The novelty.Entities of the training split of the data the run in
+  model_dir trained on (its flags.txt's --data_dir, relative to the
+  repository, as launch.sh runs; or the default data), or None, said in one
+  line, when that data cannot be read; the one it reads is said too."""
+  given = workdir_lib.saved_flag(model_dir, 'data_dir')
+  data_dir = os.path.join(str(_run.REPO), given or _flags.DEFAULT_DATA_DIR)
+  try:
+    train = data_lib.load_splits(data_dir)['train']
+  except UserError as e:
+    _run.log(f'no seen/unseen scores: the training data is unreadable ({e})')
+    return None
+  entities = novelty.training_entities(train)
+  _run.log(
+    f'seen entities: those among the {len(entities):,} entity strings of '
+    f'the training split of {given or _flags.DEFAULT_DATA_DIR}'
+  )
+  return entities
 
 
 if __name__ == '__main__':

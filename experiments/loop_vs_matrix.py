@@ -25,6 +25,7 @@ from research.studies import vectorization_report
 _flags.use(
   _flags.DATA,
   ('model', 'nonlinearity', 'window', 'hidden', 'feature_dim'),
+  ('char_dim', 'char_filters', 'char_width'),
   _flags.RUN_DIR,
 )
 _DECK_CLASSES = flags.DEFINE_integer(

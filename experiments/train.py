@@ -109,7 +109,9 @@ def main(_):
 
 
 def _report(result, workdir, log):
-  """The closing lines: the scores, the speed, where the time went."""
+  """The closing lines: the scores (with those of the entities whose
+  string is, or is not, a training entity), the speed, where the time
+  went."""
   for split in ('dev', 'test'):
     if split in result:
       r = result[split]
@@ -117,6 +119,14 @@ def _report(result, workdir, log):
         f'{split}: precision {r["precision"]:.2f} recall {r["recall"]:.2f} '
         f'F1 {r["f1"]:.2f} accuracy {r["accuracy"]:.2f}'
       )
+      for group in ('unseen', 'seen'):
+        if group in r:
+          g = r[group]
+          log(
+            f'  {group} entities ({g["num_gold"]:,} of {r["num_gold"]:,}): '
+            f'precision {g["precision"]:.2f} recall {g["recall"]:.2f} '
+            f'F1 {g["f1"]:.2f}'
+          )
   unit = 'words' if result['trained_on'] == 'sentences' else 'windows'
   log(
     f'{result["train_windows_per_sec"]:,.0f} training {unit}/s '

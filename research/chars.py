@@ -36,10 +36,9 @@ Integration: `char_features_of_rows` takes the looked-up rows E = L_char[chars]
 (any leading shape, e.g. [N, K, P] for the K slots of N windows, flattened
 inside), and `char_backward` returns the gradient of those rows (`CharGrads`'s
 `ids`, `rows`), for a sparse update of L_char like that of L;
-`table_grad` scatter-adds them into a dense [A, e] gradient
-(research.manual_grads.scatter_rows). Spell the raw tokens (the word
-vocabulary lowercases them): one row of a spelling matrix per distinct token,
-gathered by a per-token spelling id.
+`table_grad` scatter-adds them into a dense [A, e] gradient (as
+research.manual_grads.scatter_rows does for L). The raw tokens are spelled
+(the word vocabulary lowercases them): research.vocab.spell.
 
 Shapes: M words, P character positions (max_len), A rows of L_char, e its
 columns, w the width (odd), F filters. Pure jnp, jit- and vmap-friendly, no
@@ -54,9 +53,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from research import manual_grads
-
 PAD, UNSEEN = 0, 1  # character ids
+MAX_LEN = 20  # characters spelled per word (a longer word keeps its first)
 PARAM_KEYS = ('L_char', 'W_char', 'b_char')
 
 
@@ -321,10 +319,34 @@ def char_backward(W_char_Fxwxe, chars_MxP, cache, dh_MxF):
   return CharGrads(dW, db, chars_MxP, rows)
 
 
+# --- From words to the slots of their windows. -------------------------------
+
+
+def slot_features(h_BxTxF, is_word_BxTxK):
+  """The character features of every window slot [B, T, K, F], from those
+  of the words of B packed rows of T words (research.sequence's layout).
+
+  Slot j of the window at t holds the word at t + j - k of its row (k =
+  (K-1)/2), its features h_{t+j-k}, or 0 where the slot is padding (beyond
+  its sentence): `char_windows` over the row, masked by is_word."""
+  slots = char_windows(h_BxTxF, is_word_BxTxK.shape[-1])
+  return slots * is_word_BxTxK[..., None].astype(slots.dtype)
+
+
+def slot_features_backward(d_BxTxKxF, is_word_BxTxK):
+  """dJ/dh_t = sum_j dJ/dslot_{t-j+k, j} over the slots that hold word t
+  (`char_windows_backward` of the masked slot gradients)."""
+  mask = is_word_BxTxK[..., None].astype(d_BxTxKxF.dtype)
+  return char_windows_backward(d_BxTxKxF * mask)
+
+
 def table_grad(grads, num_chars):
   """dJ/dL_char [A, e]: the rows' gradients scatter-added by id (a
   character read at several positions gets their sum; row 0 stays 0)."""
-  return manual_grads.scatter_rows(grads.ids, grads.rows, num_chars)
+  rows = grads.rows
+  return (
+    jnp.zeros((num_chars, rows.shape[-1]), rows.dtype).at[grads.ids].add(rows)
+  )
 
 
 def param_grads(grads, num_chars):

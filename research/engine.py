@@ -598,11 +598,13 @@ def predict(fn, params, arrays, batch=8192):
       part = [np.pad(a, [(0, pad)] + [(0, 0)] * (a.ndim - 1)) for a in part]
     out = fn(params, *part)
     single = not isinstance(out, tuple)
-    out = (out,) if single else out
-    outs.append([np.asarray(o)[: len(o) - pad] for o in out])
+    outs.append(((out,) if single else out, pad))
   if not outs:
     raise ValueError('predict: no data')
-  joined = tuple(np.concatenate(parts) for parts in zip(*outs))
+  # One transfer of every batch's outputs, once all are dispatched.
+  host = jax.device_get([out for out, _ in outs])
+  kept = [[o[: len(o) - pad] for o in out] for out, (_, pad) in zip(host, outs)]
+  joined = tuple(np.concatenate(parts) for parts in zip(*kept))
   return joined[0] if single else joined
 
 

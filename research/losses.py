@@ -111,14 +111,15 @@ def logistic_loss(s_N, y_N):
   return jax.nn.softplus(s_N) - y_N * s_N
 
 
-EMBEDDING_KEYS = ('L', 'L_case', 'L_feat')
-BIAS_KEYS = ('b', 'c', 'start', 'end')
+EMBEDDING_KEYS = ('L', 'L_case', 'L_feat', 'L_char')
+BIAS_KEYS = ('b', 'c', 'start', 'end', 'b_char')
 
 
 def regularized_keys(params, embeddings=False, biases=False):
   """The parameters the L2 term covers: weight matrices (and the CRF's
-  transitions A) always; word, casing and feature vectors if `embeddings`;
-  biases (and the CRF's start/end scores) if `biases`."""
+  transitions A, the character filters) always; word, casing, feature and
+  character vectors if `embeddings`; biases (and the CRF's start/end scores)
+  if `biases`."""
   keys = []
   for name in params:
     if name in EMBEDDING_KEYS and not embeddings:

@@ -28,8 +28,11 @@ Conventions:
   dtype of its inputs (float32 in training, float64 in the checks).
 """
 
+import itertools
+
 import jax.numpy as jnp
 
+from research import chars as chars_lib
 from research import losses
 from research import model as model_lib
 from research import objectives
@@ -295,7 +298,9 @@ def scorer_grads(
 # --- From window gradients to rows of L and L_case. --------------------------
 
 
-def split_window_grad(dx_NxD, embed_dim, case_dim, feature_width=0):
+def split_window_grad(
+  dx_NxD, embed_dim, case_dim, feature_width=0, char_width=0
+):
   """Splits dJ/dx into its 2k+1 word-vector and casing-vector gradients.
 
   Deck ("Updating concatenated word vectors"): x is the concatenation
@@ -310,23 +315,24 @@ def split_window_grad(dx_NxD, embed_dim, case_dim, feature_width=0):
     embed_dim: d, columns of L.
     case_dim: e, columns of L_case.
     feature_width: F*g, the feature entries of a slot (0: none).
+    char_width: H, the character features of a slot (0: none).
 
   Returns:
-    (dE_NxKxd, dcase_NxKxe), and dfeat_NxKx(F*g) when feature_width > 0:
-    the gradient w.r.t. each word's vector, casing vector (and features).
+    (dE_NxKxd, dcase_NxKxe), then dfeat_NxKx(F*g) when feature_width > 0
+    and dchar_NxKxH when char_width > 0: the gradient w.r.t. each word's
+    vector, casing vector (features, character features).
   """
   N, D = dx_NxD.shape
-  F = embed_dim + case_dim + feature_width
+  widths = [embed_dim, case_dim]
+  widths += [w for w in (feature_width, char_width) if w]
+  F = sum(widths)
   if D % F:
     raise ValueError(f'window gradient of size {D} is not K * {F}')
   dx_NxKxF = dx_NxD.reshape(N, D // F, F)
-  dE, dcase = (
-    dx_NxKxF[:, :, :embed_dim],
-    dx_NxKxF[:, :, embed_dim : F - feature_width],
+  ends = itertools.accumulate(widths)
+  return tuple(
+    dx_NxKxF[:, :, end - width : end] for width, end in zip(widths, ends)
   )
-  if feature_width:
-    return dE, dcase, dx_NxKxF[:, :, F - feature_width :]
-  return dE, dcase
 
 
 def scatter_rows(ids, g, num_rows):
@@ -543,6 +549,7 @@ def sentence_batch_grads(
   starts_BxT,
   model_cfg,
   objective,
+  chars=None,
 ):
   """The hand-derived (grad="manual") step of research.sequence.batch_grads.
 
@@ -554,7 +561,9 @@ def sentence_batch_grads(
   (forward-backward, the cost-augmented Viterbi path, or a window-level
   `objective_delta`), zero at padding, scaled by 1/n; the
   window model's backward pass (`scores_backward`, `split_window_grad`)
-  carries it to every parameter. No dropout.
+  carries it to every parameter, and from the slots' character features
+  through the character CNN (research.chars: `slot_features_backward`,
+  then `char_backward`). No dropout.
 
   Args:
     dense: L_case, the classifier's parameters, and A, start, end for a
@@ -566,9 +575,12 @@ def sentence_batch_grads(
     tags_BxT, mask_BxT, starts_BxT: gold tags and the layout.
     model_cfg: research.model.ModelConfig.
     objective: a name of research.objectives.
+    chars: the rows' research.sequence.CharRows (spellings, their rows of
+      L_char, which slots hold a word), or None.
 
   Returns:
-    (loss, g_dense, g_E_MxKxd, g_feat_MxKxFxg or None).
+    (loss, g_dense, g_E_MxKxd, g_feat_MxKxFxg or None, the gradient of
+    chars.E or None).
   """
   from research import crf  # noqa: PLC0415 (crf does not import this)
 
@@ -576,7 +588,16 @@ def sentence_batch_grads(
     raise ValueError('the manual gradients have no dropout; use dropout=0')
   B, T = tags_BxT.shape
   L_case_Sxe = dense['L_case']
-  x_MxD = model_lib.concat_window(E_MxKxd, L_case_Sxe[casing_MxK], feat_MxKxFxg)
+  slots_MxKxH = None
+  if chars is not None:
+    h_BxTxH, char_cache = chars_lib.char_features_of_rows(
+      chars.E, dense['W_char'], dense['b_char'], chars.ids
+    )
+    slots_MxKxH = chars_lib.slot_features(h_BxTxH, chars.is_word)
+    slots_MxKxH = slots_MxKxH.reshape(B * T, *slots_MxKxH.shape[2:])
+  x_MxD = model_lib.concat_window(
+    E_MxKxd, L_case_Sxe[casing_MxK], feat_MxKxFxg, slots_MxKxH
+  )
   f_MxC, cache = scores_forward(dense, x_MxD, model_cfg)
   C, dtype = f_MxC.shape[1], f_MxC.dtype
   n = jnp.maximum(jnp.sum(mask_BxT), 1).astype(dtype)
@@ -598,14 +619,23 @@ def sentence_batch_grads(
   )
   grads.update(window_grads)
   width = 0 if feat_MxKxFxg is None else feat_MxKxFxg[0, 0].size
+  char_width = 0 if chars is None else slots_MxKxH.shape[-1]
   parts = split_window_grad(
-    dx_MxD, E_MxKxd.shape[-1], L_case_Sxe.shape[1], width
+    dx_MxD, E_MxKxd.shape[-1], L_case_Sxe.shape[1], width, char_width
   )
   grads['L_case'] = scatter_rows(casing_MxK, parts[1], L_case_Sxe.shape[0])
-  g_feat = None
+  g_feat = g_char = None
   if width:
     g_feat = parts[2].reshape(feat_MxKxFxg.shape)
+  if char_width:
+    dslots = parts[-1].reshape(B, T, *parts[-1].shape[1:])
+    dh_BxTxH = chars_lib.slot_features_backward(dslots, chars.is_word)
+    char_grads = chars_lib.char_backward(
+      dense['W_char'], chars.ids, char_cache, dh_BxTxH
+    )
+    grads.update(W_char=char_grads.W_char, b_char=char_grads.b_char)
+    g_char = char_grads.rows
   g_dense = {
     k: grads[k] if k in grads else jnp.zeros_like(v) for k, v in dense.items()
   }
-  return jnp.sum(J) / n, g_dense, parts[0], g_feat
+  return jnp.sum(J) / n, g_dense, parts[0], g_feat, g_char

@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from research import chars as chars_lib
 from research import parallel
 
 MODELS = ('softmax', 'hidden')
@@ -43,6 +44,9 @@ class ModelConfig(NamedTuple):
   hidden: int = 300
   dropout: float = 0.0  # on x and on the hidden layer, training only
   feature_dim: int = 20  # columns of L_feat (research.features), if any
+  char_dim: int = 16  # columns of L_char (research.chars), if any
+  char_filters: int = 30  # F, the character CNN's filters: features per word
+  char_width: int = 3  # w, the filters' width in characters (odd)
 
 
 def init_params(
@@ -58,6 +62,7 @@ def init_params(
   feature_rows=0,
   feature_kinds=0,
   feature_dim=0,
+  char_rows=0,
 ):
   """Initial parameters for `cfg.model` (or 'scorer', the deck's window scorer).
 
@@ -73,6 +78,8 @@ def init_params(
     feature_rows: rows of L_feat (research.features); 0 for none.
     feature_kinds: F, the L_feat rows each word looks up.
     feature_dim: columns of L_feat.
+    char_rows: rows of L_char (research.chars.CharVocab); 0 for no
+      character CNN (else cfg.char_dim, cfg.char_filters, cfg.char_width).
 
   Returns:
     A dict of float32 arrays.
@@ -87,7 +94,8 @@ def init_params(
   width = 2 * cfg.window + 1
   if not feature_rows:
     feature_kinds = feature_dim = 0
-  D = width * (d + case_dim + feature_kinds * feature_dim)
+  char_features = cfg.char_filters if char_rows else 0
+  D = width * (d + case_dim + feature_kinds * feature_dim + char_features)
   params = {
     'L': L,
     'L_case': 0.1 * jax.random.normal(k_case, (num_casings, case_dim)),
@@ -95,6 +103,16 @@ def init_params(
   if feature_rows:
     params['L_feat'] = 0.1 * jax.random.normal(
       k_feat, (feature_rows, feature_dim), jnp.float32
+    )
+  if char_rows:
+    params.update(
+      chars_lib.init_params(
+        jax.random.fold_in(key, 6),
+        char_rows,
+        cfg.char_dim,
+        cfg.char_filters,
+        cfg.char_width,
+      )
     )
   glorot = jax.nn.initializers.glorot_uniform()
   if cfg.model == 'softmax':
@@ -121,13 +139,18 @@ def window_vectors(L, L_case, words_NxK, casing_NxK, L_feat=None, feats=None):
   return concat_window(L[words_NxK], L_case[casing_NxK], feat)
 
 
-def concat_window(vectors_NxKxd, case_vectors_NxKxe, feat_NxKxFxg=None):
-  """Concatenates per-word vectors into window vectors [N, K*(d+e+F*g)]:
-  slot j is [L[w_j]; L_case[c_j]; L_feat[f_j1]; ...; L_feat[f_jF]]."""
+def concat_window(
+  vectors_NxKxd, case_vectors_NxKxe, feat_NxKxFxg=None, char_NxKxH=None
+):
+  """Concatenates per-word vectors into window vectors [N, K*(d+e+F*g+H)]:
+  slot j is [L[w_j]; L_case[c_j]; L_feat[f_j1]; ...; L_feat[f_jF]; h_j],
+  h_j the word's H character features (research.chars), when given."""
   parts = [vectors_NxKxd, case_vectors_NxKxe]
   if feat_NxKxFxg is not None:
     N, K = feat_NxKxFxg.shape[:2]
     parts.append(feat_NxKxFxg.reshape(N, K, -1))
+  if char_NxKxH is not None:
+    parts.append(char_NxKxH)
   both_NxKxF = jnp.concatenate(parts, axis=-1)
   return both_NxKxF.reshape(both_NxKxF.shape[0], -1)
 

@@ -5,6 +5,7 @@ import dataclasses
 import jax
 import numpy as np
 
+from research import chars as chars_lib
 from research import classifier
 from research import data as data_lib
 from research import dataset_cache
@@ -13,6 +14,7 @@ from research import features as features_lib
 from research import gazetteer as gazetteer_lib
 from research import metrics
 from research import model as model_lib
+from research import novelty
 from research import objectives
 from research import sequence
 from research import tagschemes
@@ -41,6 +43,7 @@ class Dataset:
   tag_scheme: str = 'iob2'
   file_scheme: str = 'iob2'
   gazetteer: gazetteer_lib.Gazetteer | None = None  # for new text
+  chars: chars_lib.CharVocab | None = None  # the character CNN's
 
 
 def load_dataset(
@@ -71,7 +74,8 @@ def load_dataset(
       have a pretrained vector).
     seed: seed of the random vectors.
     log: progress printer.
-    features: kinds of research.features to give every word ((): none);
+    features: kinds of research.features to give every word ((): none),
+      and 'chars' to spell every word for the character CNN (research.chars);
       not 'document', which is a transform of the Dataset
       (two_passes.prepare, applied by training.train(document=True)).
     affix_length: n of the prefix and suffix features.
@@ -136,6 +140,12 @@ def _load(
       'training.train(document=True)), not a feature to load'
     )
   splits = data_lib.load_splits(data_dir)
+  char_vocab = None
+  if 'chars' in features:
+    features = tuple(f for f in features if f != 'chars')
+    char_vocab = chars_lib.CharVocab.build(
+      t for s in splits['train'] for t in s.tokens
+    )
   file_tags = data_lib.check_tags(splits)
   file_scheme = tagschemes.file_scheme(s.tags for s in splits['train'])
   scheme = file_scheme if tag_scheme == 'file' else tag_scheme
@@ -157,7 +167,7 @@ def _load(
         for s in sents
       ]
     return vocab_lib.make_windows(
-      sents, vocabulary, tags, window, feature_vocab, values
+      sents, vocabulary, tags, window, feature_vocab, values, char_vocab
     )
 
   windows = {name: make(sents, context[name]) for name, sents in splits.items()}
@@ -180,6 +190,7 @@ def _load(
     scheme,
     file_scheme,
     gazetteer,
+    char_vocab,
   )
   log_summary(ds, data_dir, file_tags, pretrained, embed_dim, log)
   return ds
@@ -245,6 +256,11 @@ def log_summary(ds, data_dir, file_tags, pretrained, embed_dim, log):
     log(f'training on {ds.tag_scheme.upper()} tags ({len(ds.tags)} classes)')
   if ds.features is not None:
     log(ds.features.describe())
+  if ds.chars is not None:
+    log(
+      f'characters: {len(ds.chars) - 2} seen in training, each word spelled '
+      f'by its first {chars_lib.MAX_LEN} (research/chars.py)'
+    )
   if ds.gazetteer is not None:
     log(
       f'gazetteer: {len(ds.gazetteer):,} phrases (training sentences read '
@@ -280,6 +296,7 @@ def init_params(ds, model_cfg, seed=0, num_classes=None, objective='xent'):
     feature_rows=fv.size if fv else 0,
     feature_kinds=len(fv) if fv else 0,
     feature_dim=model_cfg.feature_dim,
+    char_rows=len(ds.chars) if ds.chars is not None else 0,
   )
   if objectives.get(objective).sentence_level:
     params = sequence.init_transitions(params, C)
@@ -288,11 +305,13 @@ def init_params(ds, model_cfg, seed=0, num_classes=None, objective='xent'):
 
 def trains_on_sentences(ds, objective, decode='argmax', word_dropout=0.0):
   """Whether training needs whole sentences (research.sequence) rather than
-  shuffled windows: a sentence-level objective, features, IOBES tags, word
+  shuffled windows: a sentence-level objective, features or characters,
+  IOBES tags, word
   dropout or Viterbi decoding."""
   return bool(
     objectives.get(objective).sentence_level
     or ds.features is not None
+    or ds.chars is not None
     or ds.tag_scheme != ds.file_scheme
     or word_dropout > 0
     or decode == 'viterbi'
@@ -315,6 +334,7 @@ def predict_ids(
     decode == 'argmax'
     and not sentence_level
     and windows.feats is None
+    and windows.chars is None
     and np.ndim(params['L']) == 2
   ):
     return classifier.predict(params, windows, model_cfg, objective)[0]
@@ -341,8 +361,10 @@ def tags_by_sentence(tag_ids, sentences, tags):
 
 def evaluate(params, ds, split, model_cfg, objective, decode='argmax'):
   """Entity P/R/F1 (conlleval) and token accuracy on a split, against the
-  file's tags; and the mean window loss of a window-level model decoded by
-  argmax."""
+  file's tags; the P/R/F1 of its 'unseen' and 'seen' entities (research/
+  novelty.py: whether an entity's surface string is one of the training
+  split's; not of the training split itself, whose entities are all seen);
+  and the mean window loss of a window-level model decoded by argmax."""
   sentences = ds.splits[split]
   windows = ds.windows[split]
   window_level = not trains_on_sentences(ds, objective, decode)
@@ -363,11 +385,14 @@ def evaluate(params, ds, split, model_cfg, objective, decode='argmax'):
       decode,
     )
   gold = gold_ids(ds, split)
+  pred_N = gold.file_ids(ds, pred)
   out = metrics.as_dict(
-    metrics.evaluate_flat(
-      gold.ids_N, gold.file_ids(ds, pred), gold.lengths, gold.tags
-    )
+    metrics.evaluate_flat(gold.ids_N, pred_N, gold.lengths, gold.tags)
   )
+  if 'train' in ds.splits and not split.startswith('train'):
+    gold_chunks, seen_LxP = gold_novelty(ds, split)
+    pred_chunks = metrics.flat_chunks(pred_N, gold.lengths, gold.tags)
+    out.update(novelty.group_scores(gold_chunks, pred_chunks, seen_LxP))
   if window_loss is not None:
     out['loss'] = float(window_loss.mean())
   return out
@@ -424,6 +449,37 @@ def gold_ids(ds, split):
   return gold
 
 
+_NOVELTY = {}  # ids of (split, train) -> (those lists, result)
+
+
+def _remembered(objects, make):
+  """make(), remembered for the last few tuples of `objects` (by identity:
+  the lists of sentences of a Dataset)."""
+  key = tuple(map(id, objects))
+  cached = _NOVELTY.get(key)
+  if cached is not None and all(a is b for a, b in zip(cached[0], objects)):
+    return cached[1]
+  if len(_NOVELTY) >= 8:
+    _NOVELTY.pop(next(iter(_NOVELTY)))
+  _NOVELTY[key] = (objects, make())
+  return _NOVELTY[key][1]
+
+
+def gold_novelty(ds, split):
+  """(the gold chunks of ds.splits[split], as metrics.flat_chunks gives
+  them; its novelty.Entities.table against the entities of ds.splits['train'])
+  (remembered: a Dataset trained on a subset shares dev, not train)."""
+  sentences, train = ds.splits[split], ds.splits['train']
+  entities = _remembered((train,), lambda: novelty.training_entities(train))
+
+  def make():
+    gold = gold_ids(ds, split)
+    chunks = metrics.flat_chunks(gold.ids_N, gold.lengths, gold.tags)
+    return chunks, entities.table([s.tokens for s in sentences])
+
+  return _remembered((sentences, train), make)
+
+
 def model_config_json(ds, model_cfg, cfg, decode):
   """What config.json holds to tag new text with a model (tagging.load)."""
   out = {
@@ -437,4 +493,6 @@ def model_config_json(ds, model_cfg, cfg, decode):
     out['features'] = ds.features.to_json()
   if ds.gazetteer is not None:
     out['gazetteer'] = ds.gazetteer.to_json()
+  if ds.chars is not None:
+    out['chars'] = ds.chars.to_json()
   return out

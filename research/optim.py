@@ -62,12 +62,13 @@ def direction(name):
   }[name]
 
 
-ROW_TABLES = ('L', 'L_feat')  # lookup tables updated row-wise when sparse
+ROW_TABLES = ('L', 'L_feat', 'L_char')  # tables updated row-wise when sparse
 
 
 def row_tables(params, cfg):
   """The lookup tables a sparse config updates row by row: L (unless
-  frozen) and L_feat (research.features), those present."""
+  frozen), L_feat (research.features) and L_char (research.chars), those
+  present."""
   if not cfg.sparse:
     return ()
   return tuple(

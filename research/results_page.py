@@ -57,7 +57,8 @@ def _relink(markdown, mapping):
 
 
 def train_section(run_dir, assets):
-  """Markdown for an experiments.train run: scores and a learning curve."""
+  """Markdown for an experiments.train run: scores (overall, per type, and
+  of the entities unseen and seen in training) and a learning curve."""
   result = workdir_lib.read_json(run_dir / 'result.json')
   rows = []
   for split in ('dev', 'test'):
@@ -74,7 +75,8 @@ def train_section(run_dir, assets):
         f'{r["accuracy"]:.2f}',
       ]
     )
-    for t, s in sorted(r.get('per_type', {}).items()):
+    groups = [(f'{g} entities', r[g]) for g in ('unseen', 'seen') if g in r]
+    for t, s in sorted(r.get('per_type', {}).items()) + groups:
       rows.append(
         [
           split,
@@ -129,19 +131,21 @@ def train_section(run_dir, assets):
 
 def headline(train_dirs):
   """The README's table: one row per train run (its directory's name, data,
-  dev/test F1, speed)."""
+  dev/test F1, dev F1 of the entities unseen in training, speed)."""
   rows = []
   for run_dir in train_dirs:
     result = workdir_lib.read_json(run_dir / 'result.json')
     data = workdir_lib.saved_flag(run_dir, 'data_dir')
     name = pathlib.Path(data).name if data else '?'
     test = result.get('test', {}).get('f1')
+    unseen = result['dev'].get('unseen', {}).get('f1')
     rows.append(
       [
         run_dir.name,
         name,
         f'{result["dev"]["f1"]:.2f}',
         '—' if test is None else f'{test:.2f}',
+        '—' if unseen is None else f'{unseen:.2f}',
         f'{result["dev"]["precision"]:.2f} / {result["dev"]["recall"]:.2f}',
         f'{result["train_windows_per_sec"]:,.0f}',
         f'{result["train_seconds"]:.1f}',
@@ -153,6 +157,7 @@ def headline(train_dirs):
       'data',
       'dev F1',
       'test F1',
+      'dev unseen F1',
       'dev P / R',
       'training windows (words)/s',
       'training s',

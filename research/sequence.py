@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from research import chars as chars_lib
 from research import crf
 from research import engine
 from research import model as model_lib
@@ -100,6 +101,8 @@ def pack_windows(windows, lengths, T):
   feats = windows.feats
   if feats is not None:
     arrays.append(np.concatenate([feats, feats[:1]]))  # any rows: masked
+  if windows.chars is not None:
+    arrays.append(with_pad(windows.chars, 0))  # the empty spelling
   arrays.append(with_pad(windows.labels, 0))
   return packed, tuple(arrays)
 
@@ -108,11 +111,35 @@ def transitions(params):
   return crf.Transitions(params['A'], params['start'], params['end'])
 
 
-def window_scores(params, E_MxKxd, casing_MxK, feat_MxKxFxg, model_cfg, key):
+def window_scores(
+  params, E_MxKxd, casing_MxK, feat_MxKxFxg, model_cfg, key, char_MxKxH=None
+):
   x_MxD = model_lib.concat_window(
-    E_MxKxd, params['L_case'][casing_MxK], feat_MxKxFxg
+    E_MxKxd, params['L_case'][casing_MxK], feat_MxKxFxg, char_MxKxH
   )
   return model_lib.class_scores(params, x_MxD, model_cfg, key)
+
+
+class CharRows(NamedTuple):
+  """What the character CNN reads of B packed rows of T words: the words'
+  spellings ids_BxTxP, their rows E_BxTxPxe of L_char, and which window
+  slots hold a word (is_word_BxTxK; the others are padding)."""
+
+  ids: jax.Array
+  E: jax.Array
+  is_word: jax.Array
+
+
+def char_slots(params, ids_BxTxP, E_BxTxPxe, is_word_BxTxK):
+  """The character features of every window slot [B*T, K, H]: the CNN of
+  research.chars over each word of the rows, then each slot given its
+  word's features (`chars.slot_features`)."""
+  h_BxTxH, _ = chars_lib.char_features_of_rows(
+    E_BxTxPxe, params['W_char'], params['b_char'], ids_BxTxP
+  )
+  slots = chars_lib.slot_features(h_BxTxH, is_word_BxTxK)
+  B, T, K, H = slots.shape
+  return slots.reshape(B * T, K, H)
 
 
 def sentence_loss(params, f_BxTxC, tags_BxT, mask_BxT, starts_BxT, objective):
@@ -128,30 +155,35 @@ def sentence_loss(params, f_BxTxC, tags_BxT, mask_BxT, starts_BxT, objective):
 
 
 def batch_grads(
-  dense, E, casing, feat, tags, mask, starts, model_cfg, cfg, key
+  dense, E, casing, feat, tags, mask, starts, model_cfg, cfg, key, chars=None
 ):
-  """(loss, grads of the dense params, of E, of the feature rows) for one
-  batch of rows, by jax.grad or the hand derivation; no L2 (the optimizer
-  adds it, `optim.apply_gradients`)."""
+  """(loss, grads of the dense params, of E, of the feature rows, of the
+  character rows chars.E) for one batch of rows (chars: CharRows or None),
+  by jax.grad or the hand derivation; no L2 (the optimizer adds it,
+  `optim.apply_gradients`)."""
   if cfg.grad == 'manual':
     from research import manual_grads  # noqa: PLC0415 (only when asked)
 
-    loss, g_dense, g_E, g_feat = manual_grads.sentence_batch_grads(
-      dense, E, casing, feat, tags, mask, starts, model_cfg, cfg.objective
-    )
-  else:
-    B, T = tags.shape
+    return manual_grads.sentence_batch_grads(
+      dense, E, casing, feat, tags, mask, starts, model_cfg, cfg.objective,
+      chars,
+    )  # fmt: skip
+  B, T = tags.shape
 
-    def data_loss(dense, E, feat):
-      f = window_scores(dense, E, casing, feat, model_cfg, key)
-      return sentence_loss(
-        dense, f.reshape(B, T, -1), tags, mask, starts, cfg.objective
-      )
-
-    loss, (g_dense, g_E, g_feat) = jax.value_and_grad(data_loss, (0, 1, 2))(
-      dense, E, feat
+  def data_loss(dense, E, feat, E_char):
+    slots = None
+    if chars is not None:
+      slots = char_slots(dense, chars.ids, E_char, chars.is_word)
+    f = window_scores(dense, E, casing, feat, model_cfg, key, slots)
+    return sentence_loss(
+      dense, f.reshape(B, T, -1), tags, mask, starts, cfg.objective
     )
-  return loss, g_dense, g_E, g_feat
+
+  E_char = None if chars is None else chars.E
+  loss, grads = jax.value_and_grad(data_loss, (0, 1, 2, 3))(
+    dense, E, feat, E_char
+  )
+  return (loss, *grads)
 
 
 class SentenceTask(NamedTuple):
@@ -167,6 +199,7 @@ class SentenceTask(NamedTuple):
   rows_per_step: int
   words_per_row: float
   has_features: bool
+  has_chars: bool = False
 
   def init_state(self, params, seed):
     return optim.init_state(
@@ -177,10 +210,9 @@ class SentenceTask(NamedTuple):
     return engine.epoch_order(seed, epoch, n)
 
   def step(self, state, data, order_N, index, hyper):
-    if self.has_features:
-      words, casing, feats, labels, tokens, starts = data
-    else:
-      (words, casing, labels, tokens, starts), feats = data, None
+    words, casing, *extra, labels, tokens, starts = data
+    feats = extra.pop(0) if self.has_features else None
+    spellings = extra.pop(0) if self.has_chars else None
     cfg, model_cfg = self.cfg, self.model_cfg
     B = self.rows_per_step
     idx = jax.lax.dynamic_slice_in_dim(order_N, index * B, B)
@@ -188,6 +220,14 @@ class SentenceTask(NamedTuple):
     mask_BxT = tok_BxT < words.shape[0] - 1
     tok_M = tok_BxT.reshape(-1)
     words_MxK, casing_MxK = words[tok_M], casing[tok_M]
+    chars = None
+    if spellings is not None:
+      ids_BxTxP = spellings[tok_BxT]
+      chars = CharRows(
+        ids_BxTxP,
+        rows.take(state.params['L_char'], ids_BxTxP),
+        (words_MxK >= 2).reshape(*tok_BxT.shape, -1),  # ids 0, 1: padding
+      )
     params = state.params
     key, drop_key, word_key = state.key, None, None
     if model_cfg.dropout > 0 or cfg.word_dropout > 0:
@@ -202,7 +242,7 @@ class SentenceTask(NamedTuple):
         words_MxK.shape[0],
       )
       words_MxK = jnp.where(drop & (words_MxK > 2), 2, words_MxK)
-    tables = ('L', 'L_feat')  # read through their gathered rows
+    tables = ('L', 'L_feat', 'L_char')  # read through their gathered rows
     dense = {
       k: params[k] for k in optim.dense_keys(params, cfg) if k not in tables
     }
@@ -211,7 +251,7 @@ class SentenceTask(NamedTuple):
     if feats is not None:
       feat_ids = feats[tok_M]
       feat = rows.take(params['L_feat'], feat_ids)
-    loss, g_dense, g_E, g_feat = batch_grads(
+    loss, g_dense, g_E, g_feat, g_char = batch_grads(
       dense,
       E,
       casing_MxK,
@@ -222,10 +262,13 @@ class SentenceTask(NamedTuple):
       model_cfg,
       cfg,
       drop_key,
+      chars,
     )
     gathered = {'L': (words_MxK, E, g_E)}
     if feats is not None:
       gathered['L_feat'] = (feat_ids, feat, g_feat)
+    if chars is not None:
+      gathered['L_char'] = (chars.ids, chars.E, g_char)
     g_tables, row_grads = optim.table_grads(params, cfg, gathered)
     g_dense.update(g_tables)
     state, loss = optim.apply_gradients(
@@ -266,7 +309,14 @@ def task_and_data(train, lengths, model_cfg, cfg, T=None):
   R = len(packed.tokens)
   B = max(1, min(cfg.batch_size // T, R))
   words = int(np.sum(lengths))
-  task = SentenceTask(model_cfg, cfg, B, words / R, train.feats is not None)
+  task = SentenceTask(
+    model_cfg,
+    cfg,
+    B,
+    words / R,
+    train.feats is not None,
+    train.chars is not None,
+  )
   data = tuple(jnp.asarray(a) for a in arrays) + (
     jnp.asarray(packed.tokens),
     jnp.asarray(packed.starts),
@@ -332,6 +382,59 @@ def _row_scores(params, words, casing, feats, model_cfg, log_probs):
   return one(params)
 
 
+@functools.partial(jax.jit, static_argnames=('model_cfg', 'log_probs'))
+def _packed_scores(
+  params, words, casing, feats, spellings, model_cfg, log_probs
+):
+  """Class scores f [B, T, C] of the windows of B packed rows (the arrays
+  given per row position: words [B, T, K], ..., spellings [B, T, P]), with
+  the character CNN; an ensemble's mean as `_row_scores`."""
+  B, T, K = words.shape
+  words_MxK, casing_MxK = words.reshape(B * T, K), casing.reshape(B * T, K)
+  feats = None if feats is None else feats.reshape(B * T, *feats.shape[2:])
+
+  def one(p):
+    E_char = p['L_char'][spellings]
+    slots = char_slots(p, spellings, E_char, words >= 2)
+    feat = None if feats is None else p['L_feat'][feats]
+    f = window_scores(
+      p, p['L'][words_MxK], casing_MxK, feat, model_cfg, None, slots
+    )
+    f = jax.nn.log_softmax(f) if log_probs else f
+    return f.reshape(B, T, -1)
+
+  if params['L'].ndim == 3:
+    return jnp.mean(jax.vmap(one)(params), 0)
+  return one(params)
+
+
+def _scores_by_rows(params, windows, lengths, model_cfg, log_probs, T, batch):
+  """Class scores f [N, C] of a split's windows computed over its packed
+  rows (the character CNN reads each word's neighbors in its row)."""
+  packed, arrays = pack_windows(windows, lengths, T)
+  arrays = arrays[:-1]  # not the labels
+  n, has_feats = len(windows), windows.feats is not None
+  per_call = max(1, batch // T)
+  outs = []
+  for r0 in range(0, len(packed.tokens), per_call):
+    tok = packed.tokens[r0 : r0 + per_call]
+    if len(packed.tokens) > per_call:  # one compiled shape
+      tok = np.pad(tok, ((0, per_call - len(tok)), (0, 0)), constant_values=n)
+    at = [a[tok] for a in arrays]
+    feats = at[2] if has_feats else None
+    f = _packed_scores(
+      params, at[0], at[1], feats, at[-1], model_cfg, log_probs
+    )
+    outs.append((tok, f))
+  f_NxC = None
+  for tok, f in jax.device_get(outs):
+    if f_NxC is None:
+      f_NxC = np.zeros((n, f.shape[-1]), f.dtype)
+    real = tok < n
+    f_NxC[tok[real]] = f[real]
+  return f_NxC
+
+
 @jax.jit
 def _viterbi(f_BxTxC, mask_BxT, starts_BxT, trans):
   return crf.viterbi(f_BxTxC, mask_BxT, starts_BxT, trans)[1]
@@ -357,18 +460,23 @@ def predict(
   transitions are averaged.
   """
   n = len(windows)
+  T = T or row_length(lengths)
   feats = windows.feats
   arrays = (windows.words, windows.casing) + (() if feats is None else (feats,))
 
   def scores(p, w, c, *fe):
     return _row_scores(p, w, c, fe[0] if fe else None, model_cfg, log_probs)
 
-  f_NxC = engine.predict(scores, params, arrays, batch)
+  if windows.chars is None:
+    f_NxC = engine.predict(scores, params, arrays, batch)
+  else:
+    f_NxC = _scores_by_rows(
+      params, windows, lengths, model_cfg, log_probs, T, batch
+    )
   if trans is None:
     return np.argmax(f_NxC, axis=1).astype(np.int32)
   if trans.A.ndim == 3:
     trans = jax.tree.map(lambda a: jnp.mean(a, 0), trans)
-  T = T or row_length(lengths)
   packed = pack(lengths, T)
   f_pad = np.concatenate([f_NxC, np.zeros((1, f_NxC.shape[1]), f_NxC.dtype)])
   out = np.zeros(n, np.int32)

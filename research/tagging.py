@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from research import chars as chars_lib
 from research import data as data_lib
 from research import document_context
 from research import features as features_lib
@@ -26,6 +27,7 @@ from research import gazetteer as gazetteer_lib
 from research import metrics
 from research import model as model_lib
 from research import ner
+from research import novelty
 from research import tagschemes
 from research import two_passes
 from research import vocab as vocab_lib
@@ -63,6 +65,7 @@ class Model:
       `file_scheme`, that of the training file.
     features: The research.features.FeatureVocab, or None.
     gazetteer: The research.gazetteer.Gazetteer of the gazetteer feature.
+    chars: The research.chars.CharVocab of the character CNN, or None.
   """
 
   params: dict[str, np.ndarray]
@@ -75,6 +78,7 @@ class Model:
   file_scheme: str = 'iob2'
   features: features_lib.FeatureVocab | None = None
   gazetteer: gazetteer_lib.Gazetteer | None = None
+  chars: chars_lib.CharVocab | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,7 +89,8 @@ class Evaluation:
     sentences: The `data.Sentence`s of the file (their tags are the gold).
     predicted: The predicted tags of each sentence.
     scores: `metrics.as_dict` of the entity scores: overall 'precision',
-      'recall', 'f1', counts, 'accuracy' and 'per_type' (percent).
+      'recall', 'f1', counts, 'accuracy' and 'per_type' (percent); given the
+      training entities, also 'unseen' and 'seen' (research/novelty.py).
   """
 
   sentences: list[data_lib.Sentence]
@@ -127,6 +132,11 @@ def from_parts(params, vocab, tags, config):
     file_scheme=scheme,
     features=features,
     gazetteer=gazetteer,
+    chars=(
+      chars_lib.CharVocab.from_json(config['chars'])
+      if 'chars' in config
+      else None
+    ),
   )
 
 
@@ -155,7 +165,13 @@ def tag(model, sentences):
 
   def windows(features):
     return vocab_lib.make_windows(
-      blank, model.vocab, model.tags, model.config.window, features, context
+      blank,
+      model.vocab,
+      model.tags,
+      model.config.window,
+      features,
+      context,
+      model.chars,
     )
 
   def predict(params, windows):
@@ -255,7 +271,7 @@ def read_sentences(path, require_tags=True, split=None):
   return [s for document in documents for s in document]
 
 
-def evaluate(model, sentences):
+def evaluate(model, sentences, entities=None):
   """Tags sentences and scores the tags against theirs, like conlleval.
 
   Gold tags the model never predicts (unseen in its training data) are
@@ -264,22 +280,29 @@ def evaluate(model, sentences):
   Args:
     model: A `Model`.
     sentences: `data.Sentence`s whose tags are the gold.
+    entities: The model's training entities (`novelty.Entities`), to score
+      the unseen and the seen entities apart; None: not.
 
   Returns:
     The `Evaluation`.
   """
   predicted = tag(model, sentences)
-  result = metrics.evaluate([list(s.tags) for s in sentences], predicted)
-  return Evaluation(list(sentences), predicted, metrics.as_dict(result))
+  gold = [list(s.tags) for s in sentences]
+  scores = metrics.as_dict(metrics.evaluate(gold, predicted))
+  if entities is not None:
+    tokens = [s.tokens for s in sentences]
+    scores.update(novelty.scores(tokens, gold, predicted, entities))
+  return Evaluation(list(sentences), predicted, scores)
 
 
-def evaluate_file(model, path, split=None):
+def evaluate_file(model, path, split=None, entities=None):
   """Tags a CoNLL file and scores it against its tags (`evaluate`).
 
   Args:
     model: A `Model`.
     path: The CoNLL file, token first and tag last (see `data.read_conll`).
     split: Of a single-file corpus, the split to score (`read_sentences`).
+    entities: The model's training entities, or None (`evaluate`).
 
   Returns:
     The `Evaluation`.
@@ -287,7 +310,7 @@ def evaluate_file(model, path, split=None):
   Raises:
     UserError: The file is missing or malformed.
   """
-  return evaluate(model, read_sentences(path, split=split))
+  return evaluate(model, read_sentences(path, split=split), entities)
 
 
 def column(token):
@@ -338,22 +361,38 @@ def format_scores(scores, title=''):
   Returns:
     Text without a trailing newline: the title, a header, the 'overall' row
     and one row per type (precision, recall and F1 in percent, then the
-    numbers of gold, found and correct chunks), and the token accuracy.
+    numbers of gold, found and correct chunks), and the token accuracy;
+    then, when the scores have them, a header and the rows of the 'unseen'
+    and 'seen' entities (research/novelty.py).
   """
   rows = [('overall', scores)] + sorted(scores['per_type'].items())
-  width = max(len(name) for name, _ in rows)
+  groups = [(g, scores[g]) for g in novelty.GROUPS if g in scores]
+  width = max(len(name) for name, _ in rows + groups)
   lines = [title] if title else []
-  lines.append(
-    f'{"type":<{width}}  precision  recall      F1    gold   found  correct'
-  )
+  lines += _score_rows('type', rows, width)
+  lines.append(f'token accuracy {scores["accuracy"]:.2f}%')
+  if groups:
+    lines.append(
+      'entities whose string is (seen) or is not (unseen) an entity of the '
+      'training data'
+    )
+    lines += _score_rows('group', groups, width)
+  return '\n'.join(lines)
+
+
+def _score_rows(head, rows, width):
+  """A header and one line of P/R/F1 and counts per (name, scores) row."""
+  width = max(width, len(head))
+  lines = [
+    f'{head:<{width}}  precision  recall      F1    gold   found  correct'
+  ]
   for name, s in rows:
     lines.append(
       f'{name:<{width}}  {s["precision"]:9.2f}  {s["recall"]:6.2f}'
       f'  {s["f1"]:6.2f}  {s["num_gold"]:6d}  {s["num_pred"]:6d}  '
       f'{s["num_correct"]:7d}'
     )
-  lines.append(f'token accuracy {scores["accuracy"]:.2f}%')
-  return '\n'.join(lines)
+  return lines
 
 
 def check_output(output, overwrite=False):

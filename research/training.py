@@ -73,7 +73,8 @@ def is_stack(params):
 
 
 def dev_line(scores):
-  """The log line of an evaluation's dev scores (one model, or a stack)."""
+  """The log line of an evaluation's dev scores (one model, or a stack):
+  one model's F1 with that of its unseen entities (ner.evaluate)."""
   if len(scores) > 1:
     f1 = [s['f1'] for s in scores]
     return (
@@ -81,8 +82,9 @@ def dev_line(scores):
       f'{min(f1):.2f}-{max(f1):.2f})'
     )
   s = scores[0]
+  unseen = f' (unseen {s["unseen"]["f1"]:.1f})' if 'unseen' in s else ''
   loss = f'  loss {s["loss"]:.4f}' if 'loss' in s else ''
-  return f'  dev F1 {s["f1"]:.2f}  accuracy {s["accuracy"]:.2f}{loss}'
+  return f'  dev F1 {s["f1"]:.2f}{unseen}  accuracy {s["accuracy"]:.2f}{loss}'
 
 
 def fit_stack(

@@ -37,6 +37,7 @@ def _windows_subset(w, sentence_ids):
     w.labels[sel],
     remap[w.sentence_index[sel]],
     None if w.feats is None else w.feats[sel],
+    None if w.chars is None else w.chars[sel],
   )
 
 

@@ -12,6 +12,7 @@ import re
 
 import numpy as np
 
+from research import chars as chars_lib
 from research import features as features_lib
 from research.errors import UserError
 
@@ -181,6 +182,8 @@ class Windows:
     labels: [N] int32 tag ids.
     sentence_index: [N] int32: the sentence of each window's center word.
     feats: [N, 2k+1, F] int32 rows of L_feat (research.features), or None.
+    chars: [N, P] int32 character ids of each center word's spelling
+      (research.chars.CharVocab.encode), or None.
   """
 
   words: np.ndarray
@@ -188,13 +191,20 @@ class Windows:
   labels: np.ndarray
   sentence_index: np.ndarray
   feats: np.ndarray | None = None
+  chars: np.ndarray | None = None
 
   def __len__(self):
     return len(self.labels)
 
 
 def make_windows(
-  sentences, vocab, tags, k=2, feature_vocab=None, feature_context=None
+  sentences,
+  vocab,
+  tags,
+  k=2,
+  feature_vocab=None,
+  feature_context=None,
+  char_vocab=None,
 ):
   """Makes one window of half-width k around every token.
 
@@ -209,6 +219,8 @@ def make_windows(
     k: The half-width, >= 0 (k=0: the word alone).
     feature_vocab: an optional research.features.FeatureVocab.
     feature_context: the gazetteer values of each sentence (if it has one).
+    char_vocab: an optional research.chars.CharVocab: each word spelled
+      (its first chars.MAX_LEN characters).
 
   Returns:
     The `Windows`.
@@ -261,4 +273,14 @@ def make_windows(
     labels=np.array(labels, dtype=np.int32),
     sentence_index=sentence_index.astype(np.int32),
     feats=feats,
+    chars=None if char_vocab is None else spell(sentences, char_vocab),
   )
+
+
+def spell(sentences, char_vocab):
+  """The spelling of every token [N, chars.MAX_LEN] (CharVocab.encode),
+  each distinct token spelled once."""
+  index = {}
+  ids = [index.setdefault(t, len(index)) for s in sentences for t in s.tokens]
+  spelled = char_vocab.encode(list(index), chars_lib.MAX_LEN)
+  return spelled[np.asarray(ids, np.int64)]

@@ -42,7 +42,8 @@ def _problems():
   out = {}
   plan = derivations.char_plan(_rng('plan'))
   for formula, _, (problem,), _, _ in plan:
-    out[formula.split('/', 1)[1]] = problem
+    if formula.startswith('char_cnn/'):
+      out[formula.split('/', 1)[1]] = problem
   out['width=1'] = derivations.sample_chars(_rng('w1'), width=1)
   out['width=7/short'] = derivations.sample_chars(
     _rng('w7'), words=8, max_len=6, width=7
@@ -255,6 +256,40 @@ def test_wrong_derivation_is_reported(wrong_suite, name):
   for problem, must_fail in WRONG[name][1].items():
     diffs = wrong_suite[name][problem]
     assert _failed(diffs) == must_fail, (problem, diffs)
+
+
+# --- In the window model: each slot reads its word's features. -------------
+
+
+def _slots_without_shift(d_BxTxKxF, is_word_BxTxK):
+  """Wrong: every slot's gradient to the window's own word (not to the word
+  at t + j - k that the slot holds)."""
+  return jnp.sum(d_BxTxKxF * is_word_BxTxK[..., None], axis=2)
+
+
+@pytest.mark.parametrize('objective', ['crf', 'xent'])
+def test_sentence_grads_with_chars_and_a_wrong_slot_route(objective):
+  """manual_grads.sentence_batch_grads with the character CNN equals
+  jax.grad of the sentence task's loss (every leaf, float64); with the
+  slots' gradients sent to the wrong word, the character leaves fail and
+  only they."""
+  with jax.enable_x64(True):
+    problem = derivations.sample_sentence_chars(
+      _rng('slots', objective), objective
+    )
+    diffs = autodiff.compare(
+      *derivations.sentence_chars_case(problem, objective), RTOL
+    )
+    assert not _failed(diffs), diffs
+    assert {'W_char', 'b_char', 'E_char', 'E', 'V'} <= {d.name for d in diffs}
+    with pytest.MonkeyPatch.context() as m:
+      m.setattr(chars_lib, 'slot_features_backward', _slots_without_shift)
+      wrong = autodiff.compare(
+        *derivations.sentence_chars_case(problem, objective), RTOL
+      )
+  assert (
+    {'W_char', 'E_char'} <= _failed(wrong) <= {'W_char', 'E_char', 'b_char'}
+  )
 
 
 # --- jit, vmap, dtypes. -------------------------------------------------------

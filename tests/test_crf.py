@@ -670,32 +670,41 @@ def test_wrong_derivation_is_reported(wrong_suite, name):
 # --- Training with the manual gradients. -------------------------------------
 
 
-def _sentence_windows(rng, lengths, vocab, num_classes, casings, feature_rows):
+def _sentence_windows(
+  rng, lengths, vocab, num_classes, casings, feature_rows, char_rows=0
+):
   n = int(np.sum(lengths))
   K = 3  # half-width 1
-  feats = None
+  feats = spellings = None
   if feature_rows:
     feats = rng.integers(0, feature_rows, (n, K, 2)).astype(np.int32)
+  if char_rows:  # left-aligned spellings of 0 to 5 characters
+    spellings = rng.integers(1, char_rows, (n, 5)).astype(np.int32)
+    spellings[np.arange(5) >= rng.integers(0, 6, (n, 1))] = 0
   return vocab_lib.Windows(
     rng.integers(0, vocab, (n, K)).astype(np.int32),
     rng.integers(0, casings, (n, K)).astype(np.int32),
     rng.integers(0, num_classes, n).astype(np.int32),
     np.repeat(np.arange(len(lengths)), lengths).astype(np.int32),
     feats,
+    spellings,
   )
 
 
 @pytest.mark.parametrize(
-  'objective,model,features',
+  'objective,model,features,chars',
   [
-    ('crf', 'hidden', True),
+    ('crf', 'hidden', True, False),
     # The softmax model starts at W = 0, c = 0 and the transitions at 0:
     # every path ties at the first step.
-    ('struct_margin', 'softmax', False),
-    ('max_margin', 'softmax', True),
+    ('struct_margin', 'softmax', False, False),
+    ('max_margin', 'softmax', True, False),
+    ('crf', 'hidden', False, True),  # the character CNN
   ],
 )
-def test_fit_with_manual_grads_equals_autodiff(objective, model, features):
+def test_fit_with_manual_grads_equals_autodiff(
+  objective, model, features, chars
+):
   """A few float32 steps of research.sequence.fit (SGD, L2 on everything,
   several sentences a row) give the same parameters with either gradient,
   to rtol 1e-5: with full float32 matrix products (a GPU's default TF32
@@ -703,8 +712,13 @@ def test_fit_with_manual_grads_equals_autodiff(objective, model, features):
   rng = _rng('fit', objective, model)
   lengths = [5, 3, 1, 4, 6, 2, 7, 1, 3, 5, 2, 4]
   vocab, num_classes, feature_rows = 11, 4, 9 if features else 0
-  train = _sentence_windows(rng, lengths, vocab, num_classes, 8, feature_rows)
-  model_cfg = model_lib.ModelConfig(model, 'tanh', window=1, hidden=8)
+  char_rows = 6 if chars else 0
+  train = _sentence_windows(
+    rng, lengths, vocab, num_classes, 8, feature_rows, char_rows
+  )
+  model_cfg = model_lib.ModelConfig(
+    model, 'tanh', window=1, hidden=8, char_dim=3, char_filters=4
+  )
   cfg = classifier.TrainConfig(
     objective=objective,
     optimizer='sgd',
@@ -723,6 +737,7 @@ def test_fit_with_manual_grads_equals_autodiff(objective, model, features):
     feature_rows=feature_rows,
     feature_kinds=2,
     feature_dim=2,
+    char_rows=char_rows,
   )
   if objectives.is_sentence_level(objective):
     params = sequence.init_transitions(params, num_classes)

@@ -231,6 +231,31 @@ def test_evaluate_prints_the_f1_of_the_training_run(trained, evaluated):
   assert f'token accuracy {test["accuracy"]:.2f}%' in stdout
 
 
+def test_evaluate_prints_the_unseen_and_seen_scores_of_the_training_run(
+  trained, evaluated
+):
+  """The entities whose string is not (unseen) or is (seen) a training
+  entity: the same scores as training wrote, adding up to the overall."""
+  _, workdir = trained
+  stdout, _ = evaluated
+  test = json.loads((workdir / 'result.json').read_text())['test']
+  lines = stdout.splitlines()
+  header = next(i for i, line in enumerate(lines) if line.startswith('group '))
+  printed = {}
+  for line in lines[header + 1 : header + 3]:
+    name, *numbers = line.split()
+    printed[name] = (*map(float, numbers[:3]), *map(int, numbers[3:]))
+  keys = ('precision', 'recall', 'f1', 'num_gold', 'num_pred', 'num_correct')
+  for group in ('unseen', 'seen'):
+    s = test[group]
+    assert printed[group] == (
+      *(float(f'{s[k]:.2f}') for k in keys[:3]),
+      *(s[k] for k in keys[3:]),
+    )
+  for k in keys[3:]:
+    assert test['unseen'][k] + test['seen'][k] == test[k]
+
+
 def test_evaluate_output_scored_by_a_conlleval_port(trained, evaluated):
   corpus, _ = trained
   stdout, output = evaluated

@@ -62,6 +62,7 @@ id drawn, minval=0). research/crf.py broadcasts its [C] scores against
 promotion of the others.
 """
 
+import contextlib
 import functools
 
 import jax
@@ -298,12 +299,14 @@ def sentence_case(problem, model_cfg, objective):
   dense, E, casing, feat, tags, mask, starts = problem
   args = (dense, E, casing, feat, tags, mask, starts, model_cfg)
   if objectives.is_sentence_level(objective):
-    loss, g_dense, g_E, g_feat = mg.sentence_batch_grads(*args, objective)
+    loss, g_dense, g_E, g_feat, _ = mg.sentence_batch_grads(*args, objective)
   else:
     with _strict():
-      loss, g_dense, g_E, g_feat = mg.sentence_batch_grads(*args, objective)
+      loss, g_dense, g_E, g_feat, _ = mg.sentence_batch_grads(*args, objective)
   cfg = classifier.TrainConfig(objective=objective, grad='autodiff')
-  ref_loss, ref_dense, ref_E, ref_feat = sequence.batch_grads(*args, cfg, None)
+  ref_loss, ref_dense, ref_E, ref_feat, _ = sequence.batch_grads(
+    *args, cfg, None
+  )
   manual = dict(g_dense, E=g_E, J_mean=loss)
   reference = dict(ref_dense, E=ref_E, J_mean=ref_loss)
   if feat is not None:
@@ -475,9 +478,80 @@ def char_case(problem):
   return manual, reference
 
 
+def sample_sentence_chars(rng, objective, B=2, T=5, K=3, P=6, A=7):
+  """A random batch of the sentence task with the character CNN: (dense,
+  E, casing, tags, mask, starts, CharRows) with a hidden tanh model.
+
+  Spellings left-aligned, 0 to P characters (an empty one included), any
+  window slot padding or not, every row random (padding ones too)."""
+  d, e, H, C, ce, F, w = 3, 2, 5, 4, 3, 4, 3
+  D = K * (d + e + F)
+  mask, starts, _ = problems.packed_layout(rng, B, T)
+  dense = {
+    'L_case': rng.standard_normal((4, e)),
+    'V': rng.standard_normal((H, D)) * 1.5 / np.sqrt(D),
+    'b': rng.standard_normal(H) * 0.5,
+    'W': rng.standard_normal((C, H)) * 2.0 / np.sqrt(H),
+    'c': rng.standard_normal(C),
+    'W_char': rng.standard_normal((F, w, ce)),
+    'b_char': rng.standard_normal(F),
+  }
+  if objectives.is_sentence_level(objective):
+    dense.update(
+      A=rng.standard_normal((C, C)),
+      start=rng.standard_normal(C),
+      end=rng.standard_normal(C),
+    )
+  lengths = rng.integers(0, P + 1, (B, T))
+  lengths.flat[0] = 0
+  ids = rng.integers(1, A, (B, T, P), dtype=np.int32)
+  ids[np.arange(P) >= lengths[..., None]] = 0
+  is_word = rng.random((B, T, K)) < 0.7
+  return (
+    dense,
+    rng.standard_normal((B * T, K, d)),
+    rng.integers(0, 4, (B * T, K), dtype=np.int32),
+    rng.integers(0, C, (B, T), dtype=np.int32),
+    mask,
+    starts,
+    (ids, rng.standard_normal((B, T, P, ce)), is_word),
+  )
+
+
+def sentence_chars_case(problem, objective):
+  """(manual, reference): manual_grads.sentence_batch_grads with the
+  character CNN against the autodiff branch of sequence.batch_grads: every
+  dense key (W_char, b_char too), E, the character rows E_char, J_mean."""
+  dense, E, casing, tags, mask, starts, char_rows = problem
+  chars = sequence.CharRows(*char_rows)
+  model_cfg = model_lib.ModelConfig('hidden', 'tanh', window=1)
+  args = (dense, E, casing, None, tags, mask, starts, model_cfg)
+  strict = not objectives.is_sentence_level(objective)  # crf broadcasts
+  with _strict() if strict else contextlib.nullcontext():
+    loss, g_dense, g_E, _, g_char = mg.sentence_batch_grads(
+      *args, objective, chars
+    )
+  cfg = classifier.TrainConfig(objective=objective, grad='autodiff')
+  ref_loss, ref_dense, ref_E, _, ref_char = sequence.batch_grads(
+    *args, cfg, None, chars
+  )
+  manual = dict(g_dense, E=g_E, E_char=g_char, J_mean=loss)
+  reference = dict(ref_dense, E=ref_E, E_char=ref_char, J_mean=ref_loss)
+  return manual, reference
+
+
 def char_plan(rng):
   """The character CNN's checks (the last rows of `make_plan`)."""
-  return [
+  sentences = [
+    _row(
+      f'sentence_batch_grads/chars/{objective}',
+      sentence_chars_case,
+      (sample_sentence_chars(rng, objective),),
+      dict(objective=objective),
+    )
+    for objective in ('crf', 'xent')
+  ]
+  return sentences + [
     _row('char_cnn/width=3', char_case, (sample_chars(rng),), {}),
     _row('char_cnn/width=5', char_case, (sample_chars(rng, width=5),), {}),
     _row('char_cnn/ties', char_case, (sample_chars(rng, ties=True),), {}),
