@@ -1,11 +1,15 @@
 r"""Ablation: each part of the strong model added to the default, and removed.
 
   ./launch.sh ablation --data_dir=../shared/data/conll2003 --workdir=runs/abl
+  ./launch.sh ablation --rows=beyond --data_dir=../shared/data/conll2003 \
+      --cross_data=data/wikigold/wikigold.conll.txt --workdir=runs/gen
 
-The rows are research/studies/ablation.py's ADDED and REMOVED: they set the
-objective, batch size, epochs, tag scheme, features, dropout, selection,
-decoding and hidden units; the settings they do not vary (data, vectors,
-optimizer, lr, window, ...) come from the flags (--help lists them).
+The rows are research/studies/ablation.py's ADDED, REMOVED and BEYOND: they
+set the objective, batch size, epochs, tag scheme, features, dropout,
+selection, decoding, hidden units, word dropout and the bias against O; the
+settings they do not vary (data, vectors, optimizer, lr, window, ...) come
+from the flags (--help lists them). Every row reports dev precision, recall,
+unseen-entity F1 and, with --cross_data, the F1 on another corpus.
 Writes into --workdir: flags.txt, results.json, results.csv, report.md,
 ablation.png.
 """
@@ -16,6 +20,9 @@ from experiments import _configs
 from experiments import _flags
 from experiments import _run
 from research import engine
+from research import ner
+from research import novelty
+from research import tagging
 from research.studies import ablation
 from research.studies import ablation_report
 
@@ -32,8 +39,34 @@ _SEEDS = _flags.define_list(
   'seeds', _flags.SEED, ['0', '1', '2'], 'Seeds of every row.'
 )
 _ROWS = flags.DEFINE_enum(
-  'rows', 'all', ['all', 'added', 'removed'], 'Which path of rows to train.'
+  'rows',
+  'all',
+  ['all', 'added', 'removed', 'beyond'],
+  "Which path of rows to train ('beyond': the full model, then each row "
+  'of research/studies/ablation.py BEYOND).',
 )
+_CROSS_DATA = flags.DEFINE_string(
+  'cross_data',
+  '',
+  'A CoNLL file of another corpus with the same entity types (e.g. '
+  'data/wikigold/wikigold.conll.txt): every model is also scored there, '
+  "tagged as evaluate does ('' for none).",
+)
+
+
+def cross_domain(path):
+  """ablation.run's `cross`: the scores of the corpus at `path` (all its
+  sentences), tagged by each trained model as `evaluate` tags it, with the
+  unseen and seen entities of the model's training split apart."""
+  sentences = tagging.read_sentences(path)
+
+  def score(ds, params, model_cfg, cfg, decode, o_bias):
+    config = ner.model_config_json(ds, model_cfg, cfg, decode, o_bias)
+    model = tagging.from_parts(params, ds.vocab, ds.tags, config)
+    entities = novelty.training_entities(ds.splits['train'])
+    return tagging.evaluate(model, sentences, entities).scores
+
+  return score
 
 
 def main(_):
@@ -52,6 +85,7 @@ def main(_):
     engine.Hyper(_flags.LR.value, 0.0),
     seeds,
     rows=_ROWS.value,
+    cross=_CROSS_DATA.value and cross_domain(_CROSS_DATA.value),
     log=_run.log,
   )
   table = ablation_report.write_outputs(

@@ -19,6 +19,7 @@ written as '_' (research/tagging.py).
 An existing --output is refused unless --overwrite.
 """
 
+import dataclasses
 import os
 
 from absl import flags
@@ -39,6 +40,12 @@ _DATA = flags.DEFINE_string(
 _OUTPUT = flags.DEFINE_string(
   'output', None, "Also write 'token gold predicted' lines to this file."
 )
+_O_BIAS = flags.DEFINE_float(
+  'o_bias',
+  None,
+  "Decode with this bias against O instead of the model's (config.json's "
+  'o_bias: 0 unless trained with --tune_o_bias); > 0 finds more entities.',
+)
 
 
 def main(_):
@@ -52,6 +59,8 @@ def main(_):
     _OUTPUT.value, _flags.OVERWRITE.value
   )
   model = tagging.load(_flags.MODEL_DIR.value)
+  if _O_BIAS.value is not None:
+    model = dataclasses.replace(model, o_bias=_O_BIAS.value)
   split = _configs.corpus_split(_DATA.value, _flags.MODEL_DIR.value)
   entities = _training_entities(_flags.MODEL_DIR.value)
   result = tagging.evaluate_file(model, _DATA.value, split, entities)

@@ -27,6 +27,12 @@ _RUN_DIRS = flags.DEFINE_list(
   'Run directories to gather (default: every directory under runs/results/).',
 )
 DEFAULT_PAGE = _run.REPO / 'docs' / 'results.md'
+_UPDATE = flags.DEFINE_bool(
+  'update',
+  False,
+  "Replace or add only the sections of --run_dirs, keeping the page's "
+  'other sections as they are.',
+)
 _OUTPUT = flags.DEFINE_string(
   'output', str(DEFAULT_PAGE), 'The markdown page to write.'
 )
@@ -50,7 +56,11 @@ def main(_):
     else None
   )
   n = results_page.write(
-    run_dirs, page, readme=readme, overwrite=_flags.OVERWRITE.value
+    run_dirs,
+    page,
+    readme=readme,
+    overwrite=_flags.OVERWRITE.value,
+    update=_UPDATE.value,
   )
   _run.log(f'wrote {_OUTPUT.value} ({n} runs)')
 

@@ -48,6 +48,13 @@ _ENSEMBLE = flags.DEFINE_integer(
   'are averaged.',
   lower_bound=1,
 )
+_TUNE_O_BIAS = flags.DEFINE_bool(
+  'tune_o_bias',
+  False,
+  'After training, choose on dev the bias against O that decoding takes '
+  "from each word's score of O (0, 0.5, 1, 1.5, 2, 3: more entities, "
+  'recall for precision); config.json keeps it for evaluate and predict.',
+)
 _flags.use(
   _flags.DATA,
   _flags.MODEL_FLAGS,
@@ -88,10 +95,13 @@ def main(_):
     checkpoint=checkpoint,
     metrics_file=workdir / 'metrics.jsonl',
     log=log,
+    tune_o_bias=_TUNE_O_BIAS.value,
   )
   clock.merge(result.pop('seconds'))
   with clock('write'):
-    config = ner.model_config_json(ds, model_cfg, cfg, _flags.DECODE.value)
+    config = ner.model_config_json(
+      ds, model_cfg, cfg, _flags.DECODE.value, result.get('o_bias', 0.0)
+    )
     workdir_lib.save_model(workdir, params, ds.vocab, ds.tags, config)
     model = tagging.from_parts(params, ds.vocab, ds.tags, config)
     (workdir / 'examples.md').write_text(tagging.examples_markdown(model))

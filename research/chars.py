@@ -54,7 +54,7 @@ import jax.numpy as jnp
 import numpy as np
 
 PAD, UNSEEN = 0, 1  # character ids
-MAX_LEN = 20  # characters spelled per word (a longer word keeps its first)
+MAX_LEN = 16  # characters spelled per word (a longer word keeps its first)
 PARAM_KEYS = ('L_char', 'W_char', 'b_char')
 
 

@@ -306,8 +306,7 @@ def init_params(ds, model_cfg, seed=0, num_classes=None, objective='xent'):
 def trains_on_sentences(ds, objective, decode='argmax', word_dropout=0.0):
   """Whether training needs whole sentences (research.sequence) rather than
   shuffled windows: a sentence-level objective, features or characters,
-  IOBES tags, word
-  dropout or Viterbi decoding."""
+  IOBES tags, word dropout or Viterbi decoding."""
   return bool(
     objectives.get(objective).sentence_level
     or ds.features is not None
@@ -319,7 +318,15 @@ def trains_on_sentences(ds, objective, decode='argmax', word_dropout=0.0):
 
 
 def predict_ids(
-  params, windows, lengths, tags, scheme, model_cfg, objective, decode='argmax'
+  params,
+  windows,
+  lengths,
+  tags,
+  scheme,
+  model_cfg,
+  objective,
+  decode='argmax',
+  o_bias=0.0,
 ):
   """Predicted class ids [N] of windows of sentences of `lengths` words.
 
@@ -327,7 +334,9 @@ def predict_ids(
   decode='viterbi' decodes a window-level model's scores (log-probabilities
   for cross-entropy) by Viterbi too. Both forbid transitions the tag scheme
   does not allow (tagschemes.valid_transitions). Params with a leading
-  member axis are an ensemble: their scores are averaged.
+  member axis are an ensemble: their scores are averaged. o_bias is taken
+  from every word's score of `O` before decoding (sequence.predict): a
+  positive bias tags more words as entities (recall for precision).
   """
   sentence_level = objectives.get(objective).sentence_level
   if (
@@ -336,6 +345,7 @@ def predict_ids(
     and windows.feats is None
     and windows.chars is None
     and np.ndim(params['L']) == 2
+    and not o_bias
   ):
     return classifier.predict(params, windows, model_cfg, objective)[0]
   trans = None
@@ -349,7 +359,15 @@ def predict_ids(
     model_cfg,
     trans,
     log_probs=objectives.get(objective).log_probs,
+    bias_C=_o_bias(tags, o_bias),
   )
+
+
+def _o_bias(tags, o_bias):
+  """The bias added to each class's score: -o_bias for O, or None."""
+  if not o_bias or 'O' not in tags:
+    return None
+  return -o_bias * (np.asarray(tags) == 'O').astype(np.float32)
 
 
 def tags_by_sentence(tag_ids, sentences, tags):
@@ -359,16 +377,19 @@ def tags_by_sentence(tag_ids, sentences, tags):
   return [list(part) for part in np.split(names, ends)]
 
 
-def evaluate(params, ds, split, model_cfg, objective, decode='argmax'):
+def evaluate(
+  params, ds, split, model_cfg, objective, decode='argmax', o_bias=0.0
+):
   """Entity P/R/F1 (conlleval) and token accuracy on a split, against the
   file's tags; the P/R/F1 of its 'unseen' and 'seen' entities (research/
   novelty.py: whether an entity's surface string is one of the training
   split's; not of the training split itself, whose entities are all seen);
-  and the mean window loss of a window-level model decoded by argmax."""
+  and the mean window loss of a window-level model decoded by argmax.
+  o_bias: the decoding bias against O (`predict_ids`)."""
   sentences = ds.splits[split]
   windows = ds.windows[split]
   window_level = not trains_on_sentences(ds, objective, decode)
-  if window_level and np.ndim(params['L']) == 2:
+  if window_level and np.ndim(params['L']) == 2 and not o_bias:
     pred, window_loss = classifier.predict(
       params, windows, model_cfg, objective
     )
@@ -383,6 +404,7 @@ def evaluate(params, ds, split, model_cfg, objective, decode='argmax'):
       model_cfg,
       objective,
       decode,
+      o_bias,
     )
   gold = gold_ids(ds, split)
   pred_N = gold.file_ids(ds, pred)
@@ -480,12 +502,28 @@ def gold_novelty(ds, split):
   return _remembered((sentences, train), make)
 
 
-def model_config_json(ds, model_cfg, cfg, decode):
+O_BIASES = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0)  # what tune_o_bias tries
+
+
+def tune_o_bias(params, ds, model_cfg, objective, decode, biases=O_BIASES):
+  """(the bias of `biases` that scores best on dev, {bias: dev scores}):
+  the decoding bias against O (`predict_ids`) chosen on dev, the smallest
+  of equal F1s."""
+  scores = {
+    b: evaluate(params, ds, 'dev', model_cfg, objective, decode, b)
+    for b in biases
+  }
+  best = max(biases, key=lambda b: (scores[b]['f1'], -b))
+  return best, scores
+
+
+def model_config_json(ds, model_cfg, cfg, decode, o_bias=0.0):
   """What config.json holds to tag new text with a model (tagging.load)."""
   out = {
     'model': model_cfg._asdict(),
     'train': cfg._asdict(),
     'decode': decode,
+    'o_bias': o_bias,
     'tag_scheme': ds.tag_scheme,
     'file_scheme': ds.file_scheme,
   }

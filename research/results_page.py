@@ -194,8 +194,28 @@ def _sources(run_dirs):
   return 'the run directories ' + ', '.join(f'`{_shown(d)}`' for d in run_dirs)
 
 
-def write(run_dirs, page, *, readme=None, overwrite=False):
-  """Writes the results page (and README's headline) from `run_dirs`.
+def kept_sections(page, replaced):
+  """The (heading, body) sections of a page `write` wrote before, but for
+  its About section and those headed in `replaced`."""
+  text = page.read_text() if page.is_file() else ''
+  out = []
+  for part in re.split(r'^## ', text, flags=re.M)[1:]:
+    heading, _, body = part.partition('\n')
+    if heading != 'About this page' and heading not in replaced:
+      out.append((heading, body.strip()))
+  return out
+
+
+def _order(heading):
+  """The sort key of a section heading `entry: run name`."""
+  entry, _, name = heading.partition(': ')
+  return (ENTRY_ORDER.index(entry) if entry in ENTRY_ORDER else 99, name)
+
+
+def write(run_dirs, page, *, readme=None, overwrite=False, update=False):
+  """Writes the results page (and README's headline) from `run_dirs`; with
+  `update`, the sections of the page's other runs are kept as they were
+  (their run directories need not exist any more).
 
   Returns the number of sections written.
   """
@@ -255,6 +275,12 @@ def write(run_dirs, page, *, readme=None, overwrite=False):
       f'--flagfile={from_repo} --workdir=runs/{run_name}`'
     )
     sections.append((f'{entry}: {run_name}', f'{reproduce}\n\n{body}'))
+  sources = _sources([r[3] for r in runs])
+  if update:
+    kept = kept_sections(page, {heading for heading, _ in sections})
+    if kept:
+      sources += ' (the other sections are kept from an earlier gathering)'
+    sections = sorted(kept + sections, key=lambda s: _order(s[0]))
   page.parent.mkdir(parents=True, exist_ok=True)
   render.write_report(
     page,
@@ -264,7 +290,7 @@ def write(run_dirs, page, *, readme=None, overwrite=False):
         'About this page',
         f"""{MARKER}
 Every table and plot below was written by the program that measured it and
-gathered here by `./launch.sh report` from {_sources([r[3] for r in runs])}.
+gathered here by `./launch.sh report` from {sources}.
 {render.F1_DEFINITION} Unless a section says otherwise:
 hidden model (tanh, H = 300, k = 2), GloVe 6B 50d fine-tuned, Adam lr 1e-3,
 batch 256, 10 epochs, on a 2-core x86-64 CPU with the versions of

@@ -450,6 +450,7 @@ def predict(
   log_probs=False,
   T=None,
   batch=8192,
+  bias_C=None,
 ):
   """Predicted tag ids [N] of a split's windows (sentences of `lengths`).
 
@@ -457,7 +458,8 @@ def predict(
   for the argmax of each word's scores. log_probs: decode log softmax(f)
   (a window-level cross-entropy model's log-probabilities). For an
   ensemble pass params and trans with a leading member axis: scores and
-  transitions are averaged.
+  transitions are averaged. bias_C [C]: added to every word's scores
+  before decoding (ner.predict_ids' bias against O), or None.
   """
   n = len(windows)
   T = T or row_length(lengths)
@@ -473,6 +475,8 @@ def predict(
     f_NxC = _scores_by_rows(
       params, windows, lengths, model_cfg, log_probs, T, batch
     )
+  if bias_C is not None:
+    f_NxC = f_NxC + bias_C.astype(f_NxC.dtype)
   if trans is None:
     return np.argmax(f_NxC, axis=1).astype(np.int32)
   if trans.A.ndim == 3:

@@ -66,6 +66,7 @@ class Model:
     features: The research.features.FeatureVocab, or None.
     gazetteer: The research.gazetteer.Gazetteer of the gazetteer feature.
     chars: The research.chars.CharVocab of the character CNN, or None.
+    o_bias: the decoding bias against O (ner.predict_ids).
   """
 
   params: dict[str, np.ndarray]
@@ -79,6 +80,7 @@ class Model:
   features: features_lib.FeatureVocab | None = None
   gazetteer: gazetteer_lib.Gazetteer | None = None
   chars: chars_lib.CharVocab | None = None
+  o_bias: float = 0.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,6 +130,7 @@ def from_parts(params, vocab, tags, config):
     model_lib.ModelConfig(**config['model']),
     objective=config.get('train', {}).get('objective', 'xent'),
     decode=config.get('decode', 'argmax'),
+    o_bias=config.get('o_bias', 0.0),
     tag_scheme=config.get('tag_scheme', scheme),
     file_scheme=scheme,
     features=features,
@@ -174,7 +177,7 @@ def tag(model, sentences):
       model.chars,
     )
 
-  def predict(params, windows):
+  def predict(params, windows, o_bias=0.0):
     pred_N = ner.predict_ids(
       params,
       windows,
@@ -184,11 +187,12 @@ def tag(model, sentences):
       model.config,
       model.objective,
       model.decode,
+      o_bias,
     )
     return ner.tags_by_sentence(pred_N, sentences, model.tags)
 
   if first_pass is None:
-    tags = predict(params, windows(model.features))
+    tags = predict(params, windows(model.features), model.o_bias)
   else:
     # The document feature: the first pass's tags of the same word elsewhere
     # in the sentences' documents (all of them one document for plain text),
@@ -200,6 +204,7 @@ def tag(model, sentences):
     tags = predict(
       params,
       two_passes.with_document_column(first_windows, model.features, values),
+      model.o_bias,
     )
   if model.tag_scheme != model.file_scheme:
     tags = [tagschemes.convert(t, model.file_scheme) for t in tags]

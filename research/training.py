@@ -285,6 +285,7 @@ def train(
   checkpoint=None,
   metrics_file=None,
   log=print,
+  tune_o_bias=False,
 ):
   """One model on ds (an ensemble of `ensemble` members, seeds seed,
   seed+1, ...), scored on dev and test. With `document`, the Dataset is
@@ -296,7 +297,9 @@ def train(
   when ensemble > 1 (the first pass's under two_passes.FIRST_PASS); result
   has 'dev' (and 'test') scores, 'selected', 'trained_on',
   'final_train_loss', 'weight_norm', the loop's stats and 'coverage' (and
-  'first_pass') and 'seconds' (timing.PARTS of every pass); ds is the
+  'first_pass') and 'seconds' (timing.PARTS of every pass) (and, with
+  tune_o_bias, the decoding bias against O chosen on dev: `with_o_bias`);
+  ds is the
   Dataset trained on (with document context);
   history the evaluation rows of the model (metrics.jsonl's).
   """
@@ -337,12 +340,38 @@ def train(
   clock.merge(fitted.stats['seconds'])
   with clock('evaluate'):
     params, result = scored(ds, fitted, model_cfg, cfg.objective, decode, log)
+    if tune_o_bias:
+      result.update(
+        with_o_bias(ds, params, model_cfg, cfg.objective, decode, log)
+      )
   result['seconds'] = clock.seconds
   if first is not None:
     params = two_passes.with_first_pass(params, first.params)
     result['first_pass'] = first.summary
   history = [one_model_row(row) for row in fitted.history]
   return Trained(params, result, ds, history)
+
+
+def with_o_bias(ds, params, model_cfg, objective, decode, log):
+  """The result entries of decoding with the bias against O that scores
+  best on dev (ner.tune_o_bias): 'o_bias', 'o_bias_dev_f1' (each bias
+  tried), and 'dev' (and 'test') scored with it."""
+  bias, tried = ner.tune_o_bias(params, ds, model_cfg, objective, decode)
+  log(
+    f'bias against O chosen on dev: {bias:g} (dev F1 '
+    + ', '.join(f'{b:g}: {s["f1"]:.2f}' for b, s in tried.items())
+    + ')'
+  )
+  out = {
+    'o_bias': bias,
+    'o_bias_dev_f1': {str(b): s['f1'] for b, s in tried.items()},
+    'dev': tried[bias],
+  }
+  if 'test' in ds.splits:
+    out['test'] = ner.evaluate(
+      params, ds, 'test', model_cfg, objective, decode, bias
+    )
+  return out
 
 
 def scored(ds, fitted, model_cfg, objective, decode, log):

@@ -82,6 +82,15 @@ def test_ablation_rows_change_one_thing_each():
   for path, label, s in rows:
     if path == 'removed':
       assert s != full, label
+  beyond = ablation.plan('beyond')
+  assert beyond[0] == rows[len(added) - 1]  # the full model, the reference
+  settings = [s for _, _, s in beyond]
+  for before, after in zip(settings, settings[1:]):
+    changed = [
+      k for k in before._fields if getattr(before, k) != getattr(after, k)
+    ]
+    assert len(changed) == 1, changed
+  assert [p for p, _, _ in beyond[1:]] == ['beyond'] * len(ablation.BEYOND)
 
 
 def test_ablation_summary_and_the_spread_rule():
@@ -89,7 +98,12 @@ def test_ablation_summary_and_the_spread_rule():
     return {
       'path': path,
       'label': label,
-      'dev': {'f1': f1, 'per_type': {'PER': {'f1': f1}}},
+      'dev': {
+        'f1': f1,
+        'precision': f1 - 1,
+        'recall': f1 + 1,
+        'per_type': {'PER': {'f1': f1}},
+      },
       'train_seconds': 1.0,
       'words_per_sec': 1.0,
       'wall_seconds': 1.0,
@@ -100,6 +114,7 @@ def test_ablation_summary_and_the_spread_rule():
     + [result('added', 'b', f) for f in (91.0, 91.1, 91.2)]
     + [result('added', 'c', f) for f in (91.1, 91.3, 91.0)]
     + [result('removed', 'd', f) for f in (90.0, 90.9, 91.0)]
+    + [result('beyond', 'e', f) for f in (92.0, 92.1, 92.2)]
   )
   rows = {r['label']: r for r in ablation.summarize(results)}
   assert rows['a']['delta'] is None
@@ -108,5 +123,9 @@ def test_ablation_summary_and_the_spread_rule():
   assert rows['c']['exceeds'] is False  # 0.03 < 0.3
   assert rows['d']['delta'] == pytest.approx(90.6333 - 91.1333, abs=1e-3)
   assert rows['d']['exceeds'] is False  # 0.5 < range 1.0
+  # A 'beyond' row's reference is the row above it on its path: the full.
+  assert rows['e']['delta'] == pytest.approx(92.1 - 91.1333, abs=1e-3)
+  assert rows['e']['precision'] == pytest.approx([91.0, 91.1, 91.2])
+  assert rows['e']['unseen'] is None and rows['e']['cross'] is None
   one_seed = ablation.summarize([results[0], results[3]])
   assert one_seed[1]['exceeds'] is None  # one seed: no spread, no verdict

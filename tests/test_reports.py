@@ -4,6 +4,7 @@ and a results page that names the run directories it gathered."""
 import csv
 import json
 import pathlib
+import shutil
 
 import pytest
 
@@ -112,8 +113,15 @@ def test_ablation_csv_holds_numbers(tmp_path, figures):
       'label': label,
       'setting': {},
       'seed': seed,
-      'dev': {'f1': 80.0 + seed, 'per_type': {'PER': {'f1': 85.0}}},
+      'dev': {
+        'f1': 80.0 + seed,
+        'precision': 81.0,
+        'recall': 79.0,
+        'unseen': {'f1': 70.0 + seed},
+        'per_type': {'PER': {'f1': 85.0}},
+      },
       'test': {'f1': 78.0},
+      'cross': {'f1': 55.0},
       'train_seconds': 3.0,
       'words_per_sec': 12345.0,
       'wall_seconds': 4.0,
@@ -125,6 +133,10 @@ def test_ablation_csv_holds_numbers(tmp_path, figures):
   rows = read_csv(tmp_path / 'results.csv')
   assert_numbers(rows, {'path', 'row'})
   assert float(rows[0]['words_per_sec']) == 12345
+  assert float(rows[0]['unseen_f1_mean']) == 70.5
+  assert float(rows[1]['cross_f1_mean']) == 55
+  report = (tmp_path / 'report.md').read_text()
+  assert '| dev P | dev R | dev unseen F1 | cross-domain F1 |' in report
 
 
 def test_results_page_names_the_directories_it_gathered(tmp_path):
@@ -147,3 +159,43 @@ def test_results_page_names_the_directories_it_gathered(tmp_path):
   text = page.read_text()
   assert f'`{run.parent}/` (`a-run`)' in text
   assert 'runs/results' not in text
+
+
+def test_results_page_update_keeps_the_other_sections(tmp_path):
+  """report --update: a new run's section is added (or replaced) and the
+  sections of runs not given stay as they were, in the page's order."""
+
+  def train_run(name, f1):
+    run = tmp_path / 'runs' / name
+    run.mkdir(parents=True)
+    (run / 'flags.txt').write_text('# ./launch.sh train\n--data_dir=d\n')
+    scores = {'precision': f1, 'recall': f1, 'f1': f1, 'accuracy': 1.0}
+    (run / 'result.json').write_text(
+      json.dumps(
+        {
+          'dev': scores,
+          'train_windows_per_sec': 1.0,
+          'train_seconds': 1.0,
+          'compile_seconds': 1.0,
+        }
+      )
+    )
+    return run
+
+  page = tmp_path / 'page' / 'results.md'
+  results_page.write([train_run('b-run', 11.5), train_run('c-run', 22.5)], page)
+  before = results_page.kept_sections(page, set())
+  shutil.rmtree(tmp_path / 'runs')  # gone: the update keeps their sections
+  results_page.write([train_run('a-run', 33.5)], page, update=True)
+  after = results_page.kept_sections(page, set())
+  assert [h for h, _ in after] == [
+    'train: a-run',
+    'train: b-run',
+    'train: c-run',
+  ]
+  assert after[1:] == before and '33.50' in after[0][1]
+  assert 'kept from an earlier gathering' in page.read_text()
+  results_page.write([train_run('a-run2', 44.5)], page)  # no update: replaced
+  assert [h for h, _ in results_page.kept_sections(page, set())] == [
+    'train: a-run2'
+  ]

@@ -510,3 +510,52 @@ def test_predict_says_it_reads_a_terminal(trained):
     'reading sentences from stdin (one per line; Ctrl-D ends)'
   )
   assert stdout.decode().startswith('Anna\t')
+
+
+def _found(stdout):
+  return printed_scores(stdout)['overall'][4]
+
+
+def test_chars_model_with_a_bias_against_o_chosen_on_dev(tmp_path):
+  """A character-CNN model trained with --tune_o_bias keeps the bias chosen
+  on dev (the best dev F1 of those tried) in result.json and config.json;
+  evaluate decodes with it (the test scores of result.json again), and
+  --o_bias overrides it: a larger bias finds more entities."""
+  corpus = write_corpus(tmp_path / 'corpus')
+  workdir = tmp_path / 'run'
+  result = run_entry(
+    'experiments.train',
+    f'--data_dir={corpus}',
+    '--embeddings=random',
+    '--features=chars,shape',
+    '--char_filters=8',
+    '--char_dim=4',
+    '--epochs=2',
+    '--hidden=16',
+    '--tune_o_bias',
+    f'--workdir={workdir}',
+  )
+  assert result.returncode == 0, result.stderr
+  assert 'bias against O chosen on dev' in result.stdout
+  saved = json.loads((workdir / 'result.json').read_text())
+  tried = saved['o_bias_dev_f1']
+  assert len(tried) == 6
+  assert (
+    saved['dev']['f1'] == max(tried.values()) == tried[str(saved['o_bias'])]
+  )
+  config = json.loads((workdir / 'config.json').read_text())
+  assert config['o_bias'] == saved['o_bias'] and 'chars' in config
+  stdout = {}
+  for bias in (None, 0.0, 3.0):
+    args = [] if bias is None else [f'--o_bias={bias}']
+    run = run_entry(
+      'experiments.evaluate',
+      f'--model_dir={workdir}',
+      f'--data={corpus / "test.txt"}',
+      *args,
+    )
+    assert run.returncode == 0, run.stderr
+    stdout[bias] = run.stdout
+  overall = printed_scores(stdout[None])['overall']
+  assert overall[2] == pytest.approx(saved['test']['f1'], abs=0.01)
+  assert _found(stdout[3.0]) > _found(stdout[0.0])

@@ -4,7 +4,15 @@ Two paths, each row trained with several seeds:
 
 * added one at a time, from today's default (the decks' window classifier:
   cross-entropy on shuffled windows, argmax per word) to the full model;
-* removed one at a time from the full model.
+* removed one at a time from the full model;
+* beyond the full model, one after another: what is meant to carry it to
+  names and text it was not trained on (the character CNN, a bias against
+  O at decoding, chosen on dev).
+
+Besides dev F1, every row reports precision and recall, the F1 of the dev
+entities whose string is not a training entity ('unseen', research/
+novelty.py) and, given another corpus of the same types, the F1 there
+(cross-domain: the model tags it as `evaluate` does).
 
 A row is a `Setting`: every choice the rows vary, with the default's values
 as defaults. Each row changes one thing from the row above it (or from the
@@ -35,6 +43,8 @@ class Setting(NamedTuple):
   ensemble: int = 1
   decode: str = 'argmax'
   hidden: int = 300
+  word_dropout: float = 0.0
+  tune_o_bias: bool = False
 
 
 # (label, changes) applied one after another to Setting().
@@ -75,8 +85,29 @@ REMOVED = (
 )
 
 
+# (label, changes) applied one after another to the full model.
+BEYOND = (
+  (
+    '+ character CNN',
+    {
+      'features': (
+        'prefix',
+        'suffix',
+        'shape',
+        'gazetteer',
+        'document',
+        'chars',
+      )
+    },
+  ),
+  ('+ bias against O (chosen on dev)', {'tune_o_bias': True}),
+)
+
+
 def plan(rows='all'):
-  """[(path, label, Setting)] of the rows: path 'added' or 'removed'."""
+  """[(path, label, Setting)] of the rows: path 'added', 'removed' or
+  'beyond'; rows: 'all' or one path ('beyond' starts with the full model,
+  its reference)."""
   out, s = [], Setting()
   for label, changes in ADDED:
     s = s._replace(**changes)
@@ -84,12 +115,27 @@ def plan(rows='all'):
   full = s
   for label, changes in REMOVED:
     out.append(('removed', label, full._replace(**changes)))
-  if rows != 'all':
+  for label, changes in BEYOND:
+    s = s._replace(**changes)
+    out.append(('beyond', label, s))
+  if rows == 'beyond':
+    out = [out[len(ADDED) - 1]] + [r for r in out if r[0] == 'beyond']
+  elif rows != 'all':
     out = [r for r in out if r[0] == rows]
   return out
 
 
-def run(load_dataset, model_cfg, cfg, hyper, seeds, *, rows='all', log=print):
+def run(
+  load_dataset,
+  model_cfg,
+  cfg,
+  hyper,
+  seeds,
+  *,
+  rows='all',
+  cross=None,
+  log=print,
+):
   """Trains every row of `plan(rows)` with every seed.
 
   Args:
@@ -98,12 +144,15 @@ def run(load_dataset, model_cfg, cfg, hyper, seeds, *, rows='all', log=print):
       (model.ModelConfig, classifier.TrainConfig, engine.Hyper scalars;
       e.g. the features' size, model_cfg.feature_dim).
     seeds: the seeds of every row.
-    rows: 'all', 'added' or 'removed'.
+    rows: 'all', 'added', 'removed' or 'beyond'.
+    cross: fn(ds, params, model_cfg, cfg, decode, o_bias) -> the scores of
+      another corpus (tagging.evaluate's), or None.
     log: progress printer.
 
   Returns:
-    [{'path', 'label', 'setting', 'seed', 'dev', 'test'?, 'train_seconds',
-      'words_per_sec', 'wall_seconds', 'selected'}], one per row and seed.
+    [{'path', 'label', 'setting', 'seed', 'dev', 'test'?, 'cross'?,
+      'train_seconds', 'words_per_sec', 'wall_seconds', 'selected'}], one
+    per row and seed.
   """
   datasets, results = {}, []
   steps = plan(rows)
@@ -116,10 +165,16 @@ def run(load_dataset, model_cfg, cfg, hyper, seeds, *, rows='all', log=print):
     for seed in seeds:
       log(f'== row {i + 1}/{len(steps)} {label}, seed {seed}')
       t0 = time.perf_counter()
-      result = training.train(
+      row_model = model_cfg._replace(dropout=s.dropout, hidden=s.hidden)
+      row_cfg = cfg._replace(
+        objective=s.objective,
+        batch_size=s.batch_size,
+        word_dropout=s.word_dropout,
+      )
+      trained = training.train(
         ds,
-        model_cfg._replace(dropout=s.dropout, hidden=s.hidden),
-        cfg._replace(objective=s.objective, batch_size=s.batch_size),
+        row_model,
+        row_cfg,
         hyper,
         epochs=s.epochs,
         seed=seed,
@@ -127,8 +182,10 @@ def run(load_dataset, model_cfg, cfg, hyper, seeds, *, rows='all', log=print):
         select=s.select,
         ensemble=s.ensemble,
         document='document' in s.features,
+        tune_o_bias=s.tune_o_bias,
         log=lambda _: None,
-      ).result
+      )
+      result = trained.result
       wall = time.perf_counter() - t0
       r = {
         'path': path,
@@ -143,9 +200,20 @@ def run(load_dataset, model_cfg, cfg, hyper, seeds, *, rows='all', log=print):
       }
       if 'test' in result:
         r['test'] = result['test']
+      if cross is not None:
+        r['cross'] = cross(
+          trained.ds,
+          trained.params,
+          row_model,
+          row_cfg,
+          s.decode,
+          result.get('o_bias', 0.0),
+        )
       log(
         f'   dev F1 {r["dev"]["f1"]:.2f}'
+        + f' (unseen {r["dev"].get("unseen", {}).get("f1", float("nan")):.2f})'
         + (f', test F1 {r["test"]["f1"]:.2f}' if 'test' in r else '')
+        + (f', cross F1 {r["cross"]["f1"]:.2f}' if 'cross' in r else '')
         + f' in {wall:.0f}s ({r["words_per_sec"]:,.0f} words/s)'
       )
       results.append(r)
@@ -157,7 +225,10 @@ def summarize(results):
   change from the reference row and whether it exceeds the seeds' spread.
 
   Returns [{'path', 'label', 'dev': [f1 per seed], 'test': [...] or None,
-  'delta', 'exceeds', 'train_seconds', 'words_per_sec', 'wall_seconds'}].
+  'precision', 'recall', 'unseen' (or None), 'cross' (or None): [...],
+  'delta', 'exceeds', 'train_seconds', 'words_per_sec', 'wall_seconds'}];
+  an 'added' or 'beyond' row's reference is the row above it, a 'removed'
+  row's the full model.
   """
   groups = {}
   for r in results:
@@ -168,7 +239,7 @@ def summarize(results):
     full = [r['dev']['f1'] for r in added[-1][1]]
   for (path, label), rs in groups.items():
     dev = [r['dev']['f1'] for r in rs]
-    ref = prev if path == 'added' else full
+    ref = full if path == 'removed' else prev
     delta = exceeds = None
     if ref is not None:
       delta = float(np.mean(dev) - np.mean(ref))
@@ -181,6 +252,12 @@ def summarize(results):
         'label': label,
         'dev': dev,
         'test': [r['test']['f1'] for r in rs] if 'test' in rs[0] else None,
+        'precision': [r['dev']['precision'] for r in rs],
+        'recall': [r['dev']['recall'] for r in rs],
+        'unseen': [r['dev']['unseen']['f1'] for r in rs]
+        if 'unseen' in rs[0]['dev']
+        else None,
+        'cross': [r['cross']['f1'] for r in rs] if 'cross' in rs[0] else None,
         'per_type': {
           t: float(np.mean([r['dev']['per_type'][t]['f1'] for r in rs]))
           for t in rs[0]['dev']['per_type']
@@ -192,6 +269,6 @@ def summarize(results):
         'wall_seconds': float(np.mean([r['wall_seconds'] for r in rs])),
       }
     )
-    if path == 'added':
+    if path != 'removed':
       prev = dev
   return rows

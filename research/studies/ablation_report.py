@@ -11,12 +11,24 @@ from research import workdir as workdir_lib
 from research.studies import ablation as study
 
 
+def _optional(rows, key):
+  """Whether any row has the column `key` (rows of older runs may not)."""
+  return any(r.get(key) is not None for r in rows)
+
+
+GENERALIZATION = (('unseen', 'dev unseen F1'), ('cross', 'cross-domain F1'))
+
+
 def table(rows):
   """(headers, cells) of the markdown table."""
   has_test = any(r['test'] is not None for r in rows)
+  extra = [(k, name) for k, name in GENERALIZATION if _optional(rows, k)]
+  has_pr = _optional(rows, 'precision')
   types = sorted({t for r in rows for t in r['per_type']})
   headers = (
     ['path', 'row', 'dev F1', 'change', 'beyond spread']
+    + (['dev P', 'dev R'] if has_pr else [])
+    + [name for _, name in extra]
     + (['test F1'] if has_test else [])
     + [f'{t} F1' for t in types]
     + ['train s', 'words/s', 'wall s']
@@ -26,6 +38,9 @@ def table(rows):
     change = '' if r['delta'] is None else f'{r["delta"]:+.2f}'
     beyond = '' if r['exceeds'] is None else ('yes' if r['exceeds'] else 'no')
     row = [r['path'], r['label'], render.mean_std(r['dev']), change, beyond]
+    if has_pr:
+      row += [f'{np.mean(r[k]):.2f}' for k in ('precision', 'recall')]
+    row += [render.mean_std(r[k]) if r.get(k) else '' for k, _ in extra]
     if has_test:
       row.append(render.mean_std(r['test']) if r['test'] else '')
     row += [f'{r["per_type"].get(t, float("nan")):.2f}' for t in types]
@@ -45,6 +60,9 @@ def csv_table(rows):
   types = sorted({t for r in rows for t in r['per_type']})
   headers = ['path', 'row', 'seeds', 'dev_f1_mean', 'dev_f1_std', 'change']
   headers += ['beyond_spread']
+  extra = [k for k, _ in GENERALIZATION if _optional(rows, k)]
+  for key in extra:
+    headers += [f'{key}_f1_mean', f'{key}_f1_std']
   if has_test:
     headers += ['test_f1_mean', 'test_f1_std']
   headers += [f'{t}_f1' for t in types]
@@ -58,6 +76,9 @@ def csv_table(rows):
     row = [r['path'], r['label'], len(r['dev'])]
     row += [num(np.mean(r['dev'])), num(np.std(r['dev'])), num(r['delta'])]
     row.append('' if r['exceeds'] is None else int(r['exceeds']))
+    for key in extra:
+      values = r.get(key) or None
+      row += [num(values and np.mean(values)), num(values and np.std(values))]
     if has_test:
       test = r['test'] or None
       row += [
@@ -79,15 +100,18 @@ def plot(rows, path):
   labels = [r['label'] for r in rows][::-1]
   means = [np.mean(r['dev']) for r in rows][::-1]
   stds = [np.std(r['dev']) for r in rows][::-1]
-  colors = ['tab:blue' if r['path'] == 'added' else 'tab:orange' for r in rows][
-    ::-1
-  ]
+  color = {'added': 'tab:blue', 'removed': 'tab:orange', 'beyond': 'tab:green'}
+  colors = [color[r['path']] for r in rows][::-1]
   ax.barh(range(len(rows)), means, xerr=stds, color=colors, capsize=3)
   ax.set_yticks(range(len(rows)), labels, fontsize=8)
   low = min(means) - 2
   ax.set_xlim(low, max(means) + 1)
   ax.set_xlabel('dev entity F1 (%), mean +- std over seeds')
-  ax.set_title('added one at a time (blue), removed from the full (orange)')
+  ax.set_title(
+    'added one at a time (blue), removed from the full (orange), beyond it '
+    '(green)',
+    fontsize=9,
+  )
   ax.grid(alpha=0.3, axis='x')
   return render.save(fig, path)
 
@@ -107,11 +131,16 @@ def write_outputs(workdir, results, *, data_dir, seeds):
   prose = (
     f'Data: `{data_dir}`; {len(seeds)} seeds per row '
     f'({", ".join(map(str, seeds))}). '
-    'Each "added" row changes one thing from the row above it; each '
-    '"removed" row takes one thing out of the full model (the last added '
-    'row). "change" is the difference of mean dev F1 from that reference '
-    'row; it is beyond the spread when it is larger than the larger of the '
-    "two rows' ranges over seeds (max - min). Times are per run: training "
+    'Each "added" (and "beyond") row changes one thing from the row above '
+    'it; each "removed" row takes one thing out of the full model (the last '
+    'added row). "change" is the difference of mean dev F1 from that '
+    'reference row; it is beyond the spread when it is larger than the '
+    "larger of the two rows' ranges over seeds (max - min). dev P and R are "
+    'the mean precision and recall; "dev unseen F1" scores only the dev '
+    'entities whose string is no training entity (and the predictions whose '
+    'string is none; research/novelty.py); "cross-domain F1" is the F1 of '
+    'the model on another corpus of the same types, tagged as `evaluate` '
+    'does (entry point flag --cross_data). Times are per run: training '
     '(the compiled steps), and wall (data preparation excluded; evaluation, '
     'compilation and both passes of document context included). '
     + render.F1_DEFINITION
