@@ -6,6 +6,7 @@ override them), and refuse in one line what the library cannot serve;
 `corpus_split` says which part of a CoNLL file evaluate and predict read.
 """
 
+import dataclasses
 import os
 import sys
 
@@ -18,6 +19,7 @@ from research import data as data_lib
 from research import features as features_lib
 from research import model as model_lib
 from research import ner
+from research import tagging
 from research import workdir as workdir_lib
 from research.errors import UserError
 
@@ -172,3 +174,11 @@ def train_config(**overrides):
   if cfg.grad == 'manual' and dropout > 0:
     raise UserError('--grad=manual has no dropout; pass --dropout=0')
   return cfg
+
+
+def trained_model():
+  """tagging.load of --model_dir, decoding with --o_bias when given."""
+  model = tagging.load(_flags.MODEL_DIR.value)
+  if _flags.O_BIAS.value is not None:
+    model = dataclasses.replace(model, o_bias=_flags.O_BIAS.value)
+  return model

@@ -489,6 +489,12 @@ MODEL_DIR = _string(
   None,
   'The --workdir of an experiments.train run.',
 )
+O_BIAS = _float(
+  'o_bias',
+  None,
+  "Decode with this bias against O instead of the model's (config.json's "
+  'o_bias: 0 unless trained with --tune_o_bias); > 0 finds more entities.',
+)
 SPLIT = _enum(
   'split',
   None,

@@ -19,7 +19,6 @@ written as '_' (research/tagging.py).
 An existing --output is refused unless --overwrite.
 """
 
-import dataclasses
 import os
 
 from absl import flags
@@ -33,18 +32,12 @@ from research import tagging
 from research import workdir as workdir_lib
 from research.errors import UserError
 
-_flags.use('model_dir', 'split', 'overwrite')
+_flags.use('model_dir', 'o_bias', 'split', 'overwrite')
 _DATA = flags.DEFINE_string(
   'data', None, 'The CoNLL file to score (token first, tag last).'
 )
 _OUTPUT = flags.DEFINE_string(
   'output', None, "Also write 'token gold predicted' lines to this file."
-)
-_O_BIAS = flags.DEFINE_float(
-  'o_bias',
-  None,
-  "Decode with this bias against O instead of the model's (config.json's "
-  'o_bias: 0 unless trained with --tune_o_bias); > 0 finds more entities.',
 )
 
 
@@ -58,9 +51,7 @@ def main(_):
   output = _OUTPUT.value and tagging.check_output(
     _OUTPUT.value, _flags.OVERWRITE.value
   )
-  model = tagging.load(_flags.MODEL_DIR.value)
-  if _O_BIAS.value is not None:
-    model = dataclasses.replace(model, o_bias=_O_BIAS.value)
+  model = _configs.trained_model()
   split = _configs.corpus_split(_DATA.value, _flags.MODEL_DIR.value)
   entities = _training_entities(_flags.MODEL_DIR.value)
   result = tagging.evaluate_file(model, _DATA.value, split, entities)

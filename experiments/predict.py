@@ -29,7 +29,7 @@ from research import data as data_lib
 from research import tagging
 from research.errors import UserError
 
-_flags.use('model_dir', 'split', 'overwrite')
+_flags.use('model_dir', 'o_bias', 'split', 'overwrite')
 _TEXT = flags.DEFINE_string(
   'text', None, 'Text to tag (default: stdin, unless --input).'
 )
@@ -74,7 +74,7 @@ def main(_):
   output = _OUTPUT.value and tagging.check_output(
     _OUTPUT.value, _flags.OVERWRITE.value
   )
-  model = tagging.load(_flags.MODEL_DIR.value)
+  model = _configs.trained_model()
   if _INPUT.value:
     sentences = tagging.read_sentences(
       _INPUT.value,
