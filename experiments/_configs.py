@@ -38,6 +38,7 @@ def load_dataset(**overrides):
       affix_length=_flags.AFFIX_LENGTH,
       tag_scheme=_flags.TAG_SCHEME,
       gazetteer_file=_flags.GAZETTEER,
+      case_augment=_flags.CASE_AUGMENT,
       cache_dir=_flags.DATA_CACHE,
     ),
     overrides,

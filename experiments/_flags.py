@@ -243,6 +243,15 @@ GAZETTEER = _string(
   'A file of TYPE<TAB>phrase lines added to the lists the gazetteer feature '
   'builds from the training labels (needs --features=...,gazetteer).',
 )
+CASE_AUGMENT = _float(
+  'case_augment',
+  0.0,
+  'A fraction of the training documents added again, all lowercase or all '
+  'uppercase (research/ner.py case_copies): casing that lowercased or '
+  'all-caps text does not break (0: none).',
+  lower_bound=0.0,
+  upper_bound=1.0,
+)
 TAG_SCHEME = _enum(
   'tag_scheme',
   'file',
@@ -269,6 +278,7 @@ DATA = (
   'gazetteer',
   'tag_scheme',
   'window',
+  'case_augment',
 )
 
 # --- Model. -----------------------------------------------------------------

@@ -27,7 +27,8 @@ from research.studies import ablation
 from research.studies import ablation_report
 
 _flags.use(
-  ('data_dir', 'embeddings', 'vocab', 'embed_dim', 'affix_length'),
+  ('data_dir', 'data_cache', 'embeddings', 'vocab', 'embed_dim'),
+  ('affix_length', 'case_augment'),
   ('gazetteer', 'window', 'model', 'nonlinearity', 'feature_dim'),
   ('char_dim', 'char_filters', 'char_width'),
   ('optimizer', 'lr', 'l2_embeddings', 'l2_biases', 'freeze_embeddings'),

@@ -59,6 +59,7 @@ def load_dataset(
   affix_length=3,
   tag_scheme='file',
   gazetteer_file=None,
+  case_augment=0.0,
   cache_dir=None,
 ):
   """Reads the splits, builds the vocabulary, the windows and initial L.
@@ -82,6 +83,9 @@ def load_dataset(
     tag_scheme: 'file' (train on the file's tags) or 'iobes'.
     gazetteer_file: a user's lists (gazetteer.read) added to those from
       the training labels, for the 'gazetteer' feature.
+    case_augment: a fraction of the training documents added again, every
+      word lowercased (or, one copy in two, uppercased): casing that text
+      written otherwise does not break (`case_copies`); 0 for none.
     cache_dir: a directory of research.dataset_cache entries: a load with
       the same arguments and files reads the Dataset from there (and logs
       the same lines); None reads the files.
@@ -99,6 +103,29 @@ def load_dataset(
   if name:
     dataset_cache.save(cache_dir, name, (ds, lines))
   return ds
+
+
+def case_copies(sentences, fraction):
+  """Copies of every n-th document of `sentences` (n = round(1 / fraction)),
+  alternately all lowercase and all uppercase, each a document of its own
+  (document ids from 1,000,000): the same words and tags without the
+  casing that newswire writes names in."""
+  if not 0 < fraction <= 1:
+    raise ValueError(f'case_augment must be in (0, 1], got {fraction}')
+  documents = {}
+  for s in sentences:
+    documents.setdefault((s.path, s.document), []).append(s)
+  step = max(1, round(1 / fraction))
+  copies = []
+  for i, key in enumerate(list(documents)[::step]):
+    change = str.lower if i % 2 == 0 else str.upper
+    copies += [
+      dataclasses.replace(
+        s, tokens=tuple(map(change, s.tokens)), document=1_000_000 + i
+      )
+      for s in documents[key]
+    ]
+  return copies
 
 
 def _cache_name(arguments):
@@ -130,6 +157,7 @@ def _load(
   affix_length,
   tag_scheme,
   gazetteer_file,
+  case_augment,
 ):
   """load_dataset, from the files."""
   if tag_scheme not in tagschemes.SCHEMES:
@@ -140,6 +168,10 @@ def _load(
       'training.train(document=True)), not a feature to load'
     )
   splits = data_lib.load_splits(data_dir)
+  if case_augment:
+    splits['train'] = splits['train'] + case_copies(
+      splits['train'], case_augment
+    )
   char_vocab = None
   if 'chars' in features:
     features = tuple(f for f in features if f != 'chars')

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from research import data
+from research import ner
 from research import vocab as vocab_lib
 from research.errors import UserError
 
@@ -617,3 +618,27 @@ def test_make_windows_unknown_tag(tmp_path):
   sentences = data.read_conll(path)[0]
   message = raises_user_error(vocab_lib.make_windows, sentences, VOCAB, TAGS)
   assert f'{path}:2:' in message and "'B-PER'" in message
+
+
+def test_case_copies_add_lowercased_and_uppercased_documents():
+  """ner.case_copies: every n-th document again, lowercased then
+  uppercased, each copy a document of its own with the same tags."""
+  sentences = [
+    data.Sentence(
+      ('Anna', 'visited', 'Kyoto'), ('B-PER', 'O', 'B-LOC'), 'f', document=d
+    )
+    for d in range(4)
+  ] + [data.Sentence(('Mr', 'Holm'), ('O', 'B-PER'), 'f', document=0)]
+  copies = ner.case_copies(sentences, 0.5)  # documents 0 and 2
+  assert [c.tokens for c in copies] == [
+    ('anna', 'visited', 'kyoto'),
+    ('mr', 'holm'),
+    ('ANNA', 'VISITED', 'KYOTO'),
+  ]
+  assert [c.tags for c in copies] == [
+    s.tags for s in (sentences[0], sentences[4], sentences[2])
+  ]
+  assert [c.document for c in copies] == [1_000_000, 1_000_000, 1_000_001]
+  assert len(ner.case_copies(sentences, 1.0)) == len(sentences)
+  with pytest.raises(ValueError, match='case_augment'):
+    ner.case_copies(sentences, 1.5)
