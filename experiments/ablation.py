@@ -6,13 +6,16 @@ r"""Ablation: each part of the strong model added to the default, and removed.
 
 The rows are research/studies/ablation.py's ADDED, REMOVED and BEYOND: they
 set the objective, batch size, epochs, tag scheme, features, dropout,
-selection, decoding, hidden units, word dropout and the bias against O; the
-settings they do not vary (data, vectors, optimizer, lr, window, ...) come
-from the flags (--help lists them). Every row reports dev precision, recall,
-unseen-entity F1 and, with --cross_data, the F1 on another corpus.
+selection, decoding, hidden units, word dropout, case copies and the bias
+against O; the settings they do not vary (data, vectors, optimizer, lr,
+window, ...) come from the flags (--help lists them). Every row reports dev
+precision, recall, unseen-entity F1, the F1 of dev lowercased and, with
+--cross_data, the F1 on another corpus.
 Writes into --workdir: flags.txt, results.json, results.csv, report.md,
 ablation.png.
 """
+
+import dataclasses
 
 from absl import flags
 
@@ -55,28 +58,41 @@ _CROSS_DATA = flags.DEFINE_string(
 )
 
 
-def cross_domain(path):
-  """ablation.run's `cross`: the scores of the corpus at `path` (all its
-  sentences), tagged by each trained model as `evaluate` tags it, with the
-  unseen and seen entities of the model's training split apart."""
-  sentences = tagging.read_sentences(path)
+def scores_of(sentences_of):
+  """An ablation.run scorer: the scores of the sentences_of(ds), tagged by
+  each trained model as `evaluate` tags them, with the unseen and seen
+  entities of the model's training split apart."""
 
   def score(ds, params, model_cfg, cfg, decode, o_bias):
     config = ner.model_config_json(ds, model_cfg, cfg, decode, o_bias)
     model = tagging.from_parts(params, ds.vocab, ds.tags, config)
     entities = novelty.training_entities(ds.splits['train'])
-    return tagging.evaluate(model, sentences, entities).scores
+    return tagging.evaluate(model, sentences_of(ds), entities).scores
 
   return score
+
+
+def lowercased_dev(ds):
+  """The dev sentences with every word lowercased."""
+  return [
+    dataclasses.replace(s, tokens=tuple(t.lower() for t in s.tokens))
+    for s in ds.splits['dev']
+  ]
 
 
 def main(_):
   workdir = _run.workdir('ablation')
   seeds = _flags.items(_SEEDS)
 
-  def load(features, tag_scheme):
-    return _configs.load_dataset(features=features, tag_scheme=tag_scheme)
+  def load(features, tag_scheme, case_augment):
+    return _configs.load_dataset(
+      features=features, tag_scheme=tag_scheme, case_augment=case_augment
+    )
 
+  scorers = {'lowercased': scores_of(lowercased_dev)}
+  if _CROSS_DATA.value:
+    cross = tagging.read_sentences(_CROSS_DATA.value)
+    scorers['cross'] = scores_of(lambda _: cross)
   # The rows set these (the values here are replaced).
   row_set = ablation.Setting()
   results = ablation.run(
@@ -86,7 +102,7 @@ def main(_):
     engine.Hyper(_flags.LR.value, 0.0),
     seeds,
     rows=_ROWS.value,
-    cross=_CROSS_DATA.value and cross_domain(_CROSS_DATA.value),
+    scorers=scorers,
     log=_run.log,
   )
   table = ablation_report.write_outputs(

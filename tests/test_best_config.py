@@ -127,5 +127,6 @@ def test_ablation_summary_and_the_spread_rule():
   assert rows['e']['delta'] == pytest.approx(92.1 - 91.1333, abs=1e-3)
   assert rows['e']['precision'] == pytest.approx([91.0, 91.1, 91.2])
   assert rows['e']['unseen'] is None and rows['e']['cross'] is None
+  assert rows['e']['lowercased'] is None
   one_seed = ablation.summarize([results[0], results[3]])
   assert one_seed[1]['exceeds'] is None  # one seed: no spread, no verdict

@@ -6,13 +6,15 @@ Two paths, each row trained with several seeds:
   cross-entropy on shuffled windows, argmax per word) to the full model;
 * removed one at a time from the full model;
 * beyond the full model, one after another: what is meant to carry it to
-  names and text it was not trained on (the character CNN, a bias against
-  O at decoding, chosen on dev).
+  names and text it was not trained on (word dropout, lowercased and
+  uppercased copies of training documents, the character CNN, a bias
+  against O at decoding chosen on dev).
 
 Besides dev F1, every row reports precision and recall, the F1 of the dev
 entities whose string is not a training entity ('unseen', research/
-novelty.py) and, given another corpus of the same types, the F1 there
-(cross-domain: the model tags it as `evaluate` does).
+novelty.py) and what the caller's `scorers` measure: the entry point's F1
+on dev lowercased ('lowercased'), and given another corpus of the same
+types, the F1 there ('cross': the model tags it as `evaluate` does).
 
 A row is a `Setting`: every choice the rows vary, with the default's values
 as defaults. Each row changes one thing from the row above it (or from the
@@ -44,6 +46,7 @@ class Setting(NamedTuple):
   decode: str = 'argmax'
   hidden: int = 300
   word_dropout: float = 0.0
+  case_augment: float = 0.0
   tune_o_bias: bool = False
 
 
@@ -87,6 +90,8 @@ REMOVED = (
 
 # (label, changes) applied one after another to the full model.
 BEYOND = (
+  ('+ word dropout 0.1', {'word_dropout': 0.1}),
+  ('+ lowercased and uppercased copies (0.2)', {'case_augment': 0.2}),
   (
     '+ character CNN',
     {
@@ -102,6 +107,9 @@ BEYOND = (
   ),
   ('+ bias against O (chosen on dev)', {'tune_o_bias': True}),
 )
+
+
+SCORERS = ('lowercased', 'cross')  # what ablation.run's scorers may measure
 
 
 def plan(rows='all'):
@@ -133,34 +141,35 @@ def run(
   seeds,
   *,
   rows='all',
-  cross=None,
+  scorers=None,
   log=print,
 ):
   """Trains every row of `plan(rows)` with every seed.
 
   Args:
-    load_dataset: fn(features, tag_scheme) -> ner.Dataset (cached here).
+    load_dataset: fn(features, tag_scheme, case_augment) -> ner.Dataset
+      (cached here).
     model_cfg, cfg, hyper: the settings a row does not vary
       (model.ModelConfig, classifier.TrainConfig, engine.Hyper scalars;
       e.g. the features' size, model_cfg.feature_dim).
     seeds: the seeds of every row.
     rows: 'all', 'added', 'removed' or 'beyond'.
-    cross: fn(ds, params, model_cfg, cfg, decode, o_bias) -> the scores of
-      another corpus (tagging.evaluate's), or None.
+    scorers: {key: fn(ds, params, model_cfg, cfg, decode, o_bias) -> scores
+      (tagging.evaluate's)} of each trained model, key one of SCORERS.
     log: progress printer.
 
   Returns:
-    [{'path', 'label', 'setting', 'seed', 'dev', 'test'?, 'cross'?,
-      'train_seconds', 'words_per_sec', 'wall_seconds', 'selected'}], one
-    per row and seed.
+    [{'path', 'label', 'setting', 'seed', 'dev', 'test'?, each key of
+      scorers, 'train_seconds', 'words_per_sec', 'wall_seconds',
+      'selected'}], one per row and seed.
   """
   datasets, results = {}, []
   steps = plan(rows)
   for i, (path, label, s) in enumerate(steps):
     features = tuple(f for f in s.features if f != 'document')
-    key = (features, s.tag_scheme)
+    key = (features, s.tag_scheme, s.case_augment)
     if key not in datasets:
-      datasets[key] = load_dataset(features, s.tag_scheme)
+      datasets[key] = load_dataset(*key)
     ds = datasets[key]
     for seed in seeds:
       log(f'== row {i + 1}/{len(steps)} {label}, seed {seed}')
@@ -200,8 +209,8 @@ def run(
       }
       if 'test' in result:
         r['test'] = result['test']
-      if cross is not None:
-        r['cross'] = cross(
+      for key, score in (scorers or {}).items():
+        r[key] = score(
           trained.ds,
           trained.params,
           row_model,
@@ -213,7 +222,7 @@ def run(
         f'   dev F1 {r["dev"]["f1"]:.2f}'
         + f' (unseen {r["dev"].get("unseen", {}).get("f1", float("nan")):.2f})'
         + (f', test F1 {r["test"]["f1"]:.2f}' if 'test' in r else '')
-        + (f', cross F1 {r["cross"]["f1"]:.2f}' if 'cross' in r else '')
+        + ''.join(f', {k} F1 {r[k]["f1"]:.2f}' for k in SCORERS if k in r)
         + f' in {wall:.0f}s ({r["words_per_sec"]:,.0f} words/s)'
       )
       results.append(r)
@@ -225,7 +234,7 @@ def summarize(results):
   change from the reference row and whether it exceeds the seeds' spread.
 
   Returns [{'path', 'label', 'dev': [f1 per seed], 'test': [...] or None,
-  'precision', 'recall', 'unseen' (or None), 'cross' (or None): [...],
+  'precision', 'recall', 'unseen' and each of SCORERS (or None): [...],
   'delta', 'exceeds', 'train_seconds', 'words_per_sec', 'wall_seconds'}];
   an 'added' or 'beyond' row's reference is the row above it, a 'removed'
   row's the full model.
@@ -257,7 +266,9 @@ def summarize(results):
         'unseen': [r['dev']['unseen']['f1'] for r in rs]
         if 'unseen' in rs[0]['dev']
         else None,
-        'cross': [r['cross']['f1'] for r in rs] if 'cross' in rs[0] else None,
+        **{
+          k: [r[k]['f1'] for r in rs] if k in rs[0] else None for k in SCORERS
+        },
         'per_type': {
           t: float(np.mean([r['dev']['per_type'][t]['f1'] for r in rs]))
           for t in rs[0]['dev']['per_type']

@@ -16,7 +16,11 @@ def _optional(rows, key):
   return any(r.get(key) is not None for r in rows)
 
 
-GENERALIZATION = (('unseen', 'dev unseen F1'), ('cross', 'cross-domain F1'))
+GENERALIZATION = (
+  ('unseen', 'dev unseen F1'),
+  ('lowercased', 'lowercased dev F1'),
+  ('cross', 'cross-domain F1'),
+)
 
 
 def table(rows):
@@ -138,9 +142,11 @@ def write_outputs(workdir, results, *, data_dir, seeds):
     "larger of the two rows' ranges over seeds (max - min). dev P and R are "
     'the mean precision and recall; "dev unseen F1" scores only the dev '
     'entities whose string is no training entity (and the predictions whose '
-    'string is none; research/novelty.py); "cross-domain F1" is the F1 of '
-    'the model on another corpus of the same types, tagged as `evaluate` '
-    'does (entry point flag --cross_data). Times are per run: training '
+    'string is none; research/novelty.py); "lowercased dev F1" scores dev '
+    'with every word lowercased (casing that such text does not break); '
+    '"cross-domain F1" is the F1 of the model on another corpus of the same '
+    'types, tagged as `evaluate` does (entry point flag --cross_data). Times '
+    'are per run: training '
     '(the compiled steps), and wall (data preparation excluded; evaluation, '
     'compilation and both passes of document context included). '
     + render.F1_DEFINITION
