@@ -100,23 +100,39 @@ def csv_table(rows):
 
 
 def plot(rows, path):
-  fig, (ax,) = render.figure(width=7.5, height=0.35 * len(rows) + 1.5)
-  labels = [r['label'] for r in rows][::-1]
-  means = [np.mean(r['dev']) for r in rows][::-1]
-  stds = [np.std(r['dev']) for r in rows][::-1]
+  """Bars of each row's mean +- std over seeds: dev F1, and beside it each
+  generalization measure the rows have (unseen, lowercased, cross-domain)."""
+  panels = [('dev', 'dev entity F1 (%)')] + [
+    (key, name) for key, name in GENERALIZATION if _optional(rows, key)
+  ]
+  fig, axes = render.figure(
+    ncols=len(panels),
+    width=7.5 if len(panels) == 1 else 3.6,
+    height=0.35 * len(rows) + 1.5,
+  )
   color = {'added': 'tab:blue', 'removed': 'tab:orange', 'beyond': 'tab:green'}
   colors = [color[r['path']] for r in rows][::-1]
-  ax.barh(range(len(rows)), means, xerr=stds, color=colors, capsize=3)
-  ax.set_yticks(range(len(rows)), labels, fontsize=8)
-  low = min(means) - 2
-  ax.set_xlim(low, max(means) + 1)
-  ax.set_xlabel('dev entity F1 (%), mean +- std over seeds')
-  ax.set_title(
+  labels = [r['label'] for r in rows][::-1]
+  for i, (ax, (key, name)) in enumerate(zip(axes, panels)):
+    values = [r[key] or [np.nan] for r in rows][::-1]
+    means = [np.mean(v) for v in values]
+    ax.barh(
+      range(len(rows)),
+      means,
+      xerr=[np.std(v) for v in values],
+      color=colors,
+      capsize=3,
+    )
+    ax.set_yticks(range(len(rows)), labels if i == 0 else [], fontsize=8)
+    if key in ('dev', 'unseen'):  # near the top: show the differences
+      ax.set_xlim(np.nanmin(means) - 2, np.nanmax(means) + 1)
+    ax.set_xlabel(f'{name}, mean +- std', fontsize=8)
+    ax.grid(alpha=0.3, axis='x')
+  fig.suptitle(
     'added one at a time (blue), removed from the full (orange), beyond it '
     '(green)',
     fontsize=9,
   )
-  ax.grid(alpha=0.3, axis='x')
   return render.save(fig, path)
 
 
