@@ -199,3 +199,18 @@ def test_results_page_update_keeps_the_other_sections(tmp_path):
   assert [h for h, _ in results_page.kept_sections(page, set())] == [
     'train: a-run2'
   ]
+
+
+def test_ablation_names_the_generalization_measures_that_moved():
+  rows = [
+    {'label': 'full', 'changes': {}},
+    {
+      'label': '+ x',
+      'changes': {'cross': (4.5, True), 'unseen': (0.3, False)},
+    },
+    {'label': '+ y', 'changes': {'lowercased': (-2.0, True)}},
+  ]
+  assert ablation_report.generalization_changes(rows) == [
+    '+ x: cross-domain F1 +4.50',
+    '+ y: lowercased dev F1 -2.00',
+  ]

@@ -229,57 +229,63 @@ def run(
   return results
 
 
+def change(values, reference):
+  """(mean difference, whether it exceeds the seeds' spread: the larger of
+  the two ranges; None with one seed), or (None, None) without both."""
+  if not values or not reference:
+    return None, None
+  delta = float(np.mean(values) - np.mean(reference))
+  if min(len(values), len(reference)) < 2:  # one seed has no spread
+    return delta, None
+  return delta, bool(abs(delta) > max(np.ptp(values), np.ptp(reference)))
+
+
+MEASURES = ('unseen', *SCORERS)  # the generalization measures of a row
+
+
 def summarize(results):
   """Rows of the table: per (path, label) the mean +- std over seeds, the
   change from the reference row and whether it exceeds the seeds' spread.
 
   Returns [{'path', 'label', 'dev': [f1 per seed], 'test': [...] or None,
-  'precision', 'recall', 'unseen' and each of SCORERS (or None): [...],
-  'delta', 'exceeds', 'train_seconds', 'words_per_sec', 'wall_seconds'}];
-  an 'added' or 'beyond' row's reference is the row above it, a 'removed'
-  row's the full model.
+  'precision', 'recall', and each of MEASURES (or None): [...], 'delta',
+  'exceeds' (of dev F1), 'changes': {measure: (delta, exceeds)},
+  'train_seconds', 'words_per_sec', 'wall_seconds'}]; an 'added' or
+  'beyond' row's reference is the row above it, a 'removed' row's the full
+  model.
   """
   groups = {}
   for r in results:
     groups.setdefault((r['path'], r['label']), []).append(r)
   rows, prev, full = [], None, None
-  added = [g for g in groups.items() if g[0][0] == 'added']
-  if added:
-    full = [r['dev']['f1'] for r in added[-1][1]]
   for (path, label), rs in groups.items():
-    dev = [r['dev']['f1'] for r in rs]
+    row = {
+      'path': path,
+      'label': label,
+      'dev': [r['dev']['f1'] for r in rs],
+      'test': [r['test']['f1'] for r in rs] if 'test' in rs[0] else None,
+      'precision': [r['dev']['precision'] for r in rs],
+      'recall': [r['dev']['recall'] for r in rs],
+      'unseen': [r['dev']['unseen']['f1'] for r in rs]
+      if 'unseen' in rs[0]['dev']
+      else None,
+      **{k: [r[k]['f1'] for r in rs] if k in rs[0] else None for k in SCORERS},
+      'per_type': {
+        t: float(np.mean([r['dev']['per_type'][t]['f1'] for r in rs]))
+        for t in rs[0]['dev']['per_type']
+      },
+      'train_seconds': float(np.mean([r['train_seconds'] for r in rs])),
+      'words_per_sec': float(np.mean([r['words_per_sec'] for r in rs])),
+      'wall_seconds': float(np.mean([r['wall_seconds'] for r in rs])),
+    }
     ref = full if path == 'removed' else prev
-    delta = exceeds = None
-    if ref is not None:
-      delta = float(np.mean(dev) - np.mean(ref))
-      if min(len(dev), len(ref)) > 1:  # one seed has no spread to exceed
-        spread = max(np.ptp(dev), np.ptp(ref))
-        exceeds = bool(abs(delta) > spread)
-    rows.append(
-      {
-        'path': path,
-        'label': label,
-        'dev': dev,
-        'test': [r['test']['f1'] for r in rs] if 'test' in rs[0] else None,
-        'precision': [r['dev']['precision'] for r in rs],
-        'recall': [r['dev']['recall'] for r in rs],
-        'unseen': [r['dev']['unseen']['f1'] for r in rs]
-        if 'unseen' in rs[0]['dev']
-        else None,
-        **{
-          k: [r[k]['f1'] for r in rs] if k in rs[0] else None for k in SCORERS
-        },
-        'per_type': {
-          t: float(np.mean([r['dev']['per_type'][t]['f1'] for r in rs]))
-          for t in rs[0]['dev']['per_type']
-        },
-        'delta': delta,
-        'exceeds': exceeds,
-        'train_seconds': float(np.mean([r['train_seconds'] for r in rs])),
-        'words_per_sec': float(np.mean([r['words_per_sec'] for r in rs])),
-        'wall_seconds': float(np.mean([r['wall_seconds'] for r in rs])),
-      }
-    )
+    row['delta'], row['exceeds'] = change(row['dev'], ref and ref['dev'])
+    row['changes'] = {
+      k: change(row[k], ref and ref[k]) for k in MEASURES if ref and row[k]
+    }
+    rows.append(row)
     if path != 'removed':
-      prev = dev
+      prev = row
+    if path == 'added':
+      full = row
   return rows

@@ -136,6 +136,22 @@ def plot(rows, path):
   return render.save(fig, path)
 
 
+def generalization_changes(rows):
+  """'row: measure +x.xx, ...' for each row whose unseen, lowercased or
+  cross-domain F1 moved beyond the seeds' spread from its reference."""
+  names = dict(GENERALIZATION)
+  out = []
+  for r in rows:
+    moved = [
+      f'{names[k]} {delta:+.2f}'
+      for k, (delta, exceeds) in r.get('changes', {}).items()
+      if exceeds
+    ]
+    if moved:
+      out.append(f'{r["label"]}: {", ".join(moved)}')
+  return out
+
+
 def write_outputs(workdir, results, *, data_dir, seeds):
   """Writes the outputs; returns the markdown table."""
   rows = study.summarize(results)
@@ -171,6 +187,12 @@ def write_outputs(workdir, results, *, data_dir, seeds):
     f'Beyond the spread: {"; ".join(gains) or "none"}. '
     f'Within it: {"; ".join(within) or "none"}.'
   )
+  if moved := generalization_changes(rows):
+    verdict += (
+      '\n\nChanges of the generalization measures beyond the spread: '
+      + '; '.join(moved)
+      + '.'
+    )
   render.write_report(
     workdir / 'report.md',
     'Ablation: what each part adds',
