@@ -586,10 +586,13 @@ def predict(fn, params, arrays, batch=8192):
   """fn(params, *arrays[i:i+batch]) over fixed-size batches, as numpy.
 
   `fn` is jitted and returns an array or a tuple of arrays with a leading
-  axis of the batch; the last batch is padded (one compiled shape) unless
-  all the data fit in one. Returns the outputs concatenated.
+  axis of the batch. The n rows are split into ceil(n / batch) batches of
+  equal size (one compiled shape; the last padded by fewer rows than a
+  batch). Returns the outputs concatenated.
   """
   n = len(arrays[0])
+  if n:
+    batch = -(-n // -(-n // batch))  # ceil(n / the number of batches)
   outs = []
   for start in range(0, n, batch):
     part = [np.asarray(a[start : start + batch]) for a in arrays]

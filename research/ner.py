@@ -519,12 +519,24 @@ def _remembered(objects, make):
   return _NOVELTY[key][1]
 
 
+def _training_entities(ds):
+  """novelty.training_entities of ds's training split, from its chunks as
+  one flat array (metrics.flat_chunks; a quarter of the time)."""
+  gold = gold_ids(ds, 'train')
+  start, end, _ = metrics.flat_chunks(gold.ids_N, gold.lengths, gold.tags)
+  # Positions count one boundary after each sentence, as flat_chunks's.
+  tokens_P = [t for s in ds.splits['train'] for t in (*s.tokens, None)]
+  return novelty.Entities(
+    tuple(tokens_P[a:b]) for a, b in zip(start.tolist(), end.tolist())
+  )
+
+
 def gold_novelty(ds, split):
   """(the gold chunks of ds.splits[split], as metrics.flat_chunks gives
   them; its novelty.Entities.table against the entities of ds.splits['train'])
   (remembered: a Dataset trained on a subset shares dev, not train)."""
   sentences, train = ds.splits[split], ds.splits['train']
-  entities = _remembered((train,), lambda: novelty.training_entities(train))
+  entities = _remembered((train,), lambda: _training_entities(ds))
 
   def make():
     gold = gold_ids(ds, split)

@@ -221,3 +221,16 @@ def test_the_lines_show_the_unseen_scores():
   rows = {line.split()[0]: line.split()[1:] for line in text.splitlines()}
   assert rows['unseen'] == ['50.00', '66.67', '57.14', '3', '4', '2']
   assert rows['seen'] == ['66.67', '66.67', '66.67', '3', '3', '2']
+
+
+def test_training_entities_from_flat_chunks_equal_per_sentence(tmp_path):
+  """ner's flat construction of the training entities (what every
+  evaluation uses) gives novelty.training_entities' strings."""
+  ds = ner.load_dataset(
+    write_corpus(tmp_path / 'c'), embeddings='random', log=lambda _: None
+  )
+  assert len(ner._training_entities(ds)) > 3
+  assert (
+    ner._training_entities(ds).strings
+    == novelty.training_entities(ds.splits['train']).strings
+  )
