@@ -12,6 +12,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import time
 
 import numpy as np
@@ -213,3 +214,23 @@ def test_ctrl_c_says_where_the_run_stopped(corpus, tmp_path):
   assert step and int(step.group(1)) % 20 == 0, lines[0]
   assert str(run) in lines[0] and '--resume continues' in lines[0]
   assert int(step.group(1)) in map(int, _complete_checkpoints(run))
+
+
+def test_a_library_log_of_the_interrupt_is_left_out():
+  """The Ctrl-C line is ours alone: a record a library logs with the
+  KeyboardInterrupt it caught (orbax, waiting for a checkpoint) is dropped,
+  any other kept."""
+  import logging as std_logging  # noqa: PLC0415
+
+  from experiments import _run  # noqa: PLC0415
+
+  def record(exc):
+    try:
+      raise exc
+    except BaseException:  # noqa: BLE001
+      return std_logging.LogRecord(
+        'absl', std_logging.ERROR, 'f.py', 1, 'failed', None, sys.exc_info()
+      )
+
+  assert not _run._not_an_interrupt(record(KeyboardInterrupt()))
+  assert _run._not_an_interrupt(record(ValueError('kept')))
