@@ -279,7 +279,10 @@ def write(run_dirs, page, *, readme=None, overwrite=False, update=False):
   if update:
     kept = kept_sections(page, {heading for heading, _ in sections})
     if kept:
-      sources += ' (the other sections are kept from an earlier gathering)'
+      sources += (
+        '; the other sections are kept from an earlier gathering, each '
+        'measuring the configuration its flag file names'
+      )
     sections = sorted(kept + sections, key=lambda s: _order(s[0]))
   page.parent.mkdir(parents=True, exist_ok=True)
   render.write_report(
