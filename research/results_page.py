@@ -212,6 +212,50 @@ def _order(heading):
   return (ENTRY_ORDER.index(entry) if entry in ENTRY_ORDER else 99, name)
 
 
+def _section(run_dir, entry, assets, page):
+  """(heading, body) of one run's section; its flags.txt and plots are
+  copied into `assets` (emptied first)."""
+  run_name = run_dir.name
+  if assets.exists():
+    shutil.rmtree(assets)
+  assets.mkdir(parents=True)
+  shutil.copy(run_dir / 'flags.txt', assets / 'flags.txt')
+  rel = os.path.relpath(assets, page.parent)
+  if entry == 'train':
+    if not (run_dir / 'result.json').is_file():
+      raise UserError(f'{run_dir}: no result.json; the run did not finish')
+    body = _relink(
+      train_section(run_dir, assets), {'curves.png': f'{rel}/curves.png'}
+    )
+  else:
+    source = next(
+      (
+        run_dir / n
+        for n in ('report.md', 'bench.md')
+        if (run_dir / n).is_file()
+      ),
+      None,
+    )
+    if source is None:
+      raise UserError(
+        f'{run_dir}: no report.md or bench.md; the run did not finish'
+      )
+    body = source.read_text()
+    body = re.sub(r'^# .*\n', '', body, count=1)
+    body = re.sub(r'^## ', '#### ', body, flags=re.M)
+    mapping = {}
+    for png in run_dir.glob('*.png'):
+      shutil.copy(png, assets / png.name)
+      mapping[png.name] = f'{rel}/{png.name}'
+    body = _relink(body, mapping)
+  from_repo = os.path.relpath(assets / 'flags.txt')  # launch.sh's cwd
+  reproduce = (
+    f'Reproduce: `./launch.sh {entry} '
+    f'--flagfile={from_repo} --workdir=runs/{run_name}`'
+  )
+  return f'{entry}: {run_name}', f'{reproduce}\n\n{body}'
+
+
 def write(run_dirs, page, *, readme=None, overwrite=False, update=False):
   """Writes the results page (and README's headline) from `run_dirs`; with
   `update`, the sections of the page's other runs are kept as they were
@@ -236,45 +280,7 @@ def write(run_dirs, page, *, readme=None, overwrite=False, update=False):
   asset_root = page.parent / 'results'
   sections = []
   for _, run_name, entry, run_dir in runs:
-    assets = asset_root / run_name
-    if assets.exists():
-      shutil.rmtree(assets)
-    assets.mkdir(parents=True)
-    shutil.copy(run_dir / 'flags.txt', assets / 'flags.txt')
-    rel = os.path.relpath(assets, page.parent)
-    if entry == 'train':
-      if not (run_dir / 'result.json').is_file():
-        raise UserError(f'{run_dir}: no result.json; the run did not finish')
-      body = _relink(
-        train_section(run_dir, assets), {'curves.png': f'{rel}/curves.png'}
-      )
-    else:
-      source = next(
-        (
-          run_dir / n
-          for n in ('report.md', 'bench.md')
-          if (run_dir / n).is_file()
-        ),
-        None,
-      )
-      if source is None:
-        raise UserError(
-          f'{run_dir}: no report.md or bench.md; the run did not finish'
-        )
-      body = source.read_text()
-      body = re.sub(r'^# .*\n', '', body, count=1)
-      body = re.sub(r'^## ', '#### ', body, flags=re.M)
-      mapping = {}
-      for png in run_dir.glob('*.png'):
-        shutil.copy(png, assets / png.name)
-        mapping[png.name] = f'{rel}/{png.name}'
-      body = _relink(body, mapping)
-    from_repo = os.path.relpath(assets / 'flags.txt')  # launch.sh's cwd
-    reproduce = (
-      f'Reproduce: `./launch.sh {entry} '
-      f'--flagfile={from_repo} --workdir=runs/{run_name}`'
-    )
-    sections.append((f'{entry}: {run_name}', f'{reproduce}\n\n{body}'))
+    sections.append(_section(run_dir, entry, asset_root / run_name, page))
   sources = _sources([r[3] for r in runs])
   if update:
     kept = kept_sections(page, {heading for heading, _ in sections})

@@ -339,11 +339,9 @@ def train(
   )
   clock.merge(fitted.stats['seconds'])
   with clock('evaluate'):
-    params, result = scored(ds, fitted, model_cfg, cfg.objective, decode, log)
-    if tune_o_bias:
-      result.update(
-        with_o_bias(ds, params, model_cfg, cfg.objective, decode, log)
-      )
+    params, result = scored(
+      ds, fitted, model_cfg, cfg.objective, decode, log, tune_o_bias
+    )
   result['seconds'] = clock.seconds
   if first is not None:
     params = two_passes.with_first_pass(params, first.params)
@@ -374,9 +372,10 @@ def with_o_bias(ds, params, model_cfg, objective, decode, log):
   return out
 
 
-def scored(ds, fitted, model_cfg, objective, decode, log):
+def scored(ds, fitted, model_cfg, objective, decode, log, tune_o_bias=False):
   """(the selected parameters of a fitted model, its result: dev and test
-  scores, which evaluation was kept, the loop's stats, ...)."""
+  scores, which evaluation was kept, the loop's stats, ...; with
+  tune_o_bias, scored with the bias against O chosen on dev: `with_o_bias`)."""
   last = one_model_row(fitted.history[-1])
   ensemble = is_stack(fitted.params)
   params = one_model(fitted.params, ensemble)
@@ -403,6 +402,8 @@ def scored(ds, fitted, model_cfg, objective, decode, log):
     result['test'] = ner.evaluate(
       params, ds, 'test', model_cfg, objective, decode
     )
+  if tune_o_bias:
+    result.update(with_o_bias(ds, params, model_cfg, objective, decode, log))
   return params, result
 
 
