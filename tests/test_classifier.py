@@ -358,3 +358,54 @@ def test_training_learns_a_synthetic_corpus(corpus, objective):
   assert result['dev']['f1'] > 90, result['dev']
   assert result['test']['f1'] > 90, result['test']
   assert result['train_windows_per_sec'] > 0
+
+
+@pytest.mark.parametrize('model', ['hidden', 'scorer', 'softmax'])
+def test_init_params_are_the_eager_draws(model):
+  """model.init_params draws in one compiled program and scales on the
+  host: the very floats of the eager formulas (0.1 N(0, 1) tables, Glorot
+  uniform matrices), bit for bit."""
+  cfg = model_lib.ModelConfig(model=model, hidden=7)
+  key = jax.random.key(3)
+  got = model_lib.init_params(
+    key,
+    cfg,
+    vocab_size=11,
+    num_classes=4,
+    embed_dim=6,
+    feature_rows=9,
+    feature_kinds=2,
+    feature_dim=3,
+  )
+  k_l, k_case, k_1, k_2 = jax.random.split(key, 4)
+  glorot = jax.nn.initializers.glorot_uniform()
+  D = 5 * (6 + 5 + 2 * 3)
+  want = {
+    'L': 0.1 * jax.random.normal(k_l, (11, 6), jnp.float32),
+    'L_case': 0.1 * jax.random.normal(k_case, (8, 5)),
+    'L_feat': 0.1
+    * jax.random.normal(jax.random.fold_in(key, 5), (9, 3), jnp.float32),
+  }
+  if model == 'softmax':
+    want['W'] = jnp.zeros((4, D))
+  else:
+    want['W' if model == 'scorer' else 'V'] = glorot(k_1, (7, D), jnp.float32)
+    second = glorot(k_2, (1 if model == 'scorer' else 4, 7), jnp.float32)
+    want.update({'U': second[0]} if model == 'scorer' else {'W': second})
+  for name, value in want.items():
+    np.testing.assert_array_equal(got[name], value, err_msg=name)
+
+
+def test_glorot_scale_is_jax_float32_arithmetic():
+  """The host's Glorot scale is jax's own float32 sqrt(3 variance), for many
+  shapes (a float64 scale would differ in the last bit for some)."""
+  rng = np.random.default_rng(0)
+  ones = [
+    np.ones((a, b), np.float32) for a, b in rng.integers(1, 2000, (300, 2))
+  ]
+  got = [model_lib._glorot(u)[0, 0] for u in ones]
+  want = [
+    jnp.sqrt(3 * jnp.array(1 / ((a + b) / 2), jnp.float32))
+    for a, b in (u.shape for u in ones)
+  ]
+  np.testing.assert_array_equal(got, want)
