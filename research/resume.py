@@ -9,17 +9,23 @@ parameters as extra arrays). A resumed run ends as an uninterrupted one
 would: the data order and the PRNG keys follow from (seed, step).
 """
 
+import copy
+
 
 def save(checkpoint, loop, history, best=None):
   """Checkpoints `loop` (an engine.Loop) at its step, with the history
   and, when given, a selection.BestDev's parameters and record."""
   extra_tree, extra_record = best.get() if best is not None else ({}, None)
-  record = {
-    'step': loop.step,
-    'history': history,
-    **loop.meter.record(),
-    'extra': extra_record,
-  }
+  # A copy: the record is written in the background (research.checkpoint),
+  # while the run goes on appending to its history.
+  record = copy.deepcopy(
+    {
+      'step': loop.step,
+      'history': history,
+      **loop.meter.record(),
+      'extra': extra_record,
+    }
+  )
   checkpoint.save(loop.step, loop.state, extra_tree, record)
 
 

@@ -234,3 +234,28 @@ def test_a_library_log_of_the_interrupt_is_left_out():
 
   assert not _run._not_an_interrupt(record(KeyboardInterrupt()))
   assert _run._not_an_interrupt(record(ValueError('kept')))
+
+
+def test_a_checkpoint_record_is_not_the_live_history():
+  """resume.save hands the checkpoint a copy of the history: the record is
+  written in the background while the run appends rows (a row written into
+  an earlier checkpoint would be evaluated again after a resume)."""
+  from research import resume  # noqa: PLC0415
+
+  class Saved:
+    def save(self, step, state, extra, record):
+      self.record = record
+
+  class Meter:
+    def record(self):
+      return {'sums': [1.0]}
+
+  class Loop:
+    step, state, meter = 40, {}, Meter()
+
+  history = [{'step': 20, 'dev': {'f1': 50.0}}]
+  checkpoint = Saved()
+  resume.save(checkpoint, Loop(), history)
+  history.append({'step': 40, 'dev': {'f1': 60.0}})
+  history[0]['dev']['f1'] = 0.0
+  assert checkpoint.record['history'] == [{'step': 20, 'dev': {'f1': 50.0}}]
