@@ -128,17 +128,7 @@ def _from_flags(holders, overrides):
 
 
 def model_config(**overrides):
-  cfg = _model_config(**overrides)
-  if cfg.char_width % 2 == 0:
-    raise UserError(
-      f'--char_width={cfg.char_width}: the character filters are centered '
-      'on a character; pass an odd width (e.g. 3)'
-    )
-  return cfg
-
-
-def _model_config(**overrides):
-  return model_lib.ModelConfig(
+  cfg = model_lib.ModelConfig(
     **_from_flags(
       dict(
         model=_flags.MODEL,
@@ -154,6 +144,12 @@ def _model_config(**overrides):
       overrides,
     )
   )
+  if cfg.char_width % 2 == 0:
+    raise UserError(
+      f'--char_width={cfg.char_width}: the character filters are centered '
+      'on a character; pass an odd width (e.g. 3)'
+    )
+  return cfg
 
 
 def train_config(**overrides):

@@ -44,6 +44,7 @@ from absl import flags
 from absl import logging
 import jax
 
+from research import errors
 from research import parallel
 from research import workdir as workdir_lib
 from research.errors import UserError
@@ -131,19 +132,11 @@ def _compilation_cache(path):
   jax.config.update('jax_persistent_cache_min_entry_size_bytes', 0)
 
 
-def _not_an_interrupt(record):
-  """A logging filter: False for a record that carries a KeyboardInterrupt."""
-  return not (record.exc_info and record.exc_info[0] is KeyboardInterrupt)
-
-
 def _guarded(main, argv):
   # Progress is printed as lines of our own; libraries' info logs (orbax
   # logs each checkpoint) are left out.
   logging.set_verbosity(logging.WARNING)
-  # A Ctrl-C that lands while a library waits (orbax, for a checkpoint being
-  # written) is logged by it with a traceback before it reaches us; the
-  # interrupt is said in one line of ours (`run`).
-  logging.get_absl_logger().addFilter(_not_an_interrupt)
+  logging.get_absl_logger().addFilter(errors.not_an_interrupt)
   if len(argv) > 1:
     _fail(
       f'unexpected arguments {" ".join(argv[1:])!r}; flags are written '

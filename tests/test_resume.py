@@ -222,7 +222,7 @@ def test_a_library_log_of_the_interrupt_is_left_out():
   any other kept."""
   import logging as std_logging  # noqa: PLC0415
 
-  from experiments import _run  # noqa: PLC0415
+  from research import errors  # noqa: PLC0415
 
   def record(exc):
     try:
@@ -232,8 +232,8 @@ def test_a_library_log_of_the_interrupt_is_left_out():
         'absl', std_logging.ERROR, 'f.py', 1, 'failed', None, sys.exc_info()
       )
 
-  assert not _run._not_an_interrupt(record(KeyboardInterrupt()))
-  assert _run._not_an_interrupt(record(ValueError('kept')))
+  assert not errors.not_an_interrupt(record(KeyboardInterrupt()))
+  assert errors.not_an_interrupt(record(ValueError('kept')))
 
 
 def test_a_checkpoint_record_is_not_the_live_history():
