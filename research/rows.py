@@ -4,9 +4,16 @@
 gather with batch dimensions, which XLA:CPU runs several times slower than
 S plain gathers of the same rows (the vmapped sweep spent about a third of
 its step in them). Each function here is what its docstring says for one
-table; under vmap its rule folds the S tables into one [S*V, ...] table and
-offsets configuration s's ids by s*V, so the rows move with one plain gather
-or scatter.
+table; under vmap its rule indexes the stacked table by (configuration,
+row) pairs, so the rows of all S configurations move with one plain
+gather or scatter, in place.
+
+Not by folding the stack into one [S*V, ...] table with offset ids: on a
+GPU, XLA then copied every whole stacked table once per step (the reshape
+feeding a fused scatter is not updated in place), so a 64-configuration
+stack took 18.7x one configuration's time, and 14x longer with the 400k
+vocabulary than with CoNLL's 22k; indexed by pairs, 4.7x and 0.99x
+(`./launch.sh bench --sweep_configs=64` on an H200, docs/results.md).
 """
 
 from jax import custom_batching
@@ -17,14 +24,14 @@ def _batched(x, batched, size):
   return x if batched else jnp.broadcast_to(x, (size,) + jnp.shape(x))
 
 
-def _fold(table_SxVx_, ids_Sx_):
-  """One [S*V, ...] table and ids offset into it, [S, ...]."""
-  S, V = table_SxVx_.shape[:2]
-  flat = table_SxVx_.reshape((S * V,) + table_SxVx_.shape[2:])
-  offset = (jnp.arange(S, dtype=ids_Sx_.dtype) * V).reshape(
+def _configs(table_SxVx_, ids_Sx_):
+  """Each id's configuration s, [S, ...] like the ids: with them, the pair
+  (s, id) names a row of the stacked table [S, V, ...]."""
+  S = table_SxVx_.shape[0]
+  s_Sx_ = jnp.arange(S, dtype=ids_Sx_.dtype).reshape(
     (S,) + (1,) * (ids_Sx_.ndim - 1)
   )
-  return flat, ids_Sx_ + offset
+  return jnp.broadcast_to(s_Sx_, ids_Sx_.shape)
 
 
 @custom_batching.custom_vmap
@@ -38,13 +45,14 @@ def _take_vmap(size, in_batched, table, ids):
   table_b, ids_b = in_batched
   if not table_b:
     return table[ids], ids_b
-  flat, ids = _fold(table, _batched(ids, ids_b, size))
-  return flat[ids], True
+  ids = _batched(ids, ids_b, size)
+  return table[_configs(table, ids), ids], True
 
 
 def _scatter(op):
   """op(table, ids, *rest) with a vmap rule that applies op once, to the
-  folded table (op must also accept ids of any shape)."""
+  stacked table with (configuration, row) index pairs: op must also accept
+  ids of any shape, and a tuple of index arrays (ids[-1] the rows)."""
   fn = custom_batching.custom_vmap(op)
 
   @fn.def_vmap
@@ -52,8 +60,7 @@ def _scatter(op):
     table, ids, *rest = (
       _batched(x, b, size) for x, b in zip((table, ids, *rest), in_batched)
     )
-    flat, ids = _fold(table, ids)
-    return op(flat, ids, *rest).reshape(table.shape), True
+    return op(table, (_configs(table, ids), ids), *rest), True
 
   return fn
 
@@ -72,10 +79,11 @@ def put_distinct(table, ids, values, keep):
   unique); the others write nothing: they are sent to distinct indices past
   the table's rows, which the scatter drops.
   """
-  past = table.shape[0] + jnp.arange(ids.size, dtype=ids.dtype).reshape(
-    ids.shape
-  )
-  return table.at[jnp.where(keep, ids, past)].set(
+  lead, row_ids = (ids[:-1], ids[-1]) if isinstance(ids, tuple) else ((), ids)
+  past = table.shape[len(lead)] + jnp.arange(
+    row_ids.size, dtype=row_ids.dtype
+  ).reshape(row_ids.shape)
+  return table.at[(*lead, jnp.where(keep, row_ids, past))].set(
     values, mode='drop', unique_indices=True
   )
 

@@ -364,7 +364,13 @@ def test_training_learns_a_synthetic_corpus(corpus, objective):
 def test_init_params_are_the_eager_draws(model):
   """model.init_params draws in one compiled program and scales on the
   host: the very floats of the eager formulas (0.1 N(0, 1) tables, Glorot
-  uniform matrices), bit for bit."""
+  uniform matrices), bit for bit, as XLA:CPU computes them. (The host's
+  numbers on every backend: a GPU's eager sqrt may differ in the last bit.)"""
+  with jax.default_device(jax.devices('cpu')[0]):
+    _init_params_are_the_eager_draws(model)
+
+
+def _init_params_are_the_eager_draws(model):
   cfg = model_lib.ModelConfig(model=model, hidden=7)
   key = jax.random.key(3)
   got = model_lib.init_params(
@@ -397,15 +403,17 @@ def test_init_params_are_the_eager_draws(model):
 
 
 def test_glorot_scale_is_jax_float32_arithmetic():
-  """The host's Glorot scale is jax's own float32 sqrt(3 variance), for many
-  shapes (a float64 scale would differ in the last bit for some)."""
+  """The host's Glorot scale is jax's own float32 sqrt(3 variance) on
+  XLA:CPU, for many shapes (a float64 scale would differ in the last bit for
+  some; so may a GPU's sqrt, which init_params does not use)."""
   rng = np.random.default_rng(0)
   ones = [
     np.ones((a, b), np.float32) for a, b in rng.integers(1, 2000, (300, 2))
   ]
   got = [model_lib._glorot(u)[0, 0] for u in ones]
-  want = [
-    jnp.sqrt(3 * jnp.array(1 / ((a + b) / 2), jnp.float32))
-    for a, b in (u.shape for u in ones)
-  ]
+  with jax.default_device(jax.devices('cpu')[0]):
+    want = [
+      jnp.sqrt(3 * jnp.array(1 / ((a + b) / 2), jnp.float32))
+      for a, b in (u.shape for u in ones)
+    ]
   np.testing.assert_array_equal(got, want)

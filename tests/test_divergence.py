@@ -3,7 +3,6 @@ loss or update is not finite (or whose loss passes engine.MAX_LOSS) changes
 nothing; a single run stops with one line, a sweep's other configurations
 finish as if nothing happened."""
 
-import functools
 import json
 
 import numpy as np
@@ -14,7 +13,7 @@ from research import divergence
 from research import engine
 from research import model as model_lib
 from research import ner
-from tests.conftest import bit_identical_backend
+from tests.conftest import assert_same_numbers
 from tests.conftest import run_entry
 from tests.test_entrypoints import assert_one_line_error
 
@@ -48,20 +47,15 @@ def test_a_diverged_configuration_stops_and_the_others_are_untouched(
   initial parameters and is reported diverged at step 1, while
   configuration 0 ends as in the same sweep without the injected
   divergence: bit for bit on a CPU, either way the stack runs; elsewhere to
-  float rounding (a GPU's scatter-adds are not deterministic)."""
+  float rounding (`assert_same_numbers`)."""
   ds, model_cfg = small
   init_1 = ner.init_params(ds, model_cfg, 1)
   bad, _, bad_stats = _fit(ds, model_cfg, [0.0, np.nan], optimizer)
   good, _, good_stats = _fit(ds, model_cfg, [0.0, 1e-4], optimizer)
   assert bad_stats['diverged_at'] == [None, 1]
   assert good_stats['diverged_at'] == [None, None]
-  same = (
-    np.testing.assert_array_equal
-    if bit_identical_backend()
-    else functools.partial(np.testing.assert_allclose, rtol=1e-5, atol=1e-6)
-  )
   for k in bad:
-    same(np.asarray(bad[k][0]), np.asarray(good[k][0]))
+    assert_same_numbers(bad[k][0], good[k][0])
     np.testing.assert_array_equal(np.asarray(bad[k][1]), init_1[k])
 
 
