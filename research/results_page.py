@@ -3,10 +3,11 @@
 Each section is one run directory: a study's report.md (ablation, sweep,
 window_margin, freeze_vs_finetune, loop_vs_matrix), a bench.md, or, for an
 `experiments.train` run, a table made from result.json and a learning curve
-from metrics.jsonl. The run's flags.txt and plots are copied beside the page
+from metrics.jsonl; a note.md in the run directory (where or how it ran)
+heads its section. The run's flags.txt and plots are copied beside the page
 (`<page dir>/results/<run name>/`), so the page holds its own figures and
 says how to reproduce each run. The README's headline table (between the
-markers HEADLINE_START and HEADLINE_END) is rewritten from the train runs,
+markers HEADLINE_START and HEADLINE_END) is rewritten from the CPU's train runs,
 so every number is written by the program that measured it.
 """
 
@@ -16,6 +17,7 @@ import re
 import shutil
 
 from research import render
+from research import timing
 from research import workdir as workdir_lib
 from research.errors import UserError
 
@@ -95,6 +97,14 @@ def train_section(run_dir, assets):
     f'{result["train_seconds"]:.1f}s training, '
     f'{result["compile_seconds"]:.1f}s compiling.'
   )
+  if 'wall' in result:
+    body += f' The whole run: {timing.line(result["wall"])}.'
+  backend = result.get('backend')
+  if backend:
+    body += (
+      f'\n\nMachine: {backend["device"]} ({backend["platform"]}), jax '
+      f'{backend["jax"]}, matmul precision {backend["matmul_precision"]}.'
+    )
   metrics_path = run_dir / 'metrics.jsonl'
   if metrics_path.is_file():
     curve = workdir_lib.read_jsonl(metrics_path)
@@ -127,6 +137,13 @@ def train_section(run_dir, assets):
       + examples.read_text()
     )
   return body
+
+
+def _on_cpu(run_dir):
+  """Whether a train run ran on a CPU (the README's headline is the CPU's;
+  the other machines' runs are on the page)."""
+  result = workdir_lib.read_json(run_dir / 'result.json')
+  return result.get('backend', {}).get('platform', 'cpu') == 'cpu'
 
 
 def headline(train_dirs):
@@ -253,6 +270,9 @@ def _section(run_dir, entry, assets, page):
     f'Reproduce: `./launch.sh {entry} '
     f'--flagfile={from_repo} --workdir=runs/{run_name}`'
   )
+  note = run_dir / 'note.md'  # where and how the run ran, when it matters
+  if note.is_file():
+    reproduce = f'{note.read_text().strip()}\n\n{reproduce}'
   return f'{entry}: {run_name}', f'{reproduce}\n\n{body}'
 
 
@@ -310,7 +330,7 @@ batch 256, 10 epochs, on a 2-core x86-64 CPU with the versions of
     + sections,
   )
   if readme is not None:
-    train_dirs = [r[3] for r in runs if r[2] == 'train']
+    train_dirs = [r[3] for r in runs if r[2] == 'train' and _on_cpu(r[3])]
     readme = pathlib.Path(readme)
     text = readme.read_text()
     pattern = re.compile(
