@@ -132,6 +132,18 @@ def _compilation_cache(path):
   jax.config.update('jax_persistent_cache_min_entry_size_bytes', 0)
 
 
+def backend():
+  """Where a run ran, for its results: the platform, the device, jax's
+  version and the matmul precision asked for ('default': the backend's own,
+  TF32 on an NVIDIA GPU, bfloat16 passes on a TPU)."""
+  return {
+    'platform': jax.default_backend(),
+    'device': str(jax.devices()[0].device_kind),
+    'jax': jax.__version__,
+    'matmul_precision': _flag_value('matmul_precision', 'default'),
+  }
+
+
 def _guarded(main, argv):
   # Progress is printed as lines of our own; libraries' info logs (orbax
   # logs each checkpoint) are left out.

@@ -81,7 +81,7 @@ def main(_):
   )
   table = objective_l2_report.write_outputs(
     workdir,
-    sweep,
+    dict(sweep, backend=_run.backend()),
     data_dir=_flags.DATA_DIR.value,
     model_cfg=model_cfg,
     cfg=cfg,

@@ -14,7 +14,6 @@ experiments/_flags.py; --help lists every flag this entry point reads.
 """
 
 from absl import flags
-import jax
 
 from experiments import _configs
 from experiments import _flags
@@ -108,12 +107,7 @@ def main(_):
   # result.json last, with where the run's time went.
   wall = timing.process_seconds() or sum(clock.seconds.values())
   result['wall'] = timing.breakdown(clock.seconds, wall)
-  result['backend'] = {
-    'platform': jax.default_backend(),
-    'device': str(jax.devices()[0].device_kind),
-    'jax': jax.__version__,
-    'matmul_precision': _flags.MATMUL_PRECISION.value,
-  }
+  result['backend'] = _run.backend()
   workdir_lib.write_json(workdir / 'result.json', result)
   _report(result, workdir, log)
 

@@ -108,6 +108,17 @@ def _get(d, path):
   return d
 
 
+def _machine(backend):
+  """'; on <device> ...' of results.json's backend (sweeps since it was
+  recorded)."""
+  if not backend:
+    return ''
+  return (
+    f'; on {backend["device"]} ({backend["platform"]}), jax '
+    f'{backend["jax"]}, matmul precision {backend["matmul_precision"]}'
+  )
+
+
 def write_outputs(
   workdir, sweep, *, data_dir, model_cfg, cfg, lr, epochs, seeds, has_test
 ):
@@ -155,6 +166,7 @@ def write_outputs(
           if 'first_pass' in sweep
           else ''
         )
+        + _machine(sweep.get('backend'))
         + f' (all flags: flags.txt). L2 covers the weight matrices{covers}. '
         + render.F1_DEFINITION
         + ' Mean +- std over seeds; * marks the best L2 per objective '
