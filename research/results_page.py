@@ -183,6 +183,19 @@ def headline(train_dirs):
   )
 
 
+def _merge_rows(table, old):
+  """`table` (a markdown table, first column the run) with the rows of the
+  `old` table's other runs, all rows ordered by run."""
+  lines = table.split('\n')
+  head, rows = lines[:2], lines[2:]
+  names = {r.split('|')[1].strip() for r in rows}
+  for line in old.split('\n')[3:]:  # past the marker, header and rule
+    if line.startswith('|') and line.split('|')[1].strip() not in names:
+      rows.append(line)
+  rows.sort(key=lambda r: r.split('|')[1].strip())
+  return '\n'.join(head + rows)
+
+
 def _check_writable(path, overwrite):
   if path.exists() and not overwrite and MARKER not in path.read_text():
     raise UserError(
@@ -336,8 +349,11 @@ batch 256, 10 epochs, on a 2-core x86-64 CPU with the versions of
     pattern = re.compile(
       re.escape(HEADLINE_START) + '.*?' + re.escape(HEADLINE_END), re.S
     )
-    if train_dirs and pattern.search(text):
+    old = pattern.search(text)
+    if train_dirs and old:
       table = headline(train_dirs)
+      if update:  # the rows of the runs not gathered now stay
+        table = _merge_rows(table, old.group(0))
       readme.write_text(
         pattern.sub(
           lambda _: f'{HEADLINE_START}\n{table}\n{HEADLINE_END}', text

@@ -201,6 +201,53 @@ def test_results_page_update_keeps_the_other_sections(tmp_path):
   ]
 
 
+def test_readme_headline_update_keeps_other_rows_and_only_cpu_runs(tmp_path):
+  """report --update rewrites the README's rows of the runs it gathers and
+  keeps the others; a run on another backend gets a section (its machine,
+  its note.md) but no headline row."""
+
+  def train_run(name, f1, platform='cpu'):
+    run = tmp_path / 'runs' / name
+    run.mkdir(parents=True, exist_ok=True)
+    (run / 'flags.txt').write_text('# ./launch.sh train\n--data_dir=d\n')
+    scores = {'precision': f1, 'recall': f1, 'f1': f1, 'accuracy': 1.0}
+    (run / 'result.json').write_text(
+      json.dumps(
+        {
+          'dev': scores,
+          'train_windows_per_sec': 1.0,
+          'train_seconds': 1.0,
+          'compile_seconds': 1.0,
+          'backend': {
+            'platform': platform,
+            'device': f'a {platform}',
+            'jax': '0.0',
+            'matmul_precision': 'default',
+          },
+        }
+      )
+    )
+    return run
+
+  readme = tmp_path / 'README.md'
+  readme.write_text(
+    f'top\n{results_page.HEADLINE_START}\n{results_page.HEADLINE_END}\nend\n'
+  )
+  page = tmp_path / 'page' / 'results.md'
+  runs = [train_run('a-run', 11.5), train_run('b-run', 22.5)]
+  results_page.write(runs, page, readme=readme)
+  gpu = train_run('gpu-run', 55.5, platform='gpu')
+  (gpu / 'note.md').write_text('On a borrowed GPU.')
+  results_page.write(
+    [train_run('b-run', 33.5), gpu], page, readme=readme, update=True
+  )
+  rows = [r for r in readme.read_text().splitlines() if r.startswith('| ')]
+  assert [r.split('|')[1].strip() for r in rows[1:]] == ['a-run', 'b-run']
+  assert '11.50' in rows[1] and '33.50' in rows[2]
+  text = page.read_text()
+  assert 'On a borrowed GPU.' in text and 'Machine: a gpu (gpu)' in text
+
+
 def test_ablation_names_the_generalization_measures_that_moved():
   rows = [
     {'label': 'full', 'changes': {}},
