@@ -139,11 +139,13 @@ def test_ablation_csv_holds_numbers(tmp_path, figures):
   assert '| dev P | dev R | dev unseen F1 | cross-domain F1 |' in report
 
 
-def test_results_page_names_the_directories_it_gathered(tmp_path):
-  run = tmp_path / 'mine' / 'a-run'
-  run.mkdir(parents=True)
+def fake_train_run(root, name, f1, platform='cpu'):
+  """A finished train run's directory: flags.txt and a result.json with
+  dev scores of `f1`, run on `platform`."""
+  run = root / name
+  run.mkdir(parents=True, exist_ok=True)
   (run / 'flags.txt').write_text('# ./launch.sh train\n--data_dir=d\n')
-  scores = {'precision': 1.0, 'recall': 1.0, 'f1': 1.0, 'accuracy': 1.0}
+  scores = {'precision': f1, 'recall': f1, 'f1': f1, 'accuracy': 1.0}
   (run / 'result.json').write_text(
     json.dumps(
       {
@@ -151,9 +153,20 @@ def test_results_page_names_the_directories_it_gathered(tmp_path):
         'train_windows_per_sec': 1.0,
         'train_seconds': 1.0,
         'compile_seconds': 1.0,
+        'backend': {
+          'platform': platform,
+          'device': f'a {platform}',
+          'jax': '0.0',
+          'matmul_precision': 'default',
+        },
       }
     )
   )
+  return run
+
+
+def test_results_page_names_the_directories_it_gathered(tmp_path):
+  run = fake_train_run(tmp_path / 'mine', 'a-run', 1.0)
   page = tmp_path / 'page' / 'results.md'
   results_page.write([run], page)
   text = page.read_text()
@@ -166,21 +179,7 @@ def test_results_page_update_keeps_the_other_sections(tmp_path):
   sections of runs not given stay as they were, in the page's order."""
 
   def train_run(name, f1):
-    run = tmp_path / 'runs' / name
-    run.mkdir(parents=True)
-    (run / 'flags.txt').write_text('# ./launch.sh train\n--data_dir=d\n')
-    scores = {'precision': f1, 'recall': f1, 'f1': f1, 'accuracy': 1.0}
-    (run / 'result.json').write_text(
-      json.dumps(
-        {
-          'dev': scores,
-          'train_windows_per_sec': 1.0,
-          'train_seconds': 1.0,
-          'compile_seconds': 1.0,
-        }
-      )
-    )
-    return run
+    return fake_train_run(tmp_path / 'runs', name, f1)
 
   page = tmp_path / 'page' / 'results.md'
   results_page.write([train_run('b-run', 11.5), train_run('c-run', 22.5)], page)
@@ -207,27 +206,7 @@ def test_readme_headline_update_keeps_other_rows_and_only_cpu_runs(tmp_path):
   its note.md) but no headline row."""
 
   def train_run(name, f1, platform='cpu'):
-    run = tmp_path / 'runs' / name
-    run.mkdir(parents=True, exist_ok=True)
-    (run / 'flags.txt').write_text('# ./launch.sh train\n--data_dir=d\n')
-    scores = {'precision': f1, 'recall': f1, 'f1': f1, 'accuracy': 1.0}
-    (run / 'result.json').write_text(
-      json.dumps(
-        {
-          'dev': scores,
-          'train_windows_per_sec': 1.0,
-          'train_seconds': 1.0,
-          'compile_seconds': 1.0,
-          'backend': {
-            'platform': platform,
-            'device': f'a {platform}',
-            'jax': '0.0',
-            'matmul_precision': 'default',
-          },
-        }
-      )
-    )
-    return run
+    return fake_train_run(tmp_path / 'runs', name, f1, platform)
 
   readme = tmp_path / 'README.md'
   readme.write_text(
