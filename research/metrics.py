@@ -122,6 +122,24 @@ def _score(num_gold: int, num_pred: int, num_correct: int) -> Score:
 _cached_chunks = functools.lru_cache(maxsize=1 << 17)(chunks)
 
 
+def _result(gold_types, pred_types, correct_types, accuracy):
+  """evaluate's result from the types of the gold, predicted and correct
+  chunks (one per chunk) and the token accuracy."""
+  num_gold, num_pred, num_correct = (
+    collections.Counter(types)
+    for types in (gold_types, pred_types, correct_types)
+  )
+  per_type = {
+    t: _score(num_gold[t], num_pred[t], num_correct[t])
+    for t in sorted(num_gold.keys() | num_pred.keys())
+  }
+  return {
+    'overall': _score(len(gold_types), len(pred_types), len(correct_types)),
+    'per_type': per_type,
+    'accuracy': accuracy,
+  }
+
+
 def evaluate(
   gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]]
 ) -> dict[str, Any]:
@@ -156,19 +174,12 @@ def evaluate(
     num_tokens += len(gold_tags)
     num_same += sum(g == p for g, p in zip(gold_tags, pred_tags))
   correct = gold_spans & pred_spans
-  num_gold, num_pred, num_correct = (
-    collections.Counter(span[3] for span in spans)
-    for spans in (gold_spans, pred_spans, correct)
+  return _result(
+    *(
+      [span[3] for span in spans] for spans in (gold_spans, pred_spans, correct)
+    ),
+    100.0 * num_same / num_tokens if num_tokens else 0.0,
   )
-  per_type = {
-    t: _score(num_gold[t], num_pred[t], num_correct[t])
-    for t in sorted(num_gold.keys() | num_pred.keys())
-  }
-  return {
-    'overall': _score(len(gold_spans), len(pred_spans), len(correct)),
-    'per_type': per_type,
-    'accuracy': 100.0 * num_same / num_tokens if num_tokens else 0.0,
-  }
 
 
 # The same scores of one flat array of tag ids (the tokens of all sentences,
@@ -246,23 +257,12 @@ def evaluate_flat(gold_N, pred_N, lengths, tags) -> dict[str, Any]:
     [gold_type_at[k] == t for k, t in zip(keys, correct_type)], bool
   )
   correct_type = correct_type[same] if len(keys) else correct_type
-  num_gold, num_pred, num_correct = (
-    collections.Counter(t.tolist())
-    for t in (gold_type, pred_type, correct_type)
+  accuracy = (
+    100.0 * int(np.sum(gold_N == pred_N)) / len(gold_N) if len(gold_N) else 0.0
   )
-  per_type = {
-    t: _score(num_gold[t], num_pred[t], num_correct[t])
-    for t in sorted(num_gold.keys() | num_pred.keys())
-  }
-  return {
-    'overall': _score(len(gold_type), len(pred_type), len(correct_type)),
-    'per_type': per_type,
-    'accuracy': (
-      100.0 * int(np.sum(gold_N == pred_N)) / len(gold_N)
-      if len(gold_N)
-      else 0.0
-    ),
-  }
+  return _result(
+    gold_type.tolist(), pred_type.tolist(), correct_type.tolist(), accuracy
+  )
 
 
 def _score_dict(score: Score) -> dict[str, Any]:
