@@ -21,6 +21,7 @@ from research import engine
 from research import model as model_lib
 from research import ner
 from research import resume
+from research import scoring
 from research import selection
 from research import sequence
 from research import timing
@@ -54,7 +55,7 @@ def task_and_data(ds, model_cfg, cfg, sentences):
 
 
 def evaluate(ds, params, split, n_models, spec):
-  """[n_models] scores (ner.evaluate) of a split: each configuration of a
+  """[n_models] scores (scoring.evaluate) of a split: each configuration of a
   stack, or (n_models = 1) its one model: the first configuration, or an
   ensemble of all (params with a member axis of more than one)."""
   model_cfg, objective, decode = spec
@@ -63,7 +64,7 @@ def evaluate(ds, params, split, n_models, spec):
   else:
     models = [engine.unstack(params, i) for i in range(n_models)]
   return [
-    ner.evaluate(p, ds, split, model_cfg, objective, decode) for p in models
+    scoring.evaluate(p, ds, split, model_cfg, objective, decode) for p in models
   ]
 
 
@@ -74,7 +75,7 @@ def is_stack(params):
 
 def dev_line(scores):
   """The log line of an evaluation's dev scores (one model, or a stack):
-  one model's F1 with that of its unseen entities (ner.evaluate)."""
+  one model's F1 with that of its unseen entities (scoring.evaluate)."""
   if len(scores) > 1:
     f1 = [s['f1'] for s in scores]
     return (
@@ -352,9 +353,9 @@ def train(
 
 def with_o_bias(ds, params, model_cfg, objective, decode, log):
   """The result entries of decoding with the bias against O that scores
-  best on dev (ner.tune_o_bias): 'o_bias', 'o_bias_dev_f1' (each bias
+  best on dev (scoring.tune_o_bias): 'o_bias', 'o_bias_dev_f1' (each bias
   tried), and 'dev' (and 'test') scored with it."""
-  bias, tried = ner.tune_o_bias(params, ds, model_cfg, objective, decode)
+  bias, tried = scoring.tune_o_bias(params, ds, model_cfg, objective, decode)
   log(
     f'bias against O chosen on dev: {bias:g} (dev F1 '
     + ', '.join(f'{b:g}: {s["f1"]:.2f}' for b, s in tried.items())
@@ -366,7 +367,7 @@ def with_o_bias(ds, params, model_cfg, objective, decode, log):
     'dev': tried[bias],
   }
   if 'test' in ds.splits:
-    out['test'] = ner.evaluate(
+    out['test'] = scoring.evaluate(
       params, ds, 'test', model_cfg, objective, decode, bias
     )
   return out
@@ -399,7 +400,7 @@ def scored(ds, fitted, model_cfg, objective, decode, log, tune_o_bias=False):
     'coverage': ds.coverage,
   }
   if 'test' in ds.splits:
-    result['test'] = ner.evaluate(
+    result['test'] = scoring.evaluate(
       params, ds, 'test', model_cfg, objective, decode
     )
   if tune_o_bias:

@@ -1,7 +1,7 @@
 """Tests for research.novelty: entities seen and unseen in training.
 
 A hand-made example with its answers worked out by hand, a brute-force
-check of the trie on random sentences, and the scores ner.evaluate adds to
+check of the trie on random sentences, and the scores scoring.evaluate adds to
 every evaluation (tiny corpora written to tmp_path; timings are never
 asserted).
 """
@@ -16,6 +16,7 @@ from research import metrics
 from research import model as model_lib
 from research import ner
 from research import novelty
+from research import scoring
 from research import tagging
 from research import training
 from research.studies import frozen_vectors
@@ -92,7 +93,7 @@ def test_hand_made_unseen_and_seen_scores():
 
 
 def test_flat_chunks_give_the_same_scores():
-  """What ner.evaluate scores: chunks of one flat array of tag ids."""
+  """What scoring.evaluate scores: chunks of one flat array of tag ids."""
   tokens, gold, pred = dev_lists()
   tags = ['O', 'B-PER', 'I-PER', 'B-LOC', 'I-LOC', 'B-ORG', 'I-ORG']
   lengths = [len(s) for s in tokens]
@@ -167,7 +168,7 @@ def test_trie_agrees_with_brute_force_on_random_sentences():
 def test_ner_evaluate_adds_the_groups_against_its_own_training_split(
   tmp_path,
 ):
-  """ner.evaluate's 'unseen' and 'seen' are novelty.scores of its
+  """scoring.evaluate's 'unseen' and 'seen' are novelty.scores of its
   predictions; a Dataset trained on a subset (sharing dev) is scored
   against the subset's entities, not a remembered table of the full one."""
   ds = ner.load_dataset(
@@ -180,7 +181,7 @@ def test_ner_evaluate_adds_the_groups_against_its_own_training_split(
   dev = ds.splits['dev']
   unseen = []
   for data in (ds, subset, ds):
-    got = ner.evaluate(params, data, 'dev', model_cfg, 'xent')
+    got = scoring.evaluate(params, data, 'dev', model_cfg, 'xent')
     pred_N = ner.predict_ids(
       params,
       data.windows['dev'],
@@ -202,7 +203,9 @@ def test_ner_evaluate_adds_the_groups_against_its_own_training_split(
       assert got['unseen'][key] + got['seen'][key] == got[key]
     unseen.append(got['unseen']['num_gold'])
   assert unseen[0] == unseen[2] < unseen[1]
-  assert 'unseen' not in ner.evaluate(params, ds, 'train', model_cfg, 'xent')
+  assert 'unseen' not in scoring.evaluate(
+    params, ds, 'train', model_cfg, 'xent'
+  )
 
 
 def test_the_lines_show_the_unseen_scores():
@@ -229,8 +232,8 @@ def test_training_entities_from_flat_chunks_equal_per_sentence(tmp_path):
   ds = ner.load_dataset(
     write_corpus(tmp_path / 'c'), embeddings='random', log=lambda _: None
   )
-  assert len(ner._training_entities(ds)) > 3
+  assert len(scoring._training_entities(ds)) > 3
   assert (
-    ner._training_entities(ds).strings
+    scoring._training_entities(ds).strings
     == novelty.training_entities(ds.splits['train']).strings
   )

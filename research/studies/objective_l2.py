@@ -23,6 +23,7 @@ from research import classifier
 from research import engine
 from research import ner
 from research import render
+from research import scoring
 from research import training
 
 
@@ -89,7 +90,9 @@ def _result(ds, model_cfg, objective, decode, config, final, curve, stats):
     ],
   }
   if 'test' in ds.splits:
-    r['test'] = ner.evaluate(final, ds, 'test', model_cfg, objective, decode)
+    r['test'] = scoring.evaluate(
+      final, ds, 'test', model_cfg, objective, decode
+    )
   return r
 
 
@@ -109,7 +112,7 @@ def run_grid(
   checkpoint=None,
 ):
   """Trains every (l2, seed) of one objective (on whole sentences when
-  `sentences`; scored with `decode`, see ner.evaluate), checkpointing into
+  `sentences`; scored with `decode`, see scoring.evaluate), checkpointing into
   checkpoint's child named by the objective (and the configuration's index
   without vmap).
 
