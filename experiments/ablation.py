@@ -20,6 +20,7 @@ import dataclasses
 from absl import flags
 
 from experiments import _configs
+from experiments import _flag_spec
 from experiments import _flags
 from experiments import _run
 from research import engine
@@ -29,7 +30,7 @@ from research import tagging
 from research.studies import ablation
 from research.studies import ablation_report
 
-_flags.use(
+_flag_spec.use(
   ('data_dir', 'data_cache', 'embeddings', 'vocab', 'embed_dim'),
   ('affix_length', 'case_augment'),
   ('gazetteer', 'window', 'model', 'nonlinearity', 'feature_dim'),
@@ -39,7 +40,7 @@ _flags.use(
   _flags.RUN_DIR,
   _flags.DEVICES,
 )
-_SEEDS = _flags.define_list(
+_SEEDS = _flag_spec.define_list(
   'seeds', _flags.SEED, ['0', '1', '2'], 'Seeds of every row.'
 )
 _ROWS = flags.DEFINE_enum(
@@ -82,7 +83,7 @@ def lowercased_dev(ds):
 
 def main(_):
   workdir = _run.workdir('ablation')
-  seeds = _flags.items(_SEEDS)
+  seeds = _flag_spec.items(_SEEDS)
 
   def load(features, tag_scheme, case_augment):
     return _configs.load_dataset(

@@ -11,6 +11,7 @@ import pathlib
 from absl import flags
 
 from experiments import _configs
+from experiments import _flag_spec
 from experiments import _flags
 from experiments import _run
 from research import two_passes
@@ -19,7 +20,7 @@ from research.studies import throughput
 from research.studies import throughput_report
 
 # Both vocabularies are timed: --vocab is not one of its flags.
-_flags.use(
+_flag_spec.use(
   tuple(f for f in _flags.DATA if f != 'vocab'),
   _flags.MODEL_FLAGS,
   _flags.TRAINING,
@@ -27,7 +28,7 @@ _flags.use(
   _flags.RUN_DIR,
   _flags.DEVICES,
 )
-_BATCH_SIZES = _flags.define_list(
+_BATCH_SIZES = _flag_spec.define_list(
   'batch_sizes',
   _flags.BATCH_SIZE,
   ['64', '128', '256', '512', '1024', '2048', '4096'],
@@ -117,7 +118,7 @@ def _best_configuration(path):
 
 
 def main(_):
-  batch_sizes = _flags.items(_BATCH_SIZES)
+  batch_sizes = _flag_spec.items(_BATCH_SIZES)
   throughput.check_batch_sizes(batch_sizes)
   workdir = _run.workdir('bench')
   datasets = {

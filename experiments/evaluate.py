@@ -24,6 +24,7 @@ import os
 from absl import flags
 
 from experiments import _configs
+from experiments import _flag_spec
 from experiments import _flags
 from experiments import _run
 from research import data as data_lib
@@ -32,7 +33,7 @@ from research import tagging
 from research import workdir as workdir_lib
 from research.errors import UserError
 
-_flags.use('model_dir', 'o_bias', 'split', 'overwrite')
+_flag_spec.use('model_dir', 'o_bias', 'split', 'overwrite')
 _DATA = flags.DEFINE_string(
   'data', None, 'The CoNLL file to score (token first, tag last).'
 )

@@ -11,13 +11,14 @@ freeze_vs_finetune.png.
 from absl import flags
 
 from experiments import _configs
+from experiments import _flag_spec
 from experiments import _flags
 from experiments import _run
 from research.studies import frozen_vectors as study
 from research.studies import frozen_vectors_report as report
 
 # --freeze_embeddings is not one: the study trains both ways.
-_flags.use(
+_flag_spec.use(
   _flags.DATA,
   _flags.MODEL_FLAGS,
   tuple(f for f in _flags.TRAINING if f != 'freeze_embeddings'),
@@ -25,13 +26,13 @@ _flags.use(
   _flags.RUN_DIR,
   _flags.DEVICES,
 )
-_FRACTIONS = _flags.define_list(
+_FRACTIONS = _flag_spec.define_list(
   'fractions',
   flags.FloatParser(lower_bound=0.0, upper_bound=1.0),
   ['0.01', '0.1', '1.0'],
   'Fractions of the training sentences to train on, each in (0, 1].',
 )
-_SEEDS = _flags.define_list(
+_SEEDS = _flag_spec.define_list(
   'seeds',
   _flags.SEED,
   ['0', '1', '2', '3', '4'],
@@ -50,10 +51,10 @@ _MAX_EPOCHS = flags.DEFINE_integer(
 
 
 def main(_):
-  fractions = sorted(set(_flags.items(_FRACTIONS)))
+  fractions = sorted(set(_flag_spec.items(_FRACTIONS)))
   study.check_fractions(fractions)
   workdir = _run.workdir('freeze_vs_finetune')
-  seeds = _flags.items(_SEEDS)
+  seeds = _flag_spec.items(_SEEDS)
   ds = _configs.load_dataset()
   model_cfg = _configs.model_config()
   cfg = _configs.train_config(freeze_embeddings=False)

@@ -14,11 +14,12 @@ import sys
 
 from absl import flags
 
+from experiments import _flag_spec
 from experiments import _flags
 from experiments import _run
 from research.studies import derivations
 
-_flags.use('seed')  # of the random problems
+_flag_spec.use('seed')  # of the random problems
 _SEED = _flags.SEED
 _RTOL = flags.DEFINE_float(
   'rtol', 1e-10, 'Largest relative difference that passes.', lower_bound=0.0

@@ -16,13 +16,14 @@ Writes flags.txt, results.json and report.md into --workdir.
 from absl import flags
 
 from experiments import _configs
+from experiments import _flag_spec
 from experiments import _flags
 from experiments import _run
 from research.studies import vectorization
 from research.studies import vectorization_report
 
 # Scoring has no dropout: --dropout is not one of its flags.
-_flags.use(
+_flag_spec.use(
   _flags.DATA,
   ('model', 'nonlinearity', 'window', 'hidden', 'feature_dim'),
   ('char_dim', 'char_filters', 'char_width'),

@@ -23,13 +23,14 @@ import sys
 from absl import flags
 
 from experiments import _configs
+from experiments import _flag_spec
 from experiments import _flags
 from experiments import _run
 from research import data as data_lib
 from research import tagging
 from research.errors import UserError
 
-_flags.use('model_dir', 'o_bias', 'split', 'overwrite')
+_flag_spec.use('model_dir', 'o_bias', 'split', 'overwrite')
 _TEXT = flags.DEFINE_string(
   'text', None, 'Text to tag (default: stdin, unless --input).'
 )

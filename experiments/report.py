@@ -15,12 +15,13 @@ import pathlib
 
 from absl import flags
 
+from experiments import _flag_spec
 from experiments import _flags
 from experiments import _run
 from research import results_page
 from research.errors import UserError
 
-_flags.use('overwrite')
+_flag_spec.use('overwrite')
 _RUN_DIRS = flags.DEFINE_list(
   'run_dirs',
   None,

@@ -12,6 +12,7 @@ learning_curves.png.
 from absl import flags
 
 from experiments import _configs
+from experiments import _flag_spec
 from experiments import _flags
 from experiments import _run
 from research import objectives
@@ -19,7 +20,7 @@ from research.studies import objective_l2
 from research.studies import objective_l2_report
 
 OBJECTIVES = objectives.NAMES
-_flags.use(
+_flag_spec.use(
   _flags.DATA,
   _flags.MODEL_FLAGS,
   _flags.TRAINING,
@@ -28,20 +29,20 @@ _flags.use(
   _flags.CHECKPOINTING,
   _flags.DEVICES,
 )
-_OBJECTIVES = _flags.define_list(
+_OBJECTIVES = _flag_spec.define_list(
   'objectives',
   flags.EnumParser(list(OBJECTIVES)),
   ['xent', 'max_margin'],
   f'Objectives to compare, of {",".join(OBJECTIVES)} (crf and struct_margin '
   'train on whole sentences; so do all when one does).',
 )
-_L2S = _flags.define_list(
+_L2S = _flag_spec.define_list(
   'l2s',
   _flags.L2,
   ['0', '1e-6', '1e-5', '1e-4', '1e-3'],
   'L2 strengths lambda (each as --l2).',
 )
-_SEEDS = _flags.define_list(
+_SEEDS = _flag_spec.define_list(
   'seeds',
   _flags.SEED,
   ['0', '1', '2'],
@@ -58,8 +59,8 @@ _VMAP = flags.DEFINE_bool(
 
 def main(_):
   workdir = _run.workdir('sweep', checkpoints=True)
-  l2s = _flags.items(_L2S)
-  seeds = _flags.items(_SEEDS)
+  l2s = _flag_spec.items(_L2S)
+  seeds = _flag_spec.items(_SEEDS)
   ds = _configs.load_dataset()
   _configs.check_batch_size(ds)
   model_cfg, cfg = _configs.model_config(), _configs.train_config()

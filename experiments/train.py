@@ -16,6 +16,7 @@ experiments/_flags.py; --help lists every flag this entry point reads.
 from absl import flags
 
 from experiments import _configs
+from experiments import _flag_spec
 from experiments import _flags
 from experiments import _run
 from research import engine
@@ -54,7 +55,7 @@ _TUNE_O_BIAS = flags.DEFINE_bool(
   "from each word's score of O (0, 0.5, 1, 1.5, 2, 3: more entities, "
   'recall for precision); config.json keeps it for evaluate and predict.',
 )
-_flags.use(
+_flag_spec.use(
   _flags.DATA,
   _flags.MODEL_FLAGS,
   _flags.TRAINING,

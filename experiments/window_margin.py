@@ -16,13 +16,14 @@ hand-derived gradients.
 from absl import flags
 
 from experiments import _configs
+from experiments import _flag_spec
 from experiments import _flags
 from experiments import _run
 from research import window_scorer
 from research.studies import margin_vs_logistic as study
 from research.studies import margin_vs_logistic_report as report
 
-_flags.use(
+_flag_spec.use(
   _flags.DATA,
   ('nonlinearity', 'hidden', 'optimizer', 'lr', 'batch_size', 'epochs'),
   ('eval_every', 'freeze_embeddings'),
@@ -37,7 +38,7 @@ _ENTITY_TYPE = flags.DEFINE_string(
 _NUM_CORRUPT = flags.DEFINE_integer(
   'num_corrupt', 5, 'M: corrupt windows per true window.', lower_bound=1
 )
-_NEGATIVES = _flags.define_list(
+_NEGATIVES = _flag_spec.define_list(
   'negatives',
   flags.EnumParser(list(window_scorer.NEGATIVES)),
   ['corrupt'],
@@ -51,7 +52,7 @@ _CORRUPT_CASING = flags.DEFINE_enum(
   "Casing of a corrupt center: 'word' (the sampled word's most frequent "
   "casing in train) or 'keep' (the replaced word's).",
 )
-_SEEDS = _flags.define_list(
+_SEEDS = _flag_spec.define_list(
   'seeds', _flags.SEED, ['0'], 'Seeds (initialization and batch sampling).'
 )
 
@@ -61,7 +62,7 @@ def main(_):
   st = study.Settings(
     entity_type=_ENTITY_TYPE.value,
     negatives=study.check_negatives(_NEGATIVES.value),
-    seeds=tuple(_flags.items(_SEEDS)),
+    seeds=tuple(_flag_spec.items(_SEEDS)),
     num_corrupt=_NUM_CORRUPT.value,
     corrupt_casing=_CORRUPT_CASING.value,
     nonlinearity=_flags.NONLINEARITY.value,
