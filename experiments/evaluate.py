@@ -15,7 +15,7 @@ the token accuracy; then those of the entities whose surface string is
 on its test split unless --split says otherwise; any other file is scored
 whole. --output writes `token gold predicted` lines (a blank line between
 sentences), the input of the perl conlleval; whitespace inside a token is
-written as '_' (research/tagging.py).
+written as '_' (research/tag_output.py).
 An existing --output is refused unless --overwrite.
 """
 
@@ -29,6 +29,7 @@ from experiments import _flags
 from experiments import _run
 from research import data as data_lib
 from research import novelty
+from research import tag_output
 from research import tagging
 from research import workdir as workdir_lib
 from research.errors import UserError
@@ -49,7 +50,7 @@ def main(_):
     )
   if not _DATA.value:
     raise UserError('pass --data=FILE, a CoNLL file with the gold tags')
-  output = _OUTPUT.value and tagging.check_output(
+  output = _OUTPUT.value and tag_output.check_output(
     _OUTPUT.value, _flags.OVERWRITE.value
   )
   model = _configs.trained_model()
@@ -60,16 +61,16 @@ def main(_):
     _run.log(note)
   num_tokens = sum(len(s.tokens) for s in result.sentences)
   _run.log(
-    tagging.format_scores(
+    tag_output.format_scores(
       result.scores,
       f'{_DATA.value}{f" ({split} split)" if split else ""}: '
       f'{len(result.sentences):,} sentences, {num_tokens:,} tokens',
     )
   )
   if output:
-    tagging.write_text(
+    tag_output.write_text(
       output,
-      tagging.conll_text(
+      tag_output.conll_text(
         [s.tokens for s in result.sentences],
         [s.tags for s in result.sentences],
         result.predicted,

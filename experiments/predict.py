@@ -12,7 +12,7 @@ Stdin is read as UTF-8, like files; text without a sentence is an error.
 --input reads a CoNLL file (token first; a tag column, if any, is ignored)
 and writes `token predicted` lines with a blank line between sentences, to
 --output or stdout; whitespace inside a token is written as '_'
-(research/tagging.py). A single-file corpus (one file alone in its
+(research/tag_output.py). A single-file corpus (one file alone in its
 directory, which train splits by documents) is read for its test split
 unless --split says otherwise. --output also takes the tags of --text; an
 existing --output is refused unless --overwrite.
@@ -27,6 +27,7 @@ from experiments import _flag_spec
 from experiments import _flags
 from experiments import _run
 from research import data as data_lib
+from research import tag_output
 from research import tagging
 from research.errors import UserError
 
@@ -72,7 +73,7 @@ def main(_):
     raise UserError('pass either --text or --input, not both')
   if _flags.SPLIT.value and not _INPUT.value:
     raise UserError('--split picks the documents of an --input file; pass one')
-  output = _OUTPUT.value and tagging.check_output(
+  output = _OUTPUT.value and tag_output.check_output(
     _OUTPUT.value, _flags.OVERWRITE.value
   )
   model = _configs.trained_model()
@@ -89,10 +90,10 @@ def main(_):
     tokens = [sentence for sentence, _ in tagged]
     predicted = [tags for _, tags in tagged]
   if output:
-    tagging.write_text(output, tagging.conll_text(tokens, predicted))
+    tag_output.write_text(output, tag_output.conll_text(tokens, predicted))
     _run.log(f'wrote {output} ({len(tokens):,} sentences)')
   elif _INPUT.value:
-    sys.stdout.write(tagging.conll_text(tokens, predicted))
+    sys.stdout.write(tag_output.conll_text(tokens, predicted))
   else:
     for sentence, tags in zip(tokens, predicted):
       for token, tag in zip(sentence, tags):

@@ -17,7 +17,7 @@ from research import model as model_lib
 from research import ner
 from research import novelty
 from research import scoring
-from research import tagging
+from research import tag_output
 from research import training
 from research.studies import frozen_vectors
 from tests.conftest import write_corpus
@@ -215,11 +215,11 @@ def test_the_lines_show_the_unseen_scores():
   )
   tokens, gold, pred = dev_lists()
   scores = metrics.as_dict(metrics.evaluate(gold, pred))
-  plain = tagging.format_scores(scores)
+  plain = tag_output.format_scores(scores)
   scores.update(
     novelty.scores(tokens, gold, pred, novelty.training_entities(TRAIN))
   )
-  text = tagging.format_scores(scores)
+  text = tag_output.format_scores(scores)
   assert text.startswith(plain + '\n')
   rows = {line.split()[0]: line.split()[1:] for line in text.splitlines()}
   assert rows['unseen'] == ['50.00', '66.67', '57.14', '3', '4', '2']

@@ -17,6 +17,7 @@ import sys
 import pytest
 
 from research import metrics
+from research import tag_output
 from research import tagging
 from tests.conftest import REPO
 from tests.conftest import entry_env
@@ -335,7 +336,7 @@ def test_predict_tab_file_with_spaces_and_empty_tokens(trained, tmp_path):
 
 
 def test_conll_text_keeps_the_columns():
-  text = tagging.conll_text(
+  text = tag_output.conll_text(
     [('New York', ''), ('a\u00a0b',)],
     [['B-LOC', 'O'], ['O']],
     [['B-LOC', 'B-PER'], ['O']],
