@@ -19,6 +19,7 @@ import pytest
 
 from research import autodiff
 from research import chars as chars_lib
+from research.studies import char_problems
 from research.studies import derivations
 
 RTOL = 1e-10
@@ -31,7 +32,7 @@ def _rng(*parts):
 
 def _empty_word_problem(rng):
   """A problem whose second word has no character (all padding)."""
-  p, chars, R = derivations.sample_chars(rng, words=4, max_len=5)
+  p, chars, R = char_problems.sample_chars(rng, words=4, max_len=5)
   chars[1] = 0
   return p, chars, R
 
@@ -44,12 +45,14 @@ def _problems():
   for formula, _, (problem,), _, _ in plan:
     if formula.startswith('char_cnn/'):
       out[formula.split('/', 1)[1]] = problem
-  out['width=1'] = derivations.sample_chars(_rng('w1'), width=1)
-  out['width=7/short'] = derivations.sample_chars(
+  out['width=1'] = char_problems.sample_chars(_rng('w1'), width=1)
+  out['width=7/short'] = char_problems.sample_chars(
     _rng('w7'), words=8, max_len=6, width=7
   )
-  out['one_position'] = derivations.sample_chars(_rng('p1'), words=3, max_len=1)
-  out['ties/width=5'] = derivations.sample_chars(
+  out['one_position'] = char_problems.sample_chars(
+    _rng('p1'), words=3, max_len=1
+  )
+  out['ties/width=5'] = char_problems.sample_chars(
     _rng('ties5'), max_len=8, width=5, ties=True
   )
   out['empty_word'] = _empty_word_problem(_rng('empty'))
@@ -114,7 +117,7 @@ def test_problems_cover_short_long_and_tied_words():
     assert {1, width - 1, chars.shape[-1]} <= lengths, (name, lengths)
   for name in ('ties', 'ties/width=5'):
     p, chars, _ = problems[name]
-    responses = [derivations.numpy_char_responses(p, w) for w in chars]
+    responses = [char_problems.numpy_char_responses(p, w) for w in chars]
     most = max(np.max(np.sum(z == z.max(axis=0), axis=0)) for z in responses)
     assert most > 1, name  # some filter's max is attained twice
 
@@ -142,7 +145,7 @@ def test_features_follow_the_definition():
   with jax.enable_x64(True):
     outs = derivations.jit_call(program, list(problems.values()))
   for (name, (p, chars, _)), (h, h_huge) in zip(problems.items(), outs):
-    expected = derivations.numpy_char_features(p, chars)
+    expected = char_problems.numpy_char_features(p, chars)
     np.testing.assert_allclose(
       h, expected, rtol=1e-12, atol=1e-12, err_msg=name
     )
@@ -274,7 +277,7 @@ def test_sentence_grads_with_chars_and_a_wrong_slot_route(objective):
   slots' gradients sent to the wrong word, the character leaves fail and
   only they."""
   with jax.enable_x64(True):
-    problem = derivations.sample_sentence_chars(
+    problem = char_problems.sample_sentence_chars(
       _rng('slots', objective), objective
     )
     diffs = autodiff.compare(
