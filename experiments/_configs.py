@@ -163,6 +163,7 @@ def train_config(**overrides):
       sparse=_flags.SPARSE,
       grad=_flags.GRAD,
       word_dropout=_flags.WORD_DROPOUT,
+      lr_decay=_flags.LR_DECAY,
     ),
     overrides,
   )

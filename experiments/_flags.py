@@ -220,6 +220,12 @@ WORD_DROPOUT = _flag_spec.floating(
   lower_bound=0.0,
   upper_bound=0.95,
 )
+LR_DECAY = _flag_spec.floating(
+  'lr_decay',
+  0.0,
+  'Epoch e (from 0) trains at lr / (1 + lr_decay * e); 0: a constant lr.',
+  lower_bound=0.0,
+)
 DECODE = _flag_spec.enum(
   'decode',
   'argmax',
@@ -243,6 +249,7 @@ TRAINING = (
   'sparse',
   'grad',
   'word_dropout',
+  'lr_decay',
   'dropout',
 )
 

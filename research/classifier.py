@@ -43,6 +43,7 @@ class TrainConfig(NamedTuple):
   packed_rows: bool = True  # optim.lazy_row_update, else its plain form
   grad: str = 'autodiff'  # or 'manual': the hand-derived backprop
   word_dropout: float = 0.0  # sentence task: a word reads <unk> with this p
+  lr_decay: float = 0.0  # epoch e trains at lr / (1 + lr_decay * e)
 
 
 def window_losses(

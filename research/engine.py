@@ -356,7 +356,9 @@ class Loop:
 
   A call never crosses an evaluation (`eval_every` steps, 0: each epoch)
   or checkpoint (`save_every`; 0: at every evaluation, None: none)
-  boundary. `meter` (a meters.TrainMeter) holds the training metrics
+  boundary. `lr_decay` (rho) divides epoch e's learning rates by
+  1 + rho * e (`epoch_hyper`; 0: constant). `meter` (a meters.TrainMeter)
+  holds the training metrics
   since the caller last took them; `params()` and `diverged()` are the
   stack's, on the host. Results do not depend on where the calls stop: the
   data order and the PRNG keys follow from (seed, step).
@@ -377,6 +379,7 @@ class Loop:
     save_every=None,
     steps_per_call=500,
     compiler_options=None,
+    lr_decay=0.0,
   ):
     self.seeds = [int(s) for s in seeds]
     S, B = len(self.seeds), task.batch_size()
@@ -386,7 +389,7 @@ class Loop:
         f'`batch_size={B}` is larger than the {num_examples:,} training '
         'examples; pass a smaller `batch_size`'
       )
-    self.task, self.epochs = task, epochs
+    self.task, self.epochs, self.lr_decay = task, epochs, lr_decay
     self.total_steps = self.spe * epochs
     self.eval_every = eval_every or self.spe
     # None: no checkpoints; 0: at every evaluation.
@@ -448,16 +451,28 @@ class Loop:
       num = min(num, self.save_every - self.step % self.save_every)
     return num
 
+  def epoch_hyper(self, epoch):
+    """The placed Hyper of an epoch: lr / (1 + lr_decay * epoch), the
+    inverse-time decay of the learning rate per epoch (Ma and Hovy, 2016),
+    as float32 lr * float32(1 / (1 + lr_decay * epoch)); with no decay the
+    placed Hyper itself."""
+    hyper = self.placed.hyper
+    if not self.lr_decay:
+      return hyper
+    factor = np.float32(1.0 / (1.0 + self.lr_decay * epoch))
+    return hyper._replace(lr=hyper.lr * factor)
+
   def __iter__(self):
     p, host, order, order_epoch = self.placed, self.placed.host, None, None
     while self.step < self.total_steps:
       epoch, first = divmod(self.step, self.spe)
       if epoch != order_epoch:
         order, order_epoch = p.orders(epoch), epoch
+        hyper = self.epoch_hyper(epoch)
       num = self._next_call()
       t = time.perf_counter()
       self.state, (sum_SxM, n_S, last_SxM, per_step) = self.call(
-        self.state, p.data, order, first, num, p.hyper
+        self.state, p.data, order, first, num, hyper
       )
       sum_SxM = np.asarray(host(sum_SxM))  # waits for the device
       self.train_seconds += time.perf_counter() - t

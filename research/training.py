@@ -241,6 +241,7 @@ def make_loop(
     epochs=epochs,
     eval_every=eval_every,
     save_every=checkpoint.every if checkpoint else None,
+    lr_decay=cfg.lr_decay,
   )
   return loop, task_stats
 

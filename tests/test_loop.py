@@ -22,7 +22,10 @@ def small(tmp_path_factory):
   return ds, model_lib.ModelConfig(hidden=16)
 
 
-def _loop(ds, model_cfg, **kw):
+LRS = np.float32([1e-2, 1e-3])
+
+
+def _loop(ds, model_cfg, lrs=LRS, **kw):
   cfg = classifier.TrainConfig(batch_size=16)
   task = classifier.ClassifierTask(model_cfg, cfg)
   data = classifier.device_data(ds.windows['train'])
@@ -30,7 +33,7 @@ def _loop(ds, model_cfg, **kw):
   return engine.Loop(
     task,
     params,
-    engine.Hyper([1e-2, 1e-3], [0.0, 1e-4]),
+    engine.Hyper(lrs, [0.0, 1e-4]),
     [0, 1],
     data,
     num_examples=len(ds.windows['train']),
@@ -53,6 +56,31 @@ def test_where_the_calls_stop_changes_no_number(small):
   for k in a:
     assert_same_numbers(a[k], b[k])
   assert_same_numbers(one.meter.last_SxM, many.meter.last_SxM)
+
+
+def test_lr_decay_trains_each_epoch_at_its_own_rate(small):
+  """A decayed run equals its epochs run one by one at constant rates:
+  epoch 1 resumed from epoch 0's state at lr * float32(1 / (1 + rho))."""
+  ds, model_cfg = small
+  rho = 0.5
+  decayed = _loop(ds, model_cfg, lr_decay=rho)
+  first = _loop(ds, model_cfg)
+  second = _loop(ds, model_cfg, lrs=LRS * np.float32(1 / (1 + rho)))
+  for loop in (decayed, first, second):
+    loop.compile()
+  list(decayed)
+  for at in first:
+    if at.step == first.spe:
+      break
+  second.resume_at(first.spe, first.state)
+  list(second)
+  constant = _loop(ds, model_cfg)
+  constant.compile()
+  list(constant)
+  a, b, c = decayed.params(), second.params(), constant.params()
+  for k in a:
+    assert_same_numbers(a[k], b[k])
+  assert not np.allclose(a['W'], c['W'], rtol=0, atol=1e-6)
 
 
 def test_it_yields_at_every_evaluation_and_checkpoint(small):
