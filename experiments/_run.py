@@ -308,7 +308,14 @@ def save_flags(path):
     # A flag this entry point no longer takes (in the flags.txt of a run
     # made before each took only its own) had its default: not compared.
     before = [x for x in saved.read_text().splitlines() if _taken(x)]
-    now = text.splitlines()
+    # A flag added since the run was made is compared only when it is set
+    # to other than its default (which the run trained with).
+    named, defaults = {x.split('=')[0] for x in before}, _default_lines()
+    now = [
+      x
+      for x in text.splitlines()
+      if x.split('=')[0] in named or x not in defaults
+    ]
     changed = sorted(
       {line.split('=')[0] for line in set(before) ^ set(now)} - {''}
     )
@@ -321,6 +328,17 @@ def save_flags(path):
     path.mkdir(parents=True, exist_ok=True)
     (path / 'flags.txt').write_text(text)
   _saved.add(path)
+
+
+def _default_lines():
+  """The flags.txt line of every flag left at its default."""
+  return {
+    f.serialize()
+    for module, module_flags in flags.FLAGS.flags_by_module_dict().items()
+    if not module.startswith('absl')
+    for f in module_flags
+    if f.value is not None and f.value == f.default
+  }
 
 
 def _taken(line):

@@ -178,6 +178,24 @@ def test_entry_points_without_checkpoints_refuse_resume(tmp_path):
   assert_one_line_error(result, '--resume', 'bench does not take it')
 
 
+def test_a_flag_newer_than_the_run_is_compared_only_when_set(corpus, tmp_path):
+  """A run whose flags.txt predates a flag trained with its default: it
+  resumes without it, and is refused when the flag is set to another
+  value."""
+  run = tmp_path / 'run'
+  args = _flags(corpus, run, '--epochs=1')
+  assert run_entry('experiments.train', *args).returncode == 0
+  lines = (run / 'flags.txt').read_text().splitlines()
+  assert '--lr_decay=0.0' in lines
+  (run / 'flags.txt').write_text(
+    '\n'.join(x for x in lines if not x.startswith('--lr_decay')) + '\n'
+  )
+  same = run_entry('experiments.train', *args, '--resume')
+  assert same.returncode == 0, same.stderr
+  other = run_entry('experiments.train', *args, '--resume', '--lr_decay=0.1')
+  assert_one_line_error(other, '--resume', '--lr_decay', 'differ')
+
+
 def test_resume_compares_the_flags_before_reading_data(tmp_path):
   """Flags that differ from the run's are refused at once: here before
   the (missing) data directory is even looked at."""
