@@ -277,8 +277,17 @@ RESUME = _flag_spec.boolean(
 CHECKPOINT_EVERY = _flag_spec.integer(
   'checkpoint_every',
   0,
-  'Save the training state every this many steps (0: at every evaluation).',
+  'Save the training state every this many steps (0: at evaluations, '
+  'see --checkpoint_seconds).',
   lower_bound=0,
+)
+CHECKPOINT_SECONDS = _flag_spec.floating(
+  'checkpoint_seconds',
+  30.0,
+  'With --checkpoint_every=0: an evaluation saves only this many seconds '
+  'after the previous save (the end of a training always saves), so a '
+  'killed run loses at most this much training (0: at every evaluation).',
+  lower_bound=0.0,
 )
 CHECKPOINTS = _flag_spec.boolean('checkpoints', True, 'Write checkpoints.')
 KEEP_CHECKPOINTS = _flag_spec.integer(
@@ -327,6 +336,7 @@ RUN_DIR = ('workdir', 'overwrite')
 CHECKPOINTING = (
   'resume',
   'checkpoint_every',
+  'checkpoint_seconds',
   'checkpoints',
   'keep_checkpoints',
 )

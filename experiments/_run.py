@@ -275,6 +275,7 @@ def checkpointer(path):
     _flag_value('checkpoint_every', 0),
     _flag_value('keep_checkpoints', 3),
     resume=resume,
+    min_seconds=_flag_value('checkpoint_seconds', 0.0),
   )
 
 

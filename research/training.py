@@ -152,7 +152,7 @@ def fit_stack(
       if best is not None:
         best.offer(one_model_row(history[-1]), one_model(params, ensemble))
       rows.write(history[-1])
-    if at.save:
+    if at.save and checkpoint.due(at.done):
       with clock('checkpoint'):
         resume.save(checkpoint, loop, history, best)
   rows.close()

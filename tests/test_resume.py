@@ -178,6 +178,25 @@ def test_entry_points_without_checkpoints_refuse_resume(tmp_path):
   assert_one_line_error(result, '--resume', 'bench does not take it')
 
 
+def test_evaluations_save_only_checkpoint_seconds_apart(corpus, tmp_path):
+  """A short run saves once, at its end (--checkpoint_seconds=30, the
+  default); with 0 it saves at every evaluation (each epoch)."""
+  steps = {}
+  for seconds in ('30', '0'):
+    run = tmp_path / seconds
+    args = _flags(corpus, run, '--epochs=3', '--keep_checkpoints=5')
+    result = run_entry(
+      'experiments.train', *args, f'--checkpoint_seconds={seconds}'
+    )
+    assert result.returncode == 0, result.stderr
+    steps[seconds] = sorted(int(s) for s in _complete_checkpoints(run))
+  total = steps['0'][-1]
+  assert len(steps['0']) == 3 and steps['0'] == [
+    total // 3 * e for e in (1, 2, 3)
+  ]
+  assert steps['30'] == [total]
+
+
 def test_a_flag_newer_than_the_run_is_compared_only_when_set(corpus, tmp_path):
   """A run whose flags.txt predates a flag trained with its default: it
   resumes without it, and is refused when the flag is set to another
