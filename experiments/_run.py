@@ -60,6 +60,7 @@ SHARED_FLAGS = set()
 _PARAM = re.compile(r'`([A-Za-z_]\w*)(=[^`]*)?`')
 # What the run has reached, for the line printed when it is interrupted.
 _state = {'workdir': None, 'checkpoints': None, 'progress': None}
+_interrupts = errors.Interrupts()  # a Ctrl-C, even one Python dropped
 _saved = set()  # run directories whose flags.txt this process wrote
 _real_workdir = None  # the run's --workdir on a process other than 0
 
@@ -155,6 +156,7 @@ def _guarded(main, argv):
       '--name=value'
     )
   _compilation_cache(_flag_value('compilation_cache'))
+  _interrupts.install()
   precision = _flag_value('matmul_precision', 'default')
   if precision != 'default':
     jax.config.update('jax_default_matmul_precision', precision)
@@ -352,6 +354,7 @@ def _taken(line):
 
 def log(line):
   """A progress line (from process 0 only, when several train together)."""
+  _interrupts.check()
   if jax.process_index() == 0:
     print(line, flush=True)
   last = str(line).strip().splitlines()

@@ -16,6 +16,7 @@ import sys
 import time
 
 import numpy as np
+import pytest
 
 from research import checkpoint as checkpoint_lib
 from tests.conftest import run_entry
@@ -271,6 +272,42 @@ def test_a_library_log_of_the_interrupt_is_left_out():
 
   assert not errors.not_an_interrupt(record(KeyboardInterrupt()))
   assert errors.not_an_interrupt(record(ValueError('kept')))
+
+
+class _DropsAnInterrupt:
+  """Sends this process SIGINT from `__del__`, where Python drops the
+  KeyboardInterrupt its handler raises ("Exception ignored in ...")."""
+
+  def __del__(self):
+    os.kill(os.getpid(), signal.SIGINT)
+    for _ in range(10_000):  # the handler runs at a bytecode boundary here
+      pass
+
+
+@pytest.mark.filterwarnings('ignore::pytest.PytestUnraisableExceptionWarning')
+def test_a_ctrl_c_python_drops_is_raised_at_the_next_check():
+  """A Ctrl-C landing in a garbage-collection callback or `__del__` is lost
+  to Python's own handler (the run went on to exit 0); errors.Interrupts
+  remembers it, and the entry points' next progress line raises it."""
+  from research import errors  # noqa: PLC0415
+
+  old, hook = signal.getsignal(signal.SIGINT), sys.unraisablehook
+  try:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    _DropsAnInterrupt()  # dropped: nothing is raised here
+    interrupts = errors.Interrupts()
+    interrupts.install()
+    interrupts.check()  # nothing pending yet
+    reported = []
+    sys.unraisablehook = reported.append
+    interrupts.install()  # over a hook that records what reaches it
+    _DropsAnInterrupt()
+    assert not reported  # Python's report of it is left out
+    with pytest.raises(KeyboardInterrupt):
+      interrupts.check()
+  finally:
+    signal.signal(signal.SIGINT, old)
+    sys.unraisablehook = hook
 
 
 def test_a_checkpoint_record_is_not_the_live_history():
