@@ -288,14 +288,19 @@ def flags_text():
   # was written: a run repeated with --flagfile=W/flags.txt names its own
   # --workdir and can never overwrite W by accident.
   # --resume is left out too: the resumed run's flags must equal these.
-  lines = [
-    f.serialize()
+  lines = [f.serialize() for f in _written_flags()]
+  return f'# ./launch.sh {_entry()}\n' + '\n'.join(lines) + '\n'
+
+
+def _written_flags():
+  """The flags flags.txt holds, in its order."""
+  return [
+    f
     for module, module_flags in flags.FLAGS.flags_by_module_dict().items()
     if not module.startswith('absl')
     for f in sorted(module_flags, key=lambda f: f.name)
     if f.value is not None and f.name not in ('workdir', 'overwrite', 'resume')
   ]
-  return f'# ./launch.sh {_entry()}\n' + '\n'.join(lines) + '\n'
 
 
 def save_flags(path):
@@ -335,13 +340,7 @@ def save_flags(path):
 
 def _default_lines():
   """The flags.txt line of every flag left at its default."""
-  return {
-    f.serialize()
-    for module, module_flags in flags.FLAGS.flags_by_module_dict().items()
-    if not module.startswith('absl')
-    for f in module_flags
-    if f.value is not None and f.value == f.default
-  }
+  return {f.serialize() for f in _written_flags() if f.value == f.default}
 
 
 def _taken(line):
