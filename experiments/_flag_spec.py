@@ -5,6 +5,8 @@ its bounds and parser), and defined for an entry point when it takes it
 point does not take, dropped when they hold their default. The shared flags
 themselves are experiments/_flags.py's."""
 
+import math
+
 from absl import flags
 
 from experiments import _run
@@ -68,10 +70,29 @@ def boolean(name, default, help):
   return Flag(flags.DEFINE_bool, name, default, help, flags.BooleanParser())
 
 
+class FiniteFloat(flags.FloatParser):
+  """A float flag's parser that refuses nan and inf (which pass any bound:
+  every comparison with nan is false)."""
+
+  def convert(self, argument):
+    value = super().convert(argument)
+    if not math.isfinite(value):
+      raise ValueError(f'{argument!r} is not a finite number')
+    return value
+
+
+def define_float(name, default, help, lower_bound=None, upper_bound=None):
+  """flags.DEFINE_float, finite values only (FiniteFloat)."""
+  parser = FiniteFloat(lower_bound=lower_bound, upper_bound=upper_bound)
+  return flags.DEFINE(
+    parser, name, default, help, serializer=flags.ArgumentSerializer()
+  )
+
+
 def floating(name, default, help, lower_bound=None, upper_bound=None):
   bounds = dict(lower_bound=lower_bound, upper_bound=upper_bound)
-  parser = flags.FloatParser(**bounds)
-  return Flag(flags.DEFINE_float, name, default, help, parser, **bounds)
+  parser = FiniteFloat(**bounds)
+  return Flag(define_float, name, default, help, parser, **bounds)
 
 
 def integer(name, default, help, lower_bound=None, upper_bound=None):

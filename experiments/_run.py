@@ -25,9 +25,10 @@ backticked name is left as it is.
 The run directory (`workdir`) is claimed before any work starts
 (research/workdir.py: one in use by another run is refused; one holding an
 earlier run is refused unless --overwrite, which first moves the earlier
-run into .previous-run/, or --resume). The resolved flags are written into
-it at once (flags.txt), or, with --resume, compared with those the run was
-started with: before any data are read.
+run into a new .previous-run-N/, or --resume). The resolved flags are
+written into it at once (flags.txt), or, with --resume, compared with those
+the run was started with: before any data are read. A file system fault
+(no space, no permission) is one line that says what the run had saved.
 """
 
 import os
@@ -45,6 +46,7 @@ from absl import logging
 import jax
 
 from research import errors
+from research import files
 from research import parallel
 from research import workdir as workdir_lib
 from research.errors import UserError
@@ -164,6 +166,10 @@ def _guarded(main, argv):
     _start_processes()
     with parallel.use_mesh(_flag_value('mesh', 'auto')):
       return main(argv)
+  except files.Fault as e:
+    _fail(translate(str(e)) + _what_was_saved(e))
+  except OSError as e:  # a file the library writes without files.py
+    _fail(translate(str(files.fault(e))) + _what_was_saved(files.fault(e)))
   except UserError as e:
     workdir_lib.release_unused(written=('flags.txt',))
     _fail(translate(str(e)))
@@ -175,6 +181,31 @@ def _guarded(main, argv):
     # Straight out: an interpreter torn down after an interrupt may end by
     # the signal itself (-2) rather than the documented 130.
     os._exit(130)
+
+
+def _what_was_saved(fault):
+  """After a file system fault: what the run had saved, and how to go on
+  once the cause is fixed."""
+  path = _state['workdir']
+  if path is None or not (pathlib.Path(path) / 'flags.txt').is_file():
+    return ''
+  fix = 'free space' if fault.full else 'fix that'
+  steps = _checkpoint_steps(pathlib.Path(path) / 'checkpoints')
+  if not _state['checkpoints'] or not _flag_value('checkpoints', True):
+    return f'; {fix}, then run it again'
+  if not steps:
+    return (
+      f'; no checkpoint saved yet in {path}; {fix}, then the same command '
+      'with --resume starts it again'
+    )
+  where = ', '.join(
+    f'step {step}' + (f' of {name}' if name else '')
+    for name, step in sorted(steps.items())
+  )
+  return (
+    f'; saved in {path}: checkpoint {where}; {fix}, then the same command '
+    'with --resume continues from there'
+  )
 
 
 def _interrupted():
@@ -238,6 +269,7 @@ def workdir(name, checkpoints=False):
   if resume and not _flag_value('checkpoints', True):
     raise UserError('--resume needs checkpoints; drop --nocheckpoints')
   given = _flag_value('workdir')
+  moved = []
   path = given or str(
     REPO / 'runs' / f'{name}-{time.strftime("%Y%m%d-%H%M%S")}'
   )
@@ -250,11 +282,15 @@ def workdir(name, checkpoints=False):
     _real_workdir = pathlib.Path(path)
     claimed = pathlib.Path(tempfile.mkdtemp(prefix=f'{name}-process-'))
   else:
-    claimed = workdir_lib.claim(path, _flag_value('overwrite', False), resume)
+    claimed = workdir_lib.claim(
+      path, _flag_value('overwrite', False), resume, log=moved.append
+    )
   _state['workdir'] = path
   if checkpoints:
     _state['checkpoints'] = _flag_value('checkpoints', True)
   save_flags(claimed)
+  for line in moved:  # where an earlier run went, once the run is set up
+    log(line)
   return claimed
 
 
@@ -278,6 +314,7 @@ def checkpointer(path):
     _flag_value('keep_checkpoints', 3),
     resume=resume,
     min_seconds=_flag_value('checkpoint_seconds', 0.0),
+    log=log,
   )
 
 
@@ -333,8 +370,11 @@ def save_flags(path):
         f'the flags the run was started with (--flagfile={saved})'
       )
   else:
-    path.mkdir(parents=True, exist_ok=True)
-    (path / 'flags.txt').write_text(text)
+    try:
+      path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+      raise files.fault(e) from None
+    files.write_text(path / 'flags.txt', text)
   _saved.add(path)
 
 

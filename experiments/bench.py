@@ -43,7 +43,7 @@ _BENCH_STEPS = flags.DEFINE_integer(
 _SWEEP_CONFIGS = flags.DEFINE_integer(
   'sweep_configs', 8, 'Configurations in the stacked sweep.'
 )
-_PEAK_SECONDS = flags.DEFINE_float(
+_PEAK_SECONDS = _flag_spec.define_float(
   'peak_seconds',
   1.0,
   'About how long each matmul size of the peak is timed.',

@@ -28,7 +28,7 @@ _flag_spec.use(
 )
 _FRACTIONS = _flag_spec.define_list(
   'fractions',
-  flags.FloatParser(lower_bound=0.0, upper_bound=1.0),
+  _flag_spec.FiniteFloat(lower_bound=0.0, upper_bound=1.0),
   ['0.01', '0.1', '1.0'],
   'Fractions of the training sentences to train on, each in (0, 1].',
 )

@@ -12,8 +12,6 @@ model flags of the other entry points are not taken).
 
 import sys
 
-from absl import flags
-
 from experiments import _flag_spec
 from experiments import _flags
 from experiments import _run
@@ -21,7 +19,7 @@ from research.studies import derivations
 
 _flag_spec.use('seed')  # of the random problems
 _SEED = _flags.SEED
-_RTOL = flags.DEFINE_float(
+_RTOL = _flag_spec.define_float(
   'rtol', 1e-10, 'Largest relative difference that passes.', lower_bound=0.0
 )
 

@@ -47,7 +47,7 @@ _MODEL_WINDOWS = flags.DEFINE_integer(
 _TIMING_REPEATS = flags.DEFINE_integer(
   'timing_repeats', 5, 'Measurements per version (R).', lower_bound=1
 )
-_TIMING_MIN_SECONDS = flags.DEFINE_float(
+_TIMING_MIN_SECONDS = _flag_spec.define_float(
   'timing_min_seconds',
   0.2,
   'Loops per measurement are doubled until one takes this long.',

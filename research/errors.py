@@ -15,12 +15,31 @@ class UserError(Exception):
 
 
 def not_an_interrupt(record):
-  """A logging filter: False for a record that carries a KeyboardInterrupt.
+  """A logging filter: False for a record that carries a KeyboardInterrupt,
+  or a file system fault met writing a checkpoint.
 
   A Ctrl-C that lands while a library waits (orbax, for a checkpoint being
   written) is logged by it with a traceback before the entry point says the
-  interrupt in its one line."""
-  return not (record.exc_info and record.exc_info[0] is KeyboardInterrupt)
+  interrupt in its one line; likewise orbax logs, from each of its threads,
+  a disk that filled while it wrote (the OS error code in tensorstore's
+  message), which the entry point says in its one line."""
+  if record.exc_info and record.exc_info[0] is KeyboardInterrupt:
+    return False
+  exc = record.exc_info[1] if record.exc_info else None
+  return "os_error_code='" not in f'{record.getMessage()} {exc}'
+
+
+def _late_storage_report(where, e):
+  """Whether an exception Python would print on its own (from a thread, a
+  callback or an unawaited coroutine) is the echo of a checkpoint read or
+  write that failed: orbax's reading coroutines whose error was raised to
+  the caller already, and tensorstore's callbacks into the event loop that
+  orbax closed once the first of them failed ("Event loop is closed").
+  The entry point's one line says the fault."""
+  code = getattr(where, 'cr_code', None)
+  if code is not None and 'orbax' in code.co_filename:
+    return True
+  return isinstance(e, RuntimeError) and str(e) == 'Event loop is closed'
 
 
 class Interrupts:
@@ -31,7 +50,8 @@ class Interrupts:
   so a Ctrl-C that lands there would otherwise let the run go on; the
   entry points `check` at every progress line. Python's report of the
   dropped interrupt is left out (`sys.unraisablehook`): the entry point's
-  one line says it."""
+  one line says it; so are the echoes of a failed checkpoint read or
+  write (`_late_storage_report`)."""
 
   def __init__(self):
     self.pending = False
@@ -46,10 +66,19 @@ class Interrupts:
     report = sys.unraisablehook
 
     def hook(unraisable):
-      if not isinstance(unraisable.exc_value, KeyboardInterrupt):
+      if not isinstance(unraisable.exc_value, KeyboardInterrupt) and not (
+        _late_storage_report(unraisable.object, unraisable.exc_value)
+      ):
         report(unraisable)
 
     sys.unraisablehook = hook
+    excepthook = sys.excepthook
+
+    def late(kind, value, tb):
+      if not _late_storage_report(None, value):
+        excepthook(kind, value, tb)
+
+    sys.excepthook = late
 
   def check(self):
     if self.pending:

@@ -5,6 +5,7 @@ these pieces; definitions that several reports state are written once here.
 """
 
 import csv
+import io
 import pathlib
 
 import matplotlib
@@ -12,6 +13,8 @@ import matplotlib
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402 (after choosing the backend)
 import numpy as np  # noqa: E402
+
+from research import files  # noqa: E402
 
 F1_DEFINITION = (
   'F1 is entity F1 (%) with the semantics of conlleval (research/metrics.py).'
@@ -29,10 +32,12 @@ def markdown_table(headers, rows):
 
 
 def write_csv(path, headers, rows):
-  with open(path, 'w', newline='') as f:
-    writer = csv.writer(f)
-    writer.writerow(headers)
-    writer.writerows(rows)
+  """Writes a CSV file, atomically (research/files.py)."""
+  out = io.StringIO(newline='')
+  writer = csv.writer(out)
+  writer.writerow(headers)
+  writer.writerows(rows)
+  files.write_text(path, out.getvalue())
 
 
 def mean_std(values, fmt='{:.2f}'):
@@ -60,7 +65,7 @@ def save(fig, path):
   """Saves a figure as PNG and closes it; returns the file name."""
   path = pathlib.Path(path)
   fig.tight_layout()
-  fig.savefig(path, dpi=120)
+  files.write_with(path, lambda f: fig.savefig(f, dpi=120, format='png'))
   plt.close(fig)
   return path.name
 
@@ -71,4 +76,4 @@ def write_report(path, title, sections):
   parts = [f'# {title}', '']
   for heading, body in sections:
     parts += [f'## {heading}', '', body.strip(), '']
-  pathlib.Path(path).write_text('\n'.join(parts))
+  files.write_text(path, '\n'.join(parts))

@@ -14,8 +14,8 @@ so every number is written by the program that measured it.
 import os
 import pathlib
 import re
-import shutil
 
+from research import files
 from research import render
 from research import timing
 from research import workdir as workdir_lib
@@ -236,6 +236,12 @@ def kept_sections(page, replaced):
   return out
 
 
+def _copy(source, target):
+  """Copies a file atomically (the page's readers never see a part); the
+  assets of a section are replaced file by file, never emptied first."""
+  files.write_bytes(target, pathlib.Path(source).read_bytes())
+
+
 def _order(heading):
   """The sort key of a section heading `entry: run name`."""
   entry, _, name = heading.partition(': ')
@@ -244,12 +250,10 @@ def _order(heading):
 
 def _section(run_dir, entry, assets, page):
   """(heading, body) of one run's section; its flags.txt and plots are
-  copied into `assets` (emptied first)."""
+  copied into `assets`."""
   run_name = run_dir.name
-  if assets.exists():
-    shutil.rmtree(assets)
-  assets.mkdir(parents=True)
-  shutil.copy(run_dir / 'flags.txt', assets / 'flags.txt')
+  assets.mkdir(parents=True, exist_ok=True)
+  _copy(run_dir / 'flags.txt', assets / 'flags.txt')
   rel = os.path.relpath(assets, page.parent)
   if entry == 'train':
     if not (run_dir / 'result.json').is_file():
@@ -275,7 +279,7 @@ def _section(run_dir, entry, assets, page):
     body = re.sub(r'^## ', '#### ', body, flags=re.M)
     mapping = {}
     for png in run_dir.glob('*.png'):
-      shutil.copy(png, assets / png.name)
+      _copy(png, assets / png.name)
       mapping[png.name] = f'{rel}/{png.name}'
     body = _relink(body, mapping)
   from_repo = os.path.relpath(assets / 'flags.txt')  # launch.sh's cwd
@@ -354,9 +358,10 @@ batch 256, 10 epochs, on a 2-core x86-64 CPU with the versions of
       table = headline(train_dirs)
       if update:  # the rows of the runs not gathered now stay
         table = _merge_rows(table, old.group(0))
-      readme.write_text(
+      files.write_text(
+        readme,
         pattern.sub(
           lambda _: f'{HEADLINE_START}\n{table}\n{HEADLINE_END}', text
-        )
+        ),
       )
   return len(sections)

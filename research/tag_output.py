@@ -12,6 +12,7 @@ import pathlib
 import re
 
 from research import data as data_lib
+from research import files
 from research import novelty
 from research.errors import UserError
 
@@ -127,5 +128,8 @@ def check_output(output, overwrite=False):
 def write_text(path, text):
   """Writes `text` (UTF-8) to `path`, creating its directory."""
   path = pathlib.Path(path)
-  path.parent.mkdir(parents=True, exist_ok=True)
-  path.write_text(text, encoding='utf-8')
+  try:
+    path.parent.mkdir(parents=True, exist_ok=True)
+  except OSError as e:
+    raise files.fault(e, path) from None
+  files.write_text(path, text)

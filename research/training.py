@@ -187,9 +187,8 @@ class MetricsFile:
   rows of a resumed run's history first; nothing when path is None."""
 
   def __init__(self, path, history):
-    self.out = workdir_lib.JsonlWriter(path) if path else None
-    for row in history:
-      self.write(row)
+    rows = [one_model_row(row) for row in history]
+    self.out = workdir_lib.JsonlWriter(path, rows) if path else None
 
   def write(self, row):
     if self.out is not None:

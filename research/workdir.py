@@ -9,35 +9,54 @@ Layout written by `experiments.train`:
   vocab.txt      one word per line (row i of L)
   tags.txt       one tag per line (class i)
   pretrained_words.txt  those normalize tells apart (vocab.consulted)
+  manifest.json  the size and SHA-256 of each output above, written last
   checkpoints/   the training state every so many steps (orbax)
   .lock          held (fcntl.flock) by the process that runs in it
-  .previous-run/ what an overwritten run left (`claim(..., overwrite=True)`)
+  .previous-run-N/ what the N-th overwritten run left (`claim(...,
+                 overwrite=True)`)
 
-Overwriting a run moves it aside, whole, into .previous-run/ (replacing the
-one there) before the new run writes anything: a new run that then fails,
-diverges or is interrupted leaves no file of the old one beside its own,
-so its directory is never mistaken for a finished run. The previous run
-can be restored by hand from .previous-run/.
+Every output is written atomically (research/files.py) and the manifest
+seals them together: `load_model` checks each file it reads against it,
+and refuses, in one line, a file that fails or a run whose outputs were
+never sealed (one cut short while writing them).
+
+Overwriting a run moves it aside, whole, into a new .previous-run-N/ (N
+one more than the highest there) before the new run writes anything: a
+new run that then fails, diverges or is interrupted leaves no file of the
+old one beside its own, so its directory is never mistaken for a finished
+run, and no earlier run is ever deleted (`rm -r DIR/.previous-run-N`
+deletes one, when the user chooses to).
 """
 
 import fcntl
+import io
 import json
 import os
 import pathlib
+import re
 import shutil
 import socket
+import zipfile
 
 import numpy as np
 
+from research import files
 from research import vocab as vocab_lib
 from research.errors import UserError
 
 LOCK = '.lock'
-PREVIOUS = '.previous-run'
+PREVIOUS = '.previous-run'  # .previous-run-N, and .previous-run itself
+MODEL_FILES = (
+  'params.npz',
+  'vocab.txt',
+  'pretrained_words.txt',
+  'tags.txt',
+  'config.json',
+)
 _held = []  # (open lock file, path, created by this process)
 
 
-def claim(workdir, overwrite=False, resume=False):
+def claim(workdir, overwrite=False, resume=False, log=None):
   """Claims the run directory `workdir` for this process and returns it.
 
   The claim is an exclusive `fcntl.flock` on workdir/.lock, taken before
@@ -46,13 +65,27 @@ def claim(workdir, overwrite=False, resume=False):
   kernel drops the lock when its holder dies (even by SIGKILL), so a
   killed run can be resumed with nothing to clean up. A directory holding
   an earlier run's files is refused unless `overwrite` (they are moved into
-  PREVIOUS, see the module docstring), or `resume` (which needs the run's
-  flags.txt).
+  a new PREVIOUS-N, see the module docstring, and `log` says where), or
+  `resume` (which needs the run's flags.txt). A path that cannot be made
+  or written is a files.Fault naming it.
   """
   path = pathlib.Path(workdir)
+  try:
+    return _claim(path, overwrite, resume, log)
+  except OSError as e:
+    raise files.fault(e) from None
+
+
+def _claim(path, overwrite, resume, log):
   if path.exists() and not path.is_dir():
     raise UserError(
       f'`workdir={path}` is a file, not a directory; choose another `workdir`'
+    )
+  parent = files._parent_file(path)  # noqa: SLF001
+  if parent is not None:
+    raise files.Fault(
+      f'`workdir={path}`: {parent} is a file, not a directory; choose '
+      'another `workdir`'
     )
   created = not path.exists()
   path.mkdir(parents=True, exist_ok=True)
@@ -68,7 +101,10 @@ def claim(workdir, overwrite=False, resume=False):
       'it to end, or choose another `workdir`'
     ) from None
   _held.append((lock, path, created))
-  others = [p for p in path.iterdir() if p.name not in (LOCK, PREVIOUS)]
+  others = [
+    p for p in path.iterdir()
+    if p.name != LOCK and not p.name.startswith(PREVIOUS)
+  ]  # fmt: skip
   if resume and not (path / 'flags.txt').is_file():
     raise UserError(
       f'`resume`: `workdir={path}` holds no run to resume (no flags.txt); '
@@ -81,7 +117,12 @@ def claim(workdir, overwrite=False, resume=False):
       '`overwrite` to replace them'
     )
   if others and overwrite and not resume:
-    _move_aside(path, others)
+    previous = _move_aside(path, others)
+    if log is not None:
+      log(
+        f'moved the earlier run of {path} into {previous} (kept: '
+        f'`rm -r {previous}` deletes it)'
+      )
   lock.seek(0)
   lock.truncate()
   lock.write(f'pid {os.getpid()} on {socket.gethostname()}\n')
@@ -89,13 +130,27 @@ def claim(workdir, overwrite=False, resume=False):
   return path
 
 
+def previous_runs(path):
+  """The earlier runs kept in `path`, oldest first, with their N (0 for a
+  .previous-run/ of an older version)."""
+  found = []
+  for p in pathlib.Path(path).glob(f'{PREVIOUS}*'):
+    m = re.fullmatch(re.escape(PREVIOUS) + r'(?:-(\d+))?', p.name)
+    if m and p.is_dir():
+      found.append((int(m.group(1) or 0), p))
+  return sorted(found)
+
+
 def _move_aside(path, names):
-  """Moves the files `names` of `path` into path/PREVIOUS (emptied first)."""
-  previous = path / PREVIOUS
-  shutil.rmtree(previous, ignore_errors=True)
+  """Moves the files `names` of `path` into a new path/PREVIOUS-N; returns
+  it. Nothing is deleted: each overwrite keeps its own."""
+  last = max((n for n, _ in previous_runs(path)), default=0)
+  previous = path / f'{PREVIOUS}-{last + 1}'
   previous.mkdir()
   for p in names:
     p.rename(previous / p.name)
+  files.fsync_dir(path)
+  return previous
 
 
 def release_unused(written=()):
@@ -125,10 +180,13 @@ def saved_flag(run_dir, name):
   return None
 
 
+def json_text(obj):
+  return json.dumps(obj, indent=2, sort_keys=True) + '\n'
+
+
 def write_json(path, obj):
-  pathlib.Path(path).write_text(
-    json.dumps(obj, indent=2, sort_keys=True) + '\n'
-  )
+  """Writes `obj` as JSON into `path`, atomically (files.write_json)."""
+  return files.write_json(path, obj)
 
 
 def read_json(path):
@@ -136,14 +194,24 @@ def read_json(path):
 
 
 class JsonlWriter:
-  """Appends one JSON object per line, flushed at once."""
+  """Appends one JSON object per line, flushed at once, after the rows
+  `first` (a resumed run's history), which replace the file's contents
+  atomically: a kill never leaves it emptied."""
 
-  def __init__(self, path):
-    self._f = open(path, 'w')
+  def __init__(self, path, first=()):
+    text = ''.join(json.dumps(row, sort_keys=True) + '\n' for row in first)
+    files.write_text(path, text)
+    try:
+      self._f = open(path, 'a')
+    except OSError as e:
+      raise files.fault(e, path) from None
 
   def write(self, row):
-    self._f.write(json.dumps(row, sort_keys=True) + '\n')
-    self._f.flush()
+    try:
+      self._f.write(json.dumps(row, sort_keys=True) + '\n')
+      self._f.flush()
+    except OSError as e:
+      raise files.fault(e, self._f.name) from None
 
   def close(self):
     self._f.close()
@@ -154,48 +222,68 @@ def read_jsonl(path):
     return [json.loads(line) for line in f if line.strip()]
 
 
-def save_model(path, params, vocab, tags, config):
-  """Writes what `load_model` needs to tag new text."""
-  path = pathlib.Path(path)
-  np.savez(path / 'params.npz', **{k: np.asarray(v) for k, v in params.items()})
-  (path / 'vocab.txt').write_text(
-    '\n'.join(vocab.words) + '\n', encoding='utf-8'
-  )
-  (path / 'pretrained_words.txt').write_text(
-    '\n'.join(vocab_lib.consulted(vocab.known)) + '\n', encoding='utf-8'
-  )
-  (path / 'tags.txt').write_text('\n'.join(tags) + '\n')
-  write_json(path / 'config.json', config)
+def model_files(params, vocab, tags, config):
+  """{file name: its bytes} of what `load_model` needs to tag new text."""
+  buffer = io.BytesIO()
+  np.savez(buffer, **{k: np.asarray(v) for k, v in params.items()})
+  return {
+    'params.npz': buffer.getvalue(),
+    'vocab.txt': '\n'.join(vocab.words) + '\n',
+    'pretrained_words.txt': '\n'.join(vocab_lib.consulted(vocab.known)) + '\n',
+    'tags.txt': '\n'.join(tags) + '\n',
+    'config.json': json_text(config),
+  }
+
+
+def save_model(path, params, vocab, tags, config, outputs=None):
+  """Writes what `load_model` needs to tag new text, each file atomically,
+  into `outputs` (a files.Outputs of `path`, sealed by the caller once the
+  run's other outputs are written) or, without one, sealed at once."""
+  own = outputs is None
+  outputs = outputs or files.Outputs(path)
+  for name, data in model_files(params, vocab, tags, config).items():
+    outputs.write(name, data)
+  if own:
+    outputs.seal()
+  return outputs
 
 
 def load_model(path):
-  """Returns (params, vocab, tags, config) saved by `save_model`."""
+  """Returns (params, vocab, tags, config) saved by `save_model`, each file
+  checked against the run's manifest."""
   path = pathlib.Path(path)
-  names = (
-    'params.npz',
-    'vocab.txt',
-    'pretrained_words.txt',
-    'tags.txt',
-    'config.json',
-  )
-  missing = [n for n in names if not (path / n).is_file()]
+  missing = [n for n in MODEL_FILES if not (path / n).is_file()]
   if missing:
+    kept = [p for _, p in previous_runs(path) if (p / 'params.npz').is_file()]
     raise UserError(
       f'{path}: not a trained run directory (missing '
       f'{", ".join(missing)}'
-      + (
-        f'; an overwritten run is in {path / PREVIOUS}'
-        if (path / PREVIOUS).is_dir()
-        else ''
-      )
+      + (f'; an overwritten run is in {kept[-1]}' if kept else '')
       + '); pass the directory of a finished experiments.train run'
     )
-  with np.load(path / 'params.npz') as f:
-    params = {k: f[k] for k in f.files}
-  words = (path / 'vocab.txt').read_text(encoding='utf-8').split('\n')[:-1]
-  known = (
-    (path / 'pretrained_words.txt').read_text(encoding='utf-8').split('\n')[:-1]
-  )
+  if files.sealed(path) is None and not (path / 'result.json').is_file():
+    raise UserError(
+      f'{path}: its run stopped while writing its outputs (no '
+      f'{files.MANIFEST}); run the same train command with `resume` to '
+      'finish them'
+    )
+  files.verify(path, MODEL_FILES)
+  try:
+    with np.load(path / 'params.npz') as f:
+      params = {k: f[k] for k in f.files}
+    words = (path / 'vocab.txt').read_text(encoding='utf-8').split('\n')[:-1]
+    known = (
+      (path / 'pretrained_words.txt')
+      .read_text(encoding='utf-8')
+      .split('\n')[:-1]
+    )
+    tags = (path / 'tags.txt').read_text().split()
+    config = read_json(path / 'config.json')
+  except (zipfile.BadZipFile, EOFError, ValueError, UnicodeDecodeError) as e:
+    raise UserError(
+      f'{path}: a damaged model file ({type(e).__name__}: '
+      f'{str(e).splitlines()[0][:100] if str(e) else "cut short"}); train it '
+      'again, or run its train command with `resume`'
+    ) from None
   vocab = vocab_lib.Vocab(words, frozenset(w for w in known if w))
-  tags = (path / 'tags.txt').read_text().split()
-  return params, vocab, tags, read_json(path / 'config.json')
+  return params, vocab, tags, config

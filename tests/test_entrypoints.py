@@ -478,11 +478,11 @@ def finished_run(directory):
 
 
 def assert_no_old_model(workdir):
-  """The old run is gone from workdir (moved into .previous-run/), and
+  """The old run is gone from workdir (moved into .previous-run-1/), and
   predict says in one line that there is no model there."""
   names = {p.name for p in workdir.iterdir()}
   assert not names & {'params.npz', 'result.json', 'config.json'}, names
-  assert (workdir / '.previous-run' / 'params.npz').read_text() == 'old'
+  assert (workdir / '.previous-run-1' / 'params.npz').read_text() == 'old'
   result = run_entry(
     'experiments.predict', f'--model_dir={workdir}', '--text=Anna visited'
   )

@@ -28,6 +28,7 @@ TIMINGS = (
   'compile_seconds',
   'train_windows_per_sec',
   'wall',  # where the run's time went (timing.breakdown)
+  'integrity_seconds',  # of it, checksums and fsyncs
 )
 
 
