@@ -14,14 +14,14 @@ from absl import flags
 
 from experiments import _flags
 from experiments import _run
-from research import classifier
-from research import data as data_lib
-from research import features as features_lib
-from research import model as model_lib
 from research import ner
-from research import tagging
 from research import workdir as workdir_lib
+from research.data import conll as data_lib
+from research.data import features as features_lib
 from research.errors import UserError
+from research.evaluation import tagging
+from research.formulas import model as model_lib
+from research.training import classifier
 
 
 def load_dataset(**overrides):

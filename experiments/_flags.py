@@ -25,11 +25,11 @@ from absl import flags
 
 from experiments import _flag_spec
 from experiments import _run
-from research import classifier
-from research import features as features_lib
-from research import model as model_lib
 from research import ner
-from research import tagschemes
+from research.data import features as features_lib
+from research.data import tagschemes
+from research.formulas import model as model_lib
+from research.training import classifier
 
 DEFAULT_DATA_DIR = str(_run.REPO / 'data' / 'wikigold')
 
@@ -62,9 +62,9 @@ FEATURES = _flag_spec.list_of(
   flags.EnumParser([*features_lib.KINDS, 'chars']),
   [],
   'Token features beside the word vector, any of '
-  f'{",".join(features_lib.KINDS)} (research/features.py), and chars: a '
-  'character CNN per word (research/chars.py; --char_dim, --char_filters, '
-  '--char_width).',
+  f'{",".join(features_lib.KINDS)} (research/data/features.py), and chars: '
+  'a character CNN per word (research/formulas/chars.py; --char_dim, '
+  '--char_filters, --char_width).',
   allow_empty=True,
 )
 AFFIX_LENGTH = _flag_spec.integer(
@@ -96,7 +96,7 @@ DATA_CACHE = _flag_spec.string(
   'data_cache',
   os.environ.get('NER_DATA_CACHE', str(_run.REPO / '.cache' / 'data')),
   'Loaded datasets kept for runs on the same data, arguments and code '
-  "(research/dataset_cache.py; '' for none; the NER_DATA_CACHE variable "
+  "(research/data/cache.py; '' for none; the NER_DATA_CACHE variable "
   'sets the default).',
 )
 

@@ -47,9 +47,9 @@ import jax
 
 from research import errors
 from research import files
-from research import parallel
 from research import workdir as workdir_lib
 from research.errors import UserError
+from research.training import parallel
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -295,9 +295,9 @@ def workdir(name, checkpoints=False):
 
 
 def checkpointer(path):
-  """The run's research.checkpoint.Checkpointer (None with --nocheckpoints).
-  A new run (not --resume) starts from no checkpoint."""
-  from research import checkpoint  # noqa: PLC0415 (orbax loads slowly)
+  """The run's research.training.checkpoint.Checkpointer (None with
+  --nocheckpoints). A new run (not --resume) starts from no checkpoint."""
+  from research.training import checkpoint  # noqa: PLC0415 (orbax loads slowly)
 
   resume = _flag_value('resume', False)
   # Every process checkpoints its shards into the run's own directory.

@@ -23,12 +23,12 @@ from experiments import _configs
 from experiments import _flag_spec
 from experiments import _flags
 from experiments import _run
-from research import engine
 from research import ner
-from research import novelty
-from research import tagging
+from research.evaluation import novelty
+from research.evaluation import tagging
+from research.reports import ablation as ablation_report
 from research.studies import ablation
-from research.studies import ablation_report
+from research.training import engine
 
 _flag_spec.use(
   ('data_dir', 'data_cache', 'embeddings', 'vocab', 'embed_dim'),

@@ -14,10 +14,10 @@ from experiments import _configs
 from experiments import _flag_spec
 from experiments import _flags
 from experiments import _run
-from research import two_passes
 from research.errors import UserError
+from research.reports import throughput as throughput_report
 from research.studies import throughput
-from research.studies import throughput_report
+from research.training import two_passes
 
 # Both vocabularies are timed: --vocab is not one of its flags.
 _flag_spec.use(

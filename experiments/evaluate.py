@@ -7,17 +7,16 @@ r"""Scores a model trained by experiments.train on a CoNLL file.
       --data=data/wikigold/wikigold.conll.txt    (another domain, same types)
 
 Prints conlleval's entity precision, recall and F1, overall and per type, and
-the token accuracy; then those of the entities whose surface string is
-(seen) or is not (unseen) an entity of the model's training split
-(research/novelty.py), read again from the --data_dir in the run's flags.txt
-(skipped, saying why, when that data cannot be read). A single-file corpus
-(one file alone in its directory, which train splits by documents) is scored
-on its test split unless --split says otherwise; any other file is scored
+the token accuracy; then those of the entities whose surface string is (seen) or
+is not (unseen) an entity of the model's training split
+(research/evaluation/novelty.py), read again from the --data_dir in the run's
+flags.txt (skipped, saying why, when that data cannot be read). A single-file
+corpus (one file alone in its directory, which train splits by documents) is
+scored on its test split unless --split says otherwise; any other file is scored
 whole. --output writes `token gold predicted` lines (a blank line between
 sentences), the input of the perl conlleval; whitespace inside a token is
-written as '_' (research/tag_output.py).
-An existing --output is refused unless --overwrite.
-"""
+written as '_' (research/evaluation/tag_output.py). An existing --output is
+refused unless --overwrite. """
 
 import os
 
@@ -27,12 +26,12 @@ from experiments import _configs
 from experiments import _flag_spec
 from experiments import _flags
 from experiments import _run
-from research import data as data_lib
-from research import novelty
-from research import tag_output
-from research import tagging
 from research import workdir as workdir_lib
+from research.data import conll as data_lib
 from research.errors import UserError
+from research.evaluation import novelty
+from research.evaluation import tag_output
+from research.evaluation import tagging
 
 _flag_spec.use('model_dir', 'o_bias', 'split', 'overwrite')
 _DATA = flags.DEFINE_string(

@@ -14,8 +14,8 @@ from experiments import _configs
 from experiments import _flag_spec
 from experiments import _flags
 from experiments import _run
+from research.reports import frozen_vectors as report
 from research.studies import frozen_vectors as study
-from research.studies import frozen_vectors_report as report
 
 # --freeze_embeddings is not one: the study trains both ways.
 _flag_spec.use(

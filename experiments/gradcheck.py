@@ -6,7 +6,7 @@ r"""Hand-derived gradients against autodiff: one row per formula and parameter.
 Prints one row per formula and parameter leaf (max absolute and relative
 difference, PASS when the relative one is <= --rtol), then `N passed, M
 failed`; exits 1 on any failure. What is checked, and which rows exist:
-research/studies/derivations.py. The shapes are fixed there (the data and
+research/formulas/derivations.py. The shapes are fixed there (the data and
 model flags of the other entry points are not taken).
 """
 
@@ -15,7 +15,7 @@ import sys
 from experiments import _flag_spec
 from experiments import _flags
 from experiments import _run
-from research.studies import derivations
+from research.formulas import derivations
 
 _flag_spec.use('seed')  # of the random problems
 _SEED = _flags.SEED

@@ -19,8 +19,8 @@ from experiments import _configs
 from experiments import _flag_spec
 from experiments import _flags
 from experiments import _run
+from research.reports import vectorization as vectorization_report
 from research.studies import vectorization
-from research.studies import vectorization_report
 
 # Scoring has no dropout: --dropout is not one of its flags.
 _flag_spec.use(

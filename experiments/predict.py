@@ -12,7 +12,7 @@ Stdin is read as UTF-8, like files; text without a sentence is an error.
 --input reads a CoNLL file (token first; a tag column, if any, is ignored)
 and writes `token predicted` lines with a blank line between sentences, to
 --output or stdout; whitespace inside a token is written as '_'
-(research/tag_output.py). A single-file corpus (one file alone in its
+(research/evaluation/tag_output.py). A single-file corpus (one file alone in its
 directory, which train splits by documents) is read for its test split
 unless --split says otherwise. --output also takes the tags of --text; an
 existing --output is refused unless --overwrite.
@@ -26,10 +26,10 @@ from experiments import _configs
 from experiments import _flag_spec
 from experiments import _flags
 from experiments import _run
-from research import data as data_lib
-from research import tag_output
-from research import tagging
+from research.data import conll as data_lib
 from research.errors import UserError
+from research.evaluation import tag_output
+from research.evaluation import tagging
 
 _flag_spec.use('model_dir', 'o_bias', 'split', 'overwrite')
 _TEXT = flags.DEFINE_string(

@@ -4,7 +4,7 @@ r"""Gathers run directories into docs/results.md, with their plots.
   ./launch.sh report --run_dirs=runs/sweep-20261122-101500,runs/conll \
       --output=runs/report.md
 
-The page and what it holds are described in research/results_page.py; it
+The page and what it holds are described in research/reports/results_page.py; it
 names the run directories it was gathered from.
 Writing the default page (docs/results.md) also rewrites README.md's headline
 table from the train runs. An existing --output page that report did not
@@ -18,8 +18,8 @@ from absl import flags
 from experiments import _flag_spec
 from experiments import _flags
 from experiments import _run
-from research import results_page
 from research.errors import UserError
+from research.reports import results_page
 
 _flag_spec.use('overwrite')
 _RUN_DIRS = flags.DEFINE_list(

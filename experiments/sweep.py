@@ -15,9 +15,9 @@ from experiments import _configs
 from experiments import _flag_spec
 from experiments import _flags
 from experiments import _run
-from research import objectives
+from research.formulas import objectives
+from research.reports import objective_l2 as objective_l2_report
 from research.studies import objective_l2
-from research.studies import objective_l2_report
 
 OBJECTIVES = objectives.NAMES
 _flag_spec.use(

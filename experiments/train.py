@@ -19,15 +19,15 @@ from experiments import _configs
 from experiments import _flag_spec
 from experiments import _flags
 from experiments import _run
-from research import engine
 from research import files
 from research import ner
-from research import objectives
-from research import selection
-from research import tagging
 from research import timing
-from research import training
 from research import workdir as workdir_lib
+from research.evaluation import tagging
+from research.formulas import objectives
+from research.training import engine
+from research.training import facade as training
+from research.training import selection
 
 _OBJECTIVE = flags.DEFINE_enum(
   'objective',

@@ -19,9 +19,9 @@ from experiments import _configs
 from experiments import _flag_spec
 from experiments import _flags
 from experiments import _run
-from research import window_scorer
+from research.reports import margin_vs_logistic as report
 from research.studies import margin_vs_logistic as study
-from research.studies import margin_vs_logistic_report as report
+from research.training import window_scorer
 
 _flag_spec.use(
   _flags.DATA,

@@ -29,7 +29,8 @@ from research.errors import UserError
 
 MANIFEST = 'manifest.json'
 # Seconds this process spent on integrity: hashing (files' SHA-256 here,
-# checkpoints' CRC-32 in research.checkpoint) and fsync; a run reports them.
+# checkpoints' CRC-32 in research.training.checkpoint) and fsync; a run reports
+# them.
 SPENT = {'checksums': 0.0, 'fsyncs': 0.0}
 
 

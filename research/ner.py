@@ -5,18 +5,18 @@ import dataclasses
 import jax
 import numpy as np
 
-from research import chars as chars_lib
-from research import classifier
-from research import data as data_lib
-from research import dataset_cache
-from research import embeddings as emb_lib
-from research import features as features_lib
-from research import gazetteer as gazetteer_lib
-from research import model as model_lib
-from research import objectives
-from research import sequence
-from research import tagschemes
-from research import vocab as vocab_lib
+from research.data import cache as dataset_cache
+from research.data import conll as data_lib
+from research.data import embeddings as emb_lib
+from research.data import features as features_lib
+from research.data import gazetteer as gazetteer_lib
+from research.data import tagschemes
+from research.data import vocab as vocab_lib
+from research.formulas import chars as chars_lib
+from research.formulas import model as model_lib
+from research.formulas import objectives
+from research.training import classifier
+from research.training import sequence
 
 TRAIN_SAMPLE = 2000  # training sentences scored for learning curves
 DECODES = ('argmax', 'viterbi')
@@ -73,10 +73,10 @@ def load_dataset(
       have a pretrained vector).
     seed: seed of the random vectors.
     log: progress printer.
-    features: kinds of research.features to give every word ((): none),
-      and 'chars' to spell every word for the character CNN (research.chars);
-      not 'document', which is a transform of the Dataset
-      (two_passes.prepare, applied by training.train(document=True)).
+    features: kinds of research.data.features to give every word ((): none),
+      and 'chars' to spell every word for the character CNN
+      (research.formulas.chars); not 'document', which is a transform of the
+      Dataset (two_passes.prepare, applied by training.train(document=True)).
     affix_length: n of the prefix and suffix features.
     tag_scheme: 'file' (train on the file's tags) or 'iobes'.
     gazetteer_file: a user's lists (gazetteer.read) added to those from
@@ -84,7 +84,7 @@ def load_dataset(
     case_augment: a fraction of the training documents added again, every
       word lowercased (or, one copy in two, uppercased): casing that text
       written otherwise does not break (`case_copies`); 0 for none.
-    cache_dir: a directory of research.dataset_cache entries: a load with
+    cache_dir: a directory of research.data.cache entries: a load with
       the same arguments and files reads the Dataset from there (and logs
       the same lines); None reads the files.
   """
@@ -289,7 +289,7 @@ def log_summary(ds, data_dir, file_tags, pretrained, embed_dim, log):
   if ds.chars is not None:
     log(
       f'characters: {len(ds.chars) - 2} seen in training, each word spelled '
-      f'by its first {chars_lib.MAX_LEN} (research/chars.py)'
+      f'by its first {chars_lib.MAX_LEN} (research/formulas/chars.py)'
     )
   if ds.gazetteer is not None:
     log(
@@ -334,8 +334,8 @@ def init_params(ds, model_cfg, seed=0, num_classes=None, objective='xent'):
 
 
 def trains_on_sentences(ds, objective, decode='argmax', word_dropout=0.0):
-  """Whether training needs whole sentences (research.sequence) rather than
-  shuffled windows: a sentence-level objective, features or characters,
+  """Whether training needs whole sentences (research.training.sequence) rather
+  than shuffled windows: a sentence-level objective, features or characters,
   IOBES tags, word dropout or Viterbi decoding."""
   return bool(
     objectives.get(objective).sentence_level

@@ -41,7 +41,7 @@ import zipfile
 import numpy as np
 
 from research import files
-from research import vocab as vocab_lib
+from research.data import vocab as vocab_lib
 from research.errors import UserError
 
 LOCK = '.lock'

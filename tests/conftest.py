@@ -143,7 +143,7 @@ def start_entry(*args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL):
 @pytest.fixture(params=['map', 'vmap'])
 def stack_mode(request, monkeypatch):
   """Runs a test with each way a stack of configurations can run
-  (research.engine.stack_mode): 'map', a CPU's, and 'vmap', a GPU's or
+  (research.training.engine.stack_mode): 'map', a CPU's, and 'vmap', a GPU's or
   TPU's, forced here so that CI runs the accelerators' code path too."""
   monkeypatch.setenv('NER_STACK_MODE', request.param)
   return request.param

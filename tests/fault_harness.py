@@ -7,7 +7,7 @@
 The second form writes the files of FILES.pickle ({name: bytes}) into DIR
 as a run writes its outputs (research.files.Outputs: each atomically,
 then the manifest), with nothing else loaded; the third writes the results
-page PAGE of RUN_DIRs (research.results_page.write, as `report` does).
+page PAGE of RUN_DIRs (research.reports.results_page.write, as `report` does).
 
 FAULT is one of
   none                 no fault; each rename is listed on stderr
@@ -81,7 +81,7 @@ def _no_space():
 def _orbax_full_disk():
   import orbax.checkpoint as ocp  # noqa: PLC0415
 
-  from research import checkpoint  # noqa: PLC0415
+  from research.training import checkpoint  # noqa: PLC0415
 
   checkpoint.Checkpointer._room_for = lambda *a: None
 
@@ -98,7 +98,7 @@ def _orbax_full_disk():
 
 def _kill_in_checkpoint(n):
   """SIGKILL once the N-th save has begun writing in the background."""
-  from research import checkpoint  # noqa: PLC0415
+  from research.training import checkpoint  # noqa: PLC0415
 
   save = checkpoint.Checkpointer.save
   count = [0]
@@ -149,7 +149,7 @@ def main(argv):
     write_outputs(*rest)
     return
   if target == 'page':
-    from research import results_page  # noqa: PLC0415
+    from research.reports import results_page  # noqa: PLC0415
 
     results_page.write(rest[1:], rest[0], overwrite=True)
     return

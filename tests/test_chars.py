@@ -1,9 +1,9 @@
-"""Tests for research.chars: the character CNN's hand-derived backprop
+"""Tests for research.formulas.chars: the character CNN's hand-derived backprop
 equals autodiff, ties included, and the character vocabulary.
 
 Float64 (jax.enable_x64, as tests/test_manual_grads.py), every gradient
 leaf compared by `autodiff.compare` at rtol 1e-10 (the cases of
-research.studies.derivations, `char_case`, under a random linear loss
+research.formulas.derivations, `char_case`, under a random linear loss
 sum(R * h)); each suite is traced into one program. The wrong-derivation
 suite shows that the same comparison does fail.
 """
@@ -17,10 +17,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from research import autodiff
-from research import chars as chars_lib
-from research.studies import char_problems
-from research.studies import derivations
+from research.formulas import autodiff
+from research.formulas import char_problems
+from research.formulas import chars as chars_lib
+from research.formulas import derivations
 
 RTOL = 1e-10
 

@@ -7,14 +7,14 @@ import numpy as np
 import optax
 import pytest
 
-from research import classifier
-from research import engine
-from research import losses
-from research import model as model_lib
 from research import ner
-from research import optim
-from research import training
-from research import vocab as vocab_lib
+from research.data import vocab as vocab_lib
+from research.formulas import losses
+from research.formulas import model as model_lib
+from research.training import classifier
+from research.training import engine
+from research.training import facade as training
+from research.training import optim
 from tests.conftest import bit_identical_backend
 
 V, K, C, N = 40, 5, 4, 96

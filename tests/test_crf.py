@@ -1,7 +1,7 @@
-"""Tests for research.crf and manual_grads.sentence_batch_grads.
+"""Tests for research.formulas.crf and manual_grads.sentence_batch_grads.
 
 Float64 throughout (but the training tests, float32 like training), on
-packed rows of every kind (research.studies.derivation_problems'
+packed rows of every kind (research.formulas.derivation_problems'
 packed_layout: one sentence then padding, several sentences, a full row,
 an empty row, one-word sentences):
 
@@ -13,7 +13,7 @@ an empty row, one-word sentences):
 * packing sentences into rows changes nothing: the same losses and
   gradients as one sentence per row;
 * manual_grads.sentence_batch_grads equals the autodiff branch of
-  research.sequence.batch_grads for every objective, and training with
+  research.training.sequence.batch_grads for every objective, and training with
   --grad=manual equals training with autodiff;
 * deliberately wrong derivations fail the same comparison.
 
@@ -31,17 +31,17 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from research import autodiff
-from research import classifier
-from research import crf
-from research import engine
-from research import manual_grads as mg
-from research import model as model_lib
-from research import objectives
-from research import sequence
-from research import vocab as vocab_lib
-from research.studies import derivation_problems as problems
-from research.studies import derivations
+from research.data import vocab as vocab_lib
+from research.formulas import autodiff
+from research.formulas import crf
+from research.formulas import derivation_problems as problems
+from research.formulas import derivations
+from research.formulas import manual_grads as mg
+from research.formulas import model as model_lib
+from research.formulas import objectives
+from research.training import classifier
+from research.training import engine
+from research.training import sequence
 
 RTOL = 1e-10
 OBJECTIVES = objectives.SENTENCE_LEVEL
@@ -204,7 +204,7 @@ def _suite_inputs():
 
 
 def _decode_and_grads(problem, objective, decode=True):
-  """The decodings of research.crf (or None) and derivations.crf_case's
+  """The decodings of research.formulas.crf (or None) and derivations.crf_case's
   (manual, reference) for one problem."""
   if not decode:
     return None, derivations.crf_case(problem, objective)
@@ -435,7 +435,7 @@ def test_packed_rows_equal_one_sentence_per_row(suite, objective):
 @pytest.mark.parametrize('objective', SENTENCE_OBJECTIVES)
 def test_sentence_batch_grads_equal_autodiff(suite, objective):
   """manual_grads.sentence_batch_grads against jax.grad of
-  research.sequence.batch_grads' loss: both models, with and without
+  research.training.sequence.batch_grads' loss: both models, with and without
   feature rows; every dense key, E, the feature rows and the loss."""
   names = [name for name, _, obj, _ in _sentence_cases() if obj == objective]
   assert {'/feat' in n for n in names} == {True, False}
@@ -705,10 +705,10 @@ def _sentence_windows(
 def test_fit_with_manual_grads_equals_autodiff(
   objective, model, features, chars
 ):
-  """A few float32 steps of research.sequence.fit (SGD, L2 on everything,
-  several sentences a row) give the same parameters with either gradient,
-  to rtol 1e-5: with full float32 matrix products (a GPU's default TF32
-  rounds both sides' products to 10 mantissa bits)."""
+  """A few float32 steps of research.training.sequence.fit (SGD, L2 on
+  everything, several sentences a row) give the same parameters with either
+  gradient, to rtol 1e-5: with full float32 matrix products (a GPU's default
+  TF32 rounds both sides' products to 10 mantissa bits)."""
   rng = _rng('fit', objective, model)
   lengths = [5, 3, 1, 4, 6, 2, 7, 1, 3, 5, 2, 4]
   vocab, num_classes, feature_rows = 11, 4, 9 if features else 0

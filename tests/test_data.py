@@ -1,11 +1,11 @@
-"""Tests for research.data, on tiny CoNLL files written to tmp_path."""
+"""Tests for research.data.conll, on tiny CoNLL files written to tmp_path."""
 
 import numpy as np
 import pytest
 
-from research import data
 from research import ner
-from research import vocab as vocab_lib
+from research.data import conll as data
+from research.data import vocab as vocab_lib
 from research.errors import UserError
 
 CONLL_4COL = """\

@@ -8,11 +8,11 @@ import json
 import numpy as np
 import pytest
 
-from research import classifier
-from research import divergence
-from research import engine
-from research import model as model_lib
 from research import ner
+from research.formulas import model as model_lib
+from research.training import classifier
+from research.training import divergence
+from research.training import engine
 from tests.conftest import assert_same_numbers
 from tests.conftest import run_entry
 from tests.test_entrypoints import assert_one_line_error

@@ -10,9 +10,9 @@ import time
 
 import pytest
 
-from research import parallel
 from research import timing
 from research.errors import UserError
+from research.training import parallel
 from tests.conftest import REPO
 from tests.conftest import run_entry
 from tests.conftest import start_entry

@@ -21,10 +21,10 @@ import sys
 import numpy as np
 import pytest
 
-from research import dataset_cache
 from research import files
-from research import vocab as vocab_lib
 from research import workdir as workdir_lib
+from research.data import cache as dataset_cache
+from research.data import vocab as vocab_lib
 from research.errors import UserError
 from tests.conftest import REPO
 from tests.conftest import entry_env
@@ -202,7 +202,7 @@ def test_the_flipped_bit_is_caught_by_the_checksum(finished, tmp_path):
   """The same flipped bit, in a checkpoint whose record has its checksums
   taken out (as orbax alone writes it): restored without a word, which is
   what the checksums are there for."""
-  from research import checkpoint  # noqa: PLC0415
+  from research.training import checkpoint  # noqa: PLC0415
 
   source, _, steps, _ = finished
   run = copy_run(source, tmp_path)

@@ -1,4 +1,4 @@
-"""Tests for research.features: affix and shape values, the feature
+"""Tests for research.data.features: affix and shape values, the feature
 vocabulary's rows of L_feat, and its JSON round trip."""
 
 import json
@@ -6,8 +6,8 @@ import json
 import numpy as np
 import pytest
 
-from research import features
-from research.data import Sentence
+from research.data import features
+from research.data.conll import Sentence
 
 KINDS = ('prefix', 'suffix', 'shape')
 

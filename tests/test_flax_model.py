@@ -1,4 +1,4 @@
-"""Tests for research.flax_model: the NNX module is the pure functions.
+"""Tests for research.formulas.flax_model: the NNX module is the pure functions.
 
 Scores and gradients of `WindowClassifier` are compared with
 `model.class_scores(params, model.window_vectors(...))` and `jax.grad` of the
@@ -16,9 +16,9 @@ import numpy as np
 import optax
 import pytest
 
-from research import flax_model
-from research import model as model_lib
-from research import objectives
+from research.formulas import flax_model
+from research.formulas import model as model_lib
+from research.formulas import objectives
 
 VOCAB, EMBED_DIM, NUM_CASINGS, CASE_DIM = 7, 3, 4, 2
 NUM_CLASSES = 4

@@ -13,12 +13,12 @@ import sys
 import numpy as np
 import pytest
 
-from research import data as data_lib
-from research import metrics
 from research import ner
-from research import vocab as vocab_lib
+from research.data import conll as data_lib
+from research.data import vocab as vocab_lib
+from research.evaluation import metrics
+from research.reports import frozen_vectors as fvf_report
 from research.studies import frozen_vectors as fvf
-from research.studies import frozen_vectors_report as fvf_report
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 

@@ -1,4 +1,4 @@
-"""L2 in one place: the optimizer (research.optim) adds lambda * theta.
+"""L2 in one place: the optimizer (research.training.optim) adds lambda * theta.
 
 * The gradient the optimizer adds (`optim.add_l2_dense`) is jax.grad of
   `losses.l2_penalty`, key by key, under every convention (weights only,
@@ -20,11 +20,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from research import classifier
-from research import engine
-from research import losses
-from research import optim
-from research import window_scorer
+from research.formulas import losses
+from research.training import classifier
+from research.training import engine
+from research.training import optim
+from research.training import window_scorer
 
 V, d = 7, 3
 CONVENTIONS = [(e, b) for e in (False, True) for b in (False, True)]

@@ -7,10 +7,10 @@ import re
 import numpy as np
 import pytest
 
-from research import classifier
-from research import engine
-from research import model as model_lib
 from research import ner
+from research.formulas import model as model_lib
+from research.training import classifier
+from research.training import engine
 from tests.conftest import assert_same_numbers
 from tests.conftest import write_corpus
 

@@ -1,4 +1,5 @@
-"""Tests for research.manual_grads: the hand-derived backprop equals autodiff.
+"""Tests for research.formulas.manual_grads: the hand-derived backprop equals
+autodiff.
 
 Float64 throughout (but the training test, float32 like training), random
 shapes and values, every parameter leaf compared by `autodiff.compare` at
@@ -18,17 +19,17 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from research import autodiff
-from research import classifier
-from research import engine
-from research import losses
-from research import manual_grads as mg
-from research import model as model_lib
-from research import objectives
-from research import vocab as vocab_lib
-from research import window_scorer
-from research.studies import derivation_problems
-from research.studies import derivations
+from research.data import vocab as vocab_lib
+from research.formulas import autodiff
+from research.formulas import derivation_problems
+from research.formulas import derivations
+from research.formulas import losses
+from research.formulas import manual_grads as mg
+from research.formulas import model as model_lib
+from research.formulas import objectives
+from research.training import classifier
+from research.training import engine
+from research.training import window_scorer
 
 RTOL = 1e-10
 CLASSIFIERS = dict(derivation_problems.classifiers())  # tag -> ModelConfig
@@ -76,15 +77,14 @@ def _train_cfg(objective, embeddings, biases, frozen):
 
 
 def _conventions(i):
-  """(research.classifier.objective's, the hook's) L2 convention x frozen/tuned
-  vectors for classifier x objective pair i (objective i % 2).
+  """(research.training.classifier.objective's, the hook's) L2 convention x
+  frozen/tuned vectors for classifier x objective pair i (objective i % 2).
 
-  Through research.classifier.objective: the four with frozen vectors (pairs
-  0-7, each with both objectives), then L2 on everything with tuned vectors
-  (pairs 8, 9); through the --grad=manual hook (which returns dJ/dE only for
-  tuned vectors, and no L2: the optimizer adds it, so its convention only
-  names the row): the four with tuned vectors, each with both objectives.
-  """
+  Through research.training.classifier.objective: the four with frozen vectors
+  (pairs 0-7, each with both objectives), then L2 on everything with tuned
+  vectors (pairs 8, 9); through the --grad=manual hook (which returns dJ/dE only
+  for tuned vectors, and no L2: the optimizer adds it, so its convention only
+  names the row): the four with tuned vectors, each with both objectives."""
   tuned, frozen = L2_FROZEN[::2], L2_FROZEN[1::2]
   objective = frozen[i // 2] if i < 8 else (True, True, False)
   return objective, tuned[(i // 2) % 4]
@@ -263,7 +263,7 @@ def test_per_window_grads_equal_vmap_grad(suite):
   'convention', L2_FROZEN, ids=[_l2_name(*c) for c in L2_FROZEN]
 )
 def test_l2_conventions_and_frozen_vectors(suite, convention):
-  """research.classifier.objective and the hook under each L2
+  """research.training.classifier.objective and the hook under each L2
   convention."""
   rows = [
     (f, d) for f, d in suite.items() if f.endswith('/' + _l2_name(*convention))
@@ -418,7 +418,7 @@ def _scatter_without_accumulation(ids, g, num_rows):
 
 
 # name -> (patch(m) putting the wrong derivation in place, the case builder
-#          of research.studies.derivations, the problem, {suffix: the
+#          of research.formulas.derivations, the problem, {suffix: the
 #          leaves that must fail}; every other leaf must pass).
 WRONG = {
   'missing_g_prime': (

@@ -1,4 +1,4 @@
-"""The device mesh (research.parallel): configurations over 'config',
+"""The device mesh (research.training.parallel): configurations over 'config',
 batches over 'data', on CPU devices made with JAX_NUM_CPU_DEVICES in a
 subprocess.
 
@@ -26,8 +26,10 @@ LOSS_RTOL = 1e-4
 _SCRIPT = r"""
 import json, sys
 import jax, numpy as np
-from research import classifier, engine, model as model_lib, ner, parallel
-from research import sequence
+from research import ner
+from research.formulas import model as model_lib
+from research.training import classifier, engine, parallel
+from research.training import sequence
 
 corpus = sys.argv[1]
 out = {}

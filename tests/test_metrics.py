@@ -1,5 +1,6 @@
-"""Tests for research.metrics: hand-checked conlleval cases, a literal port of
-conlleval's streaming counts, and agreement with seqeval's default mode."""
+"""Tests for research.evaluation.metrics: hand-checked conlleval cases, a
+literal port of conlleval's streaming counts, and agreement with seqeval's
+default mode."""
 
 import json
 import random
@@ -14,8 +15,8 @@ from seqeval.metrics import precision_score
 from seqeval.metrics import recall_score
 from seqeval.metrics.sequence_labeling import get_entities
 
-from research import metrics
-from research import tagschemes
+from research.data import tagschemes
+from research.evaluation import metrics
 
 # --- Literal ports of conlleval, line by line, to check metrics against. ---
 

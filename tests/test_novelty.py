@@ -1,4 +1,4 @@
-"""Tests for research.novelty: entities seen and unseen in training.
+"""Tests for research.evaluation.novelty: entities seen and unseen in training.
 
 A hand-made example with its answers worked out by hand, a brute-force
 check of the trie on random sentences, and the scores scoring.evaluate adds to
@@ -11,15 +11,15 @@ import random
 import numpy as np
 import pytest
 
-from research import data as data_lib
-from research import metrics
-from research import model as model_lib
 from research import ner
-from research import novelty
-from research import scoring
-from research import tag_output
-from research import training
+from research.data import conll as data_lib
+from research.evaluation import metrics
+from research.evaluation import novelty
+from research.evaluation import scoring
+from research.evaluation import tag_output
+from research.formulas import model as model_lib
 from research.studies import frozen_vectors
+from research.training import facade as training
 from tests.conftest import write_corpus
 
 

@@ -1,13 +1,13 @@
-"""The one objective registry (research.objectives): names, levels, look-ups,
-and each record's loss and hand-derived gradient agreeing on J."""
+"""The one objective registry (research.formulas.objectives): names, levels,
+look-ups, and each record's loss and hand-derived gradient agreeing on J."""
 
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from research import crf
-from research import losses
-from research import objectives
+from research.formulas import crf
+from research.formulas import losses
+from research.formulas import objectives
 
 
 def test_names_and_levels():

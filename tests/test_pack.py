@@ -1,14 +1,14 @@
-"""Tests for research.sequence.pack and pack_windows: sentences packed whole
-into rows of T positions (research.crf's layout)."""
+"""Tests for research.training.sequence.pack and pack_windows: sentences packed
+whole into rows of T positions (research.formulas.crf's layout)."""
 
 import numpy as np
 import pytest
 
-from research import engine
-from research import model as model_lib
 from research import ner
-from research import sequence
-from research import vocab as vocab_lib
+from research.data import vocab as vocab_lib
+from research.formulas import model as model_lib
+from research.training import engine
+from research.training import sequence
 
 
 def _check_packing(lengths, T):

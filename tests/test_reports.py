@@ -8,12 +8,12 @@ import shutil
 
 import pytest
 
-from research import classifier
-from research import model as model_lib
-from research import render
-from research import results_page
-from research.studies import ablation_report
-from research.studies import objective_l2_report
+from research.formulas import model as model_lib
+from research.reports import ablation as ablation_report
+from research.reports import objective_l2 as objective_l2_report
+from research.reports import render
+from research.reports import results_page
+from research.training import classifier
 
 
 def read_csv(path):

@@ -18,7 +18,7 @@ import time
 import numpy as np
 import pytest
 
-from research import checkpoint as checkpoint_lib
+from research.training import checkpoint as checkpoint_lib
 from tests.conftest import run_entry
 from tests.conftest import start_entry
 from tests.test_entrypoints import assert_one_line_error
@@ -315,7 +315,7 @@ def test_a_checkpoint_record_is_not_the_live_history():
   """resume.save hands the checkpoint a copy of the history: the record is
   written in the background while the run appends rows (a row written into
   an earlier checkpoint would be evaluated again after a resume)."""
-  from research import resume  # noqa: PLC0415
+  from research.training import resume  # noqa: PLC0415
 
   class Saved:
     def save(self, step, state, extra, record):

@@ -1,11 +1,12 @@
-"""research.rows: each op under vmap equals the op applied per table."""
+"""research.training.rows: each op under vmap equals the op applied per
+table."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from research import rows
+from research.training import rows
 
 S, V, M, D = 3, 11, 9, 4
 

@@ -16,9 +16,9 @@ import sys
 
 import pytest
 
-from research import metrics
-from research import tag_output
-from research import tagging
+from research.evaluation import metrics
+from research.evaluation import tag_output
+from research.evaluation import tagging
 from tests.conftest import REPO
 from tests.conftest import entry_env
 from tests.conftest import run_entry

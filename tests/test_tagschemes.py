@@ -1,5 +1,6 @@
-"""Tests for research.tagschemes: conversions keep the chunks, and the valid
-transitions are exactly those of the scheme's well-formed tag sequences."""
+"""Tests for research.data.tagschemes: conversions keep the chunks, and the
+valid transitions are exactly those of the scheme's well-formed tag
+sequences."""
 
 import itertools
 
@@ -8,10 +9,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from research import crf
-from research import metrics
-from research import sequence
-from research import tagschemes
+from research.data import tagschemes
+from research.evaluation import metrics
+from research.formulas import crf
+from research.training import sequence
 
 TYPES = ('PER', 'LOC', 'MISC-X')  # a type may hold a hyphen
 SCHEMES = ('iob1', 'iob2', 'iobes')
@@ -152,7 +153,7 @@ def test_valid_transitions_examples():
 def test_viterbi_with_the_valid_transitions_decodes_well_formed_tags():
   """sequence.decode_transitions adds NEG where valid_transitions forbids:
   whatever the scores, Viterbi's paths are well-formed IOBES (several
-  sentences a row, as research.sequence packs them)."""
+  sentences a row, as research.training.sequence packs them)."""
   tags = tagschemes.tag_set(['O', 'B-PER', 'B-LOC', 'B-ORG'], 'iobes')
   C = len(tags)
   allowed = tagschemes.valid_transitions(tags, 'iobes')

@@ -10,7 +10,7 @@ import jax
 import numpy as np
 import pytest
 
-from research import model as model_lib
+from research.formulas import model as model_lib
 from research.studies import vectorization
 from tests.conftest import run_entry
 

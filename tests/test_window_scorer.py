@@ -11,14 +11,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from research import data
-from research import engine
-from research import losses
-from research import metrics
-from research import model as model_lib
-from research import vocab as vocab_lib
-from research import window_scorer as scorer
+from research.data import conll as data
+from research.data import vocab as vocab_lib
 from research.errors import UserError
+from research.evaluation import metrics
+from research.formulas import losses
+from research.formulas import model as model_lib
+from research.training import engine
+from research.training import window_scorer as scorer
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 

@@ -29,7 +29,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from research import training
+from research.training import facade as training
 
 
 class Setting(NamedTuple):

@@ -33,13 +33,13 @@ import time
 
 import numpy as np
 
-from research import classifier
-from research import engine
-from research import metrics
 from research import ner
-from research import training
-from research import vocab as vocab_lib
+from research.data import vocab as vocab_lib
 from research.errors import UserError
+from research.evaluation import metrics
+from research.training import classifier
+from research.training import engine
+from research.training import facade as training
 
 GROUPS = ('unseen', 'mixed', 'seen')
 MODES = ('frozen', 'fine-tuned')

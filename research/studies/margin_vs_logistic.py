@@ -26,12 +26,12 @@ from typing import NamedTuple
 import jax
 import numpy as np
 
-from research import engine
-from research import metrics
-from research import model as model_lib
 from research import ner
-from research import window_scorer
 from research.errors import UserError
+from research.evaluation import metrics
+from research.formulas import model as model_lib
+from research.training import engine
+from research.training import window_scorer
 
 _DEV_CORRUPT_SEED = 1234  # fixed dev corruptions, shared by all runs
 

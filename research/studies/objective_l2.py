@@ -7,24 +7,23 @@ configuration at a time. Per cell: dev (and test) entity F1 as mean +- std
 over seeds, the final training loss and the weight norm, and the best L2 per
 objective by mean dev F1.
 
-Every objective trains on the same examples: shuffled windows for the
-decks' window model, whole sentences (research.sequence) when any objective
-or the data asks for them (a sentence-level objective, features, IOBES,
-Viterbi decoding). With the document feature, the first pass is trained
-once (with the first objective) and every configuration reads its tags.
-The parameters scored are the final ones.
-"""
+Every objective trains on the same examples: shuffled windows for the decks'
+window model, whole sentences (research.training.sequence) when any objective or
+the data asks for them (a sentence-level objective, features, IOBES, Viterbi
+decoding). With the document feature, the first pass is trained once (with the
+first objective) and every configuration reads its tags. The parameters scored
+are the final ones."""
 
 import time
 
 import numpy as np
 
-from research import classifier
-from research import engine
 from research import ner
-from research import render
-from research import scoring
-from research import training
+from research.evaluation import scoring
+from research.reports import render
+from research.training import classifier
+from research.training import engine
+from research.training import facade as training
 
 
 def _train(ds, model_cfg, cfg, grid, lr, epochs, log, sentences, decode, ckpt):
@@ -175,11 +174,11 @@ def run(
   document=False,
   checkpoint=None,
 ):
-  """The sweep: `run_grid` for each objective (cfg.objective is replaced),
-  each checkpointing into its child of `checkpoint` (a
-  research.checkpoint.Checkpointer, or None). With `document`, ds is first
-  given document context (training.document_context), once, with the
-  first objective.
+  """The sweep: `run_grid` for each objective (cfg.objective is replaced), each
+  checkpointing into its child of `checkpoint` (a
+  research.training.checkpoint.Checkpointer, or None). With `document`, ds is
+  first given document context (training.document_context), once, with the first
+  objective.
 
   Returns:
     {'results': [...], 'timings': [...], 'best_l2': {objective: l2},

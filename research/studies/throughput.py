@@ -17,13 +17,12 @@ in interleaved rounds, `repeats` of each; the best round is kept):
     against one configuration,
     with the least time the S configurations could take at the matmul peak;
   * when given, a sentence-level configuration (the best one's flags): words/s
-    of research.sequence's training over packed sentences, in the same
+    of research.training.sequence's training over packed sentences, in the same
     rounds as the default model at batch 256.
 FLOPs per window are 3x the forward matmuls
-(research.model.num_flops_per_window): the backward pass of each product
-costs two products of the same size.
-Compilation is excluded from every rate (it is reported separately).
-"""
+(research.formulas.model.num_flops_per_window): the backward pass of each
+product costs two products of the same size. Compilation is excluded from every
+rate (it is reported separately)."""
 
 import time
 
@@ -31,13 +30,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from research import classifier
-from research import engine
-from research import model as model_lib
 from research import ner
-from research import optim
-from research import sequence
 from research.errors import UserError
+from research.formulas import model as model_lib
+from research.training import classifier
+from research.training import engine
+from research.training import optim
+from research.training import sequence
 
 XLA_DEFAULTS = ()  # compiler options: none, XLA's defaults
 
@@ -75,11 +74,10 @@ def matmul_peak(compiler_options, sizes=(512, 1024, 2048), seconds=1.0):
 def matmul_floor(B, D, H, C, steps, compiler_options):
   """A timer of a step's matrix products alone, at batch B.
 
-  Forward x W1^T and a W2^T, backward the gradients w.r.t. both weights and
-  both inputs: the FLOPs research.model.num_flops_per_window counts, with
-  nothing else (no gather, nonlinearity, loss or update). Each product reads
-  the previous step's result, so none can be hoisted out of the loop.
-  """
+  Forward x W1^T and a W2^T, backward the gradients w.r.t. both weights and both
+  inputs: the FLOPs research.formulas.model.num_flops_per_window counts, with
+  nothing else (no gather, nonlinearity, loss or update). Each product reads the
+  previous step's result, so none can be hoisted out of the loop."""
   k = jax.random.split(jax.random.key(0), 3)
   x = jax.random.normal(k[0], (B, D))
   w1 = jax.random.normal(k[1], (H, D)) * 1e-3

@@ -13,11 +13,11 @@ loop). Its code is not in the text; the classic version is
 
 `run` times that in NumPy (float64, as np.random.rand gives) and in JAX
 (float32, jitted), then does the same for the scores of our window model
-(research.model.class_scores on window vectors looked up from L) over the
-dev windows of a dataset, with its vocabulary and word vectors (the other
-weights at their initial values: timing does not depend on training): a
-Python loop over a jitted per-window function, `jax.lax.map` (the loop
-compiled), `jax.vmap` and one batched call.
+(research.formulas.model.class_scores on window vectors looked up from L) over
+the dev windows of a dataset, with its vocabulary and word vectors (the other
+weights at their initial values: timing does not depend on training): a Python
+loop over a jitted per-window function, `jax.lax.map` (the loop compiled),
+`jax.vmap` and one batched call.
 
 Timing follows %timeit: one warm-up call, then the number of loops is doubled
 until one measurement takes `min_seconds`, and `repeats` such measurements
@@ -39,8 +39,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from research import model as model_lib
 from research import ner
+from research.formulas import model as model_lib
 
 MODEL_VOCAB = 20000  # rows of L for random inputs (about CoNLL-2003's)
 MODEL_CLASSES = 9  # O and B-/I- of CoNLL's four types
@@ -471,7 +471,7 @@ def run(
 
   Args:
     ds: a research.ner.Dataset (its dev windows, vocabulary and vectors).
-    model_cfg: the window model (research.model.ModelConfig).
+    model_cfg: the window model (research.formulas.model.ModelConfig).
     deck_classes, deck_dim, deck_vectors: C, d and N of the deck's example.
     model_windows: dev windows scored by the window model (0: all).
     repeats: measurements R per version.

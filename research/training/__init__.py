@@ -1,0 +1,11 @@
+"""Training: the compiled loop, its optimizer, and what runs around it.
+
+`facade` trains a stack of configurations (a run, an ensemble, a sweep) by
+stepping `engine`'s loop; the window task (`classifier`) and the sentence
+task (`sequence`) give it their steps, `optim` the update (with `rows`'
+sparse table rows), `parallel` the device mesh. Between the loop's calls:
+checkpoints (`checkpoint`, `resume`), meters, the kept parameters
+(`selection`), divergence, and document context's first pass
+(`two_passes`, `document_context`). `window_scorer` is the deck's scorer
+with its corrupt-window training.
+"""

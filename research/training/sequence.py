@@ -1,0 +1,500 @@
+"""Training on whole sentences: packed rows, the sentence task, decoding.
+
+The window model scores every word of a sentence; a sentence-level objective
+(research.formulas.crf) or a window-level one summed over the words turns the
+scores into a loss. Sentences are packed whole, longest first, into rows of T
+positions (first fit), several short ones to a row, so that a step sees B full
+rows (`batch_size` // T of them) rather than B padded sentences: few positions
+are padding, and the forward algorithm's scan runs T steps for B*T words.
+
+The word-vector and feature rows stay sparse (research.training.optim), exactly
+as in the window classifier: gradients are taken w.r.t. the gathered rows
+(`optim.table_grads` routes them); the step hands over data gradients only, and
+the optimizer adds the L2 term's."""
+
+import functools
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from research.formulas import chars as chars_lib
+from research.formulas import crf
+from research.formulas import model as model_lib
+from research.formulas import objectives
+from research.training import engine
+from research.training import optim
+from research.training import parallel
+from research.training import rows
+
+NEG = -1e4  # the score of a forbidden transition when decoding
+
+
+class Packed(NamedTuple):
+  """Sentences packed into rows.
+
+  tokens: [R, T] int32 index of each position's word in the split's
+    windows (n, one past the last, for padding);
+  starts: [R, T] bool, the word begins a sentence.
+  """
+
+  tokens: np.ndarray
+  starts: np.ndarray
+
+
+def row_length(lengths, minimum=64, multiple=8):
+  """The default T: the longest sentence, rounded up, at least `minimum`."""
+  longest = max(lengths, default=1)
+  return max(minimum, -(-longest // multiple) * multiple)
+
+
+def pack(lengths, T):
+  """Packs sentences of `lengths` words, in order of their words, into rows
+  of T positions: longest first, each into the first row it fits (first
+  fit decreasing). Returns Packed (padding index = sum(lengths))."""
+  lengths = np.asarray(lengths, np.int64)
+  n = int(lengths.sum())
+  if len(lengths) and lengths.max() > T:
+    raise ValueError(f'a sentence of {lengths.max()} words exceeds T={T}')
+  first_word = np.cumsum(lengths) - lengths
+  order = np.argsort(-lengths, kind='stable')
+  free = np.zeros(0, np.int64)
+  row_of = np.zeros(len(lengths), np.int64)
+  offset = np.zeros(len(lengths), np.int64)
+  for i in order:
+    if lengths[i] == 0:
+      row_of[i], offset[i] = -1, 0
+      continue
+    fits = np.flatnonzero(free >= lengths[i])
+    if len(fits):
+      r = fits[0]
+    else:
+      r = len(free)
+      free = np.append(free, T)
+    row_of[i], offset[i] = r, T - free[r]
+    free[r] -= lengths[i]
+  R = max(len(free), 1)
+  tokens = np.full((R, T), n, np.int32)
+  starts = np.zeros((R, T), bool)
+  for i in np.flatnonzero(lengths > 0):
+    r, o, ln = row_of[i], offset[i], lengths[i]
+    tokens[r, o : o + ln] = first_word[i] + np.arange(ln)
+    starts[r, o] = True
+  return Packed(tokens, starts)
+
+
+def pack_windows(windows, lengths, T):
+  """`pack` and the device arrays of the sentence task: the windows (with a
+  padding window appended at index n), their labels, and the rows."""
+  packed = pack(lengths, T)
+  n = len(windows)
+
+  def with_pad(a, fill):
+    return np.concatenate([a, np.full((1,) + a.shape[1:], fill, a.dtype)])
+
+  pad_word = np.ones_like(windows.words[:1])  # PAD_RIGHT (id 1) everywhere
+  words = np.concatenate([windows.words, pad_word]) if n else pad_word
+  arrays = [words, with_pad(windows.casing, 0)]
+  feats = windows.feats
+  if feats is not None:
+    arrays.append(np.concatenate([feats, feats[:1]]))  # any rows: masked
+  if windows.chars is not None:
+    arrays.append(with_pad(windows.chars, 0))  # the empty spelling
+  arrays.append(with_pad(windows.labels, 0))
+  return packed, tuple(arrays)
+
+
+def transitions(params):
+  return crf.Transitions(params['A'], params['start'], params['end'])
+
+
+def window_scores(
+  params, E_MxKxd, casing_MxK, feat_MxKxFxg, model_cfg, key, char_MxKxH=None
+):
+  x_MxD = model_lib.concat_window(
+    E_MxKxd, params['L_case'][casing_MxK], feat_MxKxFxg, char_MxKxH
+  )
+  return model_lib.class_scores(params, x_MxD, model_cfg, key)
+
+
+class CharRows(NamedTuple):
+  """What the character CNN reads of B packed rows of T words: the words'
+  spellings ids_BxTxP, their rows E_BxTxPxe of L_char, and which window
+  slots hold a word (is_word_BxTxK; the others are padding)."""
+
+  ids: jax.Array
+  E: jax.Array
+  is_word: jax.Array
+
+
+def char_slots(params, ids_BxTxP, E_BxTxPxe, is_word_BxTxK):
+  """The character features of every window slot [B*T, K, H]: the CNN of
+  research.formulas.chars over each word of the rows, then each slot given its
+  word's features (`chars.slot_features`)."""
+  h_BxTxH, _ = chars_lib.char_features_of_rows(
+    E_BxTxPxe, params['W_char'], params['b_char'], ids_BxTxP
+  )
+  slots = chars_lib.slot_features(h_BxTxH, is_word_BxTxK)
+  B, T, K, H = slots.shape
+  return slots.reshape(B * T, K, H)
+
+
+def sentence_loss(params, f_BxTxC, tags_BxT, mask_BxT, starts_BxT, objective):
+  """The objective summed over the rows' sentences, per word (/ n words)."""
+  n = jnp.maximum(jnp.sum(mask_BxT), 1).astype(f_BxTxC.dtype)
+  spec = objectives.get(objective)
+  if spec.sentence_level:
+    J = spec.loss(f_BxTxC, tags_BxT, mask_BxT, starts_BxT, transitions(params))
+    return jnp.sum(J) / n
+  B, T, C = f_BxTxC.shape
+  J = spec.loss(f_BxTxC.reshape(B * T, C), tags_BxT.ravel())
+  return jnp.sum(jnp.where(mask_BxT.ravel(), J, 0.0)) / n
+
+
+def batch_grads(
+  dense, E, casing, feat, tags, mask, starts, model_cfg, cfg, key, chars=None
+):
+  """(loss, grads of the dense params, of E, of the feature rows, of the
+  character rows chars.E) for one batch of rows (chars: CharRows or None),
+  by jax.grad or the hand derivation; no L2 (the optimizer adds it,
+  `optim.apply_gradients`)."""
+  if cfg.grad == 'manual':
+    from research.formulas import manual_grads  # noqa: PLC0415 (only when asked)
+
+    return manual_grads.sentence_batch_grads(
+      dense, E, casing, feat, tags, mask, starts, model_cfg, cfg.objective,
+      chars,
+    )  # fmt: skip
+  B, T = tags.shape
+
+  def data_loss(dense, E, feat, E_char):
+    slots = None
+    if chars is not None:
+      slots = char_slots(dense, chars.ids, E_char, chars.is_word)
+    f = window_scores(dense, E, casing, feat, model_cfg, key, slots)
+    return sentence_loss(
+      dense, f.reshape(B, T, -1), tags, mask, starts, cfg.objective
+    )
+
+  E_char = None if chars is None else chars.E
+  loss, grads = jax.value_and_grad(data_loss, (0, 1, 2, 3))(
+    dense, E, feat, E_char
+  )
+  return (loss, *grads)
+
+
+class SentenceTask(NamedTuple):
+  """Packed sentence rows for `engine.Loop`; data = (words, casing[, feats],
+  labels, tokens, starts) device arrays (`pack_windows`).
+
+  rows_per_step: B; words_per_row: the mean number of words in a row (for
+  the words/s count).
+  """
+
+  model_cfg: model_lib.ModelConfig
+  cfg: NamedTuple  # classifier.TrainConfig
+  rows_per_step: int
+  words_per_row: float
+  has_features: bool
+  has_chars: bool = False
+
+  def init_state(self, params, seed):
+    return optim.init_state(
+      params, self.cfg, jax.random.fold_in(jax.random.key(seed), 1)
+    )
+
+  def order(self, seed, epoch, n):
+    return engine.epoch_order(seed, epoch, n)
+
+  def step(self, state, data, order_N, index, hyper):
+    words, casing, *extra, labels, tokens, starts = data
+    feats = extra.pop(0) if self.has_features else None
+    spellings = extra.pop(0) if self.has_chars else None
+    cfg, model_cfg = self.cfg, self.model_cfg
+    B = self.rows_per_step
+    idx = jax.lax.dynamic_slice_in_dim(order_N, index * B, B)
+    tok_BxT, starts_BxT = tokens[idx], starts[idx]
+    mask_BxT = tok_BxT < words.shape[0] - 1
+    tok_M = tok_BxT.reshape(-1)
+    words_MxK, casing_MxK = words[tok_M], casing[tok_M]
+    chars = None
+    if spellings is not None:
+      ids_BxTxP = spellings[tok_BxT]
+      chars = CharRows(
+        ids_BxTxP,
+        rows.take(state.params['L_char'], ids_BxTxP),
+        (words_MxK >= 2).reshape(*tok_BxT.shape, -1),  # ids 0, 1: padding
+      )
+    params = state.params
+    key, drop_key, word_key = state.key, None, None
+    if model_cfg.dropout > 0 or cfg.word_dropout > 0:
+      key, drop_key, word_key = jax.random.split(state.key, 3)
+      drop_key = drop_key if model_cfg.dropout > 0 else None
+    if cfg.word_dropout > 0:
+      # A dropped word reads <unk>'s vector (padding is never dropped).
+      drop = parallel.shard_rows(
+        lambda m: jax.random.bernoulli(
+          word_key, cfg.word_dropout, (m,) + words_MxK.shape[1:]
+        ),
+        words_MxK.shape[0],
+      )
+      words_MxK = jnp.where(drop & (words_MxK > 2), 2, words_MxK)
+    tables = ('L', 'L_feat', 'L_char')  # read through their gathered rows
+    dense = {
+      k: params[k] for k in optim.dense_keys(params, cfg) if k not in tables
+    }
+    E = rows.take(params['L'], words_MxK)
+    feat_ids = feat = None
+    if feats is not None:
+      feat_ids = feats[tok_M]
+      feat = rows.take(params['L_feat'], feat_ids)
+    loss, g_dense, g_E, g_feat, g_char = batch_grads(
+      dense,
+      E,
+      casing_MxK,
+      feat,
+      labels[tok_BxT],
+      mask_BxT,
+      starts_BxT,
+      model_cfg,
+      cfg,
+      drop_key,
+      chars,
+    )
+    gathered = {'L': (words_MxK, E, g_E)}
+    if feats is not None:
+      gathered['L_feat'] = (feat_ids, feat, g_feat)
+    if chars is not None:
+      gathered['L_char'] = (chars.ids, chars.E, g_char)
+    g_tables, row_grads = optim.table_grads(params, cfg, gathered)
+    g_dense.update(g_tables)
+    state, loss = optim.apply_gradients(
+      state, g_dense, hyper, cfg, key, row_grads, loss, jnp.sum(mask_BxT)
+    )
+    return state, loss[None]
+
+  def metric_names(self):
+    return ('loss',)
+
+  def batch_size(self):
+    return self.rows_per_step
+
+  def with_batch(self, rows_per_step):
+    """The task on one device of a data axis: its share of the rows."""
+    return self._replace(rows_per_step=rows_per_step)
+
+  def keeps_per_step(self):
+    return False
+
+  def windows_per_step(self):
+    return self.rows_per_step * self.words_per_row
+
+
+def init_transitions(params, num_classes):
+  """params with A, start, end (zeros) added, for a sentence-level objective."""
+  t = crf.init_transitions(num_classes)
+  return dict(params, A=t.A, start=t.start, end=t.end)
+
+
+def task_and_data(train, lengths, model_cfg, cfg, T=None):
+  """The sentence task of the training windows `train` (sentences of
+  `lengths` words) packed into rows of T positions (default `row_length`):
+  (task, device data, number of rows, stats: row_length, rows,
+  rows_per_step and fill, the words / positions)."""
+  T = T or row_length(lengths)
+  packed, arrays = pack_windows(train, lengths, T)
+  R = len(packed.tokens)
+  B = max(1, min(cfg.batch_size // T, R))
+  words = int(np.sum(lengths))
+  task = SentenceTask(
+    model_cfg,
+    cfg,
+    B,
+    words / R,
+    train.feats is not None,
+    train.chars is not None,
+  )
+  data = tuple(jnp.asarray(a) for a in arrays) + (
+    jnp.asarray(packed.tokens),
+    jnp.asarray(packed.starts),
+  )
+  stats = dict(row_length=T, rows=R, rows_per_step=B, fill=words / (R * T))
+  return task, data, R, stats
+
+
+def fit(
+  params, train, lengths, hyper, seeds, model_cfg, cfg, *, epochs, T=None, **kw
+):
+  """engine.fit of the sentence task (`task_and_data`) on the training
+  windows `train` of sentences of `lengths` words (stacked params, [S]
+  hyper, S seeds). Returns engine.fit's (params, history, stats), stats
+  with the task's added."""
+  task, data, R, task_stats = task_and_data(train, lengths, model_cfg, cfg, T)
+  params, history, stats = engine.fit(
+    task, params, hyper, seeds, data, num_examples=R, epochs=epochs, **kw
+  )
+  return params, history, dict(stats, **task_stats)
+
+
+# --- Prediction. --------------------------------------------------------------
+
+
+def decode_transitions(params, num_classes, allowed, objective):
+  """The transitions Viterbi decodes with: the learned ones (zeros for a
+  window-level objective) plus NEG where `allowed` (from
+  tagschemes.valid_transitions) forbids, or None to decode by argmax."""
+  C = num_classes
+  sentence_level = objectives.is_sentence_level(objective)
+  if allowed is None and not sentence_level:
+    return None
+  if sentence_level:
+    t = transitions(params)
+  else:
+    t = crf.init_transitions(C)
+  if allowed is not None:
+    ok_CxC, first_C, last_C = (jnp.asarray(a) for a in allowed)
+    t = crf.Transitions(
+      jnp.where(ok_CxC, t.A, NEG),
+      jnp.where(first_C, t.start, NEG),
+      jnp.where(last_C, t.end, NEG),
+    )
+  return t
+
+
+@functools.partial(jax.jit, static_argnames=('model_cfg', 'log_probs'))
+def _row_scores(params, words, casing, feats, model_cfg, log_probs):
+  """Class scores f [M, C] of windows; for an ensemble (params with a
+  leading member axis) the mean over members."""
+
+  def one(p):
+    L_feat = p.get('L_feat')
+    x = model_lib.window_vectors(
+      p['L'], p['L_case'], words, casing, L_feat, feats
+    )
+    f = model_lib.class_scores(p, x, model_cfg)
+    return jax.nn.log_softmax(f) if log_probs else f
+
+  if params['L'].ndim == 3:
+    return jnp.mean(jax.vmap(one)(params), 0)
+  return one(params)
+
+
+@functools.partial(jax.jit, static_argnames=('model_cfg', 'log_probs'))
+def _packed_scores(
+  params, words, casing, feats, spellings, model_cfg, log_probs
+):
+  """Class scores f [B, T, C] of the windows of B packed rows (the arrays
+  given per row position: words [B, T, K], ..., spellings [B, T, P]), with
+  the character CNN; an ensemble's mean as `_row_scores`."""
+  B, T, K = words.shape
+  words_MxK, casing_MxK = words.reshape(B * T, K), casing.reshape(B * T, K)
+  feats = None if feats is None else feats.reshape(B * T, *feats.shape[2:])
+
+  def one(p):
+    E_char = p['L_char'][spellings]
+    slots = char_slots(p, spellings, E_char, words >= 2)
+    feat = None if feats is None else p['L_feat'][feats]
+    f = window_scores(
+      p, p['L'][words_MxK], casing_MxK, feat, model_cfg, None, slots
+    )
+    f = jax.nn.log_softmax(f) if log_probs else f
+    return f.reshape(B, T, -1)
+
+  if params['L'].ndim == 3:
+    return jnp.mean(jax.vmap(one)(params), 0)
+  return one(params)
+
+
+def _scores_by_rows(params, windows, lengths, model_cfg, log_probs, T, batch):
+  """Class scores f [N, C] of a split's windows computed over its packed
+  rows (the character CNN reads each word's neighbors in its row)."""
+  packed, arrays = pack_windows(windows, lengths, T)
+  arrays = arrays[:-1]  # not the labels
+  n, has_feats = len(windows), windows.feats is not None
+  per_call = max(1, batch // T)
+  outs = []
+  for r0 in range(0, len(packed.tokens), per_call):
+    tok = packed.tokens[r0 : r0 + per_call]
+    if len(packed.tokens) > per_call:  # one compiled shape
+      tok = np.pad(tok, ((0, per_call - len(tok)), (0, 0)), constant_values=n)
+    at = [a[tok] for a in arrays]
+    feats = at[2] if has_feats else None
+    f = _packed_scores(
+      params, at[0], at[1], feats, at[-1], model_cfg, log_probs
+    )
+    outs.append((tok, f))
+  f_NxC = None
+  for tok, f in jax.device_get(outs):
+    if f_NxC is None:
+      f_NxC = np.zeros((n, f.shape[-1]), f.dtype)
+    real = tok < n
+    f_NxC[tok[real]] = f[real]
+  return f_NxC
+
+
+@jax.jit
+def _viterbi(f_BxTxC, mask_BxT, starts_BxT, trans):
+  return crf.viterbi(f_BxTxC, mask_BxT, starts_BxT, trans)[1]
+
+
+def predict(
+  params,
+  windows,
+  lengths,
+  model_cfg,
+  trans,
+  *,
+  log_probs=False,
+  T=None,
+  batch=8192,
+  bias_C=None,
+):
+  """Predicted tag ids [N] of a split's windows (sentences of `lengths`).
+
+  trans: Transitions to decode with by Viterbi over each sentence, or None
+  for the argmax of each word's scores. log_probs: decode log softmax(f)
+  (a window-level cross-entropy model's log-probabilities). For an
+  ensemble pass params and trans with a leading member axis: scores and
+  transitions are averaged. bias_C [C]: added to every word's scores
+  before decoding (ner.predict_ids' bias against O), or None.
+  """
+  n = len(windows)
+  T = T or row_length(lengths)
+  feats = windows.feats
+  arrays = (windows.words, windows.casing) + (() if feats is None else (feats,))
+
+  def scores(p, w, c, *fe):
+    return _row_scores(p, w, c, fe[0] if fe else None, model_cfg, log_probs)
+
+  if windows.chars is None:
+    f_NxC = engine.predict(scores, params, arrays, batch)
+  else:
+    f_NxC = _scores_by_rows(
+      params, windows, lengths, model_cfg, log_probs, T, batch
+    )
+  if bias_C is not None:
+    f_NxC = f_NxC + bias_C.astype(f_NxC.dtype)
+  if trans is None:
+    return np.argmax(f_NxC, axis=1).astype(np.int32)
+  if trans.A.ndim == 3:
+    trans = jax.tree.map(lambda a: jnp.mean(a, 0), trans)
+  packed = pack(lengths, T)
+  f_pad = np.concatenate([f_NxC, np.zeros((1, f_NxC.shape[1]), f_NxC.dtype)])
+  out = np.zeros(n, np.int32)
+  rows_per_call = max(1, batch // T)
+  for r0 in range(0, len(packed.tokens), rows_per_call):
+    tok = packed.tokens[r0 : r0 + rows_per_call]
+    st = packed.starts[r0 : r0 + rows_per_call]
+    pad = rows_per_call - len(tok)
+    if pad and len(packed.tokens) > rows_per_call:
+      tok = np.pad(tok, ((0, pad), (0, 0)), constant_values=n)
+      st = np.pad(st, ((0, pad), (0, 0)))
+    mask = tok < n
+    path = np.asarray(_viterbi(jnp.asarray(f_pad[tok]), mask, st, trans))
+    out[tok[mask]] = path[mask]
+  return out
+
+
+def sentence_lengths(sentences):
+  return [len(s.tokens) for s in sentences]
