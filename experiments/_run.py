@@ -31,6 +31,7 @@ the run was started with: before any data are read. A file system fault
 (no space, no permission) is one line that says what the run had saved.
 """
 
+import difflib
 import os
 import pathlib
 import re
@@ -108,7 +109,7 @@ def _parse_flags(argv):
     what = (
       'does not take it (it has no effect there)'
       if name in SHARED_FLAGS
-      else 'has no such flag'
+      else 'has no such flag' + _did_you_mean(name)
     )
     _fail(f'--{e.flagname}: {entry} {what}; its flags: {entry} --help')
   except flags.Error as e:
@@ -116,6 +117,17 @@ def _parse_flags(argv):
     _fail(f'{"; ".join(lines)} ({entry} --help)')
   except SystemExit as e:  # --help and its kin: usage was printed
     sys.exit(0 if e.code == 1 else e.code)
+
+
+def _did_you_mean(name):
+  """'; did you mean --x?' for the flag of this entry point closest to a
+  mistyped `name` ('' when none is close)."""
+  own = [
+    f for f, flag in flags.FLAGS._flags().items()  # noqa: SLF001
+    if not flag.name.startswith(('help', 'only_check')) and len(f) > 1
+  ]  # fmt: skip
+  close = difflib.get_close_matches(name, own, n=1, cutoff=0.75)
+  return f' (did you mean --{close[0]}?)' if close else ''
 
 
 def _fail(message):

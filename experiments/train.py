@@ -32,9 +32,9 @@ from research.training import selection
 _OBJECTIVE = flags.DEFINE_enum(
   'objective',
   'xent',
-  list(objectives.NAMES),
-  'Window-level cross-entropy or multiclass max-margin; sentence-level CRF '
-  '(log-likelihood of the tag path) or structured max-margin.',
+  list(objectives.names()),
+  f'One of the registry (research/formulas/objectives.py): '
+  f'{objectives.describe()}.',
 )
 _SELECT = flags.DEFINE_enum(
   'select',

@@ -44,8 +44,8 @@ from research.training import engine
 from research.training import sequence
 
 RTOL = 1e-10
-OBJECTIVES = objectives.SENTENCE_LEVEL
-SENTENCE_OBJECTIVES = derivations.SENTENCE_OBJECTIVES
+OBJECTIVES = objectives.names('sentence')
+SENTENCE_OBJECTIVES = derivations.sentence_objectives()
 # Random problems, SEEDS of each (rows, T, C), vmapped: one compiled case
 # serves them all. 3^6 = 729 paths a row at most for the brute force.
 LAYOUTS = ((6, 6, 3), (4, 3, 2))

@@ -302,6 +302,8 @@ def test_find_split_files_single_file(tmp_path):
   write(tmp_path, 'LICENSE', 'x')
   write(tmp_path, 'README.rst', 'x')
   assert data.find_split_files(tmp_path) == {'single': path}
+  # The file itself, as the message of a missing directory invites.
+  assert data.find_split_files(path) == {'single': path}
 
 
 def test_find_split_files_nothing_recognized(tmp_path):

@@ -535,3 +535,8 @@ def test_an_interrupted_overwrite_leaves_no_old_model(corpus, tmp_path):
   assert len(lines) == 1 and lines[0].startswith('interrupted'), stderr
   assert str(workdir) in lines[0] and '--resume' in lines[0]
   assert_no_old_model(workdir)
+
+
+def test_a_mistyped_flag_is_answered_with_the_closest(tmp_path):
+  result = run_entry('experiments.train', '--hiden=8')
+  assert_one_line_error(result, '--hiden', 'did you mean --hidden?')

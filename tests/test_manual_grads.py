@@ -33,7 +33,7 @@ from research.training import window_scorer
 
 RTOL = 1e-10
 CLASSIFIERS = dict(derivation_problems.classifiers())  # tag -> ModelConfig
-OBJECTIVES = objectives.WINDOW_LEVEL
+OBJECTIVES = objectives.names('window')
 NONLINEARITIES = tuple(model_lib.NONLINEARITIES)
 L2_FROZEN = [
   (embeddings, biases, frozen)
@@ -76,25 +76,26 @@ def _train_cfg(objective, embeddings, biases, frozen):
   )
 
 
-def _conventions(i):
+def _conventions(t):
   """(research.training.classifier.objective's, the hook's) L2 convention x
-  frozen/tuned vectors for classifier x objective pair i (objective i % 2).
+  frozen/tuned vectors for the t-th classifier, with every objective.
 
   Through research.training.classifier.objective: the four with frozen vectors
-  (pairs 0-7, each with both objectives), then L2 on everything with tuned
-  vectors (pairs 8, 9); through the --grad=manual hook (which returns dJ/dE only
-  for tuned vectors, and no L2: the optimizer adds it, so its convention only
-  names the row): the four with tuned vectors, each with both objectives."""
+  (classifiers 0-3), then L2 on everything with tuned vectors (classifier 4);
+  through the --grad=manual hook (which returns dJ/dE only for tuned vectors,
+  and no L2: the optimizer adds it, so its convention only names the row): the
+  four with tuned vectors. However many objectives the registry holds, each
+  convention meets every one of them."""
   tuned, frozen = L2_FROZEN[::2], L2_FROZEN[1::2]
-  objective = frozen[i // 2] if i < 8 else (True, True, False)
-  return objective, tuned[(i // 2) % 4]
+  objective = frozen[t] if t < len(frozen) else (True, True, False)
+  return objective, tuned[t % len(tuned)]
 
 
 def _suite_plan():
   """Every comparison of the correct derivations, on random shapes."""
   plan = []
   pairs = [(tag, objective) for tag in CLASSIFIERS for objective in OBJECTIVES]
-  for i, (tag, objective) in enumerate(pairs):
+  for tag, objective in pairs:
     model_cfg = CLASSIFIERS[tag]
     rng = _rng(tag, objective)
     problem = derivation_problems.sample_classifier(
@@ -118,7 +119,8 @@ def _suite_plan():
     )
     lam = float(rng.uniform(0.1, 1.0))
     cases = (derivations.objective_case, derivations.hook_case)
-    for fn, convention in zip(cases, _conventions(i)):
+    t = list(CLASSIFIERS).index(tag)
+    for fn, convention in zip(cases, _conventions(t)):
       full = fn is derivations.objective_case
       step = 'objective' if full else 'train.batch_grads'
       plan.append(

@@ -11,13 +11,13 @@ from research.formulas import objectives
 
 
 def test_names_and_levels():
-  assert objectives.NAMES == ('xent', 'max_margin', 'crf', 'struct_margin')
-  assert objectives.WINDOW_LEVEL == ('xent', 'max_margin')
-  assert objectives.SENTENCE_LEVEL == ('crf', 'struct_margin')
+  assert objectives.names() == ('xent', 'max_margin', 'crf', 'struct_margin')
+  assert objectives.names('window') == ('xent', 'max_margin')
+  assert objectives.names('sentence') == ('crf', 'struct_margin')
   assert objectives.SCORER_NAMES == ('margin', 'logistic')
   for name, objective in objectives.REGISTRY.items():
     assert objective.name == name and objective.level in objectives.LEVELS
-    assert objective.sentence_level == (name in objectives.SENTENCE_LEVEL)
+    assert objective.sentence_level == (name in objectives.names('sentence'))
     assert objective.log_probs == (name == 'xent')
     assert objective.doc
 
@@ -39,7 +39,7 @@ def test_window_level_grad_returns_the_loss():
   rng = np.random.default_rng(0)
   f_NxC = jnp.asarray(rng.normal(size=(5, 4)), jnp.float32)
   y_N = jnp.asarray(rng.integers(0, 4, 5))
-  for name in objectives.WINDOW_LEVEL:
+  for name in objectives.names('window'):
     objective = objectives.get(name)
     J_N, delta_NxC = objective.grad(f_NxC, y_N)
     np.testing.assert_allclose(J_N, objective.loss(f_NxC, y_N), rtol=1e-5)
@@ -56,7 +56,7 @@ def test_sentence_level_grad_returns_the_loss():
     *(jnp.asarray(rng.normal(size=s), jnp.float32) for s in [(3, 3), 3, 3])
   )
   args = (f_BxTxC, tags_BxT, mask_BxT, starts_BxT, trans)
-  for name in objectives.SENTENCE_LEVEL:
+  for name in objectives.names('sentence'):
     objective = objectives.get(name)
     J_B, df, _ = objective.grad(*args)
     np.testing.assert_allclose(J_B, objective.loss(*args), rtol=1e-5)

@@ -14,6 +14,7 @@ from research.reports import objective_l2 as objective_l2_report
 from research.reports import render
 from research.reports import results_page
 from research.training import classifier
+from tests.conftest import REPO
 
 
 def read_csv(path):
@@ -240,3 +241,13 @@ def test_ablation_names_the_generalization_measures_that_moved():
     '+ x: cross-domain F1 +4.50',
     '+ y: lowercased dev F1 -2.00',
   ]
+
+
+def test_reports_show_no_machine_paths():
+  assert render.shown_path(REPO / 'data' / 'wikigold') == 'data/wikigold'
+  assert render.shown_path('../shared/data/conll2003') == (
+    '../shared/data/conll2003'
+  )
+  assert render.shown_path('/somewhere/else/data/conll2003') == (
+    '…/data/conll2003'
+  )

@@ -313,10 +313,11 @@ def find_split_files(data_dir):
   Recognized names: train: train.txt, eng.train, train.conll; dev: valid.txt,
   dev.txt, eng.testa, dev.conll, valid.conll; test: test.txt, eng.testb,
   test.conll. If none of those exist and the directory holds exactly one
-  *.txt/*.conll file, that file is a single-file corpus (see `split_documents`).
+  *.txt/*.conll file, that file is a single-file corpus (see `split_documents`),
+  as is a .txt/.conll file given itself.
 
   Args:
-    data_dir: The corpus directory.
+    data_dir: The corpus directory (or a single-file corpus).
 
   Returns:
     A dict with keys among 'train', 'dev' and 'test', or {'single': path} for a
@@ -326,6 +327,8 @@ def find_split_files(data_dir):
     UserError: `data_dir` is not a directory, or two files name the same split.
   """
   data_dir = pathlib.Path(data_dir)
+  if data_dir.is_file() and data_dir.suffix in ('.txt', '.conll'):
+    return {'single': data_dir}  # a single-file corpus named itself
   if not data_dir.is_dir():
     raise UserError(
       f'{data_dir}: data directory not found; pass the directory '

@@ -1,7 +1,7 @@
 """Sentence-level objectives over window scores, with hand-derived gradients.
 
-Notation (DESIGN.md): the window model gives each word t of a sentence class
-scores f_t [C]; a tag path y scores
+Notation (docs/design.md): the window model gives each word t of a sentence
+class scores f_t [C]; a tag path y scores
 
   S(y) = start[y_1] + sum_t f_t[y_t] + sum_{t>1} A[y_{t-1}, y_t] + end[y_T].
 

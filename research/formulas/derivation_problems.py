@@ -155,7 +155,7 @@ def sample_classifier(
         continue
       p['W'], p['c'] = p['W'] * (2.0 / gap), p['c'] * (2.0 / gap)
       return _as_jax(p, words, casing, y)
-    if objective == 'max_margin':
+    if objectives.get(objective).kinks == 'hinge':
       margin_dist, t = _margin_kinks(f, y)
       dist = min(dist, margin_dist)
       if shapes.windows > 1 and np.sum(t > 0) in (0, shapes.windows):
@@ -328,11 +328,10 @@ def sample_crf(
   """A random sentence-level problem (f, tags, mask, starts, Transitions).
 
   The layout is `packed_layout`'s; padding gets large scores (scale 30) and
-  random tags, which must not reach the loss. With 'struct_margin' the
-  cost-augmented Viterbi recursion stays kink_tol away from ties, and about
-  half the rows have the gold path raised above every other by more than
-  its Hamming cost (their loss and gradient are zero); with `inactive`,
-  every row.
+  random tags, which must not reach the loss. With Viterbi kinks (struct_margin)
+  the cost-augmented Viterbi recursion stays kink_tol away from ties, and about
+  half the rows have the gold path raised above every other by more than its
+  Hamming cost (their loss and gradient are zero); with `inactive`, every row.
   """
   C = classes
   for _ in range(MAX_TRIES):
@@ -346,7 +345,7 @@ def sample_crf(
     trans = crf.Transitions(
       _normal(rng, (C, C)), _normal(rng, (C,)), _normal(rng, (C,))
     )
-    if objective != 'struct_margin':
+    if objectives.get(objective).kinks != 'viterbi':
       return _as_jax(f, tags, mask, starts, trans)
     # Each tag changed from gold changes S by at most 2 max|f| + 4 max|A|
     # (or start/end): raising the gold tags by more than that plus the cost
@@ -390,9 +389,10 @@ def sample_sentences(
   (padding windows random too); casing [B*T, K] ids (repeated); feat
   [B*T, K, F, g] the windows' feature rows, or None without `features`.
   Pre-activations of word windows stay kink_tol from the kinks of relu and
-  hardtanh; with 'max_margin' the words' hinges stay away from zero and
-  from ties (some active, some not); with 'struct_margin' the
-  cost-augmented Viterbi recursion stays away from ties.
+  hardtanh; with an objective of hinge kinks (max_margin) the words' hinges
+  stay away from zero and from ties (some active, some not); with Viterbi
+  kinks (struct_margin) the cost-augmented Viterbi recursion stays away from
+  ties (the Objective's `kinks`).
   """
   B, T, C = shapes.rows, shapes.row_length, shapes.classes
   d, e, H = shapes.embed_dim, shapes.case_dim, shapes.hidden
@@ -431,12 +431,12 @@ def sample_sentences(
       dist = _nonlinearity_kinks(model_cfg.nonlinearity, z[words])
       a = _NUMPY_NONLINEARITIES[model_cfg.nonlinearity](z)
     f = a @ dense['W'].T + dense['c']
-    if objective == 'max_margin':
+    if objectives.get(objective).kinks == 'hinge':
       margin_dist, t = _margin_kinks(f[words], tags.reshape(-1)[words])
       dist = min(dist, margin_dist)
       if np.sum(t > 0) in (0, len(t)):
         continue
-    if objective == 'struct_margin':
+    if objectives.get(objective).kinks == 'viterbi':
       augmented = f.reshape(B, T, C) + _hamming(tags, mask, C)
       dist = min(dist, viterbi_gap(augmented, mask, starts, trans))
     if dist >= kink_tol:

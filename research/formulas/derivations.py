@@ -80,7 +80,13 @@ from research.formulas import objectives
 from research.training import classifier
 from research.training import sequence
 
-SENTENCE_OBJECTIVES = objectives.SENTENCE_LEVEL + objectives.WINDOW_LEVEL
+
+def sentence_objectives():
+  """Every objective the sentence task trains with: the sentence-level
+  ones, then the window-level ones summed over the words."""
+  return objectives.names('sentence') + objectives.names('window')
+
+
 CRF_ROWS, CRF_ROW_LENGTH, CRF_CLASSES = 6, 6, 4  # the crf_grads problems
 
 # Each check runs once on tiny arrays: compile fast rather than well (these
@@ -320,7 +326,7 @@ def sentence_plan(rng, shapes=None):
   shapes = shapes or problems.SentenceShapes()
   plan = []
   layout = (CRF_ROWS, CRF_ROW_LENGTH, CRF_CLASSES)
-  for objective in objectives.SENTENCE_LEVEL:
+  for objective in objectives.names('sentence'):
     problem = problems.sample_crf(rng, *layout, objective)
     plan.append(
       (
@@ -351,7 +357,7 @@ def sentence_plan(rng, shapes=None):
     )
   )
   for i, (tag, model_cfg) in enumerate(problems.classifiers()):
-    for j, objective in enumerate(SENTENCE_OBJECTIVES):
+    for j, objective in enumerate(sentence_objectives()):
       features = (i + j) % 2 == 0
       problem = problems.sample_sentences(
         rng, shapes, model_cfg, objective, features=features
@@ -464,7 +470,7 @@ def _classifier_plan(rng, shapes):
   hinge inactive."""
   plan = []
   for tag, model_cfg in problems.classifiers():
-    for objective in objectives.WINDOW_LEVEL:
+    for objective in objectives.names('window'):
       problem = problems.sample_classifier(rng, shapes, model_cfg, objective)
       plan.append(
         _row(
@@ -541,7 +547,7 @@ def _objective_plan(rng, shapes, lam):
   fine-tuned then frozen."""
   plan = []
   for tag, model_cfg in problems.classifiers()[:2]:
-    for objective in objectives.WINDOW_LEVEL:
+    for objective in objectives.names('window'):
       problem = problems.sample_classifier(rng, shapes, model_cfg, objective)
       for frozen in (False, True):
         cfg = classifier.TrainConfig(
@@ -567,7 +573,7 @@ def _batch_grads_plan(rng, shapes):
   training step's batch_grads (both on the same problem)."""
   plan = []
   for tag, model_cfg in problems.classifiers():
-    for objective in objectives.WINDOW_LEVEL:
+    for objective in objectives.names('window'):
       problem = problems.sample_classifier(rng, shapes, model_cfg, objective)
       plan.append(
         _row(
@@ -622,19 +628,22 @@ def run_plan(plan):
   return jit_call(program, [args for _, _, args, _, _ in plan])
 
 
-def check_all(seed=0, rtol=1e-10, shapes=None):
+def check_all(seed=0, rtol=1e-10, shapes=None, select=None):
   """Every check, in float64 (enabled here, for this call only).
 
   Args:
     seed: seed of the random problems.
     rtol: the largest relative difference that passes.
     shapes: the Shapes of the window problems (default Shapes()).
+    select: a predicate on a formula's name: only those checks run (the
+      problems drawn are the same); None runs every check.
 
   Returns:
     The rows [(formula, autodiff.Diff)], one per formula and leaf.
   """
   with jax.enable_x64(True):
     plan = make_plan(np.random.default_rng(seed), shapes or problems.Shapes())
+    plan = [p for p in plan if select is None or select(p[0])]
     rows = []
     for (formula, _, _, _, exact_zero), out in zip(plan, run_plan(plan)):
       cases = out if isinstance(out, dict) else {'': out}

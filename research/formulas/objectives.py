@@ -7,14 +7,13 @@ research.formulas.losses and research.formulas.crf for their hand-derived
 gradients too); this module only gathers them, so entry points, studies and
 tests take the names from `NAMES` and the functions from `get`.
 
-Two levels (DESIGN.md, "Sentence-level objectives"):
+Two levels (docs/design.md, "Objectives"):
 
 * 'window': one loss per word's window on its class scores,
   loss(f_NxC, y_N) -> J_N, and the error signal by hand,
   grad(f_NxC, y_N) -> (J_N, dJ/df_NxC) (research.formulas.losses);
 * 'sentence': one loss per packed row of sentences (research.formulas.crf's
-layout),
-  loss(f_BxTxC, tags_BxT, mask_BxT, starts_BxT, trans) -> J_B, and
+  layout), loss(f_BxTxC, tags_BxT, mask_BxT, starts_BxT, trans) -> J_B, and
   grad(same) -> (J_B, dJ/df_BxTxC, crf.Transitions of dJ/d(A, start, end)).
 
 The window scorer (research.training.window_scorer, s = U . g(W x + b), one
@@ -22,8 +21,10 @@ scalar per window) is a different model with objectives of a different signature
 (on scalar scores, not class scores): they are the second, separate table
 `SCORER_REGISTRY`, so that they never pass for a classifier's objective.
 
-Look-ups read the registry when called (`get`), so a test may put a
-deliberately wrong record in its place (`dataclasses.replace`).
+Look-ups read the registry when called (`get`, `names`), so a new objective
+`register`ed at run time is trained, swept and gradient-checked like these,
+and a test may put a deliberately wrong record in its place
+(`dataclasses.replace`). docs/design.md has the recipe for a new one.
 
 This module imports research.formulas.losses and research.formulas.crf (the
 formulas and their hand-derived gradients); research.formulas.manual_grads,
@@ -53,6 +54,12 @@ class Objective:
       log softmax(f) rather than f (true only where f are logits of
       probabilities: cross-entropy).
     doc: the formula, one line.
+    kinks: where the loss is not differentiable, so that the gradient
+      check's random problems keep away from it
+      (research.formulas.derivation_problems): None (smooth), 'hinge' (a
+      window-level hinge on class scores, at zero and at ties of the best
+      wrong class) or 'viterbi' (a max over tag paths, at ties of the
+      cost-augmented Viterbi).
   """
 
   name: str
@@ -61,6 +68,7 @@ class Objective:
   grad: Callable
   log_probs: bool
   doc: str
+  kinks: str | None = None
 
   @property
   def sentence_level(self):
@@ -103,6 +111,7 @@ REGISTRY = {
     losses.multiclass_margin_delta,
     False,
     'multiclass max-margin J = max(0, 1 + max_{c != y} f_c - f_y)',
+    kinks='hinge',
   ),
   'crf': Objective(
     'crf',
@@ -119,12 +128,40 @@ REGISTRY = {
     crf.struct_margin_grads,
     False,
     'structured margin J = max_y [S(y) + Hamming(y, y_gold)] - S(y_gold)',
+    kinks='viterbi',
   ),
 }
 
-NAMES = tuple(REGISTRY)
-WINDOW_LEVEL = tuple(n for n, o in REGISTRY.items() if o.level == 'window')
-SENTENCE_LEVEL = tuple(n for n, o in REGISTRY.items() if o.level == 'sentence')
+KINKS = (None, 'hinge', 'viterbi')
+
+
+def register(objective):
+  """Adds `objective` (an Objective) to the registry, under its name.
+
+  Raises:
+    ValueError: the name is taken, or the level or kinks are unknown.
+  """
+  if objective.name in REGISTRY:
+    raise ValueError(f'objective {objective.name!r} is registered already')
+  if objective.level not in LEVELS or objective.kinks not in KINKS:
+    raise ValueError(
+      f'objective {objective.name!r}: level must be one of {LEVELS} and '
+      f'kinks one of {KINKS}'
+    )
+  REGISTRY[objective.name] = objective
+  return objective
+
+
+def names(level=None):
+  """The registered objectives' names (of `level` when given), in the
+  order they were registered."""
+  return tuple(n for n, o in REGISTRY.items() if level in (None, o.level))
+
+
+def describe():
+  """Each objective's name and formula, for help texts."""
+  return '; '.join(f'{o.name}: {o.doc}' for o in REGISTRY.values())
+
 
 SCORER_REGISTRY = {
   'margin': ScorerObjective(
@@ -154,7 +191,7 @@ def get(name, level=None):
   """
   if level is not None and level not in LEVELS:
     raise ValueError(f'level must be one of {LEVELS}, got {level!r}')
-  choices = NAMES if level is None else _names_of(level)
+  choices = names(level)
   objective = REGISTRY.get(name)
   if objective is None or (level is not None and objective.level != level):
     kind = '' if level is None else f'{level}-level '
@@ -182,7 +219,3 @@ def get_scorer(name):
 def is_sentence_level(name):
   """Whether `name` is a sentence-level objective (ValueError if unknown)."""
   return get(name).sentence_level
-
-
-def _names_of(level):
-  return tuple(n for n, o in REGISTRY.items() if o.level == level)

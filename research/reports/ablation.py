@@ -165,7 +165,7 @@ def write_outputs(workdir, results, *, data_dir, seeds):
   gains = [r['label'] for r in rows if r['exceeds']]
   within = [r['label'] for r in rows if r['exceeds'] is False]
   prose = (
-    f'Data: `{data_dir}`; {len(seeds)} seeds per row '
+    f'Data: `{render.shown_path(data_dir)}`; {len(seeds)} seeds per row '
     f'({", ".join(map(str, seeds))}). '
     'Each "added" (and "beyond") row changes one thing from the row above '
     'it; each "removed" row takes one thing out of the full model (the last '

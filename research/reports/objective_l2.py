@@ -153,7 +153,7 @@ def write_outputs(
     [
       (
         'Setup',
-        f'data `{data_dir}`, model {model_cfg.model} '
+        f'data `{render.shown_path(data_dir)}`, model {model_cfg.model} '
         f'(g={model_cfg.nonlinearity}, H={model_cfg.hidden}, '
         f'k={model_cfg.window}), {cfg.optimizer} lr {lr:g}, batch '
         f'{cfg.batch_size}, {epochs} epochs, seeds {seeds}, dropout '

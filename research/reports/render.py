@@ -22,6 +22,22 @@ F1_DEFINITION = (
 )
 
 
+_REPO = pathlib.Path(__file__).resolve().parents[2]
+
+
+def shown_path(path):
+  """A data path as a report shows it: relative to the repository when it
+  lies inside it (data/wikigold), as given when relative, and otherwise its
+  last two parts (…/data/conll2003): never a machine's absolute path."""
+  p = pathlib.Path(path)
+  if not p.is_absolute():
+    return str(path)
+  try:
+    return str(p.resolve().relative_to(_REPO))
+  except ValueError:
+    return '…/' + '/'.join(p.parts[-2:])
+
+
 def markdown_table(headers, rows):
   """A GitHub markdown table; cells are written with str()."""
   lines = [
