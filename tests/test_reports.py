@@ -4,6 +4,7 @@ and a results page that names the run directories it gathered."""
 import csv
 import json
 import pathlib
+import re
 import shutil
 
 import pytest
@@ -251,3 +252,26 @@ def test_reports_show_no_machine_paths():
   assert render.shown_path('/somewhere/else/data/conll2003') == (
     '…/data/conll2003'
   )
+
+
+def test_the_derivations_page_links_each_function_and_counts_its_rows(
+  tmp_path,
+):
+  from research.formulas.autodiff import Diff  # noqa: PLC0415
+  from research.reports import derivations  # noqa: PLC0415
+
+  rows = [
+    ('softmax/xent', Diff('W', 1e-17, 3e-16, True)),
+    ('char_cnn/one', Diff('W_char', 1.0, 0.5, False)),
+  ]
+  page = derivations.page(rows, tmp_path / 'docs' / 'derivations.md', 0, 1e-10)
+  text = page.read_text()
+  assert '2 rows, 1 passed, 1 failed' in text
+  assert 'Gradient check: 1 rows (softmax/, hidden/...), all pass' in text
+  assert '1 FAIL; largest relative error 5.0e-01' in text
+  assert 'No gradient-check rows were run' in text  # the L2 section
+  links = re.findall(r'\]\(([^)#]+)#L(\d+)\)', text)
+  assert len(links) >= 20
+  for target, line in links:
+    source = (page.parent / target).resolve().read_text().split('\n')
+    assert source[int(line) - 1].startswith('def '), (target, line)
