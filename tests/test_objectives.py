@@ -11,9 +11,12 @@ from research.formulas import objectives
 
 
 def test_names_and_levels():
-  assert objectives.names() == ('xent', 'max_margin', 'crf', 'struct_margin')
-  assert objectives.names('window') == ('xent', 'max_margin')
-  assert objectives.names('sentence') == ('crf', 'struct_margin')
+  # The decks' and the sentence-level ones, first; more may be registered.
+  assert objectives.names()[:2] == ('xent', 'max_margin')
+  assert {'crf', 'struct_margin'} <= set(objectives.names('sentence'))
+  assert set(objectives.names()) == set(objectives.names('window')) | set(
+    objectives.names('sentence')
+  )
   assert objectives.SCORER_NAMES == ('margin', 'logistic')
   for name, objective in objectives.REGISTRY.items():
     assert objective.name == name and objective.level in objectives.LEVELS
@@ -25,9 +28,10 @@ def test_names_and_levels():
 def test_get_refuses_unknown_names_and_wrong_levels():
   assert objectives.get('crf') is objectives.REGISTRY['crf']
   assert objectives.get('xent', 'window').loss is losses.cross_entropy
-  with pytest.raises(ValueError, match='xent, max_margin, crf, struct_margin'):
+  with pytest.raises(ValueError, match=', '.join(objectives.names())):
     objectives.get('hinge')
-  with pytest.raises(ValueError, match='window-level.*xent, max_margin$'):
+  window = ', '.join(objectives.names('window'))
+  with pytest.raises(ValueError, match=f'window-level.*{window}$'):
     objectives.get('crf', 'window')
   with pytest.raises(ValueError, match='margin, logistic'):
     objectives.get_scorer('xent')
