@@ -164,6 +164,7 @@ def train_config(**overrides):
       grad=_flags.GRAD,
       word_dropout=_flags.WORD_DROPOUT,
       lr_decay=_flags.LR_DECAY,
+      mesh=_flags.MESH,
     ),
     overrides,
   )

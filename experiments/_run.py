@@ -32,6 +32,7 @@ the run was started with: before any data are read. A file system fault
 """
 
 import difflib
+import logging as std_logging
 import os
 import pathlib
 import re
@@ -164,6 +165,7 @@ def _guarded(main, argv):
   # logs each checkpoint) are left out.
   logging.set_verbosity(logging.WARNING)
   logging.get_absl_logger().addFilter(errors.not_an_interrupt)
+  std_logging.getLogger('asyncio').addFilter(errors.not_an_interrupt)
   if len(argv) > 1:
     _fail(
       f'unexpected arguments {" ".join(argv[1:])!r}; flags are written '
@@ -176,8 +178,8 @@ def _guarded(main, argv):
     jax.config.update('jax_default_matmul_precision', precision)
   try:
     _start_processes()
-    with parallel.use_mesh(_flag_value('mesh', 'auto')):
-      return main(argv)
+    parallel.parse(_flag_value('mesh', 'auto'))  # refused before any work
+    return main(argv)
   except files.Fault as e:
     _fail(translate(str(e)) + _what_was_saved(e))
   except OSError as e:  # a file the library writes without files.py

@@ -74,6 +74,7 @@ def main(_):
     epochs=_flags.EPOCHS.value,
     eval_every=_flags.EVAL_EVERY.value,
     freeze_embeddings=_flags.FREEZE.value,
+    mesh=_flags.MESH.value,
   )
   ds = _configs.load_dataset(seed=st.seeds[0])
   study.check_entity_type(ds, st.entity_type)

@@ -28,7 +28,7 @@ import json, sys
 import jax, numpy as np
 from research import ner
 from research.formulas import model as model_lib
-from research.training import classifier, engine, parallel
+from research.training import classifier, engine
 from research.training import sequence
 
 corpus = sys.argv[1]
@@ -40,15 +40,15 @@ def fit(ds, model_cfg, cfg, spec, seeds=(0,), steps=20, sentences=False):
   S = len(seeds)
   hyper = engine.Hyper([1e-2] * S, [1e-4] * S)
   kw = dict(epochs=1, steps_per_epoch=steps, log=lambda _: None)
-  with parallel.use_mesh(spec):
-    if sentences:
-      p, _, st = sequence.fit(
-        engine.stack(init), ds.windows['train'],
-        sequence.sentence_lengths(ds.splits['train']), hyper, list(seeds),
-        model_cfg, cfg, T=16, **kw)
-    else:
-      p, _, st = classifier.fit(engine.stack(init), ds.windows['train'],
-                                hyper, list(seeds), model_cfg, cfg, **kw)
+  cfg = cfg._replace(mesh=spec)  # the mesh travels in the config
+  if sentences:
+    p, _, st = sequence.fit(
+      engine.stack(init), ds.windows['train'],
+      sequence.sentence_lengths(ds.splits['train']), hyper, list(seeds),
+      model_cfg, cfg, T=16, **kw)
+  else:
+    p, _, st = classifier.fit(engine.stack(init), ds.windows['train'],
+                              hyper, list(seeds), model_cfg, cfg, **kw)
   return jax.tree.map(np.asarray, p)
 
 def diff(a, b):
@@ -73,14 +73,13 @@ out['sentence_data_diff'] = diff(a, b)
 # What the data-parallel step communicates: the rows, not the tables.
 V, d = ds.L_init.shape
 def collectives(sparse):
-  c = cfg._replace(sparse=sparse)
+  c = cfg._replace(sparse=sparse, mesh='1x2')
   task = classifier.ClassifierTask(mc, c)
-  with parallel.use_mesh('1x2'):
-    text = engine.lower(task, engine.stack([ner.init_params(ds, mc, 0)]),
-                        engine.Hyper([1e-2], [0.0]), [0],
-                        classifier.device_data(ds.windows['train']),
-                        num_examples=len(ds.windows['train'].labels)
-                        ).compile().as_text()
+  text = engine.lower(task, engine.stack([ner.init_params(ds, mc, 0)]),
+                      engine.Hyper([1e-2], [0.0]), [0],
+                      classifier.device_data(ds.windows['train']),
+                      num_examples=len(ds.windows['train'].labels)
+                      ).compile().as_text()
   lines = [l for l in text.splitlines()
            if ' all-reduce(' in l or ' all-gather(' in l]
   # A table: f32[V, d] (one configuration a device runs alone) or

@@ -193,7 +193,7 @@ def concat_window(
   return both_NxKxF.reshape(both_NxKxF.shape[0], -1)
 
 
-def keep_mask(key, shape, rate):
+def keep_mask(key, shape, rate, data_devices=1):
   """A dropout mask: True with probability q = round(256 (1 - rate)) / 256.
 
   Each random 32-bit word gives four bytes (four rows of the mask), each
@@ -211,33 +211,35 @@ def keep_mask(key, shape, rate):
     return ((words[None] >> shifts) & 0xFF).reshape((-1,) + rest)[:n]
 
   # In a data-parallel step, this device's rows of the global batch's mask.
-  bytes_ = parallel.shard_rows(draw, rows)
+  bytes_ = parallel.shard_rows(draw, rows, data_devices)
   threshold = round(256 * (1.0 - rate))
   return bytes_ < threshold, threshold / 256
 
 
-def _dropout(key, x, rate):
+def _dropout(key, x, rate, data_devices):
   """Inverted dropout: x / q where kept (`keep_mask`), 0 elsewhere."""
-  keep, q = keep_mask(key, x.shape, rate)
+  keep, q = keep_mask(key, x.shape, rate, data_devices)
   return jnp.where(keep, x / q, 0.0)
 
 
-def class_scores(params, x_NxD, cfg, key=None):
+def class_scores(params, x_NxD, cfg, key=None, data_devices=1):
   """Unnormalized class scores f [N, C] from window vectors.
 
   softmax: f = W x + c.  hidden: f = W g(V x + b) + c.
-  Dropout (inverted) on x and on the hidden layer when `key` is given.
+  Dropout (inverted) on x and on the hidden layer when `key` is given; in a
+  step whose batch is split across `data_devices`, each device's rows of
+  the global batch's masks.
   """
   train = key is not None and cfg.dropout > 0
   if train:
     key_x, key_a = jax.random.split(key)
-    x_NxD = _dropout(key_x, x_NxD, cfg.dropout)
+    x_NxD = _dropout(key_x, x_NxD, cfg.dropout, data_devices)
   if cfg.model == 'softmax':
     return x_NxD @ params['W'].T + params['c']
   g = NONLINEARITIES[cfg.nonlinearity]
   a_NxH = g(x_NxD @ params['V'].T + params['b'])
   if train:
-    a_NxH = _dropout(key_a, a_NxH, cfg.dropout)
+    a_NxH = _dropout(key_a, a_NxH, cfg.dropout, data_devices)
   return a_NxH @ params['W'].T + params['c']
 
 

@@ -93,6 +93,7 @@ class Settings(NamedTuple):
   lr: float = 1e-3
   batch_size: int = 256
   epochs: int = 10
+  mesh: str = 'auto'  # the devices (parallel.resolve)
   eval_every: int = 0
   freeze_embeddings: bool = False
 
@@ -155,6 +156,7 @@ def _scorer_base(st):
     optimizer=st.optimizer,
     batch_size=st.batch_size,
     freeze_embeddings=st.freeze_embeddings,
+    mesh=st.mesh,
   )
 
 

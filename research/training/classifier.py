@@ -44,14 +44,19 @@ class TrainConfig(NamedTuple):
   grad: str = 'autodiff'  # or 'manual': the hand-derived backprop
   word_dropout: float = 0.0  # sentence task: a word reads <unk> with this p
   lr_decay: float = 0.0  # epoch e trains at lr / (1 + lr_decay * e)
+  mesh: str = 'auto'  # the devices: 'auto' or 'CxD' (parallel.resolve)
+  # Set by engine on the task each device runs: the devices its batch is
+  # split across (parallel.shard_rows, parallel.across_data); 1 otherwise.
+  data_devices: int = 1
 
 
 def window_losses(
-  params, E_NxKxd, casing_NxK, y_N, model_cfg, objective, key=None
-):
+  params, E_NxKxd, casing_NxK, y_N, model_cfg, objective, key=None,
+  data_devices=1,
+):  # fmt: skip
   """Per-window objective from gathered word vectors E (L is not read)."""
   x_NxD = model_lib.concat_window(E_NxKxd, params['L_case'][casing_NxK])
-  f_NxC = model_lib.class_scores(params, x_NxD, model_cfg, key)
+  f_NxC = model_lib.class_scores(params, x_NxD, model_cfg, key, data_devices)
   return objectives.get(objective, 'window').loss(f_NxC, y_N)
 
 
@@ -82,7 +87,7 @@ def batch_grads(dense, E, casing, y, model_cfg, cfg, key):
 
     def data_loss(dense, E):
       return window_losses(
-        dense, E, casing, y, model_cfg, cfg.objective, key
+        dense, E, casing, y, model_cfg, cfg.objective, key, cfg.data_devices
       ).mean()
 
     argnums = (0,) if cfg.freeze_embeddings else (0, 1)
@@ -144,9 +149,13 @@ class ClassifierTask(NamedTuple):
   def batch_size(self):
     return self.cfg.batch_size
 
-  def with_batch(self, batch_size):
-    """The task on one device of a data axis: its share of the batch."""
-    return self._replace(cfg=self.cfg._replace(batch_size=batch_size))
+  def on_data_axis(self, devices):
+    """The task on one of `devices` of a data axis: its share of the
+    batch, and the axis's size (its steps combine across it)."""
+    cfg = self.cfg._replace(
+      batch_size=self.cfg.batch_size // devices, data_devices=devices
+    )
+    return self._replace(cfg=cfg)
 
   def keeps_per_step(self):
     return False

@@ -175,17 +175,15 @@ def sharded_program(mesh, compiler_options=None):
   if compiler_options is None:
     compiler_options = default_compiler_options()
   P = jax.sharding.PartitionSpec
-  D = mesh.shape['data']
 
   def run(
     state, data, order_SxN, first, num_steps, hyper, task, max_steps, mode
   ):
     def local(state, data, order_SxN, first, num_steps, hyper):
-      with parallel.data_parallel(D):
-        return _run_stack(
-          state, data, order_SxN, first, num_steps, hyper, task, max_steps,
-          mode,
-        )  # fmt: skip
+      return _run_stack(
+        state, data, order_SxN, first, num_steps, hyper, task, max_steps,
+        mode,
+      )  # fmt: skip
 
     return jax.shard_map(
       local,
@@ -273,7 +271,9 @@ def _place(task, params, hyper, seeds, data, num_examples, spe, options):
   """The initial state of S configurations, the data and the program, on
   the mesh of `parallel.resolve` (one device: the plain program)."""
   S, B = len(seeds), task.batch_size()
-  mesh = parallel.resolve(S, B, data_ok=getattr(task, 'data_parallel', True))
+  mesh = parallel.resolve(
+    S, B, task.cfg.mesh, data_ok=getattr(task, 'data_parallel', True)
+  )
   # On a mesh the stack is padded to a multiple of the config axis with
   # copies of the last configuration (trained, never returned).
   S_run = parallel.padded(S, mesh) if mesh else S
@@ -288,7 +288,7 @@ def _place(task, params, hyper, seeds, data, num_examples, spe, options):
   P = jax.sharding.PartitionSpec
   if mesh is not None:
     D = mesh.shape['data']
-    run_task = task.with_batch(B // D) if D > 1 else task
+    run_task = task.on_data_axis(D) if D > 1 else task
     state = parallel.put(parallel.to_host(state), mesh, P('config'))
     hyper = parallel.put(parallel.to_host(hyper), mesh, P('config'))
     data = parallel.put(parallel.to_host(data), mesh, P())

@@ -349,7 +349,7 @@ def apply_gradients(
   params = state.params
   g_dense = add_l2_dense(g_dense, params, hyper.l2, cfg)
   g_dense, row_grads, loss = parallel.across_data(
-    g_dense, row_grads or {}, loss, weight
+    g_dense, row_grads or {}, loss, weight, cfg.data_devices
   )
   dense = {k: params[k] for k in dense_keys(params, cfg)}
   finite = jnp.all(jnp.isfinite(loss) & (loss < engine.MAX_LOSS))

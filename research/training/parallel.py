@@ -14,20 +14,19 @@ A mesh has two axes (`jax.make_mesh`, explicit axis types):
     tables, which see the global batch. Results equal one device's up to
     the order of float sums.
 
-`use_mesh(spec)` sets the mesh spec for the `engine.Loop`s made inside it
-('auto', or 'CxD'); `resolve` turns it into a Mesh for a fit of S
-configurations. Inside the compiled step, `data_axis()` names the data axis
-(None outside a data-parallel program), and `shard_rows` gives each device
-its rows of a random draw made for the global batch, so that dropout masks
-equal one device's.
+A run's mesh spec ('auto', or 'CxD') travels in its training config
+(`TrainConfig.mesh`, `ScorerConfig.mesh`); `resolve` turns it into a Mesh
+for a fit of S configurations. The task each device of a data axis runs
+carries the axis's size (`cfg.data_devices`, set by the engine), which the
+step hands to `shard_rows` (each device's rows of a random draw made for the
+global batch, so that dropout masks equal one device's) and `across_data`.
+Nothing here is global state: the mesh is an argument.
 
 Several processes (`initialize`, jax.distributed) form one mesh of all
 their devices; arrays are built from each process's copy of the host data
 (`put`) and brought back whole (`to_host`).
 """
 
-import contextlib
-import contextvars
 import math
 
 import jax
@@ -38,19 +37,7 @@ import numpy as np
 from research.errors import UserError
 
 AXES = ('config', 'data')
-_spec = contextvars.ContextVar('mesh_spec', default='auto')
-_axis = contextvars.ContextVar('data_axis', default=None)
-
-
-@contextlib.contextmanager
-def use_mesh(spec):
-  """engine.Loops made inside run on the mesh `spec` ('auto' or 'CxD')."""
-  parse(spec)
-  token = _spec.set(spec)
-  try:
-    yield
-  finally:
-    _spec.reset(token)
+DATA = AXES[1]
 
 
 def parse(spec):
@@ -69,13 +56,12 @@ def parse(spec):
   return c, d
 
 
-def resolve(num_configs, batch_size, spec=None, data_ok=True):
+def resolve(num_configs, batch_size, spec='auto', data_ok=True):
   """The Mesh for a fit of `num_configs` configurations at `batch_size`
   (None: one device, the plain program). 'auto' puts every device on
   config for a sweep (S > 1) and on data for a single run (as many as
   divide the batch; none for a task that cannot split its batch,
   `data_ok` False)."""
-  spec = _spec.get() if spec is None else spec
   n = jax.device_count()
   shape = parse(spec)
   if shape is None:
@@ -119,48 +105,30 @@ def padded(num_configs, mesh):
 # --- Inside the compiled step. -----------------------------------------------
 
 
-@contextlib.contextmanager
-def data_parallel(size):
-  """While tracing the per-device step of a program whose data axis has
-  `size` devices."""
-  token = _axis.set(('data', size) if size > 1 else None)
-  try:
-    yield
-  finally:
-    _axis.reset(token)
-
-
-def data_axis():
-  """The data axis's name inside a data-parallel step, else None."""
-  got = _axis.get()
-  return got and got[0]
-
-
-def shard_rows(draw, rows):
+def shard_rows(draw, rows, devices=1):
   """draw(global_rows) -> [global_rows, ...] a random draw for the whole
-  batch; returns this device's `rows` of it (all of it on one device)."""
-  got = _axis.get()
-  if got is None:
+  batch; returns this device's `rows` of it, in a step whose batch is split
+  across `devices` of the data axis (all of it on one device)."""
+  if devices == 1:
     return draw(rows)
-  name, size = got
-  full = draw(rows * size)
-  start = jax.lax.axis_index(name) * rows
+  full = draw(rows * devices)
+  start = jax.lax.axis_index(DATA) * rows
   return jax.lax.dynamic_slice_in_dim(full, start, rows)
 
 
-def across_data(g_dense, row_grads, loss, weight):
+def across_data(g_dense, row_grads, loss, weight, devices=1):
   """The global batch's gradients and loss from each device's share.
 
   weight: this device's share of the batch (windows or words); its
   gradients and loss are means over it. Dense gradients and the loss
   become sum_d w_d g_d / sum_d w_d (a psum); the sparse rows' (ids,
   gradients) are gathered from every device, their gradients scaled by
-  w_d / sum w, so that a row update sees the global batch. On one device
-  returns the arguments unchanged.
+  w_d / sum w, so that a row update sees the global batch. With one device
+  (`devices` 1: no data axis) returns the arguments unchanged.
   """
-  axis = data_axis()
-  if axis is None:
+  if devices == 1:
     return g_dense, row_grads, loss
+  axis = DATA
   weight = jnp.asarray(weight, jnp.float32)
   total = jax.lax.psum(weight, axis)
   share = weight / total

@@ -110,12 +110,13 @@ def transitions(params):
 
 
 def window_scores(
-  params, E_MxKxd, casing_MxK, feat_MxKxFxg, model_cfg, key, char_MxKxH=None
-):
+  params, E_MxKxd, casing_MxK, feat_MxKxFxg, model_cfg, key, char_MxKxH=None,
+  data_devices=1,
+):  # fmt: skip
   x_MxD = model_lib.concat_window(
     E_MxKxd, params['L_case'][casing_MxK], feat_MxKxFxg, char_MxKxH
   )
-  return model_lib.class_scores(params, x_MxD, model_cfg, key)
+  return model_lib.class_scores(params, x_MxD, model_cfg, key, data_devices)
 
 
 class CharRows(NamedTuple):
@@ -172,7 +173,9 @@ def batch_grads(
     slots = None
     if chars is not None:
       slots = char_slots(dense, chars.ids, E_char, chars.is_word)
-    f = window_scores(dense, E, casing, feat, model_cfg, key, slots)
+    f = window_scores(
+      dense, E, casing, feat, model_cfg, key, slots, cfg.data_devices
+    )
     return sentence_loss(
       dense, f.reshape(B, T, -1), tags, mask, starts, cfg.objective
     )
@@ -238,6 +241,7 @@ class SentenceTask(NamedTuple):
           word_key, cfg.word_dropout, (m,) + words_MxK.shape[1:]
         ),
         words_MxK.shape[0],
+        cfg.data_devices,
       )
       words_MxK = jnp.where(drop & (words_MxK > 2), 2, words_MxK)
     tables = ('L', 'L_feat', 'L_char')  # read through their gathered rows
@@ -280,9 +284,13 @@ class SentenceTask(NamedTuple):
   def batch_size(self):
     return self.rows_per_step
 
-  def with_batch(self, rows_per_step):
-    """The task on one device of a data axis: its share of the rows."""
-    return self._replace(rows_per_step=rows_per_step)
+  def on_data_axis(self, devices):
+    """The task on one of `devices` of a data axis: its share of the
+    rows, and the axis's size (its steps combine across it)."""
+    return self._replace(
+      rows_per_step=self.rows_per_step // devices,
+      cfg=self.cfg._replace(data_devices=devices),
+    )
 
   def keeps_per_step(self):
     return False

@@ -64,6 +64,8 @@ class ScorerConfig(NamedTuple):
   l2_embeddings: bool = False
   l2_biases: bool = False
   has_l2: bool = False
+  mesh: str = 'auto'  # the devices: 'auto' or 'Cx1' (parallel.resolve)
+  data_devices: int = 1  # it samples its batches: never split
 
 
 class TrainData(NamedTuple):
