@@ -22,11 +22,18 @@ def not_an_interrupt(record):
   written) is logged by it with a traceback before the entry point says the
   interrupt in its one line; likewise orbax logs, from each of its threads,
   a disk that filled while it wrote (the OS error code in tensorstore's
-  message), which the entry point says in its one line."""
+  message), which the entry point says in its one line, and asyncio logs
+  the failed reads of a damaged checkpoint (which `--resume` names) when
+  their futures are collected, at a moment garbage collection picks.
+  Attached to absl's logger and to asyncio's."""
   if record.exc_info and record.exc_info[0] is KeyboardInterrupt:
     return False
   exc = record.exc_info[1] if record.exc_info else None
-  return "os_error_code='" not in f'{record.getMessage()} {exc}'
+  text = f'{record.getMessage()} {exc}'
+  # asyncio's "exception was never retrieved", when the futures of a failed
+  # checkpoint read are collected: the read's failure is said already.
+  echo = 'never retrieved' in text and 'TensorStore' in text
+  return "os_error_code='" not in text and not echo
 
 
 def _late_storage_report(where, e):

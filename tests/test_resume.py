@@ -273,6 +273,22 @@ def test_a_library_log_of_the_interrupt_is_left_out():
 
   assert not errors.not_an_interrupt(record(KeyboardInterrupt()))
   assert errors.not_an_interrupt(record(ValueError('kept')))
+  # The echoes of a storage fault the entry point says in its one line:
+  # orbax's log of a full disk, asyncio's of a damaged checkpoint's reads.
+  full = "RESOURCE_EXHAUSTED: ... No space left [os_error_code='28']"
+  assert not errors.not_an_interrupt(record(ValueError(full)))
+  never = std_logging.LogRecord(
+    'asyncio', std_logging.ERROR, 'base_events.py', 1,
+    '_GatheringFuture exception was never retrieved\nfuture: <... '
+    'exception=Exception("Encountered error while reading array index: '
+    '... TensorStore({...})")>', None, None,
+  )  # fmt: skip
+  assert not errors.not_an_interrupt(never)
+  other = std_logging.LogRecord(
+    'asyncio', std_logging.ERROR, 'b.py', 1, 'Task exception was never '
+    'retrieved: a bug', None, None,
+  )  # fmt: skip
+  assert errors.not_an_interrupt(other)
 
 
 class _DropsAnInterrupt:
