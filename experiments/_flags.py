@@ -264,9 +264,9 @@ OVERWRITE = _flag_spec.boolean(
   'overwrite',
   False,
   'Replace what an earlier run left: an existing --output file, or the '
-  'files of the run in --workdir, which are moved into '
-  '--workdir/.previous-run/ (replacing what is there) before anything new '
-  'is written.',
+  'files of the run in --workdir, which are moved into a new '
+  '--workdir/.previous-run-N/ before anything new is written (kept: none '
+  'is ever deleted).',
 )
 RESUME = _flag_spec.boolean(
   'resume',
