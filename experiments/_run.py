@@ -26,8 +26,9 @@ The run directory (`workdir`) is claimed before any work starts
 (research/workdir.py: one in use by another run is refused; one holding an
 earlier run is refused unless --overwrite, which first moves the earlier
 run into a new .previous-run-N/, or --resume). The resolved flags are
-written into it at once (flags.txt), or, with --resume, compared with those
-the run was started with: before any data are read. A file system fault
+written into it at once (flags.txt, experiments/_flags_file.py), or, with
+--resume, compared with those the run was started with: before any data are
+read. A file system fault
 (no space, no permission) is one line that says what the run had saved.
 """
 
@@ -47,6 +48,7 @@ from absl import flags
 from absl import logging
 import jax
 
+from experiments import _flags_file
 from research import errors
 from research import files
 from research import workdir as workdir_lib
@@ -65,7 +67,6 @@ _PARAM = re.compile(r'`([A-Za-z_]\w*)(=[^`]*)?`')
 # What the run has reached, for the line printed when it is interrupted.
 _state = {'workdir': None, 'checkpoints': None, 'progress': None}
 _interrupts = errors.Interrupts()  # a Ctrl-C, even one Python dropped
-_saved = set()  # run directories whose flags.txt this process wrote
 _real_workdir = None  # the run's --workdir on a process other than 0
 
 
@@ -204,18 +205,14 @@ def _what_was_saved(fault):
   if path is None or not (pathlib.Path(path) / 'flags.txt').is_file():
     return ''
   fix = 'free space' if fault.full else 'fix that'
-  steps = _checkpoint_steps(pathlib.Path(path) / 'checkpoints')
   if not _state['checkpoints'] or not _flag_value('checkpoints', True):
     return f'; {fix}, then run it again'
-  if not steps:
+  where = _newest_checkpoints(path)
+  if not where:
     return (
       f'; no checkpoint saved yet in {path}; {fix}, then the same command '
       'with --resume starts it again'
     )
-  where = ', '.join(
-    f'step {step}' + (f' of {name}' if name else '')
-    for name, step in sorted(steps.items())
-  )
   return (
     f'; saved in {path}: checkpoint {where}; {fix}, then the same command '
     'with --resume continues from there'
@@ -235,16 +232,22 @@ def _interrupted():
     return line + f': ./launch.sh {_entry()} does not checkpoint; run it again'
   if not _state['checkpoints']:
     return line + ': no checkpoints (--nocheckpoints); nothing to resume'
-  steps = _checkpoint_steps(pathlib.Path(path) / 'checkpoints')
-  if not steps:
+  where = _newest_checkpoints(path)
+  if not where:
     return line + ': no checkpoint yet: --resume would start from step 0'
-  where = ', '.join(
-    f'step {step}' + (f' of {name}' if name else '')
-    for name, step in sorted(steps.items())
-  )
   return (
     line + f': newest checkpoint {where}; the same command with --resume '
     'continues from there'
+  )
+
+
+def _newest_checkpoints(workdir):
+  """'step N[ of SUB-RUN], ...' of the run's newest complete checkpoints
+  ('' when there is none)."""
+  steps = _checkpoint_steps(pathlib.Path(workdir) / 'checkpoints')
+  return ', '.join(
+    f'step {step}' + (f' of {name}' if name else '')
+    for name, step in sorted(steps.items())
   )
 
 
@@ -302,7 +305,12 @@ def workdir(name, checkpoints=False):
   _state['workdir'] = path
   if checkpoints:
     _state['checkpoints'] = _flag_value('checkpoints', True)
-  save_flags(claimed)
+  _flags_file.save(
+    claimed,
+    pathlib.Path(_real_workdir or claimed) / 'flags.txt',
+    _entry(),
+    _flag_value('resume', False),
+  )
   for line in moved:  # where an earlier run went, once the run is set up
     log(line)
   return claimed
@@ -330,79 +338,6 @@ def checkpointer(path):
     min_seconds=_flag_value('checkpoint_seconds', 0.0),
     log=log,
   )
-
-
-def flags_text():
-  """The resolved flags, headed by the entry point (a comment in a
-  --flagfile)."""
-  # Left out: absl's own flags (--verbosity, --pdb, ...), and where this run
-  # was written: a run repeated with --flagfile=W/flags.txt names its own
-  # --workdir and can never overwrite W by accident.
-  # --resume is left out too: the resumed run's flags must equal these.
-  lines = [f.serialize() for f in _written_flags()]
-  return f'# ./launch.sh {_entry()}\n' + '\n'.join(lines) + '\n'
-
-
-def _written_flags():
-  """The flags flags.txt holds, in its order."""
-  return [
-    f
-    for module, module_flags in flags.FLAGS.flags_by_module_dict().items()
-    if not module.startswith('absl')
-    for f in sorted(module_flags, key=lambda f: f.name)
-    if f.value is not None and f.name not in ('workdir', 'overwrite', 'resume')
-  ]
-
-
-def save_flags(path):
-  """Writes the resolved flags into the run directory `path` (flags.txt);
-  with --resume, refuses flags that differ from those saved there. Done by
-  `workdir` as soon as the directory is claimed; a second call is a no-op."""
-  path = pathlib.Path(path)
-  if path in _saved:
-    return
-  text = flags_text()
-  saved = pathlib.Path(_real_workdir or path) / 'flags.txt'
-  if _flag_value('resume', False):
-    # A flag this entry point no longer takes (in the flags.txt of a run
-    # made before each took only its own) had its default: not compared.
-    before = [x for x in saved.read_text().splitlines() if _taken(x)]
-    # A flag added since the run was made is compared only when it is set
-    # to other than its default (which the run trained with).
-    named, defaults = {x.split('=')[0] for x in before}, _default_lines()
-    now = [
-      x
-      for x in text.splitlines()
-      if x.split('=')[0] in named or x not in defaults
-    ]
-    changed = sorted(
-      {line.split('=')[0] for line in set(before) ^ set(now)} - {''}
-    )
-    if changed:
-      raise UserError(
-        f'--resume: {", ".join(changed)} differ from {saved}; resume with '
-        f'the flags the run was started with (--flagfile={saved})'
-      )
-  else:
-    try:
-      path.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-      raise files.fault(e) from None
-    files.write_text(path / 'flags.txt', text)
-  _saved.add(path)
-
-
-def _default_lines():
-  """The flags.txt line of every flag left at its default."""
-  return {f.serialize() for f in _written_flags() if f.value == f.default}
-
-
-def _taken(line):
-  """Whether a flags.txt line sets a flag of this entry point (or is a
-  comment)."""
-  name = line.split('=')[0].lstrip('-')
-  no = name.startswith('no') and name[2:] in flags.FLAGS
-  return line.startswith('#') or name in flags.FLAGS or no
 
 
 def log(line):

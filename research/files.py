@@ -91,15 +91,15 @@ def fault(e, path=None, needed=None):
     return Fault(f'permission denied writing {where}; make it writable', code)
   if code == errno.EROFS:
     return Fault(f'{where} is on a read-only file system', code)
-  if code in (errno.ENOTDIR, errno.EEXIST) and _parent_file(where):
+  if code in (errno.ENOTDIR, errno.EEXIST) and parent_file(where):
     return Fault(
-      f'{where}: {_parent_file(where)} is a file, not a directory', code
+      f'{where}: {parent_file(where)} is a file, not a directory', code
     )
   reason = e.strerror or type(e).__name__
   return Fault(f'{where}: {reason} (errno {code})', code)
 
 
-def _parent_file(path):
+def parent_file(path):
   """The nearest ancestor of `path` that is a file, or None."""
   for p in pathlib.Path(path).absolute().parents:
     if p.is_file():

@@ -81,7 +81,7 @@ def _claim(path, overwrite, resume, log):
     raise UserError(
       f'`workdir={path}` is a file, not a directory; choose another `workdir`'
     )
-  parent = files._parent_file(path)  # noqa: SLF001
+  parent = files.parent_file(path)
   if parent is not None:
     raise files.Fault(
       f'`workdir={path}`: {parent} is a file, not a directory; choose '

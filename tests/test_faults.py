@@ -66,16 +66,10 @@ def truncate(path, size=None):
 # --- Flags: non-finite values are refused before a workdir exists. -------
 
 
-def test_a_non_finite_flag_is_refused_before_a_workdir(tmp_path):
-  from experiments import _flag_spec  # noqa: PLC0415
-
-  for value in ('nan', 'inf', '-inf', '1e999'):
-    with pytest.raises(ValueError, match='not a finite number'):
-      _flag_spec.FiniteFloat(lower_bound=0.0).parse(value)
-  result = run_entry(
-    'experiments.train', '--lr=nan', f'--workdir={tmp_path / "w"}'
-  )
-  assert_one_line_error(result, '--lr=nan', 'not a finite number')
+@pytest.mark.parametrize('flag', ['--lr=nan', '--l2=1e999'])
+def test_a_non_finite_flag_is_refused_before_a_workdir(tmp_path, flag):
+  result = run_entry('experiments.train', flag, f'--workdir={tmp_path / "w"}')
+  assert_one_line_error(result, flag, 'not a finite number')
   assert not (tmp_path / 'w').exists()
 
 

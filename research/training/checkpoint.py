@@ -22,6 +22,7 @@ that would not fit the disk is refused before it starts (`save`), and a
 file system fault met by orbax's writer is one line (`_storage_fault`).
 """
 
+import contextlib
 import errno
 import os
 import pathlib
@@ -284,26 +285,20 @@ def _fingerprint(arrays):
 _OS_ERROR = re.compile(r"os_error_code='?(\d+)")
 
 
-class _storage_faults:
+@contextlib.contextmanager
+def _storage_faults(where):
   """Turns a file system fault that orbax or tensorstore raise (their
   message carries the OS error code) into a files.Fault of `where`."""
-
-  def __init__(self, where):
-    self.where = where
-
-  def __enter__(self):
-    return self
-
-  def __exit__(self, kind, e, tb):
-    if e is None or not isinstance(e, Exception):
-      return False
-    if isinstance(e, OSError):
-      raise files.fault(e, self.where) from None
+  try:
+    yield
+  except OSError as e:
+    raise files.fault(e, where) from None
+  except Exception as e:
     found = _OS_ERROR.search(str(e))
     if found is None:
-      return False
+      raise
     code = int(found.group(1))
-    raise files.fault(OSError(code, os.strerror(code)), self.where) from None
+    raise files.fault(OSError(code, os.strerror(code)), where) from None
 
 
 def _savable(a):
