@@ -14,9 +14,9 @@ from absl import flags
 
 from experiments import _flags
 from experiments import _run
-from research import ner
 from research import workdir as workdir_lib
 from research.data import conll as data_lib
+from research.data import dataset as dataset_lib
 from research.data import features as features_lib
 from research.errors import UserError
 from research.evaluation import tagging
@@ -25,8 +25,9 @@ from research.training import classifier
 
 
 def load_dataset(**overrides):
-  """ner.load_dataset with the data flags (_flags.DATA); `overrides` replace
-  their values (a flag overridden need not be the entry point's)."""
+  """research.data.dataset.load_dataset with the data flags (_flags.DATA);
+  `overrides` replace their values (a flag overridden need not be the entry
+  point's)."""
   kw = _from_flags(
     dict(
       data_dir=_flags.DATA_DIR,
@@ -60,7 +61,7 @@ def load_dataset(**overrides):
   # Document context is a transform of the Dataset (two_passes.prepare),
   # applied by what trains: see `document_context`.
   kw['features'] = tuple(f for f in kw['features'] if f != 'document')
-  return ner.load_dataset(log=_run.log, **kw)
+  return dataset_lib.load_dataset(log=_run.log, **kw)
 
 
 def document_context(features=None):

@@ -25,7 +25,7 @@ from absl import flags
 
 from experiments import _flag_spec
 from experiments import _run
-from research import ner
+from research import setup as setup_lib
 from research.data import features as features_lib
 from research.data import tagschemes
 from research.formulas import model as model_lib
@@ -80,7 +80,7 @@ CASE_AUGMENT = _flag_spec.floating(
   'case_augment',
   0.0,
   'A fraction of the training documents added again, all lowercase or all '
-  'uppercase (research/ner.py case_copies): casing that lowercased or '
+  'uppercase (research/data/dataset.py case_copies): casing that lowercased or '
   'all-caps text does not break (0: none).',
   lower_bound=0.0,
   upper_bound=1.0,
@@ -229,7 +229,7 @@ LR_DECAY = _flag_spec.floating(
 DECODE = _flag_spec.enum(
   'decode',
   'argmax',
-  ner.DECODES,
+  setup_lib.DECODES,
   'Window-level objectives: the best tag of each word, or the best valid '
   'tag sequence (Viterbi). Sentence-level ones always use Viterbi.',
 )

@@ -23,7 +23,6 @@ from experiments import _configs
 from experiments import _flag_spec
 from experiments import _flags
 from experiments import _run
-from research import ner
 from research.evaluation import novelty
 from research.evaluation import tagging
 from research.reports import ablation as ablation_report
@@ -64,8 +63,9 @@ def scores_of(sentences_of):
   each trained model as `evaluate` tags them, with the unseen and seen
   entities of the model's training split apart."""
 
-  def score(ds, params, model_cfg, cfg, decode, o_bias):
-    config = ner.model_config_json(ds, model_cfg, cfg, decode, o_bias)
+  def score(setup, params, o_bias):
+    ds = setup.ds
+    config = setup.config_json(o_bias)
     model = tagging.from_parts(params, ds.vocab, ds.tags, config)
     entities = novelty.training_entities(ds.splits['train'])
     return tagging.evaluate(model, sentences_of(ds), entities).scores

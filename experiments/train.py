@@ -20,7 +20,7 @@ from experiments import _flag_spec
 from experiments import _flags
 from experiments import _run
 from research import files
-from research import ner
+from research import setup as setup_lib
 from research import timing
 from research import workdir as workdir_lib
 from research.evaluation import tagging
@@ -80,16 +80,15 @@ def main(_):
   model_cfg = _configs.model_config()
   cfg = _configs.train_config(objective=_OBJECTIVE.value)
   checkpoint = _run.checkpointer(workdir)
-  params, result, ds, _ = training.train(
-    ds,
-    model_cfg,
-    cfg,
+  setup = setup_lib.resolve(
+    ds, model_cfg, cfg, _flags.DECODE.value, _ENSEMBLE.value
+  )
+  params, result, setup, _ = training.train(
+    setup,
     engine.Hyper(_flags.LR.value, _L2.value),
     epochs=_flags.EPOCHS.value,
     seed=_SEED.value,
-    ensemble=_ENSEMBLE.value,
     select=_SELECT.value,
-    decode=_flags.DECODE.value,
     document=_configs.document_context(),
     eval_every=_flags.EVAL_EVERY.value,
     eval_train=True,
@@ -100,9 +99,8 @@ def main(_):
   )
   clock.merge(result.pop('seconds'))
   with clock('write'):
-    config = ner.model_config_json(
-      ds, model_cfg, cfg, _flags.DECODE.value, result.get('o_bias', 0.0)
-    )
+    config = setup.config_json(result.get('o_bias', 0.0))
+    ds = setup.ds
     # Each file atomic; the manifest, written last, seals them together.
     outputs = workdir_lib.save_model(
       workdir, params, ds.vocab, ds.tags, config, files.Outputs(workdir)

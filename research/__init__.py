@@ -4,7 +4,8 @@ Its folders are its layers (docs/design.md): `formulas` (the decks'
 formulas, their hand-derived gradients and the gradient check), `data`,
 `training`, `evaluation` and `reports` (the only one that imports
 matplotlib), and `studies`, the experiments' computations. At the top:
-`ner` (a data directory made ready to train, parameter init, prediction),
-`workdir` (run directories and the model files), `files` (atomic, verified
-writes), `errors` and `timing`. Nothing here reads a flag.
+`setup` (a run resolved once: the objective's record, the task, the
+decoding; parameter init and the one prediction dispatch), `workdir` (run
+directories and the model files), `files` (atomic, verified writes),
+`errors` and `timing`. Nothing here reads a flag.
 """

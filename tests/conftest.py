@@ -168,3 +168,59 @@ def assert_same_numbers(got, want, atol=1e-4):
     np.testing.assert_allclose(
       np.asarray(got), np.asarray(want), rtol=0, atol=atol
     )
+
+
+def fit_windows(params, windows, hyper, seeds, model_cfg, cfg, *, epochs, **kw):
+  """The window task of `windows` (a vocab.Windows) trained by the loop
+  driver every run uses (facade.fit_task): stacked params, [S] hyper, S
+  seeds; kw are fit_task's. Returns (params, history, stats)."""
+  from research.formulas import objectives  # noqa: PLC0415
+  from research.training import classifier  # noqa: PLC0415
+  from research.training import facade  # noqa: PLC0415
+
+  objective = objectives.get(cfg.objective, 'window')
+  fitted = facade.fit_task(
+    classifier.ClassifierTask(model_cfg, cfg, objective),
+    params,
+    hyper,
+    seeds,
+    classifier.device_data(windows),
+    num_examples=len(windows.labels),
+    epochs=epochs,
+    **kw,
+  )
+  return fitted.params, fitted.history, fitted.stats
+
+
+def fit_sentences(
+  params, windows, lengths, hyper, seeds, model_cfg, cfg, *, epochs, T=None,
+  **kw,
+):  # fmt: skip
+  """`fit_windows` of the sentence task: the windows of sentences of
+  `lengths` words packed into rows of T positions (default:
+  sequence.row_length); stats with the task's."""
+  from research.formulas import objectives  # noqa: PLC0415
+  from research.training import facade  # noqa: PLC0415
+  from research.training import sequence  # noqa: PLC0415
+
+  objective = objectives.get(cfg.objective)
+  task, data, rows, task_stats = sequence.task_and_data(
+    windows, lengths, model_cfg, cfg, objective, T
+  )
+  fitted = facade.fit_task(
+    task, params, hyper, seeds, data, num_examples=rows, epochs=epochs, **kw
+  )
+  return fitted.params, fitted.history, dict(fitted.stats, **task_stats)
+
+
+def by_name(case):
+  """A gradient-check case (research.formulas.derivations) that takes its
+  objective by name, looked up in the registry when it is called, so that
+  a test's patch of the registry (a wrong derivation) is the one read."""
+
+  def call(*args, objective, **kw):
+    from research.formulas import objectives  # noqa: PLC0415
+
+    return case(*args, objective=objectives.get(objective), **kw)
+
+  return call

@@ -21,6 +21,7 @@ from research.formulas import autodiff
 from research.formulas import char_problems
 from research.formulas import chars as chars_lib
 from research.formulas import derivations
+from research.formulas import objectives
 
 RTOL = 1e-10
 
@@ -276,19 +277,21 @@ def test_sentence_grads_with_chars_and_a_wrong_slot_route(objective):
   jax.grad of the sentence task's loss (every leaf, float64); with the
   slots' gradients sent to the wrong word, the character leaves fail and
   only they."""
+  record = objectives.get(objective)
   with jax.enable_x64(True):
     problem = char_problems.sample_sentence_chars(
-      _rng('slots', objective), objective
+      _rng('slots', objective), record
     )
     diffs = autodiff.compare(
-      *derivations.sentence_chars_case(problem, objective), RTOL
+      *derivations.sentence_chars_case(problem, record), RTOL
     )
     assert not _failed(diffs), diffs
     assert {'W_char', 'b_char', 'E_char', 'E', 'V'} <= {d.name for d in diffs}
     with pytest.MonkeyPatch.context() as m:
       m.setattr(chars_lib, 'slot_features_backward', _slots_without_shift)
       wrong = autodiff.compare(
-        *derivations.sentence_chars_case(problem, objective), RTOL
+        *derivations.sentence_chars_case(problem, objectives.get(objective)),
+        RTOL,
       )
   assert (
     {'W_char', 'E_char'} <= _failed(wrong) <= {'W_char', 'E_char', 'b_char'}

@@ -7,15 +7,20 @@ import numpy as np
 import optax
 import pytest
 
-from research import ner
+from research import setup as setup_lib
+from research.data import dataset as dataset_lib
 from research.data import vocab as vocab_lib
 from research.formulas import losses
 from research.formulas import model as model_lib
+from research.formulas import objectives
 from research.training import classifier
 from research.training import engine
 from research.training import facade as training
 from research.training import optim
 from tests.conftest import bit_identical_backend
+from tests.conftest import fit_windows
+
+XENT = objectives.get('xent')
 
 V, K, C, N = 40, 5, 4, 96
 
@@ -40,7 +45,7 @@ def init(seed=0, model='hidden', hidden=16):
 
 
 def run(params, cfg, model_cfg, hyper, epochs=2, seed=0, windows=None):
-  out, _, _ = classifier.fit(
+  out, _, _ = fit_windows(
     engine.stack([params]),
     windows or toy_windows(),
     engine.Hyper([hyper.lr], [hyper.l2]),
@@ -107,7 +112,7 @@ def lazy_rows_reference(params, windows, model_cfg, cfg, lr, l2, epochs):
   B, n, t = cfg.batch_size, len(windows.labels), 0
 
   def objective(dense, L, idx):
-    return classifier.objective(
+    return classifier.training_objective(
       dict(dense, L=L),
       windows.words[idx],
       windows.casing[idx],
@@ -115,6 +120,7 @@ def lazy_rows_reference(params, windows, model_cfg, cfg, lr, l2, epochs):
       l2,
       model_cfg,
       cfg,
+      objectives.get(cfg.objective),
     )
 
   for epoch in range(epochs):
@@ -216,7 +222,7 @@ def test_stacked_configs_equal_separate_runs(optimizer, stack_mode):
   ]
   stacked = jax.tree.map(lambda *a: jnp.stack(a), *inits)
   hyper = engine.Hyper(np.full(3, lr), np.array([l2 for l2, _ in grid]))
-  together, _, _ = classifier.fit(
+  together, _, _ = fit_windows(
     stacked,
     toy_windows(),
     hyper,
@@ -258,7 +264,7 @@ def test_fit_compiles_its_program_once(stacked):
   params = engine.stack([params] * S)
   hyper, seeds = engine.Hyper(np.full(S, 0.01), np.zeros(S)), list(range(S))
   before = program._cache_size()
-  _, _, stats = classifier.fit(
+  _, _, stats = fit_windows(
     params,
     toy_windows(),
     hyper,
@@ -292,14 +298,16 @@ def test_dropout_changes_training_but_not_prediction_shape():
   a = run(params, cfg, model_cfg, engine.Hyper(0.01, 0.0))
   b = run(params, cfg, drop_cfg, engine.Hyper(0.01, 0.0))
   assert not np.allclose(a['V'], b['V'])
-  pred, loss = classifier.predict(b, toy_windows(), drop_cfg, batch=40)
+  pred, loss = classifier.predict(b, toy_windows(), drop_cfg, XENT, batch=40)
   assert pred.shape == loss.shape == (N,)
 
 
 def test_predict_in_batches_equals_one_batch():
   model_cfg, params = init()
-  p1, l1 = classifier.predict(params, toy_windows(), model_cfg, batch=1000)
-  p2, l2 = classifier.predict(params, toy_windows(), model_cfg, batch=7)
+  p1, l1 = classifier.predict(
+    params, toy_windows(), model_cfg, XENT, batch=1000
+  )
+  p2, l2 = classifier.predict(params, toy_windows(), model_cfg, XENT, batch=7)
   np.testing.assert_array_equal(p1, p2)
   np.testing.assert_allclose(l1, l2, rtol=1e-6)
 
@@ -349,11 +357,14 @@ def test_l2_conventions(embeddings, biases, want):
 
 @pytest.mark.parametrize('objective', ['xent', 'max_margin'])
 def test_training_learns_a_synthetic_corpus(corpus, objective):
-  ds = ner.load_dataset(corpus, embeddings='random', log=lambda _: None)
+  ds = dataset_lib.load_dataset(corpus, embeddings='random', log=lambda _: None)
   model_cfg = model_lib.ModelConfig(hidden=32)
   cfg = classifier.TrainConfig(objective=objective, batch_size=32)
   result = training.train(
-    ds, model_cfg, cfg, engine.Hyper(0.01, 0.0), epochs=15, log=lambda _: None
+    setup_lib.resolve(ds, model_cfg, cfg),
+    engine.Hyper(0.01, 0.0),
+    epochs=15,
+    log=lambda _: None,
   ).result
   assert result['dev']['f1'] > 90, result['dev']
   assert result['test']['f1'] > 90, result['test']

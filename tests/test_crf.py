@@ -42,10 +42,13 @@ from research.formulas import objectives
 from research.training import classifier
 from research.training import engine
 from research.training import sequence
+from tests.conftest import by_name
+from tests.conftest import fit_sentences
 
 RTOL = 1e-10
 OBJECTIVES = objectives.names('sentence')
-SENTENCE_OBJECTIVES = derivations.sentence_objectives()
+get = objectives.get
+SENTENCE_OBJECTIVES = tuple(o.name for o in derivations.sentence_objectives())
 # Random problems, SEEDS of each (rows, T, C), vmapped: one compiled case
 # serves them all. 3^6 = 729 paths a row at most for the brute force.
 LAYOUTS = ((6, 6, 3), (4, 3, 2))
@@ -169,7 +172,7 @@ def _suite_inputs():
       name = _group_name(objective, layout)
       groups[name] = _stack(
         [
-          problems.sample_crf(_rng(name, k), *layout, objective)
+          problems.sample_crf(_rng(name, k), *layout, get(objective))
           for k in range(SEEDS)
         ]
       )
@@ -180,18 +183,22 @@ def _suite_inputs():
   ]
   struct.append(
     problems.sample_crf(
-      _rng('inactive'), 8, 6, 3, 'struct_margin', inactive=True
+      _rng('inactive'), 8, 6, 3, get('struct_margin'), inactive=True
     )
   )
   packed = {}
   for objective in OBJECTIVES:
     rng = _rng('packed', objective)
-    problem = problems.sample_crf(rng, 8, 7, 4, objective)
+    problem = problems.sample_crf(rng, 8, 7, 4, get(objective))
     packed[objective] = _stack(_unpacked(problem, rng))
   shapes = problems.SentenceShapes()
   sentences = {
     name: problems.sample_sentences(
-      _rng('sentence', name), shapes, model_cfg, objective, features=features
+      _rng('sentence', name),
+      shapes,
+      model_cfg,
+      get(objective),
+      features=features,
     )
     for name, model_cfg, objective, features in _sentence_cases()
   }
@@ -207,7 +214,7 @@ def _decode_and_grads(problem, objective, decode=True):
   """The decodings of research.formulas.crf (or None) and derivations.crf_case's
   (manual, reference) for one problem."""
   if not decode:
-    return None, derivations.crf_case(problem, objective)
+    return None, derivations.crf_case(problem, get(objective))
   f, _, mask, starts, trans = problem
   score, path = crf.viterbi(f, mask, starts, trans)
   decoded = dict(
@@ -217,7 +224,7 @@ def _decode_and_grads(problem, objective, decode=True):
     max_path_score=crf.max_path_score(f, mask, starts, trans),
     gold_score=crf.path_score(*problem),
   )
-  return decoded, derivations.crf_case(problem, objective)
+  return decoded, derivations.crf_case(problem, get(objective))
 
 
 def _suite_program(inputs):
@@ -234,7 +241,7 @@ def _suite_program(inputs):
       for name, stacked in inputs['groups'].items()
     },
     struct=jax.vmap(
-      functools.partial(derivations.crf_case, objective='struct_margin')
+      functools.partial(derivations.crf_case, objective=get('struct_margin'))
     )(inputs['struct']),
     packed={
       objective: vmapped(objective, pair)
@@ -242,7 +249,7 @@ def _suite_program(inputs):
     },
     sentences={
       name: derivations.sentence_case(
-        p, model_cfg=cases[name][0], objective=cases[name][1]
+        p, model_cfg=cases[name][0], objective=get(cases[name][1])
       )
       for name, p in inputs['sentences'].items()
     },
@@ -445,7 +452,7 @@ def test_sentence_batch_grads_equal_autodiff(suite, objective):
     assert not _failures(diffs), (name, _failures(diffs))
     weights = {'V', 'b', 'W', 'c'} if 'hidden' in name else {'W', 'c'}
     expected = weights | {'L_case', 'E', 'J_mean'}
-    if objectives.is_sentence_level(objective):
+    if objectives.get(objective).sentence_level:
       expected |= {'A', 'start', 'end'}
     if '/feat' in name:
       expected |= {'feat'}
@@ -602,7 +609,7 @@ def _gold_is_the_best_path(rng, rows, T, C):
   """A struct-margin problem whose gold path is the best path of S (not of
   S + Delta): only the Hamming cost makes its subgradient nonzero."""
   for _ in range(problems.MAX_TRIES):
-    problem = problems.sample_crf(rng, rows, T, C, 'crf')
+    problem = problems.sample_crf(rng, rows, T, C, get('crf'))
     f, tags, mask, starts, trans = jax.tree.map(np.array, problem)
     for r in range(rows):
       best = _enumerate_row(f[r], mask[r], starts[r], trans)[2]
@@ -617,7 +624,8 @@ def _gold_is_the_best_path(rng, rows, T, C):
 def _wrong_problem(problem_name):
   rng = _rng('wrong', problem_name)
   if problem_name == 'crf':
-    return (problems.sample_crf(rng, 6, 6, 4, 'crf'),), dict(objective='crf')
+    problem = problems.sample_crf(rng, 6, 6, 4, get('crf'))
+    return (problem,), dict(objective='crf')
   if problem_name == 'struct_margin':
     args = (_gold_is_the_best_path(rng, 8, 6, 3),)
     return args, dict(objective='struct_margin')
@@ -627,7 +635,7 @@ def _wrong_problem(problem_name):
   model, objective = problem_name.split('/')
   model_cfg = SENTENCE_MODELS[model]
   shapes = problems.SentenceShapes()
-  args = (problems.sample_sentences(rng, shapes, model_cfg, objective),)
+  args = (problems.sample_sentences(rng, shapes, model_cfg, get(objective)),)
   return args, dict(model_cfg=model_cfg, objective=objective)
 
 
@@ -636,8 +644,8 @@ def wrong_suite():
   """{variant: [Diff]}: each wrong derivation traced with its patch in
   place, all into one program, and compared as the real ones are."""
   cases = {
-    'crf_grads': derivations.crf_case,
-    'sentence_case': derivations.sentence_case,
+    'crf_grads': by_name(derivations.crf_case),
+    'sentence_case': by_name(derivations.sentence_case),
   }
   with jax.enable_x64(True):
     plan = [(name, *_wrong_problem(w[1])) for name, w in WRONG.items()]
@@ -705,7 +713,7 @@ def _sentence_windows(
 def test_fit_with_manual_grads_equals_autodiff(
   objective, model, features, chars
 ):
-  """A few float32 steps of research.training.sequence.fit (SGD, L2 on
+  """A few float32 steps of research.training.sequence's task (SGD, L2 on
   everything, several sentences a row) give the same parameters with either
   gradient, to rtol 1e-5: with full float32 matrix products (a GPU's default
   TF32 rounds both sides' products to 10 mantissa bits)."""
@@ -739,12 +747,12 @@ def test_fit_with_manual_grads_equals_autodiff(
     feature_dim=2,
     char_rows=char_rows,
   )
-  if objectives.is_sentence_level(objective):
+  if objectives.get(objective).sentence_level:
     params = sequence.init_transitions(params, num_classes)
   trained = {}
   for grad in ('autodiff', 'manual'):
     with jax.default_matmul_precision('float32'):
-      stacked, _, stats = sequence.fit(
+      stacked, _, stats = fit_sentences(
         engine.stack([params]),
         train,
         lengths,

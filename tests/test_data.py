@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from research import ner
 from research.data import conll as data
+from research.data import dataset as dataset_lib
 from research.data import vocab as vocab_lib
 from research.errors import UserError
 
@@ -623,7 +623,7 @@ def test_make_windows_unknown_tag(tmp_path):
 
 
 def test_case_copies_add_lowercased_and_uppercased_documents():
-  """ner.case_copies: every n-th document again, lowercased then
+  """dataset_lib.case_copies: every n-th document again, lowercased then
   uppercased, each copy a document of its own with the same tags."""
   sentences = [
     data.Sentence(
@@ -631,7 +631,7 @@ def test_case_copies_add_lowercased_and_uppercased_documents():
     )
     for d in range(4)
   ] + [data.Sentence(('Mr', 'Holm'), ('O', 'B-PER'), 'f', document=0)]
-  copies = ner.case_copies(sentences, 0.5)  # documents 0 and 2
+  copies = dataset_lib.case_copies(sentences, 0.5)  # documents 0 and 2
   assert [c.tokens for c in copies] == [
     ('anna', 'visited', 'kyoto'),
     ('mr', 'holm'),
@@ -641,6 +641,6 @@ def test_case_copies_add_lowercased_and_uppercased_documents():
     s.tags for s in (sentences[0], sentences[4], sentences[2])
   ]
   assert [c.document for c in copies] == [1_000_000, 1_000_000, 1_000_001]
-  assert len(ner.case_copies(sentences, 1.0)) == len(sentences)
+  assert len(dataset_lib.case_copies(sentences, 1.0)) == len(sentences)
   with pytest.raises(ValueError, match='case_augment'):
-    ner.case_copies(sentences, 1.5)
+    dataset_lib.case_copies(sentences, 1.5)

@@ -1,4 +1,4 @@
-"""The divergence guard (optim.apply_gradients, engine.fit): a step whose
+"""The divergence guard (optim.apply_gradients, facade.drive): a step whose
 loss or update is not finite (or whose loss passes engine.MAX_LOSS) changes
 nothing; a single run stops with one line, a sweep's other configurations
 finish as if nothing happened."""
@@ -8,25 +8,27 @@ import json
 import numpy as np
 import pytest
 
-from research import ner
+from research import setup as setup_lib
+from research.data import dataset as dataset_lib
 from research.formulas import model as model_lib
 from research.training import classifier
 from research.training import divergence
 from research.training import engine
 from tests.conftest import assert_same_numbers
+from tests.conftest import fit_windows
 from tests.conftest import run_entry
 from tests.test_entrypoints import assert_one_line_error
 
 
 @pytest.fixture
 def small(corpus):
-  ds = ner.load_dataset(corpus, embeddings='random', log=lambda _: None)
+  ds = dataset_lib.load_dataset(corpus, embeddings='random', log=lambda _: None)
   return ds, model_lib.ModelConfig(hidden=8)
 
 
 def _fit(ds, model_cfg, l2s, optimizer='adam', **kw):
-  init = [ner.init_params(ds, model_cfg, s) for s in range(len(l2s))]
-  return classifier.fit(
+  init = [setup_lib.init_params(ds, model_cfg, s) for s in range(len(l2s))]
+  return fit_windows(
     engine.stack(init),
     ds.windows['train'],
     engine.Hyper([1e-2] * len(l2s), l2s),
@@ -49,7 +51,7 @@ def test_a_diverged_configuration_stops_and_the_others_are_untouched(
   divergence: bit for bit on a CPU, either way the stack runs; elsewhere to
   float rounding (`assert_same_numbers`)."""
   ds, model_cfg = small
-  init_1 = ner.init_params(ds, model_cfg, 1)
+  init_1 = setup_lib.init_params(ds, model_cfg, 1)
   bad, _, bad_stats = _fit(ds, model_cfg, [0.0, np.nan], optimizer)
   good, _, good_stats = _fit(ds, model_cfg, [0.0, 1e-4], optimizer)
   assert bad_stats['diverged_at'] == [None, 1]

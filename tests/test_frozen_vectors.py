@@ -13,8 +13,8 @@ import sys
 import numpy as np
 import pytest
 
-from research import ner
 from research.data import conll as data_lib
+from research.data import dataset as dataset_lib
 from research.data import vocab as vocab_lib
 from research.evaluation import metrics
 from research.reports import frozen_vectors as fvf_report
@@ -101,7 +101,7 @@ def _corpus(tmp_path):
 
 def _dataset(corpus):
   data_dir, vectors = corpus
-  return ner.load_dataset(
+  return dataset_lib.load_dataset(
     str(data_dir), embeddings=str(vectors), log=lambda _: None
   )
 

@@ -7,8 +7,10 @@ import re
 import numpy as np
 import pytest
 
-from research import ner
+from research import setup as setup_lib
+from research.data import dataset as dataset_lib
 from research.formulas import model as model_lib
+from research.formulas import objectives
 from research.training import classifier
 from research.training import engine
 from tests.conftest import assert_same_numbers
@@ -18,7 +20,7 @@ from tests.conftest import write_corpus
 @pytest.fixture(scope='module')
 def small(tmp_path_factory):
   corpus = write_corpus(tmp_path_factory.mktemp('loop') / 'corpus')
-  ds = ner.load_dataset(corpus, embeddings='random', log=lambda _: None)
+  ds = dataset_lib.load_dataset(corpus, embeddings='random', log=lambda _: None)
   return ds, model_lib.ModelConfig(hidden=16)
 
 
@@ -27,9 +29,13 @@ LRS = np.float32([1e-2, 1e-3])
 
 def _loop(ds, model_cfg, lrs=LRS, **kw):
   cfg = classifier.TrainConfig(batch_size=16)
-  task = classifier.ClassifierTask(model_cfg, cfg)
+  task = classifier.ClassifierTask(
+    model_cfg, cfg, objectives.get(cfg.objective)
+  )
   data = classifier.device_data(ds.windows['train'])
-  params = engine.stack([ner.init_params(ds, model_cfg, s) for s in (0, 1)])
+  params = engine.stack(
+    [setup_lib.init_params(ds, model_cfg, s) for s in (0, 1)]
+  )
   return engine.Loop(
     task,
     params,
@@ -120,12 +126,12 @@ def _ops_on_tables(ds, model_cfg, S, V):
   cfg = classifier.TrainConfig(batch_size=16)
   inits = []
   for s in range(S):
-    p = ner.init_params(ds, model_cfg, s)
+    p = setup_lib.init_params(ds, model_cfg, s)
     p['L'] = np.zeros((V, p['L'].shape[1]), np.float32)
     inits.append(p)
   text = (
     engine.lower(
-      classifier.ClassifierTask(model_cfg, cfg),
+      classifier.ClassifierTask(model_cfg, cfg, objectives.get(cfg.objective)),
       engine.stack(inits),
       engine.Hyper([1e-3] * S, [0.0] * S),
       list(range(S)),

@@ -30,6 +30,8 @@ from research.formulas import objectives
 from research.training import classifier
 from research.training import engine
 from research.training import window_scorer
+from tests.conftest import by_name
+from tests.conftest import fit_windows
 
 RTOL = 1e-10
 CLASSIFIERS = dict(derivation_problems.classifiers())  # tag -> ModelConfig
@@ -99,7 +101,7 @@ def _suite_plan():
     model_cfg = CLASSIFIERS[tag]
     rng = _rng(tag, objective)
     problem = derivation_problems.sample_classifier(
-      rng, _random_shapes(rng), model_cfg, objective
+      rng, _random_shapes(rng), model_cfg, objectives.get(objective)
     )
     name = f'{tag}/{objective}'
     # Per-window gradients (against vmap(grad)) for one objective of each
@@ -111,7 +113,7 @@ def _suite_plan():
     plan.append(
       (
         name,
-        derivations.classifier_cases,
+        by_name(derivations.classifier_cases),
         (problem,),
         dict(model_cfg=model_cfg, objective=objective, reduces=reduces),
         False,
@@ -126,9 +128,13 @@ def _suite_plan():
       plan.append(
         (
           f'{name}/{step}/{_l2_name(*convention)}',
-          fn,
+          by_name(fn),
           (problem, lam) if full else (problem,),
-          dict(model_cfg=model_cfg, cfg=_train_cfg(objective, *convention)),
+          dict(
+            model_cfg=model_cfg,
+            cfg=_train_cfg(objective, *convention),
+            objective=objective,
+          ),
           False,
         )
       )
@@ -136,12 +142,16 @@ def _suite_plan():
   for tag, model_cfg in CLASSIFIERS.items():
     rng = _rng(tag, 'inactive')
     problem = derivation_problems.sample_classifier(
-      rng, _random_shapes(rng), model_cfg, 'max_margin', inactive=True
+      rng,
+      _random_shapes(rng),
+      model_cfg,
+      objectives.get('max_margin'),
+      inactive=True,
     )
     plan.append(
       (
         f'{tag}/max_margin/inactive',
-        derivations.classifier_cases,
+        by_name(derivations.classifier_cases),
         (problem,),
         dict(model_cfg=model_cfg, objective='max_margin', **mean_only),
         True,
@@ -176,7 +186,7 @@ def _suite_plan():
       params = derivation_problems.sample_scorer(rng, shapes, 'tanh')[0]
     else:
       params = derivation_problems.sample_classifier(
-        rng, shapes, model_lib.ModelConfig(model), 'xent'
+        rng, shapes, model_lib.ModelConfig(model), objectives.get('xent')
       )[0]
     for embeddings, biases in derivations.L2_CONVENTIONS.values():
       plan.append(
@@ -322,11 +332,11 @@ def _check_grads_problems():
   )
   out = {}
   for t, (tag, model_cfg) in enumerate(CLASSIFIERS.items()):
-    objectives = OBJECTIVES if t == 0 else [OBJECTIVES[t % 2]]
-    for objective in objectives:
+    names = OBJECTIVES if t == 0 else [OBJECTIVES[t % 2]]
+    for objective in names:
       rng = _rng('check_grads', tag, objective)
       p, words, casing, y = derivation_problems.sample_classifier(
-        rng, shapes, model_cfg, objective, kink_tol=1e-2
+        rng, shapes, model_cfg, objectives.get(objective), kink_tol=1e-2
       )
       weights = {k: v for k, v in p.items() if k not in ('L', 'L_case')}
       x = jnp.asarray(
@@ -357,7 +367,9 @@ def _check_grads_problems():
 
 def _mean_classifier_loss(weights, x, *, y, model_cfg, objective):
   return jnp.mean(
-    autodiff.classifier_window_losses(weights, x, y, model_cfg, objective)
+    autodiff.classifier_window_losses(
+      weights, x, y, model_cfg, objectives.get(objective)
+    )
   )
 
 
@@ -501,7 +513,7 @@ def _wrong_problem(name):
     )
   tag, objective = name.rsplit('/', 1)
   problem = derivation_problems.sample_classifier(
-    rng, shapes, CLASSIFIERS[tag], objective
+    rng, shapes, CLASSIFIERS[tag], objectives.get(objective)
   )
   return (problem,), dict(model_cfg=CLASSIFIERS[tag], objective=objective)
 
@@ -516,6 +528,7 @@ def wrong_suite():
       args, static = _wrong_problem(problem_name)
     if '/per_window' not in expected:
       static['reduces'] = ('mean',)
+    fn = by_name(fn) if 'objective' in static else fn
     plan.append((name, fn, args, static, False))
     patches.append(patch)
 
@@ -694,7 +707,7 @@ def test_fit_with_manual_grads_equals_autodiff():
   trained = {}
   for grad in ('autodiff', 'manual'):
     with jax.default_matmul_precision('float32'):
-      stacked, _, stats = classifier.fit(
+      stacked, _, stats = fit_windows(
         engine.stack([params]),
         train,
         engine.Hyper([0.1], [1e-3]),
@@ -726,5 +739,5 @@ def test_batch_grads_refuses_dropout():
       jnp.zeros((1, 1), jnp.int32),
       jnp.zeros(1, jnp.int32),
       model_cfg,
-      'xent',
+      objectives.get('xent'),
     )

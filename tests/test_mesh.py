@@ -26,35 +26,39 @@ LOSS_RTOL = 1e-4
 _SCRIPT = r"""
 import json, sys
 import jax, numpy as np
-from research import ner
+from research.data import dataset as dataset_lib
 from research.formulas import model as model_lib
 from research.training import classifier, engine
 from research.training import sequence
+from research.formulas import objectives
+from research import setup as setup_lib
+from tests.conftest import fit_sentences, fit_windows
 
 corpus = sys.argv[1]
 out = {}
 
 def fit(ds, model_cfg, cfg, spec, seeds=(0,), steps=20, sentences=False):
-  init = [ner.init_params(ds, model_cfg, s, objective=cfg.objective)
+  init = [setup_lib.init_params(ds, model_cfg, s,
+          transitions=objectives.get(cfg.objective).sentence_level)
           for s in seeds]
   S = len(seeds)
   hyper = engine.Hyper([1e-2] * S, [1e-4] * S)
   kw = dict(epochs=1, steps_per_epoch=steps, log=lambda _: None)
   cfg = cfg._replace(mesh=spec)  # the mesh travels in the config
   if sentences:
-    p, _, st = sequence.fit(
+    p, _, st = fit_sentences(
       engine.stack(init), ds.windows['train'],
       sequence.sentence_lengths(ds.splits['train']), hyper, list(seeds),
       model_cfg, cfg, T=16, **kw)
   else:
-    p, _, st = classifier.fit(engine.stack(init), ds.windows['train'],
+    p, _, st = fit_windows(engine.stack(init), ds.windows['train'],
                               hyper, list(seeds), model_cfg, cfg, **kw)
   return jax.tree.map(np.asarray, p)
 
 def diff(a, b):
   return max(float(np.abs(a[k] - b[k]).max()) for k in a)
 
-ds = ner.load_dataset(corpus, embeddings='random', log=lambda _: None)
+ds = dataset_lib.load_dataset(corpus, embeddings='random', log=lambda _: None)
 mc = model_lib.ModelConfig(hidden=8, dropout=0.3)
 cfg = classifier.TrainConfig(batch_size=32)
 one = fit(ds, mc, cfg, '1x1')
@@ -62,7 +66,7 @@ two = fit(ds, mc, cfg, '1x2')
 out['window_data_diff'] = diff(one, two)
 out['window_data_repeat'] = diff(two, fit(ds, mc, cfg, '1x2'))
 
-sds = ner.load_dataset(corpus, embeddings='random', features=('prefix',
+sds = dataset_lib.load_dataset(corpus, embeddings='random', features=('prefix',
                        'shape'), tag_scheme='iobes', log=lambda _: None)
 scfg = classifier.TrainConfig(batch_size=64, objective='crf',
                               word_dropout=0.1)
@@ -74,8 +78,8 @@ out['sentence_data_diff'] = diff(a, b)
 V, d = ds.L_init.shape
 def collectives(sparse):
   c = cfg._replace(sparse=sparse, mesh='1x2')
-  task = classifier.ClassifierTask(mc, c)
-  text = engine.lower(task, engine.stack([ner.init_params(ds, mc, 0)]),
+  task = classifier.ClassifierTask(mc, c, objectives.get(c.objective))
+  text = engine.lower(task, engine.stack([setup_lib.init_params(ds, mc, 0)]),
                       engine.Hyper([1e-2], [0.0]), [0],
                       classifier.device_data(ds.windows['train']),
                       num_examples=len(ds.windows['train'].labels)

@@ -11,14 +11,16 @@ import random
 import numpy as np
 import pytest
 
-from research import ner
+from research import setup as setup_lib
 from research.data import conll as data_lib
+from research.data import dataset as dataset_lib
 from research.evaluation import metrics
 from research.evaluation import novelty
 from research.evaluation import scoring
 from research.evaluation import tag_output
 from research.formulas import model as model_lib
 from research.studies import frozen_vectors
+from research.training import classifier
 from research.training import facade as training
 from tests.conftest import write_corpus
 
@@ -171,30 +173,33 @@ def test_ner_evaluate_adds_the_groups_against_its_own_training_split(
   """scoring.evaluate's 'unseen' and 'seen' are novelty.scores of its
   predictions; a Dataset trained on a subset (sharing dev) is scored
   against the subset's entities, not a remembered table of the full one."""
-  ds = ner.load_dataset(
+  ds = dataset_lib.load_dataset(
     write_corpus(tmp_path / 'corpus'), embeddings='random', log=lambda _: None
   )
   subset = frozen_vectors.subset_dataset(ds, [0, 1])
   assert subset.splits['dev'] is ds.splits['dev']
   model_cfg = model_lib.ModelConfig(hidden=8)
-  params = ner.init_params(ds, model_cfg, seed=1)
+  params = setup_lib.init_params(ds, model_cfg, seed=1)
   dev = ds.splits['dev']
   unseen = []
   for data in (ds, subset, ds):
-    got = scoring.evaluate(params, data, 'dev', model_cfg, 'xent')
-    pred_N = ner.predict_ids(
+    setup = setup_lib.resolve(data, model_cfg, classifier.TrainConfig())
+    got = scoring.evaluate(setup, params, 'dev')
+    pred_N, _ = setup_lib.predict(
       params,
       data.windows['dev'],
       [len(s.tokens) for s in dev],
       data.tags,
       data.tag_scheme,
       model_cfg,
-      'xent',
+      setup.objective,
+      'argmax',
+      0.0,
     )
     want = novelty.scores(
       [s.tokens for s in dev],
       [list(s.tags) for s in dev],
-      ner.tags_by_sentence(pred_N, dev, data.tags),
+      dataset_lib.tags_by_sentence(pred_N, dev, data.tags),
       novelty.training_entities(data.splits['train']),
     )
     for group in novelty.GROUPS:
@@ -203,9 +208,8 @@ def test_ner_evaluate_adds_the_groups_against_its_own_training_split(
       assert got['unseen'][key] + got['seen'][key] == got[key]
     unseen.append(got['unseen']['num_gold'])
   assert unseen[0] == unseen[2] < unseen[1]
-  assert 'unseen' not in scoring.evaluate(
-    params, ds, 'train', model_cfg, 'xent'
-  )
+  setup = setup_lib.resolve(ds, model_cfg, classifier.TrainConfig())
+  assert 'unseen' not in scoring.evaluate(setup, params, 'train')
 
 
 def test_the_lines_show_the_unseen_scores():
@@ -229,7 +233,7 @@ def test_the_lines_show_the_unseen_scores():
 def test_training_entities_from_flat_chunks_equal_per_sentence(tmp_path):
   """ner's flat construction of the training entities (what every
   evaluation uses) gives novelty.training_entities' strings."""
-  ds = ner.load_dataset(
+  ds = dataset_lib.load_dataset(
     write_corpus(tmp_path / 'c'), embeddings='random', log=lambda _: None
   )
   assert len(scoring._training_entities(ds)) > 3

@@ -35,8 +35,11 @@ def test_get_refuses_unknown_names_and_wrong_levels():
     objectives.get('crf', 'window')
   with pytest.raises(ValueError, match='margin, logistic'):
     objectives.get_scorer('xent')
-  assert objectives.is_sentence_level('struct_margin')
-  assert not objectives.is_sentence_level('max_margin')
+  assert objectives.get('struct_margin').sentence_level
+  assert not objectives.get('max_margin').sentence_level
+  assert objectives.records('window') == tuple(
+    objectives.REGISTRY[n] for n in objectives.names('window')
+  )
 
 
 def test_window_level_grad_returns_the_loss():

@@ -4,9 +4,11 @@ whole into rows of T positions (research.formulas.crf's layout)."""
 import numpy as np
 import pytest
 
-from research import ner
+from research import setup as setup_lib
+from research.data import dataset as dataset_lib
 from research.data import vocab as vocab_lib
 from research.formulas import model as model_lib
+from research.formulas import objectives
 from research.training import engine
 from research.training import sequence
 
@@ -108,7 +110,7 @@ def test_pack_windows_appends_one_padding_window(with_feats):
 def test_an_ensemble_of_copies_predicts_as_one_member(corpus):
   """Scores (and transitions) averaged over members: identical members
   decode exactly as one; a different member changes some tags."""
-  ds = ner.load_dataset(
+  ds = dataset_lib.load_dataset(
     corpus,
     embeddings='random',
     features=('prefix', 'shape'),
@@ -116,21 +118,23 @@ def test_an_ensemble_of_copies_predicts_as_one_member(corpus):
     log=lambda _: None,
   )
   model_cfg = model_lib.ModelConfig(hidden=8)
-  one = ner.init_params(ds, model_cfg, 0, objective='crf')
-  other = ner.init_params(ds, model_cfg, 1, objective='crf')
+  one = setup_lib.init_params(ds, model_cfg, 0, transitions=True)
+  other = setup_lib.init_params(ds, model_cfg, 1, transitions=True)
   one['A'] = one['A'] + np.eye(len(ds.tags), dtype=np.float32)
   lengths = sequence.sentence_lengths(ds.splits['dev'])
 
   def predict(params):
-    return ner.predict_ids(
+    return setup_lib.predict(
       params,
       ds.windows['dev'],
       lengths,
       ds.tags,
       ds.tag_scheme,
       model_cfg,
-      'crf',
-    )
+      objectives.get('crf'),
+      'argmax',
+      0.0,
+    )[0]
 
   single = predict(one)
   np.testing.assert_array_equal(predict(engine.stack([one, one])), single)

@@ -9,7 +9,8 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from research import ner
+from research import setup as setup_lib
+from research.data import dataset as dataset_lib
 from research.formulas import derivations
 from research.formulas import model as model_lib
 from research.formulas import objectives
@@ -68,7 +69,9 @@ def ds(tmp_path_factory):
   from tests.conftest import write_corpus  # noqa: PLC0415
 
   corpus = write_corpus(tmp_path_factory.mktemp('recipe') / 'corpus')
-  return ner.load_dataset(corpus, embeddings='random', log=lambda _: None)
+  return dataset_lib.load_dataset(
+    corpus, embeddings='random', log=lambda _: None
+  )
 
 
 def test_a_registered_objective_trains_sweeps_and_is_described(registered, ds):
@@ -77,7 +80,10 @@ def test_a_registered_objective_trains_sweeps_and_is_described(registered, ds):
   model_cfg = model_lib.ModelConfig(hidden=16)
   cfg = classifier.TrainConfig(objective=NAME)
   trained = training.train(
-    ds, model_cfg, cfg, engine.Hyper(1e-2, 0.0), epochs=3, log=lambda _: None
+    setup_lib.resolve(ds, model_cfg, cfg),
+    engine.Hyper(1e-2, 0.0),
+    epochs=3,
+    log=lambda _: None,
   )
   assert trained.result['dev']['f1'] > 50, trained.result['dev']
   sweep = objective_l2.run(

@@ -12,6 +12,7 @@ import pytest
 from research.data import tagschemes
 from research.evaluation import metrics
 from research.formulas import crf
+from research.formulas import objectives
 from research.training import sequence
 
 TYPES = ('PER', 'LOC', 'MISC-X')  # a type may hold a hyphen
@@ -157,7 +158,7 @@ def test_viterbi_with_the_valid_transitions_decodes_well_formed_tags():
   tags = tagschemes.tag_set(['O', 'B-PER', 'B-LOC', 'B-ORG'], 'iobes')
   C = len(tags)
   allowed = tagschemes.valid_transitions(tags, 'iobes')
-  trans = sequence.decode_transitions(None, C, allowed, 'xent')
+  trans = sequence.decode_transitions(None, C, allowed, objectives.get('xent'))
   rng = np.random.default_rng(0)
   lengths = rng.integers(1, 7, 40)
   packed = sequence.pack(lengths, 12)

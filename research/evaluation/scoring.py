@@ -6,43 +6,22 @@ import dataclasses
 
 import numpy as np
 
-from research import ner
 from research.data import tagschemes
 from research.evaluation import metrics
 from research.evaluation import novelty
-from research.training import classifier
 from research.training import sequence
 
 
-def evaluate(
-  params, ds, split, model_cfg, objective, decode='argmax', o_bias=0.0
-):
-  """Entity P/R/F1 (conlleval) and token accuracy on a split, against the
-  file's tags; the P/R/F1 of its 'unseen' and 'seen' entities (research/
-  novelty.py: whether an entity's surface string is one of the training
-  split's; not of the training split itself, whose entities are all seen);
-  and the mean window loss of a window-level model decoded by argmax.
-  o_bias: the decoding bias against O (`ner.predict_ids`)."""
-  sentences = ds.splits[split]
-  windows = ds.windows[split]
-  window_level = not ner.trains_on_sentences(ds, objective, decode)
-  if window_level and np.ndim(params['L']) == 2 and not o_bias:
-    pred, window_loss = classifier.predict(
-      params, windows, model_cfg, objective
-    )
-  else:
-    window_loss = None
-    pred = ner.predict_ids(
-      params,
-      windows,
-      sequence.sentence_lengths(sentences),
-      ds.tags,
-      ds.tag_scheme,
-      model_cfg,
-      objective,
-      decode,
-      o_bias,
-    )
+def evaluate(setup, params, split, o_bias=0.0):
+  """Entity P/R/F1 (conlleval) and token accuracy on a split of a
+  research.setup.Setup's Dataset, against the file's tags; the P/R/F1 of its
+  'unseen' and 'seen' entities (research/evaluation/novelty.py: whether an
+  entity's surface string is one of the training split's; not of the
+  training split itself, whose entities are all seen); and the mean window
+  loss when the prediction is each window's argmax (setup.predict).
+  o_bias: the decoding bias against O (research.setup.predict)."""
+  ds = setup.ds
+  pred, window_loss = setup.predict(params, split, o_bias)
   gold = gold_ids(ds, split)
   pred_N = gold.file_ids(ds, pred)
   out = metrics.as_dict(
@@ -154,13 +133,10 @@ def gold_novelty(ds, split):
 O_BIASES = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0)  # what tune_o_bias tries
 
 
-def tune_o_bias(params, ds, model_cfg, objective, decode, biases=O_BIASES):
+def tune_o_bias(setup, params, biases=O_BIASES):
   """(the bias of `biases` that scores best on dev, {bias: dev scores}):
-  the decoding bias against O (`ner.predict_ids`) chosen on dev, the smallest
-  of equal F1s."""
-  scores = {
-    b: evaluate(params, ds, 'dev', model_cfg, objective, decode, b)
-    for b in biases
-  }
+  the decoding bias against O (research.setup.predict) chosen on dev, the
+  smallest of equal F1s."""
+  scores = {b: evaluate(setup, params, 'dev', b) for b in biases}
   best = max(biases, key=lambda b: (scores[b]['f1'], -b))
   return best, scores

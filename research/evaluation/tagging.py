@@ -11,9 +11,10 @@ from typing import Any
 
 import numpy as np
 
-from research import ner
+from research import setup as setup_lib
 from research import workdir as workdir_lib
 from research.data import conll as data_lib
+from research.data import dataset as dataset_lib
 from research.data import features as features_lib
 from research.data import gazetteer as gazetteer_lib
 from research.data import tagschemes
@@ -22,6 +23,7 @@ from research.evaluation import metrics
 from research.evaluation import novelty
 from research.formulas import chars as chars_lib
 from research.formulas import model as model_lib
+from research.formulas import objectives
 from research.training import document_context
 from research.training import two_passes
 
@@ -47,22 +49,22 @@ class Model:
     vocab: The `vocab.Vocab` that maps tokens to rows of params['L'].
     tags: The tag of each class id (in `tag_scheme`).
     config: The `model.ModelConfig`.
-    objective: The training objective (a sentence-level one decodes by
-      Viterbi).
+    objective: The training objective's research.formulas.objectives
+      record (a sentence-level one decodes by Viterbi).
     decode: 'argmax' or 'viterbi'.
     tag_scheme: The scheme of `tags`; predictions are written in
       `file_scheme`, that of the training file.
     features: The research.data.features.FeatureVocab, or None.
     gazetteer: The research.data.gazetteer.Gazetteer of the gazetteer feature.
     chars: The research.formulas.chars.CharVocab of the character CNN, or None.
-    o_bias: the decoding bias against O (ner.predict_ids).
+    o_bias: the decoding bias against O (research.setup.predict).
   """
 
   params: dict[str, np.ndarray]
   vocab: vocab_lib.Vocab
   tags: list[str]
   config: model_lib.ModelConfig
-  objective: str = 'xent'
+  objective: objectives.Objective = objectives.REGISTRY['xent']
   decode: str = 'argmax'
   tag_scheme: str = 'iob2'
   file_scheme: str = 'iob2'
@@ -118,7 +120,7 @@ def from_parts(params, vocab, tags, config):
     vocab,
     tags,
     model_lib.ModelConfig(**config['model']),
-    objective=config.get('train', {}).get('objective', 'xent'),
+    objective=objectives.get(config.get('train', {}).get('objective', 'xent')),
     decode=config.get('decode', 'argmax'),
     o_bias=config.get('o_bias', 0.0),
     tag_scheme=config.get('tag_scheme', scheme),
@@ -168,7 +170,7 @@ def tag(model, sentences):
     )
 
   def predict(params, windows, o_bias=0.0):
-    pred_N = ner.predict_ids(
+    pred_N, _ = setup_lib.predict(
       params,
       windows,
       lengths,
@@ -179,7 +181,7 @@ def tag(model, sentences):
       model.decode,
       o_bias,
     )
-    return ner.tags_by_sentence(pred_N, sentences, model.tags)
+    return dataset_lib.tags_by_sentence(pred_N, sentences, model.tags)
 
   if first_pass is None:
     tags = predict(params, windows(model.features), model.o_bias)

@@ -15,7 +15,6 @@ import numpy as np
 from research.formulas import losses
 from research.formulas import manual_grads
 from research.formulas import model as model_lib
-from research.formulas import objectives
 
 
 def classifier_window_losses(params, x_NxD, y_N, model_cfg, objective):
@@ -23,7 +22,7 @@ def classifier_window_losses(params, x_NxD, y_N, model_cfg, objective):
   window-level objective's loss (research.formulas.objectives; the autodiff
   reference of `classifier_grads`)."""
   f_NxC = model_lib.class_scores(params, x_NxD, model_cfg)
-  return objectives.get(objective, 'window').loss(f_NxC, y_N)
+  return objective.loss(f_NxC, y_N)
 
 
 def scorer_window_losses(

@@ -6,7 +6,6 @@ definition in numpy loops."""
 import numpy as np
 
 from research.formulas import derivation_problems as problems
-from research.formulas import objectives
 
 
 def numpy_char_responses(p, word):
@@ -109,7 +108,7 @@ def sample_sentence_chars(rng, objective, B=2, T=5, K=3, P=6, A=7):
     'W_char': rng.standard_normal((F, w, ce)),
     'b_char': rng.standard_normal(F),
   }
-  if objectives.is_sentence_level(objective):
+  if objective.sentence_level:
     dense.update(
       A=rng.standard_normal((C, C)),
       start=rng.standard_normal(C),

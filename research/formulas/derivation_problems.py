@@ -16,7 +16,6 @@ import numpy as np
 
 from research.formulas import crf
 from research.formulas import model as model_lib
-from research.formulas import objectives
 from research.training import window_scorer
 
 KINK_TOL = 1e-3  # least distance of a sampled problem from any kink
@@ -155,7 +154,7 @@ def sample_classifier(
         continue
       p['W'], p['c'] = p['W'] * (2.0 / gap), p['c'] * (2.0 / gap)
       return _as_jax(p, words, casing, y)
-    if objectives.get(objective).kinks == 'hinge':
+    if objective.kinks == 'hinge':
       margin_dist, t = _margin_kinks(f, y)
       dist = min(dist, margin_dist)
       if shapes.windows > 1 and np.sum(t > 0) in (0, shapes.windows):
@@ -320,7 +319,7 @@ def sample_crf(
   rows,
   T,
   classes,
-  objective='crf',
+  objective,
   *,
   inactive=False,
   kink_tol=KINK_TOL,
@@ -345,7 +344,7 @@ def sample_crf(
     trans = crf.Transitions(
       _normal(rng, (C, C)), _normal(rng, (C,)), _normal(rng, (C,))
     )
-    if objectives.get(objective).kinks != 'viterbi':
+    if objective.kinks != 'viterbi':
       return _as_jax(f, tags, mask, starts, trans)
     # Each tag changed from gold changes S by at most 2 max|f| + 4 max|A|
     # (or start/end): raising the gold tags by more than that plus the cost
@@ -411,7 +410,7 @@ def sample_sentences(
       dense['W'] = _normal(rng, (C, H), 2.0 / np.sqrt(H))
       dense['c'] = _normal(rng, (C,))
     trans = None
-    if objectives.is_sentence_level(objective):
+    if objective.sentence_level:
       trans = crf.Transitions(
         _normal(rng, (C, C)), _normal(rng, (C,)), _normal(rng, (C,))
       )
@@ -431,12 +430,12 @@ def sample_sentences(
       dist = _nonlinearity_kinks(model_cfg.nonlinearity, z[words])
       a = _NUMPY_NONLINEARITIES[model_cfg.nonlinearity](z)
     f = a @ dense['W'].T + dense['c']
-    if objectives.get(objective).kinks == 'hinge':
+    if objective.kinks == 'hinge':
       margin_dist, t = _margin_kinks(f[words], tags.reshape(-1)[words])
       dist = min(dist, margin_dist)
       if np.sum(t > 0) in (0, len(t)):
         continue
-    if objectives.get(objective).kinks == 'viterbi':
+    if objective.kinks == 'viterbi':
       augmented = f.reshape(B, T, C) + _hamming(tags, mask, C)
       dist = min(dist, viterbi_gap(augmented, mask, starts, trans))
     if dist >= kink_tol:

@@ -15,8 +15,9 @@ research.formulas.losses (`research.formulas.autodiff`). The rows of
                                   losses must be exactly 0
   l2/MODEL/CONVENTION             lambda theta on research.formulas.losses'
                                   regularized_keys, 0 elsewhere
-  objective/MODEL/OBJ/VECTORS     training.classifier.objective (data + L2,
-                                  word vectors fine-tuned or frozen)
+  objective/MODEL/OBJ/VECTORS     training.classifier.training_objective
+                                  (data + L2, word vectors fine-tuned or
+                                  frozen)
   batch_grads/MODEL/OBJ           manual_grads.batch_grads against the
                                   autodiff branch of
                                   research.training.classifier.batch_grads, E
@@ -84,7 +85,7 @@ from research.training import sequence
 def sentence_objectives():
   """Every objective the sentence task trains with: the sentence-level
   ones, then the window-level ones summed over the words."""
-  return objectives.names('sentence') + objectives.names('window')
+  return objectives.records('sentence') + objectives.records('window')
 
 
 CRF_ROWS, CRF_ROW_LENGTH, CRF_CLASSES = 6, 6, 4  # the crf_grads problems
@@ -221,14 +222,17 @@ def l2_case(params, lam, embeddings, biases):
   return dict(grads, value=value), dict(ref, value=ref_value)
 
 
-def objective_case(problem, l2, model_cfg, cfg):
-  """(manual, reference) of research.training.classifier.objective's gradient
+def objective_case(problem, l2, model_cfg, cfg, objective):
+  """(manual, reference) of research.training.classifier.training_objective's
+  gradient
   w.r.t. the trainable parameters (L left out when cfg.freeze_embeddings)."""
   p, words, casing, y = problem
   with _strict():
-    value, grads = mg.objective_grads(p, words, casing, y, l2, model_cfg, cfg)
-  ref_value, ref = jax.value_and_grad(classifier.objective)(
-    p, words, casing, y, l2, model_cfg, cfg
+    value, grads = mg.objective_grads(
+      p, words, casing, y, l2, model_cfg, cfg, objective
+    )
+  ref_value, ref = jax.value_and_grad(classifier.training_objective)(
+    p, words, casing, y, l2, model_cfg, cfg, objective
   )
   if cfg.freeze_embeddings:
     del ref['L']
@@ -245,9 +249,9 @@ def batch_grads_case(problem, model_cfg, objective):
     loss, g_dense, g_E = mg.batch_grads(
       dense, E, casing, y, model_cfg, objective
     )
-  cfg = classifier.TrainConfig(objective=objective, grad='autodiff')
+  cfg = classifier.TrainConfig(objective=objective.name, grad='autodiff')
   ref_loss, ref_dense, ref_E = classifier.batch_grads(
-    dense, E, casing, y, model_cfg, cfg, None
+    dense, E, casing, y, model_cfg, cfg, objective, None
   )
   return (
     dict(g_dense, E=g_E, J_mean=loss),
@@ -255,7 +259,7 @@ def batch_grads_case(problem, model_cfg, objective):
   )
 
 
-def hook_case(problem, model_cfg, cfg):
+def hook_case(problem, model_cfg, cfg, objective):
   """(manual, reference): research.training.classifier.batch_grads with
   grad='manual' against grad='autodiff' (data gradients: the optimizer adds
   L2); E only when the word vectors are fine-tuned (autodiff gives None
@@ -265,11 +269,13 @@ def hook_case(problem, model_cfg, cfg):
   E = p['L'][words]
   with _strict():
     loss, g_dense, g_E = classifier.batch_grads(
-      dense, E, casing, y, model_cfg, cfg._replace(grad='manual'), None
-    )
+      dense, E, casing, y, model_cfg, cfg._replace(grad='manual'), objective,
+      None,
+    )  # fmt: skip
   ref_loss, ref_dense, ref_E = classifier.batch_grads(
-    dense, E, casing, y, model_cfg, cfg._replace(grad='autodiff'), None
-  )
+    dense, E, casing, y, model_cfg, cfg._replace(grad='autodiff'), objective,
+    None,
+  )  # fmt: skip
   manual, reference = (
     dict(g_dense, J_mean=loss),
     dict(ref_dense, J_mean=ref_loss),
@@ -284,11 +290,10 @@ def crf_case(problem, objective, with_loss=True):
   `grad` (research.formulas.objectives; f, A, start, end and the per-row loss J)
   against jax.grad of its `loss` summed over the rows."""
   f, tags, mask, starts, trans = problem
-  spec = objectives.get(objective, 'sentence')
-  J, df, g = spec.grad(f, tags, mask, starts, trans)
+  J, df, g = objective.grad(f, tags, mask, starts, trans)
 
   def loss(f, trans):
-    return spec.loss(f, tags, mask, starts, trans)
+    return objective.loss(f, tags, mask, starts, trans)
 
   J_ref = loss(f, trans)
   df_ref, g_ref = jax.grad(lambda *a: jnp.sum(loss(*a)), (0, 1))(f, trans)
@@ -305,14 +310,14 @@ def sentence_case(problem, model_cfg, objective):
   key, E, J_mean and, with feature rows, feat."""
   dense, E, casing, feat, tags, mask, starts = problem
   args = (dense, E, casing, feat, tags, mask, starts, model_cfg)
-  if objectives.is_sentence_level(objective):
+  if objective.sentence_level:
     loss, g_dense, g_E, g_feat, _ = mg.sentence_batch_grads(*args, objective)
   else:
     with _strict():
       loss, g_dense, g_E, g_feat, _ = mg.sentence_batch_grads(*args, objective)
-  cfg = classifier.TrainConfig(objective=objective, grad='autodiff')
+  cfg = classifier.TrainConfig(objective=objective.name, grad='autodiff')
   ref_loss, ref_dense, ref_E, ref_feat, _ = sequence.batch_grads(
-    *args, cfg, None
+    *args, cfg, objective, None
   )
   manual = dict(g_dense, E=g_E, J_mean=loss)
   reference = dict(ref_dense, E=ref_E, J_mean=ref_loss)
@@ -326,11 +331,12 @@ def sentence_plan(rng, shapes=None):
   shapes = shapes or problems.SentenceShapes()
   plan = []
   layout = (CRF_ROWS, CRF_ROW_LENGTH, CRF_CLASSES)
-  for objective in objectives.names('sentence'):
+  struct_margin = objectives.get('struct_margin')
+  for objective in objectives.records('sentence'):
     problem = problems.sample_crf(rng, *layout, objective)
     plan.append(
       (
-        f'{objective}_grads',
+        f'{objective.name}_grads',
         crf_case,
         (problem,),
         dict(objective=objective),
@@ -342,17 +348,17 @@ def sentence_plan(rng, shapes=None):
       'struct_margin_grads/ties',
       crf_case,
       (problems.sample_tied_crf(rng, *layout),),
-      dict(objective='struct_margin'),
+      dict(objective=struct_margin),
       False,
     )
   )
-  problem = problems.sample_crf(rng, *layout, 'struct_margin', inactive=True)
+  problem = problems.sample_crf(rng, *layout, struct_margin, inactive=True)
   plan.append(
     (
       'struct_margin_grads/inactive',
       crf_case,
       (problem,),
-      dict(objective='struct_margin', with_loss=False),
+      dict(objective=struct_margin, with_loss=False),
       True,
     )
   )
@@ -364,7 +370,7 @@ def sentence_plan(rng, shapes=None):
       )
       plan.append(
         (
-          f'sentence_batch_grads/{tag}/{objective}'
+          f'sentence_batch_grads/{tag}/{objective.name}'
           + ('/feat' if features else ''),
           sentence_case,
           (problem,),
@@ -411,14 +417,14 @@ def sentence_chars_case(problem, objective):
   chars = sequence.CharRows(*char_rows)
   model_cfg = model_lib.ModelConfig('hidden', 'tanh', window=1)
   args = (dense, E, casing, None, tags, mask, starts, model_cfg)
-  strict = not objectives.is_sentence_level(objective)  # crf broadcasts
+  strict = not objective.sentence_level  # crf broadcasts
   with _strict() if strict else contextlib.nullcontext():
     loss, g_dense, g_E, _, g_char = mg.sentence_batch_grads(
       *args, objective, chars
     )
-  cfg = classifier.TrainConfig(objective=objective, grad='autodiff')
+  cfg = classifier.TrainConfig(objective=objective.name, grad='autodiff')
   ref_loss, ref_dense, ref_E, _, ref_char = sequence.batch_grads(
-    *args, cfg, None, chars
+    *args, cfg, objective, None, chars
   )
   manual = dict(g_dense, E=g_E, E_char=g_char, J_mean=loss)
   reference = dict(ref_dense, E=ref_E, E_char=ref_char, J_mean=ref_loss)
@@ -429,12 +435,12 @@ def char_plan(rng):
   """The character CNN's checks (the last rows of `make_plan`)."""
   sentences = [
     _row(
-      f'sentence_batch_grads/chars/{objective}',
+      f'sentence_batch_grads/chars/{objective.name}',
       sentence_chars_case,
       (char_problems.sample_sentence_chars(rng, objective),),
       dict(objective=objective),
     )
-    for objective in ('crf', 'xent')
+    for objective in map(objectives.get, ('crf', 'xent'))
   ]
   return sentences + [
     _row('char_cnn/width=3', char_case, (char_problems.sample_chars(rng),), {}),
@@ -470,25 +476,26 @@ def _classifier_plan(rng, shapes):
   hinge inactive."""
   plan = []
   for tag, model_cfg in problems.classifiers():
-    for objective in objectives.names('window'):
+    for objective in objectives.records('window'):
       problem = problems.sample_classifier(rng, shapes, model_cfg, objective)
       plan.append(
         _row(
-          f'{tag}/{objective}',
+          f'{tag}/{objective.name}',
           classifier_cases,
           (problem,),
           dict(model_cfg=model_cfg, objective=objective),
         )
       )
+    max_margin = objectives.get('max_margin')
     problem = problems.sample_classifier(
-      rng, shapes, model_cfg, 'max_margin', inactive=True
+      rng, shapes, model_cfg, max_margin, inactive=True
     )
     plan.append(
       _row(
         f'{tag}/max_margin/inactive',
         classifier_cases,
         (problem,),
-        dict(model_cfg=model_cfg, objective='max_margin'),
+        dict(model_cfg=model_cfg, objective=max_margin),
         True,
       )
     )
@@ -529,7 +536,8 @@ def _l2_plan(rng, shapes, lam):
     if model == 'scorer':
       params = problems.sample_scorer(rng, shapes, 'tanh')[0]
     else:
-      params = problems.sample_classifier(rng, shapes, model_cfg, 'xent')[0]
+      xent = objectives.get('xent')
+      params = problems.sample_classifier(rng, shapes, model_cfg, xent)[0]
     for name, (embeddings, biases) in L2_CONVENTIONS.items():
       plan.append(
         _row(
@@ -547,11 +555,11 @@ def _objective_plan(rng, shapes, lam):
   fine-tuned then frozen."""
   plan = []
   for tag, model_cfg in problems.classifiers()[:2]:
-    for objective in objectives.names('window'):
+    for objective in objectives.records('window'):
       problem = problems.sample_classifier(rng, shapes, model_cfg, objective)
       for frozen in (False, True):
         cfg = classifier.TrainConfig(
-          objective=objective,
+          objective=objective.name,
           l2_embeddings=True,
           l2_biases=True,
           freeze_embeddings=frozen,
@@ -559,10 +567,10 @@ def _objective_plan(rng, shapes, lam):
         vectors = 'frozen' if frozen else 'tuned'
         plan.append(
           _row(
-            f'objective/{tag}/{objective}/{vectors}',
+            f'objective/{tag}/{objective.name}/{vectors}',
             objective_case,
             (problem, lam),
-            dict(model_cfg=model_cfg, cfg=cfg),
+            dict(model_cfg=model_cfg, cfg=cfg, objective=objective),
           )
         )
   return plan
@@ -573,25 +581,25 @@ def _batch_grads_plan(rng, shapes):
   training step's batch_grads (both on the same problem)."""
   plan = []
   for tag, model_cfg in problems.classifiers():
-    for objective in objectives.names('window'):
+    for objective in objectives.records('window'):
       problem = problems.sample_classifier(rng, shapes, model_cfg, objective)
       plan.append(
         _row(
-          f'batch_grads/{tag}/{objective}',
+          f'batch_grads/{tag}/{objective.name}',
           batch_grads_case,
           (problem,),
           dict(model_cfg=model_cfg, objective=objective),
         )
       )
       cfg = classifier.TrainConfig(
-        objective=objective, l2_embeddings=True, l2_biases=True
+        objective=objective.name, l2_embeddings=True, l2_biases=True
       )
       plan.append(
         _row(
-          f'train.batch_grads/{tag}/{objective}',
+          f'train.batch_grads/{tag}/{objective.name}',
           hook_case,
           (problem,),
-          dict(model_cfg=model_cfg, cfg=cfg),
+          dict(model_cfg=model_cfg, cfg=cfg, objective=objective),
         )
       )
   return plan

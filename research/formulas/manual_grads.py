@@ -35,7 +35,6 @@ import jax.numpy as jnp
 from research.formulas import chars as chars_lib
 from research.formulas import losses
 from research.formulas import model as model_lib
-from research.formulas import objectives
 
 REDUCTIONS = ('mean', 'none')
 
@@ -85,13 +84,6 @@ def _activate(nonlinearity, z):
 # --- Objectives: each returns J per window and dJ/d(scores) per window. ------
 
 
-def objective_delta(objective):
-  """The error signal fn(f_NxC, y_N) -> (J_N, delta_NxC) of a window-level
-  objective: its `grad` in the registry (research.formulas.objectives, read when
-  called; losses.cross_entropy_delta, losses.multiclass_margin_delta)."""
-  return objectives.get(objective, 'window').grad
-
-
 def check_reduce(reduce):
   if reduce not in REDUCTIONS:
     raise ValueError(f'reduce must be one of {REDUCTIONS}, got {reduce!r}')
@@ -118,18 +110,18 @@ def _bias(delta_NxA, reduce):
   return jnp.sum(delta_NxA, axis=0)
 
 
-def softmax_grads(params, x_NxD, y_N, objective='xent', reduce='mean'):
+def softmax_grads(params, x_NxD, y_N, objective, reduce='mean'):
   """Softmax window classifier f = W x + c: loss and gradients.
 
   Deck ("Simplest window classifier: softmax", "Updating concatenated word
-  vectors"): delta = dJ/df (p - onehot(y) for cross-entropy, see
-  `objective_delta`), dJ/dW = delta x^T, dJ/dc = delta, dJ/dx = W^T delta.
+  vectors"): delta = dJ/df (p - onehot(y) for cross-entropy: the
+  objective's `grad`), dJ/dW = delta x^T, dJ/dc = delta, dJ/dx = W^T delta.
 
   Args:
     params: dict with W [C, D] and c [C] (other keys are ignored).
     x_NxD: window vectors.
     y_N: gold class ids.
-    objective: a window-level name of research.formulas.objectives.
+    objective: a window-level record of research.formulas.objectives.
     reduce: 'mean' or 'none' (see the module docstring).
 
   Returns:
@@ -137,7 +129,7 @@ def softmax_grads(params, x_NxD, y_N, objective='xent', reduce='mean'):
   """
   check_reduce(reduce)
   f_NxC, cache = softmax_forward(params, x_NxD)
-  J_N, delta_NxC = objective_delta(objective)(f_NxC, y_N)
+  J_N, delta_NxC = objective.grad(f_NxC, y_N)
   delta_NxC = _per_window_weight(delta_NxC, reduce)
   return (J_N, *softmax_backward(params, x_NxD, cache, delta_NxC, reduce))
 
@@ -154,9 +146,7 @@ def softmax_backward(params, x_NxD, cache, delta_NxC, reduce='mean'):
   return grads, delta_NxC @ params['W']
 
 
-def hidden_grads(
-  params, x_NxD, y_N, nonlinearity='tanh', objective='xent', reduce='mean'
-):
+def hidden_grads(params, x_NxD, y_N, nonlinearity, objective, reduce='mean'):
   """One hidden layer f = W g(V x + b) + c: loss and gradients.
 
   Deck ("A more powerful window classifier", "Computing gradients with
@@ -171,7 +161,7 @@ def hidden_grads(
     x_NxD: window vectors.
     y_N: gold class ids.
     nonlinearity: a key of research.formulas.model.NONLINEARITIES.
-    objective: a window-level name of research.formulas.objectives.
+    objective: a window-level record of research.formulas.objectives.
     reduce: 'mean' or 'none'.
 
   Returns:
@@ -179,7 +169,7 @@ def hidden_grads(
   """
   check_reduce(reduce)
   f_NxC, cache = hidden_forward(params, x_NxD, nonlinearity)
-  J_N, delta_NxC = objective_delta(objective)(f_NxC, y_N)
+  J_N, delta_NxC = objective.grad(f_NxC, y_N)
   delta_NxC = _per_window_weight(delta_NxC, reduce)
   return (J_N, *hidden_backward(params, x_NxD, cache, delta_NxC, reduce))
 
@@ -220,9 +210,7 @@ def scores_backward(params, x_NxD, cache, delta_NxC, model_cfg):
   return hidden_backward(params, x_NxD, cache, delta_NxC)
 
 
-def classifier_grads(
-  params, x_NxD, y_N, model_cfg, objective='xent', reduce='mean'
-):
+def classifier_grads(params, x_NxD, y_N, model_cfg, objective, reduce='mean'):
   """`softmax_grads` or `hidden_grads`, as `model_cfg.model` says."""
   if model_cfg.model == 'softmax':
     return softmax_grads(params, x_NxD, y_N, objective, reduce)
@@ -360,7 +348,7 @@ def scatter_rows(ids, g, num_rows):
 
 
 def classifier_loss_and_grads(
-  params, words_NxK, casing_NxK, y_N, model_cfg, objective='xent'
+  params, words_NxK, casing_NxK, y_N, model_cfg, objective
 ):
   """Mean loss of a classifier on word ids and its gradient w.r.t. params.
 
@@ -375,7 +363,7 @@ def classifier_loss_and_grads(
     casing_NxK: casing ids.
     y_N: gold class ids.
     model_cfg: research.formulas.model.ModelConfig ('softmax' or 'hidden').
-    objective: a window-level name of research.formulas.objectives.
+    objective: a window-level record of research.formulas.objectives.
 
   Returns:
     (mean loss, gradients w.r.t. every key of params).
@@ -477,23 +465,25 @@ def l2_value_and_grads(params, lam, embeddings=False, biases=False):
   return value, grads
 
 
-def objective_grads(params, words_NxK, casing_NxK, y_N, l2, model_cfg, cfg):
-  """research.training.classifier.objective (mean data loss + L2) and its
-  gradients.
+def objective_grads(
+  params, words_NxK, casing_NxK, y_N, l2, model_cfg, cfg, objective
+):
+  """research.training.classifier.training_objective (mean data loss + L2)
+  and its gradients.
 
   Args:
     params: all parameters of a classifier, L included. words_NxK, casing_NxK,
     y_N: a batch. l2: lambda. model_cfg: research.formulas.model.ModelConfig (no
-    dropout). cfg: research.training.classifier.TrainConfig: the objective, the
-    L2 convention
-      (l2_embeddings, l2_biases) and freeze_embeddings.
+    dropout). cfg: research.training.classifier.TrainConfig: the L2
+    convention (l2_embeddings, l2_biases) and freeze_embeddings. objective:
+    a window-level record of research.formulas.objectives.
 
   Returns:
     (value, gradients w.r.t. the trainable parameters: every key of params,
     less L when cfg.freeze_embeddings).
   """
   loss, grads = classifier_loss_and_grads(
-    params, words_NxK, casing_NxK, y_N, model_cfg, cfg.objective
+    params, words_NxK, casing_NxK, y_N, model_cfg, objective
   )
   reg, reg_grads = l2_value_and_grads(
     params, l2, cfg.l2_embeddings, cfg.l2_biases
@@ -518,7 +508,7 @@ def batch_grads(dense, E_BxKxd, casing_BxK, y_B, model_cfg, objective):
     casing_BxK: casing ids.
     y_B: gold class ids.
     model_cfg: research.formulas.model.ModelConfig.
-    objective: a window-level name of research.formulas.objectives.
+    objective: a window-level record of research.formulas.objectives.
 
   Returns:
     (mean loss, g_dense, g_E_BxKxd).
@@ -561,7 +551,7 @@ def sentence_batch_grads(
   one over the words) divided by n, the number of words. Its error signal dJ/df
   comes from the objective's `grad` in research.formulas.objectives
   (forward-backward, the cost-augmented Viterbi path, or a window-level
-  `objective_delta`), zero at padding, scaled by 1/n; the window model's
+  one's), zero at padding, scaled by 1/n; the window model's
   backward pass (`scores_backward`, `split_window_grad`) carries it to every
   parameter, and from the slots' character features through the character CNN
   (research.formulas.chars: `slot_features_backward`, then `char_backward`). No
@@ -574,7 +564,7 @@ def sentence_batch_grads(
     E_MxKxd: word vectors of the windows. casing_MxK: casing ids. feat_MxKxFxg:
     the windows' feature rows of L_feat, or None. tags_BxT, mask_BxT,
     starts_BxT: gold tags and the layout. model_cfg:
-    research.formulas.model.ModelConfig. objective: a name of
+    research.formulas.model.ModelConfig. objective: a record of
     research.formulas.objectives. chars: the rows'
     research.training.sequence.CharRows (spellings, their rows of
       L_char, which slots hold a word), or None.
@@ -603,16 +593,15 @@ def sentence_batch_grads(
   C, dtype = f_MxC.shape[1], f_MxC.dtype
   n = jnp.maximum(jnp.sum(mask_BxT), 1).astype(dtype)
   grads = {}
-  spec = objectives.get(objective)
-  if spec.sentence_level:
+  if objective.sentence_level:
     trans = crf.Transitions(dense['A'], dense['start'], dense['end'])
-    J, delta_BxTxC, g_trans = spec.grad(
+    J, delta_BxTxC, g_trans = objective.grad(
       f_MxC.reshape(B, T, C), tags_BxT, mask_BxT, starts_BxT, trans
     )
     delta_MxC = delta_BxTxC.reshape(B * T, C) / n
     grads.update(A=g_trans.A / n, start=g_trans.start / n, end=g_trans.end / n)
   else:
-    J, delta_MxC = spec.grad(f_MxC, tags_BxT.reshape(-1))
+    J, delta_MxC = objective.grad(f_MxC, tags_BxT.reshape(-1))
     m_M = mask_BxT.reshape(-1).astype(dtype)
     J, delta_MxC = J * m_M, delta_MxC * m_M[:, None] / n
   window_grads, dx_MxD = scores_backward(

@@ -158,6 +158,12 @@ def names(level=None):
   return tuple(n for n, o in REGISTRY.items() if level in (None, o.level))
 
 
+def records(level=None):
+  """The registered objectives (of `level` when given), in the order they
+  were registered."""
+  return tuple(o for o in REGISTRY.values() if level in (None, o.level))
+
+
 def describe():
   """Each objective's name and formula, for help texts."""
   return '; '.join(f'{o.name}: {o.doc}' for o in REGISTRY.values())
@@ -214,8 +220,3 @@ def get_scorer(name):
       f'choose one of {", ".join(SCORER_REGISTRY)}'
     )
   return objective
-
-
-def is_sentence_level(name):
-  """Whether `name` is a sentence-level objective (ValueError if unknown)."""
-  return get(name).sentence_level

@@ -48,7 +48,7 @@ SECTIONS = (
     'The training objective',
     'The mean data loss plus L2, with word vectors fine-tuned or frozen, and '
     'the training step\'s gradients (the --grad=manual hook).',
-    (classifier.objective, manual_grads.objective_grads,
+    (classifier.training_objective, manual_grads.objective_grads,
      classifier.batch_grads, manual_grads.batch_grads),
     ('objective/', 'batch_grads/', 'train.batch_grads/'),
   ),

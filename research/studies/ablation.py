@@ -29,6 +29,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from research import setup as setup_lib
 from research.training import facade as training
 
 
@@ -147,15 +148,15 @@ def run(
   """Trains every row of `plan(rows)` with every seed.
 
   Args:
-    load_dataset: fn(features, tag_scheme, case_augment) -> ner.Dataset
+    load_dataset: fn(features, tag_scheme, case_augment) -> dataset_lib.Dataset
       (cached here).
     model_cfg, cfg, hyper: the settings a row does not vary
       (model.ModelConfig, classifier.TrainConfig, engine.Hyper scalars;
       e.g. the features' size, model_cfg.feature_dim).
     seeds: the seeds of every row.
     rows: 'all', 'added', 'removed' or 'beyond'.
-    scorers: {key: fn(ds, params, model_cfg, cfg, decode, o_bias) -> scores
-      (tagging.evaluate's)} of each trained model, key one of SCORERS.
+    scorers: {key: fn(setup, params, o_bias) -> scores (tagging.evaluate's)}
+      of each trained model (its research.setup.Setup), key one of SCORERS.
     log: progress printer.
 
   Returns:
@@ -180,16 +181,13 @@ def run(
         batch_size=s.batch_size,
         word_dropout=s.word_dropout,
       )
+      setup = setup_lib.resolve(ds, row_model, row_cfg, s.decode, s.ensemble)
       trained = training.train(
-        ds,
-        row_model,
-        row_cfg,
+        setup,
         hyper,
         epochs=s.epochs,
         seed=seed,
-        decode=s.decode,
         select=s.select,
-        ensemble=s.ensemble,
         document='document' in s.features,
         tune_o_bias=s.tune_o_bias,
         log=lambda _: None,
@@ -210,14 +208,7 @@ def run(
       if 'test' in result:
         r['test'] = result['test']
       for key, score in (scorers or {}).items():
-        r[key] = score(
-          trained.ds,
-          trained.params,
-          row_model,
-          row_cfg,
-          s.decode,
-          result.get('o_bias', 0.0),
-        )
+        r[key] = score(trained.setup, trained.params, result.get('o_bias', 0.0))
       log(
         f'   dev F1 {r["dev"]["f1"]:.2f}'
         + f' (unseen {r["dev"].get("unseen", {}).get("f1", float("nan")):.2f})'

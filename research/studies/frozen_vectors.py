@@ -33,11 +33,11 @@ import time
 
 import numpy as np
 
-from research import ner
+from research import setup as setup_lib
+from research.data import dataset as dataset_lib
 from research.data import vocab as vocab_lib
 from research.errors import UserError
 from research.evaluation import metrics
-from research.training import classifier
 from research.training import engine
 from research.training import facade as training
 
@@ -80,11 +80,11 @@ def subset_dataset(ds, sentence_ids):
   rows of `ds.L_init`.
 
   Args:
-    ds: a ner.Dataset.
+    ds: a dataset_lib.Dataset.
     sentence_ids: sorted indices into ds.splits['train'].
 
   Returns:
-    A ner.Dataset with splits 'train' (the subset), 'dev' and 'test' if
+    A dataset_lib.Dataset with splits 'train' (the subset), 'dev' and 'test' if
     present.
   """
   sentence_ids = np.asarray(sentence_ids)
@@ -124,7 +124,7 @@ def subset_dataset(ds, sentence_ids):
   coverage = dict(
     ds.coverage, vocab_size=len(vocab), train_sentences=len(sentence_ids)
   )
-  return ner.Dataset(
+  return dataset_lib.Dataset(
     splits, ds.tags, vocab, windows, ds.L_init[old_ids], coverage
   )
 
@@ -223,10 +223,9 @@ def run_one(
     f'batch {batch} ({steps:,} steps)'
   )
   t0 = time.perf_counter()
+  setup = setup_lib.resolve(sub, model_cfg, cfg)
   params, result, _, history = training.train(
-    sub,
-    model_cfg,
-    cfg,
+    setup,
     engine.Hyper(lr, 0.0),
     epochs=run_epochs,
     seed=seed,
@@ -241,12 +240,10 @@ def run_one(
     }
     for row in history
   ]
-  pred, _ = classifier.predict(
-    params, sub.windows['dev'], model_cfg, cfg.objective
-  )
+  pred, _ = setup.predict(params, 'dev')
   scores = group_scores(
     sub.splits['dev'],
-    ner.tags_by_sentence(pred, sub.splits['dev'], sub.tags),
+    dataset_lib.tags_by_sentence(pred, sub.splits['dev'], sub.tags),
     training_words(sub.splits['train']),
   )
   log(

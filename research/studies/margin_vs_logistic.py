@@ -26,7 +26,7 @@ from typing import NamedTuple
 import jax
 import numpy as np
 
-from research import ner
+from research import setup as setup_lib
 from research.errors import UserError
 from research.evaluation import metrics
 from research.formulas import model as model_lib
@@ -265,7 +265,7 @@ def run(ds, st, log=print):
   }
   t_start = time.perf_counter()
   for seed in st.seeds:
-    init = ner.init_params(ds, model_cfg, seed, num_classes=1)
+    init = setup_lib.init_params(ds, model_cfg, seed, num_classes=1)
     for label, overrides in model_runs(st.negatives):
       cfg = window_scorer.ScorerConfig(**base, **overrides)
       log(

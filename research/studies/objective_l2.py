@@ -18,7 +18,7 @@ import time
 
 import numpy as np
 
-from research import ner
+from research import setup as setup_lib
 from research.evaluation import scoring
 from research.reports import render
 from research.training import classifier
@@ -26,20 +26,16 @@ from research.training import engine
 from research.training import facade as training
 
 
-def _train(ds, model_cfg, cfg, grid, lr, epochs, log, sentences, decode, ckpt):
+def _train(setup, grid, lr, epochs, log, ckpt):
   """One training.fit_stack of the configurations `grid` [(l2, seed)];
   returns (final params, learning curves, stats), one of each per
   configuration."""
   S = len(grid)
   fitted = training.fit_stack(
-    ds,
-    model_cfg,
-    cfg,
+    setup,
     engine.Hyper(np.full(S, lr), np.array([l2 for l2, _ in grid])),
     [s for _, s in grid],
     epochs=epochs,
-    decode=decode,
-    sentences=sentences,
     eval_train=True,
     checkpoint=ckpt,
     log=log,
@@ -65,11 +61,11 @@ def _train(ds, model_cfg, cfg, grid, lr, epochs, log, sentences, decode, ckpt):
   return finals, curves, per_config
 
 
-def _result(ds, model_cfg, objective, decode, config, final, curve, stats):
+def _result(setup, config, final, curve, stats):
   """One configuration's result: its scores, loss, norm and curve."""
   l2, seed = config
   r = {
-    'objective': objective,
+    'objective': setup.objective.name,
     'l2': l2,
     'seed': seed,
     'dev': curve[-1]['dev'],
@@ -88,32 +84,17 @@ def _result(ds, model_cfg, objective, decode, config, final, curve, stats):
       for c in curve
     ],
   }
-  if 'test' in ds.splits:
-    r['test'] = scoring.evaluate(
-      final, ds, 'test', model_cfg, objective, decode
-    )
+  if 'test' in setup.ds.splits:
+    r['test'] = scoring.evaluate(setup, final, 'test')
   return r
 
 
 def run_grid(
-  ds,
-  model_cfg,
-  cfg,
-  l2s,
-  seeds,
-  *,
-  lr,
-  epochs,
-  vmap=True,
-  log=print,
-  sentences=False,
-  decode='argmax',
-  checkpoint=None,
+  setup, l2s, seeds, *, lr, epochs, vmap=True, log=print, checkpoint=None
 ):
-  """Trains every (l2, seed) of one objective (on whole sentences when
-  `sentences`; scored with `decode`, see scoring.evaluate), checkpointing into
-  checkpoint's child named by the objective (and the configuration's index
-  without vmap).
+  """Trains every (l2, seed) of one objective (a research.setup.Setup),
+  checkpointing into checkpoint's child named by the objective (and the
+  configuration's index without vmap).
 
   Returns:
     (results, timing): one result dict per configuration (objective, l2,
@@ -122,27 +103,25 @@ def run_grid(
   """
   grid = [(l2, s) for l2 in l2s for s in seeds]
   t0 = time.perf_counter()
-  how = (log, sentences, decode)
-  ckpt = checkpoint and checkpoint.child(cfg.objective)
+  name = setup.objective.name
+  ckpt = checkpoint and checkpoint.child(name)
   if vmap:
-    finals, curves, stats_all = _train(
-      ds, model_cfg, cfg, grid, lr, epochs, *how, ckpt
-    )
+    finals, curves, stats_all = _train(setup, grid, lr, epochs, log, ckpt)
   else:
     finals, curves, stats_all = [], [], []
     for i, config in enumerate(grid):
       one = ckpt and ckpt.child(str(i))
-      f, c, st = _train(ds, model_cfg, cfg, [config], lr, epochs, *how, one)
+      f, c, st = _train(setup, [config], lr, epochs, log, one)
       finals += f
       curves += c
       stats_all += st
   seconds = time.perf_counter() - t0
   results = [
-    _result(ds, model_cfg, cfg.objective, decode, config, final, curve, st)
+    _result(setup, config, final, curve, st)
     for config, final, curve, st in zip(grid, finals, curves, stats_all)
   ]
   timing = {
-    'objective': cfg.objective,
+    'objective': name,
     'configs': len(grid),
     'vmap': vmap,
     'seconds': seconds,
@@ -185,31 +164,34 @@ def run(
     'trained_on': 'sentences' or 'windows', 'decode', and 'first_pass'
     (the summary of two_passes.prepare) with the document feature}.
   """
-  sentences = (
-    any(
-      ner.trains_on_sentences(ds, o, decode, cfg.word_dropout)
-      for o in objectives
-    )
-    or document
-  )
   out = {}
   if document:
     log(f'document context: the first pass, once ({objectives[0]})')
-    ds, first = training.document_context(
-      ds, model_cfg, cfg._replace(objective=objectives[0]),
-      engine.Hyper(lr, 0.0), epochs=epochs, seed=seeds[0], select='last',
-      decode=decode, checkpoint=checkpoint, log=log,
+    first_setup = setup_lib.resolve(
+      ds, model_cfg, cfg._replace(objective=objectives[0]), decode
+    )
+    first_setup, first = training.document_context(
+      first_setup, engine.Hyper(lr, 0.0), epochs=epochs, seed=seeds[0],
+      select='last', checkpoint=checkpoint, log=log,
     )  # fmt: skip
+    ds = first_setup.ds
     out['first_pass'] = first.summary
+  setups = [
+    setup_lib.resolve(ds, model_cfg, cfg._replace(objective=o), decode)
+    for o in objectives
+  ]
+  # Every objective trains on the same examples: sentences when any asks.
+  sentences = any(s.sentences for s in setups)
+  if sentences:
+    setups = [s.on_sentences() for s in setups]
   results, timings = [], []
-  for objective in objectives:
+  for objective, setup in zip(objectives, setups, strict=True):
     log(
       f'== {objective}: {len(l2s)} L2 strengths x {len(seeds)} seeds'
       f'{" as one program" if vmap else ""}'
     )
     rs, timing = run_grid(
-      ds, model_cfg, cfg._replace(objective=objective), l2s, seeds, lr=lr,
-      epochs=epochs, vmap=vmap, log=log, sentences=sentences, decode=decode,
+      setup, l2s, seeds, lr=lr, epochs=epochs, vmap=vmap, log=log,
       checkpoint=checkpoint,
     )  # fmt: skip
     results += rs

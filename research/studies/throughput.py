@@ -30,11 +30,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from research import ner
+from research import setup as setup_lib
 from research.errors import UserError
 from research.formulas import model as model_lib
+from research.formulas import objectives
 from research.training import classifier
 from research.training import engine
+from research.training import facade as training
 from research.training import optim
 from research.training import sequence
 
@@ -114,10 +116,14 @@ def fit_timer(
   seeds=(0,),
   compiler_options=None,
 ):
-  """A timer of classifier.fit's stepping over `steps` steps (one compiled
-  call) of the stacked `params`; also returns the list that collects each
-  run's compile seconds."""
+  """A timer of the classifier's stepping over `steps` steps (one compiled
+  call) of the stacked `params`, driven as every run is
+  (research.training.facade.fit_task); also returns the list that collects
+  each run's compile seconds."""
   sub = _take(windows, steps * cfg.batch_size)
+  task = classifier.ClassifierTask(
+    model_cfg, cfg, objectives.get(cfg.objective, 'window')
+  )
   compile_s = []
   S = len(seeds)
   hyper = engine.Hyper(
@@ -125,18 +131,18 @@ def fit_timer(
   )
 
   def timer():
-    _, _, stats = classifier.fit(
+    stats = training.fit_task(
+      task,
       params,
-      sub,
       hyper,
       seeds,
-      model_cfg,
-      cfg,
+      classifier.device_data(sub),
+      num_examples=len(sub.labels),
       epochs=1,
       steps_per_call=steps,
       compiler_options=compiler_options,
       log=lambda _: None,
-    )
+    ).stats
     compile_s.append(stats['compile_seconds'])
     return stats['train_seconds']
 
@@ -144,27 +150,28 @@ def fit_timer(
 
 
 def sentence_timer(ds, model_cfg, cfg, hyper, steps):
-  """A timer of sequence.fit's stepping (`steps` steps of one compiled call)
-  on a Dataset's training sentences; returns (timer, stats of each run)."""
-  params = engine.stack(
-    [ner.init_params(ds, model_cfg, 0, objective=cfg.objective)]
-  )
+  """A timer of the sentence task's stepping (`steps` steps of one
+  compiled call) on a Dataset's training sentences, driven as every run is
+  (research.training.facade.fit_task); returns (timer, stats of each run)."""
+  setup = setup_lib.resolve(ds, model_cfg, cfg).on_sentences()
+  params = engine.stack([setup.init_params(0)])
+  task, data, rows, task_stats = setup.task_and_data()
   runs = []
 
   def timer():
-    _, _, stats = sequence.fit(
+    stats = training.fit_task(
+      task,
       params,
-      ds.windows['train'],
-      sequence.sentence_lengths(ds.splits['train']),
       engine.Hyper([hyper.lr], [hyper.l2]),
       [0],
-      model_cfg,
-      cfg,
+      data,
+      num_examples=rows,
       epochs=1,
       steps_per_epoch=steps,
       steps_per_call=steps,
       log=lambda _: None,
-    )
+    ).stats
+    stats.update(task_stats)
     runs.append(stats)
     return stats['train_seconds']
 
@@ -184,10 +191,17 @@ def _take(windows, n):
 
 
 def naive_timer(params, windows, hyper, model_cfg, cfg, steps):
-  """One jitted step per batch from Python, dense updates, host batches."""
+  """One jitted step per batch from Python, dense updates, host batches
+  (the task's step on a batch of its own, read in order)."""
   cfg = cfg._replace(sparse=False)
-  step = jax.jit(classifier.train_step, static_argnames=('model_cfg', 'cfg'))
+  task = classifier.ClassifierTask(
+    model_cfg, cfg, objectives.get(cfg.objective, 'window')
+  )
   B = cfg.batch_size
+  in_order = jnp.arange(B)
+  step = jax.jit(
+    lambda state, batch, hyper: task.step(state, batch, in_order, 0, hyper)
+  )
   sub = _take(windows, steps * B)
   hyper = engine.Hyper(jnp.float32(hyper.lr), jnp.float32(hyper.l2))
 
@@ -197,7 +211,7 @@ def naive_timer(params, windows, hyper, model_cfg, cfg, steps):
     for i in range(steps):
       sl = slice(i * B, (i + 1) * B)
       batch = (sub.words[sl], sub.casing[sl], sub.labels[sl])
-      state, loss = step(state, batch, hyper, model_cfg=model_cfg, cfg=cfg)
+      state, loss = step(state, batch, hyper)
     loss.block_until_ready()
     return time.perf_counter() - t
 
@@ -206,7 +220,8 @@ def naive_timer(params, windows, hyper, model_cfg, cfg, steps):
 
 
 def init_stack(ds, model_cfg, seeds):
-  return engine.stack([ner.init_params(ds, model_cfg, s) for s in seeds])
+  """The stacked initial parameters of a window-level model, one per seed."""
+  return engine.stack([setup_lib.init_params(ds, model_cfg, s) for s in seeds])
 
 
 def check_batch_sizes(batch_sizes):

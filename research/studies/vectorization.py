@@ -39,7 +39,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from research import ner
+from research import setup as setup_lib
 from research.formulas import model as model_lib
 
 MODEL_VOCAB = 20000  # rows of L for random inputs (about CoNLL-2003's)
@@ -227,7 +227,7 @@ def model_inputs(
 
 def dataset_inputs(ds, model_cfg, max_windows=0, seed=0):
   """Initial parameters on ds's word vectors, and its first dev windows."""
-  params = ner.init_params(ds, model_cfg, seed)
+  params = setup_lib.init_params(ds, model_cfg, seed)
   if model_cfg.model == 'softmax':  # zeros at init: make the scores nonzero
     params['W'] = 0.01 * jax.random.normal(
       jax.random.key(seed + 1), params['W'].shape
@@ -470,7 +470,8 @@ def run(
   """Times the deck's example and the window model's scores, loop vs matrix.
 
   Args:
-    ds: a research.ner.Dataset (its dev windows, vocabulary and vectors).
+    ds: a research.data.dataset.Dataset (its dev windows, vocabulary and
+      vectors).
     model_cfg: the window model (research.formulas.model.ModelConfig).
     deck_classes, deck_dim, deck_vectors: C, d and N of the deck's example.
     model_windows: dev windows scored by the window model (0: all).

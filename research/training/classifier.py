@@ -52,67 +52,44 @@ class TrainConfig(NamedTuple):
 
 def window_losses(
   params, E_NxKxd, casing_NxK, y_N, model_cfg, objective, key=None,
-  data_devices=1,
+  data_devices=1, mean=False,
 ):  # fmt: skip
-  """Per-window objective from gathered word vectors E (L is not read)."""
+  """Per-window loss J_N of a window-level `objective` (its
+  research.formulas.objectives record) from gathered word vectors E (L is
+  not read); with `mean`, their mean (what a step differentiates)."""
   x_NxD = model_lib.concat_window(E_NxKxd, params['L_case'][casing_NxK])
   f_NxC = model_lib.class_scores(params, x_NxD, model_cfg, key, data_devices)
-  return objectives.get(objective, 'window').loss(f_NxC, y_N)
+  J_N = objective.loss(f_NxC, y_N)
+  return J_N.mean() if mean else J_N
 
 
-def objective(params, words_NxK, casing_NxK, y_N, l2, model_cfg, cfg, key=None):
-  """The full training objective: mean window loss + lambda/2 ||theta||^2."""
+def training_objective(
+  params, words_NxK, casing_NxK, y_N, l2, model_cfg, cfg, objective, key=None
+):
+  """The full training objective: mean window loss + lambda/2 ||theta||^2
+  (the L2 terms cfg says)."""
   data = window_losses(
-    params,
-    params['L'][words_NxK],
-    casing_NxK,
-    y_N,
-    model_cfg,
-    cfg.objective,
-    key,
+    params, params['L'][words_NxK], casing_NxK, y_N, model_cfg, objective, key
   ).mean()
   return data + losses.l2_penalty(params, l2, cfg.l2_embeddings, cfg.l2_biases)
 
 
-def batch_grads(dense, E, casing, y, model_cfg, cfg, key):
+def batch_grads(dense, E, casing, y, model_cfg, cfg, objective, key):
   """(mean data loss, its grads w.r.t. the dense params, grad w.r.t. E);
   no L2 (the optimizer adds it, `optim.apply_gradients`)."""
   if cfg.grad == 'manual':
     from research.formulas import manual_grads  # noqa: PLC0415 (only when asked)
 
     loss, g_dense, g_E = manual_grads.batch_grads(
-      dense, E, casing, y, model_cfg, cfg.objective
+      dense, E, casing, y, model_cfg, objective
     )
   else:
-
-    def data_loss(dense, E):
-      return window_losses(
-        dense, E, casing, y, model_cfg, cfg.objective, key, cfg.data_devices
-      ).mean()
-
     argnums = (0,) if cfg.freeze_embeddings else (0, 1)
-    loss, grads = jax.value_and_grad(data_loss, argnums)(dense, E)
+    loss, grads = jax.value_and_grad(window_losses, argnums)(
+      dense, E, casing, y, model_cfg, objective, key, cfg.data_devices, True
+    )
     g_dense, g_E = grads[0], (grads[1] if len(grads) > 1 else None)
   return loss, g_dense, g_E
-
-
-def train_step(state, batch, hyper, model_cfg, cfg):
-  """One optimizer step on one batch; returns (state, mean data loss)."""
-  words_BxK, casing_BxK, y_B = batch
-  params = state.params
-  key, drop_key = state.key, None
-  if model_cfg.dropout > 0:
-    key, drop_key = jax.random.split(state.key)
-  dense = {k: params[k] for k in optim.dense_keys(params, cfg) if k != 'L'}
-  E_BxKxd = rows.take(params['L'], words_BxK)
-  loss, g_dense, g_E = batch_grads(
-    dense, E_BxKxd, casing_BxK, y_B, model_cfg, cfg, drop_key
-  )
-  g_tables, row_grads = optim.table_grads(
-    params, cfg, {'L': (words_BxK, E_BxKxd, g_E)}
-  )
-  g_dense.update(g_tables)
-  return optim.apply_gradients(state, g_dense, hyper, cfg, key, row_grads, loss)
 
 
 class ClassifierTask(NamedTuple):
@@ -121,6 +98,7 @@ class ClassifierTask(NamedTuple):
 
   model_cfg: model_lib.ModelConfig
   cfg: TrainConfig
+  objective: objectives.Objective  # window-level
 
   def init_state(self, params, seed):
     return optim.init_state(
@@ -131,15 +109,28 @@ class ClassifierTask(NamedTuple):
     return engine.epoch_order(seed, epoch, n)
 
   def step(self, state, data, order_N, index, hyper):
+    """One optimizer step on the batch of positions index*B .. index*B+B-1
+    of order_N; returns (state, [mean data loss])."""
     words, casing, labels = data
-    B = self.cfg.batch_size
+    cfg, model_cfg = self.cfg, self.model_cfg
+    B = cfg.batch_size
     idx = jax.lax.dynamic_slice_in_dim(order_N, index * B, B)
-    state, loss = train_step(
-      state,
-      (words[idx], casing[idx], labels[idx]),
-      hyper,
-      self.model_cfg,
-      self.cfg,
+    words_BxK, casing_BxK, y_B = words[idx], casing[idx], labels[idx]
+    params = state.params
+    key, drop_key = state.key, None
+    if model_cfg.dropout > 0:
+      key, drop_key = jax.random.split(state.key)
+    dense = {k: params[k] for k in optim.dense_keys(params, cfg) if k != 'L'}
+    E_BxKxd = rows.take(params['L'], words_BxK)
+    loss, g_dense, g_E = batch_grads(
+      dense, E_BxKxd, casing_BxK, y_B, model_cfg, cfg, self.objective, drop_key
+    )
+    g_tables, row_grads = optim.table_grads(
+      params, cfg, {'L': (words_BxK, E_BxKxd, g_E)}
+    )
+    g_dense.update(g_tables)
+    state, loss = optim.apply_gradients(
+      state, g_dense, hyper, cfg, key, row_grads, loss
     )
     return state, loss[None]
 
@@ -171,35 +162,16 @@ def device_data(windows):
   )
 
 
-def fit(params, train, hyper, seeds, model_cfg, cfg, *, epochs, **kw):
-  """engine.fit of the classifier on `train` (a vocab.Windows).
-
-  params: stacked along a leading axis S; hyper: Hyper of [S] arrays;
-  seeds: S seeds. Other keywords are engine.fit's.
-  """
-  return engine.fit(
-    ClassifierTask(model_cfg, cfg),
-    params,
-    hyper,
-    seeds,
-    device_data(train),
-    num_examples=len(train.labels),
-    epochs=epochs,
-    **kw,
-  )
-
-
 @functools.partial(jax.jit, static_argnames=('model_cfg', 'objective'))
 def _predict_batch(params, words, casing, labels, model_cfg, objective):
   x = model_lib.window_vectors(params['L'], params['L_case'], words, casing)
   f = model_lib.class_scores(params, x, model_cfg)
-  return jnp.argmax(f, axis=1), objectives.get(objective, 'window').loss(
-    f, labels
-  )
+  return jnp.argmax(f, axis=1), objective.loss(f, labels)
 
 
-def predict(params, windows, model_cfg, objective='xent', batch=8192):
-  """Predicted tag ids [N] and per-window losses [N] (numpy)."""
+def predict(params, windows, model_cfg, objective, batch=8192):
+  """Predicted tag ids [N] and per-window losses [N] (numpy) of a
+  window-level `objective` (its research.formulas.objectives record)."""
   fn = functools.partial(
     _predict_batch, model_cfg=model_cfg, objective=objective
   )

@@ -11,9 +11,10 @@ occurrence or without a capital letter.
 
 The first pass must not have trained on the sentences it tags, or its tags
 of training sentences would be nearly perfect and the second pass would
-trust them too much: research.ner trains two first-pass models, each on
-half of the training documents, tags each half with the other half's
-model, and tags dev, test and new text with both (scores averaged).
+trust them too much: research.training.two_passes trains two first-pass
+models, each on half of the training documents, tags each half with the
+other half's model, and tags dev, test and new text with both (scores
+averaged).
 """
 
 import collections

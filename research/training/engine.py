@@ -16,10 +16,9 @@ models is a *task* (`research.training.classifier.ClassifierTask`,
   keeps_per_step()         -> whether the loop keeps each step's metrics
 
 `Loop` is the compiled loop: iterating it trains, and it yields between compiled
-calls at evaluation and checkpoint boundaries, so that its caller
-(research.training.facade.fit_stack, or the plain `fit` here) evaluates,
-selects, logs and checkpoints. `fit` runs a Loop to its end for tasks that need
-no selection or checkpoints (the window scorer, benchmarks, tests).
+calls at evaluation and checkpoint boundaries, so that its caller (the one
+driver of every run, research.training.facade.drive) evaluates, selects, logs
+and checkpoints.
 
 The engine runs up to `steps_per_call` steps inside one compiled call
 (`run_steps`, a `lax.fori_loop`), with the data on the device, and moves the
@@ -538,63 +537,6 @@ class Loop:
     if self.placed.mesh is not None:
       out['mesh'] = dict(self.placed.mesh.shape)
     return out
-
-
-def fit(
-  task,
-  params,
-  hyper,
-  seeds,
-  data,
-  *,
-  evaluate=None,
-  eval_at_start=False,
-  log=print,
-  name='',
-  stop_on_divergence=None,
-  **loop_kw,
-):
-  """Trains S configurations of one task together (a `Loop` run to its end;
-  research.training.facade.fit_stack is the one that checkpoints and selects).
-
-  Args:
-    task, params, hyper, seeds, data: `Loop`'s, and loop_kw its keywords
-      (num_examples, epochs, steps_per_epoch, eval_every, steps_per_call,
-      compiler_options).
-    evaluate: optional fn(stacked params) -> dict, at each evaluation
-      boundary (and at step 0 when `eval_at_start`).
-    log: progress line printer; name: a label for its lines.
-    stop_on_divergence: raise divergence.Diverged when a configuration
-      diverges (default: when S = 1); otherwise a diverged configuration
-      keeps its last finite parameters and the others go on.
-
-  Returns:
-    (params, history, stats): stacked final parameters; history is the list
-    of evaluate() results, each with 'step', 'epoch' and 'train_<metric>'
-    ([S] means since the previous row; None at step 0); stats as
-    `Loop.stats` (windows/s excludes compilation and evaluation).
-  """
-  loop = Loop(task, params, hyper, seeds, data, **loop_kw)
-  if stop_on_divergence is None:
-    stop_on_divergence = len(loop.seeds) == 1
-  loop.compile()
-  history = []
-
-  def row(step):
-    out = {'step': step, 'epoch': step / loop.spe, **loop.meter.take()}
-    return dict(out, **evaluate(loop.params()))
-
-  if evaluate is not None and eval_at_start:
-    history.append(row(0))
-  for at in loop:
-    log(loop.progress(name))
-    if stop_on_divergence:
-      divergence.check(
-        loop.diverged(), loop.meter.last_SxM[:, 0], loop.hyper.lr, name
-      )
-    if at.evaluate and evaluate is not None:
-      history.append(row(at.step))
-  return loop.params(), history, loop.stats()
 
 
 def predict(fn, params, arrays, batch=8192):

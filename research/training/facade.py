@@ -2,20 +2,20 @@
 Dataset, for a single run (S = 1), an ensemble (S members, scored as one
 model) and a sweep (S configurations, each scored alone) alike.
 
-`fit_stack` picks the task once (shuffled windows, or whole sentences
-packed into rows: `ner.trains_on_sentences`), steps the compiled loop
-(`engine.Loop`) and, between its calls, evaluates, logs, keeps the best-dev
-parameters (`selection`), checkpoints (`resume`) and stops a single run
-that diverged (`divergence`). `train` is one model, document context's
-first pass included (`two_passes.prepare`, a transform of the Dataset),
-scored on dev and test.
+Every run is a research.setup.Setup (the Dataset with the objective, the task
+and the decoding resolved once). `fit_stack` builds the compiled loop
+(`engine.Loop`) of the Setup's task; `drive`, the one loop driver (the
+benchmarks and the window scorer use it too), steps it and, between its
+calls, evaluates, logs, keeps the best-dev parameters (`selection`),
+checkpoints (`resume`) and stops a single run that diverged (`divergence`).
+`train` is one model, document context's first pass included
+(`two_passes.prepare`, a transform of the Dataset), scored on dev and test.
 """
 
 from typing import NamedTuple
 
 import numpy as np
 
-from research import ner
 from research import timing
 from research import workdir as workdir_lib
 from research.evaluation import scoring
@@ -25,14 +25,13 @@ from research.training import divergence
 from research.training import engine
 from research.training import resume
 from research.training import selection
-from research.training import sequence
 from research.training import two_passes
 
 
 class Trained(NamedTuple):
   params: dict
   result: dict
-  ds: ner.Dataset  # the Dataset trained on (document context added)
+  setup: object  # the research.setup.Setup trained (document context added)
   history: list  # the evaluation rows (`one_model_row`s)
 
 
@@ -43,29 +42,15 @@ class Fitted(NamedTuple):
   best: selection.BestDev | None  # with select='best_dev'
 
 
-def task_and_data(ds, model_cfg, cfg, sentences):
-  """(task, device data, n examples, the task's stats) of ds's training
-  split: packed sentence rows (research.training.sequence) or windows."""
-  train = ds.windows['train']
-  if sentences:
-    lengths = sequence.sentence_lengths(ds.splits['train'])
-    return sequence.task_and_data(train, lengths, model_cfg, cfg)
-  task = classifier.ClassifierTask(model_cfg, cfg)
-  return task, classifier.device_data(train), len(train.labels), {}
-
-
-def evaluate(ds, params, split, n_models, spec):
+def evaluate(setup, params, split, n_models):
   """[n_models] scores (scoring.evaluate) of a split: each configuration of a
   stack, or (n_models = 1) its one model: the first configuration, or an
   ensemble of all (params with a member axis of more than one)."""
-  model_cfg, objective, decode = spec
   if n_models == 1:
     models = [one_model(params, is_stack(params))]
   else:
     models = [engine.unstack(params, i) for i in range(n_models)]
-  return [
-    scoring.evaluate(p, ds, split, model_cfg, objective, decode) for p in models
-  ]
+  return [scoring.evaluate(setup, p, split) for p in models]
 
 
 def is_stack(params):
@@ -88,17 +73,42 @@ def dev_line(scores):
   return f'  dev F1 {s["f1"]:.2f}{unseen}  accuracy {s["accuracy"]:.2f}{loss}'
 
 
+def stack_loop(
+  setup, hyper, seeds, *, epochs, eval_every=0, checkpoint=None, log=print,
+  name='',
+):  # fmt: skip
+  """The engine.Loop of S = len(seeds) configurations (engine.Hyper of [S]
+  lr and l2) of a research.setup.Setup's task, from the initial parameters
+  of `seeds`, evaluating every `eval_every` steps (0: each epoch) and
+  saving as `checkpoint` (a research.training.checkpoint.Checkpointer, or
+  None) says; its line logged. Returns (loop, the task's stats with
+  'trained_on', the timing.Clock of its 'setup' seconds)."""
+  clock = timing.Clock()
+  with clock('setup'):
+    task, data, n, task_stats = setup.task_and_data()
+    loop = engine.Loop(
+      task,
+      engine.stack([setup.init_params(s) for s in seeds]),
+      hyper,
+      seeds,
+      data,
+      num_examples=n,
+      epochs=epochs,
+      eval_every=eval_every,
+      save_every=checkpoint.every if checkpoint else None,
+      lr_decay=setup.cfg.lr_decay,
+    )
+  log(name + describe(setup, loop, epochs))
+  task_stats['trained_on'] = 'sentences' if setup.sentences else 'windows'
+  return loop, task_stats, clock
+
+
 def fit_stack(
-  ds,
-  model_cfg,
-  cfg,
+  setup,
   hyper,
   seeds,
   *,
   epochs,
-  decode='argmax',
-  ensemble=False,
-  sentences=None,
   select='last',
   eval_every=0,
   eval_train=False,
@@ -108,50 +118,98 @@ def fit_stack(
   name='',
   stop_on_divergence=None,
 ):
-  """Trains S = len(seeds) configurations (engine.Hyper of [S] lr and l2)
-  of `model_cfg`/`cfg` on ds, and evaluates them on dev (and a sample of
-  train with `eval_train`) every `eval_every` steps (0: each epoch).
+  """Trains S = len(seeds) configurations of a research.setup.Setup
+  (`stack_loop`) by `drive`, evaluating them on dev (and a sample of train
+  with `eval_train`): each alone (a sweep), or with setup.members > 1 as
+  the members of one model (scores averaged). select: 'last' or
+  'best_dev' (one model only). metrics_file, stop_on_divergence:
+  `drive`'s. Returns drive's Fitted."""
+  loop, stats, clock = stack_loop(
+    setup,
+    hyper,
+    seeds,
+    epochs=epochs,
+    eval_every=eval_every,
+    checkpoint=checkpoint,
+    log=log,
+    name=name,
+  )
+  n_models = 1 if setup.members > 1 else len(seeds)
+  return drive(
+    loop,
+    Scorer(setup, n_models, eval_train, log),
+    best=selection.keeper(select, n_models),
+    ensemble=setup.members > 1,
+    checkpoint=checkpoint,
+    metrics_file=metrics_file,
+    log=log,
+    name=name,
+    stop_on_divergence=stop_on_divergence,
+    clock=clock,
+    stats=stats,
+  )
 
-  ensemble: the S are members of one model (scores averaged), trained on
-  sentences. sentences: force the task (None: ner.trains_on_sentences). select:
-  'last' or 'best_dev' (one model only). checkpoint: a
-  research.training.checkpoint.Checkpointer (resumed when it says so).
-  metrics_file: a path that gets each evaluation row as a JSON line (one model:
-  its scores, the first configuration's train loss). stop_on_divergence
-  (default: S = 1): a configuration that diverges raises divergence.Diverged;
-  otherwise it keeps its last good parameters, is reported in
-  stats['diverged_at'] and the others finish."""
-  n_models = 1 if ensemble else len(seeds)
-  best = selection.keeper(select, n_models)
-  if sentences is None:
-    sentences = ensemble or ner.trains_on_sentences(
-      ds, cfg.objective, decode, cfg.word_dropout
-    )
-  clock = timing.Clock()
-  with clock('setup'):
-    loop, task_stats = make_loop(ds, model_cfg, cfg, hyper, seeds, sentences,
-                                 epochs, eval_every, checkpoint)  # fmt: skip
-  log(name + describe(model_cfg, cfg, loop, epochs, sentences))
+
+def drive(
+  loop,
+  evaluate=None,
+  *,
+  best=None,
+  ensemble=False,
+  eval_at_start=False,
+  checkpoint=None,
+  metrics_file=None,
+  log=print,
+  name='',
+  stop_on_divergence=None,
+  clock=None,
+  stats=None,
+):
+  """Runs an engine.Loop to its end: the one loop driver of every run.
+
+  Between the loop's compiled calls: a progress line; at its evaluation
+  boundaries (and at step 0 with `eval_at_start`) a row of the history,
+  `evaluate(stacked params)` merged into {'step', 'epoch',
+  'train_<metric>' ([S] means since the previous row)}, offered to `best`
+  (a selection keeper, or None) and written to `metrics_file` (a path,
+  one model's rows as JSON lines: `MetricsFile`); at its save boundaries a
+  checkpoint (`resume.save`; a resumed run starts from the newest,
+  `resume.restore`). stop_on_divergence (default: one configuration): a
+  configuration that diverges raises divergence.Diverged; otherwise it
+  keeps its last good parameters, is reported in stats['diverged_at'] and
+  the others finish. clock: the timing.Clock its parts are added to;
+  stats: entries added to the loop's.
+
+  Returns Fitted(stacked params, history, stats: the loop's, `stats` and
+  'seconds', the parts, best).
+  """
+  clock = clock or timing.Clock()
   with clock('checkpoint'):
     history = resume.restore(checkpoint, loop, best, log, name)
   rows = MetricsFile(metrics_file, history)
-  scores = Scorer(ds, (model_cfg, cfg.objective, decode), n_models, eval_train)
-  stop = len(seeds) == 1 if stop_on_divergence is None else stop_on_divergence
+  stop = (
+    len(loop.seeds) == 1 if stop_on_divergence is None else stop_on_divergence
+  )
   loop.compile()
+
+  def row(step):
+    params = loop.params()
+    out = dict(step=step, epoch=step / loop.spe, **loop.meter.take())
+    with clock('evaluate'):
+      history.append(dict(out, **evaluate(params)))
+    if best is not None:
+      best.offer(one_model_row(history[-1]), one_model(params, ensemble))
+    rows.write(history[-1])
+
+  if evaluate is not None and eval_at_start:
+    row(0)
   for at in loop:
     log(loop.progress(name))
     if stop:
       stop_if_diverged(loop, checkpoint, name)
-    if at.evaluate:
-      params = loop.params()
-      row = dict(step=at.step, epoch=at.step / loop.spe, **loop.meter.take())
-      with clock('evaluate'):
-        history.append(dict(row, **scores(params)))
-      log(dev_line(history[-1]['dev']))
-      if best is not None:
-        best.offer(one_model_row(history[-1]), one_model(params, ensemble))
-      rows.write(history[-1])
-    if at.save and checkpoint.due(at.done):
+    if at.evaluate and evaluate is not None:
+      row(at.step)
+    if at.save and checkpoint is not None and checkpoint.due(at.done):
       with clock('checkpoint'):
         resume.save(checkpoint, loop, history, best)
   rows.close()
@@ -159,26 +217,57 @@ def fit_stack(
     with clock('checkpoint'):
       checkpoint.wait()  # the last save, written while the run scored
   clock.merge({'compile': loop.compile_seconds, 'train': loop.train_seconds})
-  stats = dict(loop.stats(), **task_stats, seconds=clock.seconds)
-  stats['trained_on'] = 'sentences' if sentences else 'windows'
+  stats = dict(loop.stats(), **(stats or {}), seconds=clock.seconds)
   return Fitted(loop.params(), history, stats, best)
 
 
 class Scorer:
   """fn(stacked params) -> {'dev': [n_models scores], 'train': [...] (the
-  training sample, with eval_train)} (`evaluate`)."""
+  training sample, with eval_train)} (`evaluate`); logs the dev line."""
 
-  def __init__(self, ds, spec, n_models, eval_train):
-    self.ds, self.spec, self.n_models = ds, spec, n_models
+  def __init__(self, setup, n_models, eval_train, log=print):
+    self.setup, self.n_models, self.log = setup, n_models, log
     self.splits = ('dev', 'train_sample') if eval_train else ('dev',)
 
   def __call__(self, params):
-    return {
+    out = {
       split.replace('train_sample', 'train'): evaluate(
-        self.ds, params, split, self.n_models, self.spec
+        self.setup, params, split, self.n_models
       )
       for split in self.splits
     }
+    self.log(dev_line(out['dev']))
+    return out
+
+
+def fit_task(
+  task,
+  params,
+  hyper,
+  seeds,
+  data,
+  *,
+  evaluate=None,
+  eval_at_start=False,
+  log=print,
+  name='',
+  stop_on_divergence=None,
+  **loop_kw,
+):
+  """S configurations of any task (the window scorer's, a benchmark's)
+  trained by `drive`: an engine.Loop of (task, stacked params, [S] hyper,
+  S seeds, data) and loop_kw (num_examples, epochs, steps_per_epoch,
+  eval_every, steps_per_call, compiler_options); evaluate: fn(stacked
+  params) -> dict, or None. Returns `drive`'s Fitted."""
+  loop = engine.Loop(task, params, hyper, seeds, data, **loop_kw)
+  return drive(
+    loop,
+    evaluate,
+    eval_at_start=eval_at_start,
+    log=log,
+    name=name,
+    stop_on_divergence=stop_on_divergence,
+  )
 
 
 class MetricsFile:
@@ -220,40 +309,18 @@ def one_model(params, ensemble):
   return params if ensemble else engine.unstack(params, 0)
 
 
-def make_loop(
-  ds, model_cfg, cfg, hyper, seeds, sentences, epochs, eval_every, checkpoint
-):
-  """(the engine.Loop of S = len(seeds) configurations of ds's task, the
-  task's stats), their initial parameters from `seeds`."""
-  task, data, n, task_stats = task_and_data(ds, model_cfg, cfg, sentences)
-  init = [
-    ner.init_params(ds, model_cfg, s, objective=cfg.objective) for s in seeds
-  ]
-  loop = engine.Loop(
-    task,
-    engine.stack(init),
-    hyper,
-    seeds,
-    data,
-    num_examples=n,
-    epochs=epochs,
-    eval_every=eval_every,
-    save_every=checkpoint.every if checkpoint else None,
-    lr_decay=cfg.lr_decay,
-  )
-  return loop, task_stats
-
-
-def describe(model_cfg, cfg, loop, epochs, sentences):
+def describe(setup, loop, epochs):
   """The line that says what a fit trains."""
   S = len(loop.seeds)
   stacked = loop.state.params  # S configurations (more when padded)
   count = model_lib.count_params(stacked) // stacked['L'].shape[0]
+  cfg = setup.cfg
   return (
-    f'model {model_cfg.model} ({count:,} parameters'
-    f'{f", {S} configurations" if S > 1 else ""}), objective {cfg.objective}, '
-    f'{cfg.optimizer}, batch {cfg.batch_size}, {epochs} epochs, trained on '
-    f'{"sentences" if sentences else "windows"}'
+    f'model {setup.model_cfg.model} ({count:,} parameters'
+    f'{f", {S} configurations" if S > 1 else ""}), objective '
+    f'{setup.objective.name}, {cfg.optimizer}, batch {cfg.batch_size}, '
+    f'{epochs} epochs, trained on '
+    f'{"sentences" if setup.sentences else "windows"}'
   )
 
 
@@ -269,16 +336,12 @@ def one_model_row(row):
 
 
 def train(
-  ds,
-  model_cfg,
-  cfg,
+  setup,
   hyper,
   *,
   epochs,
   seed=0,
-  ensemble=1,
   select='last',
-  decode='argmax',
   document=False,
   eval_every=0,
   eval_train=False,
@@ -287,74 +350,72 @@ def train(
   log=print,
   tune_o_bias=False,
 ):
-  """One model on ds (an ensemble of `ensemble` members, seeds seed,
-  seed+1, ...), scored on dev and test. With `document`, the Dataset is
-  first given document context (two_passes.prepare: two first-pass models
-  on halves of the training documents, checkpointed as 'first_pass_1' and
-  'first_pass_2'); the model's own training checkpoints as 'model'.
+  """One model of a research.setup.Setup (an ensemble of setup.members
+  members, seeds seed, seed+1, ...), scored on dev and test. With
+  `document`, the Dataset is first given document context
+  (`document_context`: two first-pass models on halves of the training
+  documents, checkpointed as 'first_pass_1' and 'first_pass_2'); the
+  model's own training checkpoints as 'model'.
 
-  Returns Trained(params, result, ds, history): params stacked on a member axis
-  when ensemble > 1 (the first pass's under two_passes.FIRST_PASS); result
-  has 'dev' (and 'test') scores, 'selected', 'trained_on',
-  'final_train_loss', 'weight_norm', the loop's stats and 'coverage' (and
-  'first_pass') and 'seconds' (timing.PARTS of every pass) (and, with
-  tune_o_bias, the decoding bias against O chosen on dev: `with_o_bias`);
-  ds is the
-  Dataset trained on (with document context);
+  Returns Trained(params, result, setup, history): params stacked on a
+  member axis for an ensemble (the first pass's under
+  two_passes.FIRST_PASS); result has 'dev' (and 'test') scores,
+  'selected', 'trained_on', 'final_train_loss', 'weight_norm', the loop's
+  stats and 'coverage' (and 'first_pass') and 'seconds' (timing.PARTS of
+  every pass) (and, with tune_o_bias, the decoding bias against O chosen
+  on dev: `with_o_bias`); setup the Setup trained (with document context);
   history the evaluation rows of the model (metrics.jsonl's).
   """
   first, clock = None, timing.Clock()
   if document:
-    ds, first = document_context(
-      ds,
-      model_cfg,
-      cfg,
+    setup, first = document_context(
+      setup,
       hyper,
       epochs=epochs,
       seed=seed,
       select=select,
-      decode=decode,
       checkpoint=checkpoint,
       log=log,
     )
     clock.merge(first.summary['parts'])
     log('second pass')
-  seeds = [seed + i for i in range(ensemble)]
-  hypers = engine.Hyper([hyper.lr] * ensemble, [hyper.l2] * ensemble)
-  fitted = fit_stack(
-    ds,
-    model_cfg,
-    cfg,
-    hypers,
-    seeds,
+  n, own = setup.members, checkpoint and checkpoint.child('model')
+  loop, stats, parts = stack_loop(
+    setup,
+    engine.Hyper([hyper.lr] * n, [hyper.l2] * n),
+    [seed + i for i in range(n)],
     epochs=epochs,
-    decode=decode,
-    ensemble=ensemble > 1,
-    select=select,
     eval_every=eval_every,
-    eval_train=eval_train,
-    checkpoint=checkpoint and checkpoint.child('model'),
+    checkpoint=own,
+    log=log,
+  )
+  fitted = drive(  # fit_stack's, for one model (its members scored as one)
+    loop,
+    Scorer(setup, 1, eval_train, log),
+    best=selection.keeper(select, 1),
+    ensemble=n > 1,
+    checkpoint=own,
     metrics_file=metrics_file,
     log=log,
+    clock=parts,
+    stats=stats,
   )
   clock.merge(fitted.stats['seconds'])
   with clock('evaluate'):
-    params, result = scored(
-      ds, fitted, model_cfg, cfg.objective, decode, log, tune_o_bias
-    )
+    params, result = scored(setup, fitted, log, tune_o_bias)
   result['seconds'] = clock.seconds
   if first is not None:
     params = two_passes.with_first_pass(params, first.params)
     result['first_pass'] = first.summary
   history = [one_model_row(row) for row in fitted.history]
-  return Trained(params, result, ds, history)
+  return Trained(params, result, setup, history)
 
 
-def with_o_bias(ds, params, model_cfg, objective, decode, log):
+def with_o_bias(setup, params, log):
   """The result entries of decoding with the bias against O that scores
   best on dev (scoring.tune_o_bias): 'o_bias', 'o_bias_dev_f1' (each bias
   tried), and 'dev' (and 'test') scored with it."""
-  bias, tried = scoring.tune_o_bias(params, ds, model_cfg, objective, decode)
+  bias, tried = scoring.tune_o_bias(setup, params)
   log(
     f'bias against O chosen on dev: {bias:g} (dev F1 '
     + ', '.join(f'{b:g}: {s["f1"]:.2f}' for b, s in tried.items())
@@ -365,14 +426,12 @@ def with_o_bias(ds, params, model_cfg, objective, decode, log):
     'o_bias_dev_f1': {str(b): s['f1'] for b, s in tried.items()},
     'dev': tried[bias],
   }
-  if 'test' in ds.splits:
-    out['test'] = scoring.evaluate(
-      params, ds, 'test', model_cfg, objective, decode, bias
-    )
+  if 'test' in setup.ds.splits:
+    out['test'] = scoring.evaluate(setup, params, 'test', bias)
   return out
 
 
-def scored(ds, fitted, model_cfg, objective, decode, log, tune_o_bias=False):
+def scored(setup, fitted, log, tune_o_bias=False):
   """(the selected parameters of a fitted model, its result: dev and test
   scores, which evaluation was kept, the loop's stats, ...; with
   tune_o_bias, scored with the bias against O chosen on dev: `with_o_bias`)."""
@@ -396,36 +455,30 @@ def scored(ds, fitted, model_cfg, objective, decode, log, tune_o_bias=False):
       engine.unstack(params, 0) if ensemble else params
     ),
     **fitted.stats,
-    'coverage': ds.coverage,
+    'coverage': setup.ds.coverage,
   }
-  if 'test' in ds.splits:
-    result['test'] = scoring.evaluate(
-      params, ds, 'test', model_cfg, objective, decode
-    )
+  if 'test' in setup.ds.splits:
+    result['test'] = scoring.evaluate(setup, params, 'test')
   if tune_o_bias:
-    result.update(with_o_bias(ds, params, model_cfg, objective, decode, log))
+    result.update(with_o_bias(setup, params, log))
   return params, result
 
 
-def document_context(
-  ds, model_cfg, cfg, hyper, *, epochs, seed, select, decode, checkpoint, log
-):
-  """two_passes.prepare with first-pass models trained by `train` (seeds
-  seed + 1000 and seed + 2000; checkpointed as 'first_pass_1' and
-  'first_pass_2'): (ds with the document feature, two_passes.FirstPass)."""
+def document_context(setup, hyper, *, epochs, seed, select, checkpoint, log):
+  """two_passes.prepare with first-pass models (one model each, on half
+  the training documents) trained by `train` (seeds seed + 1000 and seed +
+  2000; checkpointed as 'first_pass_1' and 'first_pass_2'): (the Setup on
+  the Dataset with the document feature, two_passes.FirstPass)."""
 
   parts = timing.Clock()
 
   def first_pass_model(part, half):
     trained = train(
-      part,
-      model_cfg,
-      cfg,
+      setup.with_dataset(part, members=1),
       hyper,
       epochs=epochs,
       seed=seed + 1000 * (half + 1),
       select=select,
-      decode=decode,
       log=log,
       checkpoint=checkpoint and checkpoint.child(f'first_pass_{half + 1}'),
     )
@@ -433,9 +486,9 @@ def document_context(
     return trained.params, trained.result
 
   ds, first = two_passes.prepare(
-    ds, first_pass_model, model_cfg, cfg.objective, decode, log
+    setup.with_dataset(setup.ds, members=1), first_pass_model, log
   )
   # The rest of the first pass: tagging every split, the feature's column.
   parts.add('setup', first.summary['seconds'] - sum(parts.seconds.values()))
   first.summary['parts'] = parts.seconds
-  return ds, first
+  return setup.with_dataset(ds), first

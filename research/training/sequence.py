@@ -142,20 +142,23 @@ def char_slots(params, ids_BxTxP, E_BxTxPxe, is_word_BxTxK):
 
 
 def sentence_loss(params, f_BxTxC, tags_BxT, mask_BxT, starts_BxT, objective):
-  """The objective summed over the rows' sentences, per word (/ n words)."""
+  """The objective (a research.formulas.objectives record) summed over the
+  rows' sentences, per word (/ n words)."""
   n = jnp.maximum(jnp.sum(mask_BxT), 1).astype(f_BxTxC.dtype)
-  spec = objectives.get(objective)
-  if spec.sentence_level:
-    J = spec.loss(f_BxTxC, tags_BxT, mask_BxT, starts_BxT, transitions(params))
+  if objective.sentence_level:
+    J = objective.loss(
+      f_BxTxC, tags_BxT, mask_BxT, starts_BxT, transitions(params)
+    )
     return jnp.sum(J) / n
   B, T, C = f_BxTxC.shape
-  J = spec.loss(f_BxTxC.reshape(B * T, C), tags_BxT.ravel())
+  J = objective.loss(f_BxTxC.reshape(B * T, C), tags_BxT.ravel())
   return jnp.sum(jnp.where(mask_BxT.ravel(), J, 0.0)) / n
 
 
 def batch_grads(
-  dense, E, casing, feat, tags, mask, starts, model_cfg, cfg, key, chars=None
-):
+  dense, E, casing, feat, tags, mask, starts, model_cfg, cfg, objective, key,
+  chars=None,
+):  # fmt: skip
   """(loss, grads of the dense params, of E, of the feature rows, of the
   character rows chars.E) for one batch of rows (chars: CharRows or None),
   by jax.grad or the hand derivation; no L2 (the optimizer adds it,
@@ -164,7 +167,7 @@ def batch_grads(
     from research.formulas import manual_grads  # noqa: PLC0415 (only when asked)
 
     return manual_grads.sentence_batch_grads(
-      dense, E, casing, feat, tags, mask, starts, model_cfg, cfg.objective,
+      dense, E, casing, feat, tags, mask, starts, model_cfg, objective,
       chars,
     )  # fmt: skip
   B, T = tags.shape
@@ -177,7 +180,7 @@ def batch_grads(
       dense, E, casing, feat, model_cfg, key, slots, cfg.data_devices
     )
     return sentence_loss(
-      dense, f.reshape(B, T, -1), tags, mask, starts, cfg.objective
+      dense, f.reshape(B, T, -1), tags, mask, starts, objective
     )
 
   E_char = None if chars is None else chars.E
@@ -197,6 +200,7 @@ class SentenceTask(NamedTuple):
 
   model_cfg: model_lib.ModelConfig
   cfg: NamedTuple  # classifier.TrainConfig
+  objective: objectives.Objective
   rows_per_step: int
   words_per_row: float
   has_features: bool
@@ -263,6 +267,7 @@ class SentenceTask(NamedTuple):
       starts_BxT,
       model_cfg,
       cfg,
+      self.objective,
       drop_key,
       chars,
     )
@@ -305,7 +310,7 @@ def init_transitions(params, num_classes):
   return dict(params, A=t.A, start=t.start, end=t.end)
 
 
-def task_and_data(train, lengths, model_cfg, cfg, T=None):
+def task_and_data(train, lengths, model_cfg, cfg, objective, T=None):
   """The sentence task of the training windows `train` (sentences of
   `lengths` words) packed into rows of T positions (default `row_length`):
   (task, device data, number of rows, stats: row_length, rows,
@@ -318,6 +323,7 @@ def task_and_data(train, lengths, model_cfg, cfg, T=None):
   task = SentenceTask(
     model_cfg,
     cfg,
+    objective,
     B,
     words / R,
     train.feats is not None,
@@ -331,20 +337,6 @@ def task_and_data(train, lengths, model_cfg, cfg, T=None):
   return task, data, R, stats
 
 
-def fit(
-  params, train, lengths, hyper, seeds, model_cfg, cfg, *, epochs, T=None, **kw
-):
-  """engine.fit of the sentence task (`task_and_data`) on the training
-  windows `train` of sentences of `lengths` words (stacked params, [S]
-  hyper, S seeds). Returns engine.fit's (params, history, stats), stats
-  with the task's added."""
-  task, data, R, task_stats = task_and_data(train, lengths, model_cfg, cfg, T)
-  params, history, stats = engine.fit(
-    task, params, hyper, seeds, data, num_examples=R, epochs=epochs, **kw
-  )
-  return params, history, dict(stats, **task_stats)
-
-
 # --- Prediction. --------------------------------------------------------------
 
 
@@ -353,7 +345,7 @@ def decode_transitions(params, num_classes, allowed, objective):
   window-level objective) plus NEG where `allowed` (from
   tagschemes.valid_transitions) forbids, or None to decode by argmax."""
   C = num_classes
-  sentence_level = objectives.is_sentence_level(objective)
+  sentence_level = objective.sentence_level
   if allowed is None and not sentence_level:
     return None
   if sentence_level:
@@ -465,7 +457,7 @@ def predict(
   (a window-level cross-entropy model's log-probabilities). For an
   ensemble pass params and trans with a leading member axis: scores and
   transitions are averaged. bias_C [C]: added to every word's scores
-  before decoding (ner.predict_ids' bias against O), or None.
+  before decoding (research.setup.predict's bias against O), or None.
   """
   n = len(windows)
   T = T or row_length(lengths)

@@ -15,7 +15,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from research import ner
+from research import setup as setup_lib
+from research.data import dataset as dataset_lib
 from research.data import features as features_lib
 from research.data import vocab as vocab_lib
 from research.training import document_context
@@ -71,14 +72,30 @@ def with_document_column(windows, vocab, values):
   return dataclasses.replace(windows, feats=feats)
 
 
-def first_pass_values(ds, models, model_cfg, objective, decode, halves):
-  """The document feature's values of every split, from the first pass:
-  training sentences of half h tagged by the model of the other half,
-  every other split by both (an ensemble).
+def first_pass_values(setup, models, halves):
+  """The document feature's values of every split of setup.ds (a
+  research.setup.Setup of the first pass), from the first pass: training
+  sentences of half h tagged by the model of the other half, every other
+  split by both (an ensemble).
 
   models: the two first-pass params; halves: [n_train] 0/1 per sentence.
   """
+  ds = setup.ds
   both = engine.stack(models)
+
+  def predict(params, windows, lengths):
+    return setup_lib.predict(
+      params,
+      windows,
+      lengths,
+      ds.tags,
+      ds.tag_scheme,
+      setup.model_cfg,
+      setup.objective,
+      setup.decode,
+      0.0,
+    )[0]
+
   values = {}
   for name, sents in ds.splits.items():
     lengths = sequence.sentence_lengths(sents)
@@ -88,29 +105,11 @@ def first_pass_values(ds, models, model_cfg, objective, decode, halves):
         ids = np.flatnonzero(halves == h)
         sub = _windows_subset(ds.windows[name], ids)
         sel = np.isin(ds.windows[name].sentence_index, ids)
-        pred[sel] = ner.predict_ids(
-          models[1 - h],
-          sub,
-          [lengths[i] for i in ids],
-          ds.tags,
-          ds.tag_scheme,
-          model_cfg,
-          objective,
-          decode,
-        )
+        pred[sel] = predict(models[1 - h], sub, [lengths[i] for i in ids])
     else:
-      pred = ner.predict_ids(
-        both,
-        ds.windows[name],
-        lengths,
-        ds.tags,
-        ds.tag_scheme,
-        model_cfg,
-        objective,
-        decode,
-      )
+      pred = predict(both, ds.windows[name], lengths)
     values[name] = document_context.values(
-      sents, ner.tags_by_sentence(pred, sents, ds.tags)
+      sents, dataset_lib.tags_by_sentence(pred, sents, ds.tags)
     )
   return values
 
@@ -146,13 +145,15 @@ class FirstPass(NamedTuple):
   summary: dict  # each half's dev F1, the seconds
 
 
-def prepare(ds, train_fn, model_cfg, objective, decode, log=print):
-  """Document context as a transform of the Dataset: two first-pass models,
-  each trained on half of the training documents by `train_fn(part,
+def prepare(setup, train_fn, log=print):
+  """Document context as a transform of the Dataset setup.ds (of a
+  research.setup.Setup of one model, the first pass's): two first-pass
+  models, each trained on half of the training documents by `train_fn(part,
   half) -> (params, result)`, tag every split (training sentences by the
   other half's model, the rest by both); returns (ds with the document
   feature, FirstPass)."""
   t0 = time.perf_counter()
+  ds = setup.ds
   train = ds.splits['train']
   halves = document_halves(train)
   models, summary = [], {}
@@ -167,7 +168,7 @@ def prepare(ds, train_fn, model_cfg, objective, decode, log=print):
     params, result = train_fn(part, h)
     models.append(params)
     summary[f'half_{h}_dev_f1'] = result['dev']['f1']
-  values = first_pass_values(ds, models, model_cfg, objective, decode, halves)
+  values = first_pass_values(setup, models, halves)
   vocab = document_vocab(ds)
   windows = {
     name: with_document_column(w, vocab, values[name])

@@ -37,6 +37,7 @@ from research.errors import UserError
 from research.formulas import model as model_lib
 from research.formulas import objectives
 from research.training import engine
+from research.training import facade
 from research.training import optim
 
 NEGATIVES = ('corrupt', 'corrupt+real')
@@ -359,9 +360,11 @@ def check_data(data, cfg):
 def fit(
   params, data, hyper, seeds, cfg, *, num_steps, steps_per_epoch=None, **kw
 ):
-  """engine.fit of the scorer for `num_steps` steps (stacked params, [S]
-  hyper, S seeds); evaluates at step 0 too. Other keywords are engine.fit's.
-  """
+  """The scorer trained for `num_steps` steps (stacked params, [S] hyper,
+  S seeds) by the loop driver of every run (facade.fit_task); evaluates
+  at step 0 too. Other keywords are fit_task's. Returns (stacked params,
+  history, stats)."""
+
   check_data(data, cfg)
   spe = steps_per_epoch or num_steps
   if num_steps % spe:
@@ -370,7 +373,7 @@ def fit(
     )
   kw.setdefault('steps_per_call', 200)
   kw.setdefault('eval_every', num_steps)
-  return engine.fit(
+  return facade.fit_task(
     ScorerTask(cfg),
     params,
     hyper,
@@ -381,4 +384,4 @@ def fit(
     steps_per_epoch=spe,
     eval_at_start=True,
     **kw,
-  )
+  )[:3]

@@ -1,8 +1,9 @@
-"""NER on a data directory: windows and vectors in, scored models out."""
+"""The Dataset: a data directory read, its vocabulary and initial word
+vectors built, and every split turned into windows (cached on disk by
+research.data.cache)."""
 
 import dataclasses
 
-import jax
 import numpy as np
 
 from research.data import cache as dataset_cache
@@ -13,13 +14,8 @@ from research.data import gazetteer as gazetteer_lib
 from research.data import tagschemes
 from research.data import vocab as vocab_lib
 from research.formulas import chars as chars_lib
-from research.formulas import model as model_lib
-from research.formulas import objectives
-from research.training import classifier
-from research.training import sequence
 
 TRAIN_SAMPLE = 2000  # training sentences scored for learning curves
-DECODES = ('argmax', 'viterbi')
 
 
 @dataclasses.dataclass
@@ -309,118 +305,8 @@ def log_summary(ds, data_dir, file_tags, pretrained, embed_dim, log):
   )
 
 
-def init_params(ds, model_cfg, seed=0, num_classes=None, objective='xent'):
-  """model.init_params for a Dataset: its vocabulary, tags, features and
-  initial L (and zero transitions for a sentence-level objective).
-
-  num_classes: default one per tag (the window scorer passes 1).
-  """
-  C = len(ds.tags) if num_classes is None else num_classes
-  fv = ds.features
-  params = model_lib.init_params(
-    jax.random.key(seed),
-    model_cfg,
-    vocab_size=len(ds.vocab),
-    num_classes=C,
-    embeddings=ds.L_init,
-    feature_rows=fv.size if fv else 0,
-    feature_kinds=len(fv) if fv else 0,
-    feature_dim=model_cfg.feature_dim,
-    char_rows=len(ds.chars) if ds.chars is not None else 0,
-  )
-  if objectives.get(objective).sentence_level:
-    params = sequence.init_transitions(params, C)
-  return params
-
-
-def trains_on_sentences(ds, objective, decode='argmax', word_dropout=0.0):
-  """Whether training needs whole sentences (research.training.sequence) rather
-  than shuffled windows: a sentence-level objective, features or characters,
-  IOBES tags, word dropout or Viterbi decoding."""
-  return bool(
-    objectives.get(objective).sentence_level
-    or ds.features is not None
-    or ds.chars is not None
-    or ds.tag_scheme != ds.file_scheme
-    or word_dropout > 0
-    or decode == 'viterbi'
-  )
-
-
-def predict_ids(
-  params,
-  windows,
-  lengths,
-  tags,
-  scheme,
-  model_cfg,
-  objective,
-  decode='argmax',
-  o_bias=0.0,
-):
-  """Predicted class ids [N] of windows of sentences of `lengths` words.
-
-  A sentence-level objective decodes by Viterbi with its transitions;
-  decode='viterbi' decodes a window-level model's scores (log-probabilities
-  for cross-entropy) by Viterbi too. Both forbid transitions the tag scheme
-  does not allow (tagschemes.valid_transitions). Params with a leading
-  member axis are an ensemble: their scores are averaged. o_bias is taken
-  from every word's score of `O` before decoding (sequence.predict): a
-  positive bias tags more words as entities (recall for precision).
-  """
-  sentence_level = objectives.get(objective).sentence_level
-  if (
-    decode == 'argmax'
-    and not sentence_level
-    and windows.feats is None
-    and windows.chars is None
-    and np.ndim(params['L']) == 2
-    and not o_bias
-  ):
-    return classifier.predict(params, windows, model_cfg, objective)[0]
-  trans = None
-  if sentence_level or decode == 'viterbi':
-    allowed = tagschemes.valid_transitions(tags, scheme)
-    trans = sequence.decode_transitions(params, len(tags), allowed, objective)
-  return sequence.predict(
-    params,
-    windows,
-    lengths,
-    model_cfg,
-    trans,
-    log_probs=objectives.get(objective).log_probs,
-    bias_C=_o_bias(tags, o_bias),
-  )
-
-
-def _o_bias(tags, o_bias):
-  """The bias added to each class's score: -o_bias for O, or None."""
-  if not o_bias or 'O' not in tags:
-    return None
-  return -o_bias * (np.asarray(tags) == 'O').astype(np.float32)
-
-
 def tags_by_sentence(tag_ids, sentences, tags):
   """Splits a flat [N] array of tag ids into per-sentence tag lists."""
   names = np.asarray(tags, dtype=object)[np.asarray(tag_ids)]
   ends = np.cumsum([len(s.tokens) for s in sentences])[:-1]
   return [list(part) for part in np.split(names, ends)]
-
-
-def model_config_json(ds, model_cfg, cfg, decode, o_bias=0.0):
-  """What config.json holds to tag new text with a model (tagging.load)."""
-  out = {
-    'model': model_cfg._asdict(),
-    'train': cfg._asdict(),
-    'decode': decode,
-    'o_bias': o_bias,
-    'tag_scheme': ds.tag_scheme,
-    'file_scheme': ds.file_scheme,
-  }
-  if ds.features is not None:
-    out['features'] = ds.features.to_json()
-  if ds.gazetteer is not None:
-    out['gazetteer'] = ds.gazetteer.to_json()
-  if ds.chars is not None:
-    out['chars'] = ds.chars.to_json()
-  return out
