@@ -233,6 +233,38 @@ def flat_chunks(ids_N, lengths, tags):
   return opened, ends, types[seq[ends - 1]]
 
 
+def sentence_counts(gold_N, pred_N, lengths, tags):
+  """[S, 3] per sentence: its gold chunks, predicted chunks and correct ones
+  (same start, end and type), of flat tag ids (`flat_chunks`); summed over
+  sentences they are conlleval's counts."""
+  ends_S = np.cumsum(lengths) + np.arange(len(lengths))  # with boundaries
+  out_Sx3 = np.zeros((len(lengths), 3), np.int64)
+  gold = flat_chunks(gold_N, lengths, tags)
+  pred = flat_chunks(pred_N, lengths, tags)
+  gold_keys = set(zip(*gold))
+  correct_M = np.fromiter(
+    (key in gold_keys for key in zip(*pred)), bool, len(pred[0])
+  )
+  for column, starts in ((0, gold[0]), (1, pred[0]), (2, pred[0][correct_M])):
+    np.add.at(
+      out_Sx3[:, column], np.searchsorted(ends_S, starts, side='right'), 1
+    )
+  return out_Sx3
+
+
+def paired_bootstrap_f1(counts_BxSx3, resamples=1000, seed=0):
+  """Entity F1 of each of B systems on `resamples` resamples of the S
+  sentences (drawn with replacement, the same draw for every system:
+  paired), from `sentence_counts` of each. Returns F1 [resamples, B] in
+  percent."""
+  B, S, _ = counts_BxSx3.shape
+  rng = np.random.default_rng(seed)
+  W_RxS = rng.multinomial(S, np.full(S, 1.0 / S), size=resamples)
+  totals_RxBx3 = np.einsum('rs,bsk->rbk', W_RxS, counts_BxSx3)
+  gold, pred, correct = np.moveaxis(totals_RxBx3.astype(np.float64), -1, 0)
+  return 100.0 * 2.0 * correct / np.maximum(gold + pred, 1.0)
+
+
 def evaluate_flat(gold_N, pred_N, lengths, tags) -> dict[str, Any]:
   """`evaluate` of tag ids: gold_N and pred_N are [N] ids into `tags` of
   the tokens of sentences of `lengths` words. Returns what `evaluate`

@@ -20,10 +20,11 @@ def evaluate(setup, params, split, o_bias=0.0):
   training split itself, whose entities are all seen); and the mean window
   loss when the prediction is each window's argmax (setup.predict).
   o_bias: the decoding bias against O (research.setup.predict)."""
-  ds = setup.ds
-  pred, window_loss = setup.predict(params, split, o_bias)
-  gold = gold_ids(ds, split)
-  pred_N = gold.file_ids(ds, pred)
+  return _scores(setup.ds, split, *_predicted(setup, params, split, o_bias))
+
+
+def _scores(ds, split, gold, pred_N, window_loss):
+  """`evaluate`'s dict of a split's predicted ids [N] into gold.tags."""
   out = metrics.as_dict(
     metrics.evaluate_flat(gold.ids_N, pred_N, gold.lengths, gold.tags)
   )
@@ -34,6 +35,14 @@ def evaluate(setup, params, split, o_bias=0.0):
   if window_loss is not None:
     out['loss'] = float(window_loss.mean())
   return out
+
+
+def _predicted(setup, params, split, o_bias):
+  """(the split's Gold, the predicted ids [N] into its tags, the window
+  losses or None)."""
+  pred, window_loss = setup.predict(params, split, o_bias)
+  gold = gold_ids(setup.ds, split)
+  return gold, gold.file_ids(setup.ds, pred), window_loss
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -131,12 +140,55 @@ def gold_novelty(ds, split):
 
 
 O_BIASES = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0)  # what tune_o_bias tries
+RESAMPLES = 1000  # of the dev sentences, for tune_o_bias's interval
+CONFIDENCE = 0.95  # of that interval
 
 
-def tune_o_bias(setup, params, biases=O_BIASES):
-  """(the bias of `biases` that scores best on dev, {bias: dev scores}):
-  the decoding bias against O (research.setup.predict) chosen on dev, the
-  smallest of equal F1s."""
-  scores = {b: evaluate(setup, params, 'dev', b) for b in biases}
-  best = max(biases, key=lambda b: (scores[b]['f1'], -b))
-  return best, scores
+def tune_o_bias(setup, params, biases=O_BIASES, resamples=RESAMPLES, seed=0):
+  """The decoding bias against O (research.setup.predict) chosen on dev,
+  kept only when it beats the resampling noise.
+
+  Each bias is scored on dev. Its gain over no bias is resampled by a
+  paired bootstrap over the dev sentences (the same resamples for every
+  bias: metrics.paired_bootstrap_f1): the candidate is the bias of the
+  largest dev F1 (the smallest of equal ones), and it is kept only when the
+  lower end of its gain's central CONFIDENCE interval is above 0; else the
+  bias is 0.
+
+  Returns (bias, {bias: dev scores}, {'candidate', 'gain' (dev F1 points,
+  of the candidate over 0), 'interval' [low, high] of that gain,
+  'resamples', 'confidence'}).
+  """
+  biases = tuple(sorted(set(biases) | {0.0}))
+  scores, counts = {}, []
+  for b in biases:
+    gold, pred_N, loss = _predicted(setup, params, 'dev', b)
+    scores[b] = _scores(setup.ds, 'dev', gold, pred_N, loss)
+    counts.append(
+      metrics.sentence_counts(gold.ids_N, pred_N, gold.lengths, gold.tags)
+    )
+  f1_B = [scores[b]['f1'] for b in biases]
+  bias, test = bias_rule(biases, f1_B, np.stack(counts), resamples, seed)
+  return bias, scores, test
+
+
+def bias_rule(biases, f1_B, counts_BxSx3, resamples=RESAMPLES, seed=0):
+  """`tune_o_bias`'s rule: (the bias kept, the test) of the B biases (the
+  first 0) with dev F1 f1_B and per-sentence counts
+  (metrics.sentence_counts): the bias of the largest F1 (the smallest of
+  equal ones), kept when the lower end of the central CONFIDENCE interval
+  of its paired-bootstrap gain over the first is above 0, else 0."""
+  biases = tuple(biases)
+  best = max(range(len(biases)), key=lambda i: (f1_B[i], -biases[i]))
+  f1_RxB = metrics.paired_bootstrap_f1(counts_BxSx3, resamples, seed)
+  gain_R = f1_RxB[:, best] - f1_RxB[:, 0]
+  tail = 100.0 * (1.0 - CONFIDENCE) / 2.0
+  low, high = np.percentile(gain_R, [tail, 100.0 - tail])
+  test = {
+    'candidate': biases[best],
+    'gain': float(f1_B[best] - f1_B[0]),
+    'interval': [float(low), float(high)],
+    'resamples': resamples,
+    'confidence': CONFIDENCE,
+  }
+  return (biases[best] if low > 0 else 0.0), test

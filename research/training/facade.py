@@ -412,18 +412,23 @@ def train(
 
 
 def with_o_bias(setup, params, log):
-  """The result entries of decoding with the bias against O that scores
-  best on dev (scoring.tune_o_bias): 'o_bias', 'o_bias_dev_f1' (each bias
-  tried), and 'dev' (and 'test') scored with it."""
-  bias, tried = scoring.tune_o_bias(setup, params)
+  """The result entries of decoding with the bias against O chosen on dev
+  and kept only when it beats the resampling noise (scoring.tune_o_bias):
+  'o_bias', 'o_bias_dev_f1' (each bias tried), 'o_bias_test' (the
+  candidate, its dev F1 gain over 0 and that gain's bootstrap interval),
+  and 'dev' (and 'test') scored with the bias kept."""
+  bias, tried, test = scoring.tune_o_bias(setup, params)
+  low, high = test['interval']
   log(
-    f'bias against O chosen on dev: {bias:g} (dev F1 '
-    + ', '.join(f'{b:g}: {s["f1"]:.2f}' for b, s in tried.items())
-    + ')'
+    f'bias against O: {bias:g} (best on dev {test["candidate"]:g}, gain '
+    f'{test["gain"]:+.2f} F1, {100 * test["confidence"]:.0f}% interval '
+    f'[{low:+.2f}, {high:+.2f}] over {test["resamples"]} resamples of the '
+    'dev sentences; kept only when the interval is above 0)'
   )
   out = {
     'o_bias': bias,
     'o_bias_dev_f1': {str(b): s['f1'] for b, s in tried.items()},
+    'o_bias_test': test,
     'dev': tried[bias],
   }
   if 'test' in setup.ds.splits:
