@@ -141,6 +141,8 @@ def model_config(**overrides):
         char_dim=_flags.CHAR_DIM,
         char_filters=_flags.CHAR_FILTERS,
         char_width=_flags.CHAR_WIDTH,
+        dilation_layers=_flags.DILATION_LAYERS,
+        block_repeats=_flags.BLOCK_REPEATS,
       ),
       overrides,
     )

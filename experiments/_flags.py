@@ -120,7 +120,10 @@ MODEL = _flag_spec.enum(
   'model',
   'hidden',
   model_lib.MODELS,
-  'softmax: f = Wx + c; hidden: f = W g(Vx + b) + c.',
+  'softmax: f = Wx + c; hidden: f = W g(Vx + b) + c; dilated: the hidden '
+  "vectors of a sentence's words widened by dilated convolutions "
+  '(--dilation_layers, --block_repeats; research/formulas/dilated.py), '
+  'f = W h + c (trains on sentences).',
 )
 NONLINEARITY = _flag_spec.enum(
   'nonlinearity', 'tanh', model_lib.NONLINEARITIES, 'g of the hidden layer.'
@@ -160,6 +163,20 @@ CHAR_WIDTH = _flag_spec.integer(
   "The character CNN's filter width in characters (odd).",
   lower_bound=1,
 )
+DILATION_LAYERS = _flag_spec.integer(
+  'dilation_layers',
+  3,
+  '--model=dilated: convolution layers of width 3 and dilations 1, 2, 4, ... '
+  '(3 layers: a word reads 15 window centers).',
+  lower_bound=1,
+)
+BLOCK_REPEATS = _flag_spec.integer(
+  'block_repeats',
+  1,
+  '--model=dilated: applications of the block of layers, sharing its '
+  'parameters.',
+  lower_bound=1,
+)
 # What model_config reads.
 MODEL_FLAGS = (
   'model',
@@ -171,6 +188,8 @@ MODEL_FLAGS = (
   'char_dim',
   'char_filters',
   'char_width',
+  'dilation_layers',
+  'block_repeats',
 )
 
 # --- Training. --------------------------------------------------------------

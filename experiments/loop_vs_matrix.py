@@ -26,7 +26,8 @@ from research.studies import vectorization
 _flag_spec.use(
   _flags.DATA,
   ('model', 'nonlinearity', 'window', 'hidden', 'feature_dim'),
-  ('char_dim', 'char_filters', 'char_width'),
+  ('char_dim', 'char_filters', 'char_width', 'dilation_layers'),
+  ('block_repeats',),
   _flags.RUN_DIR,
 )
 _DECK_CLASSES = flags.DEFINE_integer(

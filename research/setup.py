@@ -154,16 +154,20 @@ def resolve(ds, model_cfg, cfg, decode='argmax', members=1):
   if decode not in DECODES:
     raise ValueError(f'decode must be one of {DECODES}, got {decode!r}')
   objective = objectives.get(cfg.objective)
-  sentences = trains_on_sentences(ds, objective, decode, cfg, members)
+  sentences = trains_on_sentences(
+    ds, model_cfg, cfg, objective, decode, members
+  )
   return Setup(ds, model_cfg, cfg, objective, decode, members, sentences)
 
 
-def trains_on_sentences(ds, objective, decode, cfg, members):
+def trains_on_sentences(ds, model_cfg, cfg, objective, decode, members):
   """Whether training needs whole sentences (research.training.sequence)
-  rather than shuffled windows: a sentence-level objective, features or
-  characters, IOBES tags, word dropout, Viterbi decoding or an ensemble."""
+  rather than shuffled windows: the dilated model (it reads a sentence's
+  words), a sentence-level objective, features or characters, IOBES tags,
+  word dropout, Viterbi decoding or an ensemble."""
   return bool(
-    objective.sentence_level
+    model_cfg.model == 'dilated'
+    or objective.sentence_level
     or ds.features is not None
     or ds.chars is not None
     or ds.tag_scheme != ds.file_scheme
@@ -173,13 +177,15 @@ def trains_on_sentences(ds, objective, decode, cfg, members):
   )
 
 
-def window_argmax(params, windows, objective, decode, o_bias):
+def window_argmax(params, windows, model_cfg, objective, decode, o_bias):
   """Whether a prediction is the argmax of each window's class scores alone
-  (classifier.predict, which gives each window's loss too): a window-level
-  objective decoded by argmax, no features or characters, one model (not
-  an ensemble's stacked members) and no bias against O."""
+  (classifier.predict, which gives each window's loss too): a window model
+  (not the dilated one) with a window-level objective decoded by argmax, no
+  features or characters, one model (not an ensemble's stacked members)
+  and no bias against O."""
   return (
-    decode == 'argmax'
+    model_cfg.model != 'dilated'
+    and decode == 'argmax'
     and not objective.sentence_level
     and windows.feats is None
     and windows.chars is None
@@ -203,7 +209,7 @@ def predict(
   positive bias tags more words as entities (recall for precision). The
   losses come with `window_argmax`'s predictions only.
   """
-  if window_argmax(params, windows, objective, decode, o_bias):
+  if window_argmax(params, windows, model_cfg, objective, decode, o_bias):
     return classifier.predict(params, windows, model_cfg, objective)
   trans = None
   if objective.sentence_level or decode == 'viterbi':

@@ -708,6 +708,7 @@ def _sentence_windows(
     ('struct_margin', 'softmax', False, False),
     ('max_margin', 'softmax', True, False),
     ('crf', 'hidden', False, True),  # the character CNN
+    ('struct_margin', 'dilated', True, False),  # windows of windows
   ],
 )
 def test_fit_with_manual_grads_equals_autodiff(

@@ -48,6 +48,71 @@ def classifiers():
   return out
 
 
+def sentence_models():
+  """(tag, ModelConfig) of every model of the sentence task: the
+  classifiers, and the dilated encoder (research.formulas.dilated) with 3
+  layers (dilations 1, 2, 4) once, and with 2 layers applied twice (a
+  shared block)."""
+  return classifiers() + [
+    ('dilated/relu', model_lib.ModelConfig('dilated', 'relu')),
+    (
+      'dilated/tanh/x2',
+      model_lib.ModelConfig(
+        'dilated', 'tanh', dilation_layers=2, block_repeats=2
+      ),
+    ),
+  ]
+
+
+def numpy_dilated(dense, a_BxTxH, starts_BxT, mask_BxT, num_layers, repeats):
+  """research.formulas.dilated.encode in numpy, with loops over positions
+  (an independent reading of its formulas): (h, the smallest |z| of a
+  real word's pre-activation)."""
+  B, T, H = a_BxTxH.shape
+  sentence = np.cumsum(starts_BxT, axis=1)
+  h, closest = np.array(a_BxTxH, np.float64), np.inf
+  for _ in range(repeats):
+    for layer in range(num_layers):
+      d = 2**layer
+      out = h.copy()
+      for b in range(B):
+        for t in range(T):
+          u = []
+          for o in (-1, 0, 1):
+            s = t + o * d
+            ok = (
+              0 <= s < T and mask_BxT[b, s] and sentence[b, s] == sentence[b, t]
+            )
+            u.append(h[b, s] if ok else np.zeros(H))
+          z = dense['W_dil'][layer] @ np.concatenate(u) + dense['b_dil'][layer]
+          out[b, t] = h[b, t] + np.maximum(z, 0.0)
+          if mask_BxT[b, t]:
+            closest = min(closest, float(np.min(np.abs(z))))
+      h = out
+  return h, closest
+
+
+def sample_dilated(rng, layers, repeats, rows=4, T=9, H=3, kink_tol=KINK_TOL):
+  """A random problem of the dilated encoder: (params {W_dil, b_dil}, a
+  [B, T, H], starts, mask, R [B, T, H]) on `packed_layout` rows plus one
+  row of one sentence filling it, every real word's relu pre-activations
+  kink_tol away from 0 (numpy_dilated)."""
+  for _ in range(MAX_TRIES):
+    mask, starts, _ = packed_layout(rng, rows - 1, T)
+    mask = np.concatenate([mask, np.ones((1, T), bool)])
+    starts = np.concatenate([starts, np.eye(1, T, dtype=bool)])
+    params = {
+      'W_dil': _normal(rng, (layers, H, 3 * H), 1.0 / np.sqrt(3 * H)),
+      'b_dil': _normal(rng, (layers, H), 0.5),
+    }
+    a = _normal(rng, (rows, T, H))
+    _, closest = numpy_dilated(params, a, starts, mask, layers, repeats)
+    if closest >= kink_tol:
+      R = _normal(rng, (rows, T, H))
+      return _as_jax(params, a, starts, mask, R)
+  raise RuntimeError('no random dilated problem away from the kinks')
+
+
 def _normal(rng, shape, scale=1.0):
   return scale * rng.standard_normal(shape)
 
@@ -409,6 +474,10 @@ def sample_sentences(
       dense['b'] = _normal(rng, (H,), 0.5)
       dense['W'] = _normal(rng, (C, H), 2.0 / np.sqrt(H))
       dense['c'] = _normal(rng, (C,))
+    if model_cfg.model == 'dilated':
+      n = model_cfg.dilation_layers
+      dense['W_dil'] = _normal(rng, (n, H, 3 * H), 1.0 / np.sqrt(3 * H))
+      dense['b_dil'] = _normal(rng, (n, H), 0.5)
     trans = None
     if objective.sentence_level:
       trans = crf.Transitions(
@@ -425,10 +494,16 @@ def sample_sentences(
     a = np.concatenate(parts, axis=-1).reshape(N, D)
     words = mask.reshape(-1)
     dist = np.inf
-    if model_cfg.model == 'hidden':
+    if model_cfg.model in ('hidden', 'dilated'):
       z = a @ dense['V'].T + dense['b']
       dist = _nonlinearity_kinks(model_cfg.nonlinearity, z[words])
       a = _NUMPY_NONLINEARITIES[model_cfg.nonlinearity](z)
+    if model_cfg.model == 'dilated':
+      h, closest = numpy_dilated(
+        dense, a.reshape(B, T, H), starts, mask,
+        model_cfg.dilation_layers, model_cfg.block_repeats,
+      )  # fmt: skip
+      a, dist = h.reshape(N, H), min(dist, closest)
     f = a @ dense['W'].T + dense['c']
     if objective.kinks == 'hinge':
       margin_dist, t = _margin_kinks(f[words], tags.reshape(-1)[words])

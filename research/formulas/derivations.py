@@ -74,6 +74,7 @@ from research.formulas import autodiff
 from research.formulas import char_problems
 from research.formulas import chars as chars_lib
 from research.formulas import derivation_problems as problems
+from research.formulas import dilated as dilated_lib
 from research.formulas import losses
 from research.formulas import manual_grads as mg
 from research.formulas import model as model_lib
@@ -362,7 +363,7 @@ def sentence_plan(rng, shapes=None):
       True,
     )
   )
-  for i, (tag, model_cfg) in enumerate(problems.classifiers()):
+  for i, (tag, model_cfg) in enumerate(problems.sentence_models()):
     for j, objective in enumerate(sentence_objectives()):
       features = (i + j) % 2 == 0
       problem = problems.sample_sentences(
@@ -429,6 +430,41 @@ def sentence_chars_case(problem, objective):
   manual = dict(g_dense, E=g_E, E_char=g_char, J_mean=loss)
   reference = dict(ref_dense, E=ref_E, E_char=ref_char, J_mean=ref_loss)
   return manual, reference
+
+
+def dilated_case(problem, repeats):
+  """(manual, reference): research.formulas.dilated.encode_backward against
+  jax.grad of the linear loss sum(R * h) of encode, w.r.t. W_dil, b_dil and
+  the input a (float64; the rows' relus kept away from 0)."""
+  params, a, starts, mask, R = problem
+  with _strict():
+    _, caches = dilated_lib.encode(params, a, starts, mask, repeats)
+    da, grads = dilated_lib.encode_backward(params, caches, R)
+
+  def loss(params, a):
+    h, _ = dilated_lib.encode(params, a, starts, mask, repeats)
+    return jnp.sum(R * h)
+
+  ref_params, ref_a = jax.grad(loss, (0, 1))(params, a)
+  return dict(grads, a=da), dict(ref_params, a=ref_a)
+
+
+def dilated_plan(rng):
+  """The dilated encoder's checks (the last rows of `make_plan`): 3
+  layers once, 2 layers applied three times (a shared block), on rows of
+  several sentences, a row of one long sentence and padding."""
+  plan = []
+  for layers, repeats in ((3, 1), (2, 3)):
+    problem = problems.sample_dilated(rng, layers, repeats)
+    plan.append(
+      _row(
+        f'dilated/layers={layers}/repeats={repeats}',
+        dilated_case,
+        (problem,),
+        dict(repeats=repeats),
+      )
+    )
+  return plan
 
 
 def char_plan(rng):
@@ -531,12 +567,18 @@ def _scorer_plan(rng, shapes):
 def _l2_plan(rng, shapes, lam):
   """Per model (and the scorer): the L2 term under each convention."""
   plan = []
-  for model in model_lib.MODELS + ('scorer',):
-    model_cfg = model_lib.ModelConfig(model)
+  window_models = [m for m in model_lib.MODELS if m != 'dilated']
+  xent = objectives.get('xent')
+  for model in (*window_models, 'scorer', 'dilated'):
     if model == 'scorer':
       params = problems.sample_scorer(rng, shapes, 'tanh')[0]
+    elif model == 'dilated':  # the hidden model's, and the encoder's
+      hidden = model_lib.ModelConfig('hidden')
+      params = problems.sample_classifier(rng, shapes, hidden, xent)[0]
+      encoder = problems.sample_dilated(rng, 2, 1, H=shapes.hidden)[0]
+      params = dict(params, **encoder)
     else:
-      xent = objectives.get('xent')
+      model_cfg = model_lib.ModelConfig(model)
       params = problems.sample_classifier(rng, shapes, model_cfg, xent)[0]
     for name, (embeddings, biases) in L2_CONVENTIONS.items():
       plan.append(
@@ -624,7 +666,7 @@ def make_plan(rng, shapes):
   plan += _l2_plan(rng, shapes, lam)
   plan += _objective_plan(rng, shapes, lam)
   plan += _batch_grads_plan(rng, shapes)
-  return plan + sentence_plan(rng) + char_plan(rng)
+  return plan + sentence_plan(rng) + char_plan(rng) + dilated_plan(rng)
 
 
 def run_plan(plan):

@@ -111,7 +111,7 @@ def logistic_loss(s_N, y_N):
 
 
 EMBEDDING_KEYS = ('L', 'L_case', 'L_feat', 'L_char')
-BIAS_KEYS = ('b', 'c', 'start', 'end', 'b_char')
+BIAS_KEYS = ('b', 'c', 'start', 'end', 'b_char', 'b_dil')
 
 
 def regularized_keys(params, embeddings=False, biases=False):

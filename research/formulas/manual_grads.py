@@ -33,6 +33,7 @@ import itertools
 import jax.numpy as jnp
 
 from research.formulas import chars as chars_lib
+from research.formulas import dilated
 from research.formulas import losses
 from research.formulas import model as model_lib
 
@@ -196,10 +197,13 @@ def hidden_backward(params, x_NxD, cache, delta_NxC, reduce='mean'):
   return grads, delta_hidden_NxH @ V_HxD
 
 
-def scores_forward(params, x_NxD, model_cfg):
-  """Class scores f of `model_cfg.model` and its backward pass's cache."""
+def scores_forward(params, x_NxD, model_cfg, layout=None):
+  """Class scores f of `model_cfg.model` and its backward pass's cache
+  (layout: the rows' (starts_BxT, mask_BxT), for the dilated model)."""
   if model_cfg.model == 'softmax':
     return softmax_forward(params, x_NxD)
+  if model_cfg.model == 'dilated':
+    return dilated_forward(params, x_NxD, model_cfg, layout)
   return hidden_forward(params, x_NxD, model_cfg.nonlinearity)
 
 
@@ -207,7 +211,50 @@ def scores_backward(params, x_NxD, cache, delta_NxC, model_cfg):
   """Gradients (summed over windows) and dx from a weighted dJ/df."""
   if model_cfg.model == 'softmax':
     return softmax_backward(params, x_NxD, cache, delta_NxC)
+  if model_cfg.model == 'dilated':
+    return dilated_backward(params, x_NxD, cache, delta_NxC)
   return hidden_backward(params, x_NxD, cache, delta_NxC)
+
+
+def dilated_forward(params, x_NxD, model_cfg, layout):
+  """The dilated model (research.formulas.dilated) on N = B T windows:
+  a = g(V x + b), h = encode(a) over the rows of `layout` (starts_BxT,
+  mask_BxT), f = W h + c; and what `dilated_backward` needs."""
+  starts_BxT, mask_BxT = layout
+  z_NxH = x_NxD @ params['V'].T + params['b'][None, :]
+  a_NxH, g_prime_NxH = _activate(model_cfg.nonlinearity, z_NxH)
+  h_BxTxH, caches = dilated.encode(
+    params,
+    a_NxH.reshape(*mask_BxT.shape, -1),
+    starts_BxT,
+    mask_BxT,
+    model_cfg.block_repeats,
+  )
+  h_NxH = h_BxTxH.reshape(a_NxH.shape)
+  f_NxC = h_NxH @ params['W'].T + params['c'][None, :]
+  return f_NxC, (h_NxH, g_prime_NxH, caches)
+
+
+def dilated_backward(params, x_NxD, cache, delta_NxC):
+  """`dilated_forward`'s backward pass from delta = dJ/df (already
+  weighted): dJ/dW = delta h^T, dJ/dc = delta, dJ/dh = W^T delta, then
+  dilated.encode_backward to dJ/da, delta_hidden = dJ/da * g'(z),
+  dJ/dV = delta_hidden x^T, dJ/db = delta_hidden, dx = V^T delta_hidden.
+  Returns ({'V', 'b', 'W_dil', 'b_dil', 'W', 'c'}, dx_NxD)."""
+  h_NxH, g_prime_NxH, caches = cache
+  dh_NxH = delta_NxC @ params['W']
+  B, T, _ = caches[0].z.shape
+  da_BxTxH, grads = dilated.encode_backward(
+    params, caches, dh_NxH.reshape(B, T, -1)
+  )
+  delta_hidden_NxH = da_BxTxH.reshape(h_NxH.shape) * g_prime_NxH
+  grads.update(
+    V=_outer(delta_hidden_NxH, x_NxD, 'mean'),
+    b=_bias(delta_hidden_NxH, 'mean'),
+    W=_outer(delta_NxC, h_NxH, 'mean'),
+    c=_bias(delta_NxC, 'mean'),
+  )
+  return grads, delta_hidden_NxH @ params['V']
 
 
 def classifier_grads(params, x_NxD, y_N, model_cfg, objective, reduce='mean'):
@@ -589,7 +636,7 @@ def sentence_batch_grads(
   x_MxD = model_lib.concat_window(
     E_MxKxd, L_case_Sxe[casing_MxK], feat_MxKxFxg, slots_MxKxH
   )
-  f_MxC, cache = scores_forward(dense, x_MxD, model_cfg)
+  f_MxC, cache = scores_forward(dense, x_MxD, model_cfg, (starts_BxT, mask_BxT))
   C, dtype = f_MxC.shape[1], f_MxC.dtype
   n = jnp.maximum(jnp.sum(mask_BxT), 1).astype(dtype)
   grads = {}

@@ -24,9 +24,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from research.formulas import chars as chars_lib
+from research.formulas import dilated
 from research.training import parallel
 
-MODELS = ('softmax', 'hidden')
+MODELS = ('softmax', 'hidden', 'dilated')
 
 NONLINEARITIES = {
   'tanh': jnp.tanh,
@@ -48,6 +49,10 @@ class ModelConfig(NamedTuple):
   char_dim: int = 16  # columns of L_char (research.formulas.chars), if any
   char_filters: int = 30  # F, the character CNN's filters: features per word
   char_width: int = 3  # w, the filters' width in characters (odd)
+  # dilated: n layers of dilations 1, 2, ..., 2^(n-1) over a sentence's
+  # hidden vectors (research.formulas.dilated), the block applied this often
+  dilation_layers: int = 3
+  block_repeats: int = 1
 
 
 def init_params(
@@ -96,7 +101,7 @@ def init_params(
     shapes.append(('L', (vocab_size, embed_dim)))
   if feature_rows:
     shapes.append(('L_feat', (feature_rows, feature_dim)))
-  if cfg.model in ('hidden', 'scorer'):
+  if cfg.model in ('hidden', 'scorer', 'dilated'):
     shapes.append(('k_1', (cfg.hidden, D)))
     shapes.append(
       ('k_2', (1 if cfg.model == 'scorer' else num_classes, cfg.hidden))
@@ -126,11 +131,17 @@ def init_params(
   if cfg.model == 'softmax':
     params['W'] = np.zeros((num_classes, D), np.float32)
     params['c'] = np.zeros((num_classes,), np.float32)
-  elif cfg.model == 'hidden':
+  elif cfg.model in ('hidden', 'dilated'):
     params['V'] = _glorot(raw['k_1'])
     params['b'] = np.zeros((cfg.hidden,), np.float32)
     params['W'] = _glorot(raw['k_2'])
     params['c'] = np.zeros((num_classes,), np.float32)
+    if cfg.model == 'dilated':
+      params.update(
+        dilated.init_params(
+          jax.random.fold_in(key, 8), cfg.dilation_layers, cfg.hidden
+        )
+      )
   elif cfg.model == 'scorer':
     params['W'] = _glorot(raw['k_1'])
     params['b'] = np.zeros((cfg.hidden,), np.float32)
@@ -222,13 +233,16 @@ def _dropout(key, x, rate, data_devices):
   return jnp.where(keep, x / q, 0.0)
 
 
-def class_scores(params, x_NxD, cfg, key=None, data_devices=1):
+def class_scores(params, x_NxD, cfg, key=None, data_devices=1, layout=None):
   """Unnormalized class scores f [N, C] from window vectors.
 
-  softmax: f = W x + c.  hidden: f = W g(V x + b) + c.
-  Dropout (inverted) on x and on the hidden layer when `key` is given; in a
-  step whose batch is split across `data_devices`, each device's rows of
-  the global batch's masks.
+  softmax: f = W x + c.  hidden: f = W g(V x + b) + c.  dilated: f = W h + c,
+  h the dilated encoder (research.formulas.dilated) of the hidden vectors
+  g(V x + b) of the windows of B packed rows of T positions (N = B T;
+  layout: their (starts_BxT, mask_BxT)).
+  Dropout (inverted) on x and on the hidden layer (the encoder's output)
+  when `key` is given; in a step whose batch is split across
+  `data_devices`, each device's rows of the global batch's masks.
   """
   train = key is not None and cfg.dropout > 0
   if train:
@@ -238,6 +252,18 @@ def class_scores(params, x_NxD, cfg, key=None, data_devices=1):
     return x_NxD @ params['W'].T + params['c']
   g = NONLINEARITIES[cfg.nonlinearity]
   a_NxH = g(x_NxD @ params['V'].T + params['b'])
+  if cfg.model == 'dilated':
+    if layout is None:
+      raise ValueError('the dilated model scores the words of packed rows')
+    starts_BxT, mask_BxT = layout
+    h, _ = dilated.encode(
+      params,
+      a_NxH.reshape(*mask_BxT.shape, -1),
+      starts_BxT,
+      mask_BxT,
+      cfg.block_repeats,
+    )
+    a_NxH = h.reshape(a_NxH.shape)
   if train:
     a_NxH = _dropout(key_a, a_NxH, cfg.dropout, data_devices)
   return a_NxH @ params['W'].T + params['c']
@@ -259,6 +285,9 @@ def num_flops_per_window(cfg, input_dim, num_classes):
     forward = 2 * input_dim * num_classes
   else:
     forward = 2 * input_dim * cfg.hidden + 2 * cfg.hidden * num_classes
+  if cfg.model == 'dilated':
+    H = cfg.hidden
+    forward += 2 * 3 * H * H * cfg.dilation_layers * cfg.block_repeats
   return 3 * forward
 
 

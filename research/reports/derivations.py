@@ -8,6 +8,7 @@ import pathlib
 
 from research.formulas import chars
 from research.formulas import crf
+from research.formulas import dilated
 from research.formulas import losses
 from research.formulas import manual_grads
 from research.formulas import model
@@ -82,6 +83,18 @@ SECTIONS = (
     'backward pass.',
     (chars.char_features, chars.char_backward),
     ('char_cnn/',),
+  ),
+  (
+    'Windows of windows',
+    'Dilated convolutions (width 3, dilations 1, 2, 4, ...) over the hidden '
+    'vectors of a packed row\'s words, masked at sentence edges and '
+    'padding, residual, a block of them shared across repeats; the '
+    'transposed gather of their backward pass. The sentence task\'s rows '
+    'of the dilated model check it inside the whole model.',
+    (dilated.neighbors, dilated.conv_layer, dilated.conv_layer_backward,
+     dilated.gather_windows_backward, dilated.encode, dilated.encode_backward,
+     manual_grads.dilated_backward),
+    ('dilated/', 'sentence_batch_grads/dilated'),
   ),
 )  # fmt: skip
 

@@ -111,12 +111,16 @@ def transitions(params):
 
 def window_scores(
   params, E_MxKxd, casing_MxK, feat_MxKxFxg, model_cfg, key, char_MxKxH=None,
-  data_devices=1,
+  data_devices=1, layout=None,
 ):  # fmt: skip
+  """Class scores f [M, C] of the M = B T windows of B packed rows (layout:
+  their (starts_BxT, mask_BxT), which the dilated model reads)."""
   x_MxD = model_lib.concat_window(
     E_MxKxd, params['L_case'][casing_MxK], feat_MxKxFxg, char_MxKxH
   )
-  return model_lib.class_scores(params, x_MxD, model_cfg, key, data_devices)
+  return model_lib.class_scores(
+    params, x_MxD, model_cfg, key, data_devices, layout
+  )
 
 
 class CharRows(NamedTuple):
@@ -177,8 +181,9 @@ def batch_grads(
     if chars is not None:
       slots = char_slots(dense, chars.ids, E_char, chars.is_word)
     f = window_scores(
-      dense, E, casing, feat, model_cfg, key, slots, cfg.data_devices
-    )
+      dense, E, casing, feat, model_cfg, key, slots, cfg.data_devices,
+      (starts, mask),
+    )  # fmt: skip
     return sentence_loss(
       dense, f.reshape(B, T, -1), tags, mask, starts, objective
     )
@@ -382,22 +387,26 @@ def _row_scores(params, words, casing, feats, model_cfg, log_probs):
 
 @functools.partial(jax.jit, static_argnames=('model_cfg', 'log_probs'))
 def _packed_scores(
-  params, words, casing, feats, spellings, model_cfg, log_probs
+  params, words, casing, feats, spellings, starts, mask, model_cfg, log_probs
 ):
   """Class scores f [B, T, C] of the windows of B packed rows (the arrays
-  given per row position: words [B, T, K], ..., spellings [B, T, P]), with
-  the character CNN; an ensemble's mean as `_row_scores`."""
+  given per row position: words [B, T, K], ..., spellings [B, T, P] or
+  None, starts and mask [B, T]), with the character CNN and the dilated
+  encoder; an ensemble's mean as `_row_scores`."""
   B, T, K = words.shape
   words_MxK, casing_MxK = words.reshape(B * T, K), casing.reshape(B * T, K)
   feats = None if feats is None else feats.reshape(B * T, *feats.shape[2:])
 
   def one(p):
-    E_char = p['L_char'][spellings]
-    slots = char_slots(p, spellings, E_char, words >= 2)
+    slots = None
+    if spellings is not None:
+      E_char = p['L_char'][spellings]
+      slots = char_slots(p, spellings, E_char, words >= 2)
     feat = None if feats is None else p['L_feat'][feats]
     f = window_scores(
-      p, p['L'][words_MxK], casing_MxK, feat, model_cfg, None, slots
-    )
+      p, p['L'][words_MxK], casing_MxK, feat, model_cfg, None, slots,
+      layout=(starts, mask),
+    )  # fmt: skip
     f = jax.nn.log_softmax(f) if log_probs else f
     return f.reshape(B, T, -1)
 
@@ -408,7 +417,8 @@ def _packed_scores(
 
 def _scores_by_rows(params, windows, lengths, model_cfg, log_probs, T, batch):
   """Class scores f [N, C] of a split's windows computed over its packed
-  rows (the character CNN reads each word's neighbors in its row)."""
+  rows (the character CNN and the dilated encoder read each word's
+  neighbors in its row)."""
   packed, arrays = pack_windows(windows, lengths, T)
   arrays = arrays[:-1]  # not the labels
   n, has_feats = len(windows), windows.feats is not None
@@ -416,13 +426,18 @@ def _scores_by_rows(params, windows, lengths, model_cfg, log_probs, T, batch):
   outs = []
   for r0 in range(0, len(packed.tokens), per_call):
     tok = packed.tokens[r0 : r0 + per_call]
+    starts = packed.starts[r0 : r0 + per_call]
     if len(packed.tokens) > per_call:  # one compiled shape
-      tok = np.pad(tok, ((0, per_call - len(tok)), (0, 0)), constant_values=n)
+      pad = ((0, per_call - len(tok)), (0, 0))
+      tok = np.pad(tok, pad, constant_values=n)
+      starts = np.pad(starts, pad)
     at = [a[tok] for a in arrays]
     feats = at[2] if has_feats else None
+    spellings = at[-1] if windows.chars is not None else None
     f = _packed_scores(
-      params, at[0], at[1], feats, at[-1], model_cfg, log_probs
-    )
+      params, at[0], at[1], feats, spellings, starts, tok < n, model_cfg,
+      log_probs,
+    )  # fmt: skip
     outs.append((tok, f))
   f_NxC = None
   for tok, f in jax.device_get(outs):
@@ -467,7 +482,7 @@ def predict(
   def scores(p, w, c, *fe):
     return _row_scores(p, w, c, fe[0] if fe else None, model_cfg, log_probs)
 
-  if windows.chars is None:
+  if windows.chars is None and model_cfg.model != 'dilated':
     f_NxC = engine.predict(scores, params, arrays, batch)
   else:
     f_NxC = _scores_by_rows(
