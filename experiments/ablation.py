@@ -106,6 +106,7 @@ def main(_):
     rows=_ROWS.value,
     scorers=scorers,
     log=_run.log,
+    events_dir=workdir / 'events',
   )
   table = ablation_report.write_outputs(
     workdir, results, data_dir=_flags.DATA_DIR.value, seeds=seeds

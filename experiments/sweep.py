@@ -80,6 +80,7 @@ def main(_):
     decode=_flags.DECODE.value,
     document=_configs.document_context(),
     checkpoint=checkpoint,
+    events_dir=workdir / 'events',
   )
   table = objective_l2_report.write_outputs(
     workdir,

@@ -6,7 +6,8 @@ r"""Trains one window classifier and scores it with conlleval's entity F1.
 
 Writes into --workdir: flags.txt, config.json, metrics.jsonl, result.json,
 params.npz, vocab.txt, tags.txt, pretrained_words.txt, checkpoints/
-(research/workdir.py), and examples.md: the decks' ambiguous sentences
+(research/workdir.py), events/ (TensorBoard's: tensorboard --logdir runs/),
+and examples.md: the decks' ambiguous sentences
 tagged by the trained model. A killed run continues where its newest
 checkpoint left it with the same command plus --resume.
 The shared flags (data, model, optimizer, run directory) are defined in
@@ -59,6 +60,14 @@ _TUNE_O_BIAS = flags.DEFINE_bool(
   "result.json's o_bias_test); config.json keeps it for evaluate and "
   'predict.',
 )
+_PROFILE = flags.DEFINE_bool(
+  'profile',
+  False,
+  "Record a jax.profiler trace of the model's training from its first "
+  'compiled call (after compilation) to the call after its first evaluation, '
+  "host work between calls included, into WORKDIR/profile: TensorBoard's "
+  'profile plugin or ui.perfetto.dev reads it (docs/devices.md).',
+)
 _flag_spec.use(
   _flags.DATA,
   _flags.MODEL_FLAGS,
@@ -97,6 +106,8 @@ def main(_):
     eval_train=True,
     checkpoint=checkpoint,
     metrics_file=workdir / 'metrics.jsonl',
+    events_dir=workdir / 'events',
+    profile_dir=workdir / 'profile' if _PROFILE.value else None,
     log=log,
     tune_o_bias=_TUNE_O_BIAS.value,
   )

@@ -216,6 +216,7 @@ def test_sweep_of_one_configuration(corpus, tmp_path):
   assert '--workdir' not in (workdir / 'flags.txt').read_text()
 
 
+@pytest.mark.slow  # ./launch.sh test -m slow
 def test_sweep_of_sentence_objectives_with_document_context(corpus, tmp_path):
   """A window-level and a sentence-level objective side by side: both
   train on whole sentences; the first pass of the document feature is
@@ -308,6 +309,7 @@ def test_readme_quickstart_is_the_two_commands():
   )
 
 
+@pytest.mark.slow  # ./launch.sh test -m slow
 def test_bench_measures_every_row_it_reports(corpus, tmp_path):
   vectors = tmp_path / 'vectors.txt'  # 'pretrained' vocabulary: 6 more words
   words = [

@@ -254,6 +254,7 @@ def _finish(proc):
   return out
 
 
+@pytest.mark.slow  # ./launch.sh test -m slow
 def test_entry_points_run_end_to_end(corpus, tmp_path):
   data_dir, _ = corpus
   fvf_dir = tmp_path / 'fvf'

@@ -162,6 +162,7 @@ def _sweep(corpus, workdir, mesh, devices, seeds='0,1,2'):
   return json.loads((workdir / 'results.json').read_text())['results']
 
 
+@pytest.mark.slow  # ./launch.sh test -m slow
 def test_sweep_on_four_devices(corpus, tmp_path):
   """`sweep --mesh=4x1` (6 configurations padded to 8) gives one device's
   results bit for bit; `--mesh=1x4` within the stated tolerance."""
@@ -213,6 +214,7 @@ def _free_port():
     return s.getsockname()[1]
 
 
+@pytest.mark.slow  # ./launch.sh test -m slow
 def test_two_processes_equal_one_process_of_the_same_mesh(corpus, tmp_path):
   """jax.distributed on localhost: 2 processes of 2 CPU devices each (gloo
   collectives) run `sweep --mesh=2x2`, configurations and batches split

@@ -63,6 +63,7 @@ def test_timeit_interleaves_and_reports_loops_and_repeats():
   assert vectorization.fmt_time(1.5) == '1.5 s'
 
 
+@pytest.mark.slow  # ./launch.sh test -m slow
 def test_entry_point_writes_its_results_and_report(corpus, tmp_path):
   workdir = tmp_path / 'lvm'
   result = run_entry(

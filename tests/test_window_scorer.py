@@ -265,6 +265,7 @@ Paris B-LOC
 """
 
 
+@pytest.mark.slow  # ./launch.sh test -m slow
 def test_entry_point_end_to_end(tmp_path):
   data_dir = tmp_path / 'data'
   data_dir.mkdir()

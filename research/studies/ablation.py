@@ -144,6 +144,7 @@ def run(
   rows='all',
   scorers=None,
   log=print,
+  events_dir=None,
 ):
   """Trains every row of `plan(rows)` with every seed.
 
@@ -158,6 +159,8 @@ def run(
     scorers: {key: fn(setup, params, o_bias) -> scores (tagging.evaluate's)}
       of each trained model (its research.setup.Setup), key one of SCORERS.
     log: progress printer.
+    events_dir: a directory that gets each row's TensorBoard stream
+      (`row_stream`), or None.
 
   Returns:
     [{'path', 'label', 'setting', 'seed', 'dev', 'test'?, each key of
@@ -191,6 +194,7 @@ def run(
         document='document' in s.features,
         tune_o_bias=s.tune_o_bias,
         log=lambda _: None,
+        events_dir=events_dir and events_dir / row_stream(path, i, seed),
       )
       result = trained.result
       wall = time.perf_counter() - t0
@@ -218,6 +222,11 @@ def run(
       )
       results.append(r)
   return results
+
+
+def row_stream(path, index, seed):
+  """A row's TensorBoard stream: its path, its number in the plan, seed."""
+  return f'{path}_{index + 1:02d}_seed={seed}'
 
 
 def change(values, reference):

@@ -23,10 +23,11 @@ from research.evaluation import scoring
 from research.reports import render
 from research.training import classifier
 from research.training import engine
+from research.training import events as events_lib
 from research.training import facade as training
 
 
-def _train(setup, grid, lr, epochs, log, ckpt):
+def _train(setup, grid, lr, epochs, log, ckpt, events_dir):
   """One training.fit_stack of the configurations `grid` [(l2, seed)];
   returns (final params, learning curves, stats), one of each per
   configuration."""
@@ -38,6 +39,11 @@ def _train(setup, grid, lr, epochs, log, ckpt):
     epochs=epochs,
     eval_train=True,
     checkpoint=ckpt,
+    events=events_dir
+    and (
+      events_dir,
+      [events_lib.stream_name(setup.objective.name, l2, s) for l2, s in grid],
+    ),
     log=log,
     stop_on_divergence=False,  # reported per configuration instead
   )
@@ -90,8 +96,9 @@ def _result(setup, config, final, curve, stats):
 
 
 def run_grid(
-  setup, l2s, seeds, *, lr, epochs, vmap=True, log=print, checkpoint=None
-):
+  setup, l2s, seeds, *, lr, epochs, vmap=True, log=print, checkpoint=None,
+  events_dir=None,
+):  # fmt: skip
   """Trains every (l2, seed) of one objective (a research.setup.Setup),
   checkpointing into checkpoint's child named by the objective (and the
   configuration's index without vmap).
@@ -106,12 +113,14 @@ def run_grid(
   name = setup.objective.name
   ckpt = checkpoint and checkpoint.child(name)
   if vmap:
-    finals, curves, stats_all = _train(setup, grid, lr, epochs, log, ckpt)
+    finals, curves, stats_all = _train(
+      setup, grid, lr, epochs, log, ckpt, events_dir
+    )
   else:
     finals, curves, stats_all = [], [], []
     for i, config in enumerate(grid):
       one = ckpt and ckpt.child(str(i))
-      f, c, st = _train(setup, [config], lr, epochs, log, one)
+      f, c, st = _train(setup, [config], lr, epochs, log, one, events_dir)
       finals += f
       curves += c
       stats_all += st
@@ -152,12 +161,14 @@ def run(
   decode='argmax',
   document=False,
   checkpoint=None,
+  events_dir=None,
 ):
   """The sweep: `run_grid` for each objective (cfg.objective is replaced), each
   checkpointing into its child of `checkpoint` (a
-  research.training.checkpoint.Checkpointer, or None). With `document`, ds is
-  first given document context (training.document_context), once, with the first
-  objective.
+  research.training.checkpoint.Checkpointer, or None) and writing one
+  TensorBoard stream per configuration into `events_dir` (when given). With
+  `document`, ds is first given document context
+  (training.document_context), once, with the first objective.
 
   Returns:
     {'results': [...], 'timings': [...], 'best_l2': {objective: l2},
@@ -192,7 +203,7 @@ def run(
     )
     rs, timing = run_grid(
       setup, l2s, seeds, lr=lr, epochs=epochs, vmap=vmap, log=log,
-      checkpoint=checkpoint,
+      checkpoint=checkpoint, events_dir=events_dir,
     )  # fmt: skip
     results += rs
     timings.append(timing)

@@ -14,6 +14,7 @@ checkpoints (`resume`) and stops a single run that diverged (`divergence`).
 
 from typing import NamedTuple
 
+import jax
 import numpy as np
 
 from research import timing
@@ -23,6 +24,7 @@ from research.formulas import model as model_lib
 from research.training import classifier
 from research.training import divergence
 from research.training import engine
+from research.training import events as events_lib
 from research.training import resume
 from research.training import selection
 from research.training import two_passes
@@ -117,12 +119,13 @@ def fit_stack(
   log=print,
   name='',
   stop_on_divergence=None,
+  events=None,
 ):
   """Trains S = len(seeds) configurations of a research.setup.Setup
   (`stack_loop`) by `drive`, evaluating them on dev (and a sample of train
   with `eval_train`): each alone (a sweep), or with setup.members > 1 as
   the members of one model (scores averaged). select: 'last' or
-  'best_dev' (one model only). metrics_file, stop_on_divergence:
+  'best_dev' (one model only). metrics_file, stop_on_divergence, events:
   `drive`'s. Returns drive's Fitted."""
   loop, stats, clock = stack_loop(
     setup,
@@ -147,6 +150,7 @@ def fit_stack(
     stop_on_divergence=stop_on_divergence,
     clock=clock,
     stats=stats,
+    events=events,
   )
 
 
@@ -164,6 +168,8 @@ def drive(
   stop_on_divergence=None,
   clock=None,
   stats=None,
+  events=None,
+  profile_dir=None,
 ):
   """Runs an engine.Loop to its end: the one loop driver of every run.
 
@@ -178,7 +184,14 @@ def drive(
   configuration that diverges raises divergence.Diverged; otherwise it
   keeps its last good parameters, is reported in stats['diverged_at'] and
   the others finish. clock: the timing.Clock its parts are added to;
-  stats: entries added to the loop's.
+  stats: entries added to the loop's; events: (directory, stream names) of
+  the TensorBoard event files each row also goes to (`events.Events`: one
+  stream per configuration scored), or None; profile_dir: a directory that
+  gets a jax.profiler trace from the first compiled call after compilation
+  to the call after the first evaluation, with what the host does between
+  calls (the evaluation, logging, metrics, checkpoints): TensorBoard's
+  profile plugin reads its .xplane.pb, ui.perfetto.dev its .trace.json.gz;
+  or None.
 
   Returns Fitted(stacked params, history, stats: the loop's, `stats` and
   'seconds', the parts, best).
@@ -187,6 +200,7 @@ def drive(
   with clock('checkpoint'):
     history = resume.restore(checkpoint, loop, best, log, name)
   rows = MetricsFile(metrics_file, history)
+  streams = events and events_lib.Events(*events, start=loop.step)
   stop = (
     len(loop.seeds) == 1 if stop_on_divergence is None else stop_on_divergence
   )
@@ -200,10 +214,21 @@ def drive(
     if best is not None:
       best.offer(one_model_row(history[-1]), one_model(params, ensemble))
     rows.write(history[-1])
+    if streams:
+      parts = {'compile': loop.compile_seconds, 'train': loop.train_seconds}
+      streams.write(history[-1], params, loop, dict(clock.seconds, **parts))
 
   if evaluate is not None and eval_at_start:
     row(0)
+  evaluated = False  # while tracing: an evaluation's host work is in
+  if profile_dir is not None:
+    jax.profiler.start_trace(str(profile_dir))
   for at in loop:
+    if profile_dir is not None and (evaluated or at.done):
+      jax.block_until_ready(loop.state)  # the call after it, then stop
+      jax.profiler.stop_trace()
+      profile_dir = None
+    evaluated = profile_dir is not None and at.evaluate
     log(loop.progress(name))
     if stop:
       stop_if_diverged(loop, checkpoint, name)
@@ -213,6 +238,8 @@ def drive(
       with clock('checkpoint'):
         resume.save(checkpoint, loop, history, best)
   rows.close()
+  if streams:
+    streams.close()
   if checkpoint is not None:
     with clock('checkpoint'):
       checkpoint.wait()  # the last save, written while the run scored
@@ -349,13 +376,17 @@ def train(
   metrics_file=None,
   log=print,
   tune_o_bias=False,
+  events_dir=None,
+  profile_dir=None,
 ):
   """One model of a research.setup.Setup (an ensemble of setup.members
   members, seeds seed, seed+1, ...), scored on dev and test. With
   `document`, the Dataset is first given document context
   (`document_context`: two first-pass models on halves of the training
   documents, checkpointed as 'first_pass_1' and 'first_pass_2'); the
-  model's own training checkpoints as 'model'.
+  model's own training checkpoints as 'model', writes its TensorBoard
+  event files into `events_dir` and a profile of its first compiled calls
+  and first evaluation into `profile_dir` (when given: `drive`).
 
   Returns Trained(params, result, setup, history): params stacked on a
   member axis for an ensemble (the first pass's under
@@ -399,6 +430,8 @@ def train(
     log=log,
     clock=parts,
     stats=stats,
+    events=events_dir and (events_dir, ('',)),
+    profile_dir=profile_dir,
   )
   clock.merge(fitted.stats['seconds'])
   with clock('evaluate'):
