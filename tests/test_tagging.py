@@ -16,6 +16,7 @@ import sys
 
 import pytest
 
+from research.errors import UserError
 from research.evaluation import metrics
 from research.evaluation import tag_output
 from research.evaluation import tagging
@@ -562,3 +563,12 @@ def test_chars_model_with_a_bias_against_o_chosen_on_dev(tmp_path):
   overall = printed_scores(stdout[None])['overall']
   assert overall[2] == pytest.approx(saved['test']['f1'], abs=0.01)
   assert _found(stdout[3.0]) > _found(stdout[0.0])
+
+
+def test_a_model_of_an_unregistered_objective_is_refused_in_one_line():
+  """A saved model whose objective this code has not registered (one
+  registered at run time by the process that trained it) is a user error
+  naming it, not a traceback."""
+  config = {'model': {}, 'train': {'objective': 'squared_hinge'}}
+  with pytest.raises(UserError, match="objective 'squared_hinge'.*register"):
+    tagging.from_parts({}, None, ['O'], config)

@@ -19,6 +19,7 @@ from research.data import features as features_lib
 from research.data import gazetteer as gazetteer_lib
 from research.data import tagschemes
 from research.data import vocab as vocab_lib
+from research.errors import UserError
 from research.evaluation import metrics
 from research.evaluation import novelty
 from research.formulas import chars as chars_lib
@@ -120,7 +121,7 @@ def from_parts(params, vocab, tags, config):
     vocab,
     tags,
     model_lib.ModelConfig(**config['model']),
-    objective=objectives.get(config.get('train', {}).get('objective', 'xent')),
+    objective=_objective(config.get('train', {}).get('objective', 'xent')),
     decode=config.get('decode', 'argmax'),
     o_bias=config.get('o_bias', 0.0),
     tag_scheme=config.get('tag_scheme', scheme),
@@ -133,6 +134,18 @@ def from_parts(params, vocab, tags, config):
       else None
     ),
   )
+
+
+def _objective(name):
+  """The registry's record of a saved model's objective."""
+  try:
+    return objectives.get(name)
+  except ValueError as e:
+    raise UserError(
+      f'the model was trained with objective {name!r}, which this code has '
+      f'not registered ({e}); register it (docs/design.md) or use a model '
+      'of a registered objective'
+    ) from None
 
 
 def tag(model, sentences):
