@@ -73,15 +73,20 @@ class Setup:
 
   def predict(self, params, split, o_bias=0.0):
     """(predicted class ids [N], per-window losses [N] or None) of a split
-    of the Dataset (`predict`)."""
+    of the Dataset (`predict_windows`)."""
     ds = self.ds
     lengths = sequence.sentence_lengths(ds.splits[split])
+    return self.predict_windows(params, ds.windows[split], lengths, o_bias)
+
+  def predict_windows(self, params, windows, lengths, o_bias=0.0):
+    """`predict` of windows of sentences of `lengths` words, tagged with
+    the Dataset's tags."""
     return predict(
       params,
-      ds.windows[split],
+      windows,
       lengths,
-      ds.tags,
-      ds.tag_scheme,
+      self.ds.tags,
+      self.ds.tag_scheme,
       self.model_cfg,
       self.objective,
       self.decode,

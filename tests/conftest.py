@@ -172,14 +172,14 @@ def assert_same_numbers(got, want, atol=1e-4):
 
 def fit_windows(params, windows, hyper, seeds, model_cfg, cfg, *, epochs, **kw):
   """The window task of `windows` (a vocab.Windows) trained by the loop
-  driver every run uses (facade.fit_task): stacked params, [S] hyper, S
+  driver every run uses (driver.fit_task): stacked params, [S] hyper, S
   seeds; kw are fit_task's. Returns (params, history, stats)."""
   from research.formulas import objectives  # noqa: PLC0415
   from research.training import classifier  # noqa: PLC0415
-  from research.training import facade  # noqa: PLC0415
+  from research.training import driver  # noqa: PLC0415
 
   objective = objectives.get(cfg.objective, 'window')
-  fitted = facade.fit_task(
+  fitted = driver.fit_task(
     classifier.ClassifierTask(model_cfg, cfg, objective),
     params,
     hyper,
@@ -200,14 +200,14 @@ def fit_sentences(
   `lengths` words packed into rows of T positions (default:
   sequence.row_length); stats with the task's."""
   from research.formulas import objectives  # noqa: PLC0415
-  from research.training import facade  # noqa: PLC0415
+  from research.training import driver  # noqa: PLC0415
   from research.training import sequence  # noqa: PLC0415
 
   objective = objectives.get(cfg.objective)
   task, data, rows, task_stats = sequence.task_and_data(
     windows, lengths, model_cfg, cfg, objective, T
   )
-  fitted = facade.fit_task(
+  fitted = driver.fit_task(
     task, params, hyper, seeds, data, num_examples=rows, epochs=epochs, **kw
   )
   return fitted.params, fitted.history, dict(fitted.stats, **task_stats)

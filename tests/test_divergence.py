@@ -1,4 +1,4 @@
-"""The divergence guard (optim.apply_gradients, facade.drive): a step whose
+"""The divergence guard (optim.apply_gradients, driver.drive): a step whose
 loss or update is not finite (or whose loss passes engine.MAX_LOSS) changes
 nothing; a single run stops with one line, a sweep's other configurations
 finish as if nothing happened."""

@@ -35,8 +35,8 @@ from research.errors import UserError
 from research.formulas import model as model_lib
 from research.formulas import objectives
 from research.training import classifier
+from research.training import driver
 from research.training import engine
-from research.training import facade as training
 from research.training import optim
 from research.training import sequence
 
@@ -118,7 +118,7 @@ def fit_timer(
 ):
   """A timer of the classifier's stepping over `steps` steps (one compiled
   call) of the stacked `params`, driven as every run is
-  (research.training.facade.fit_task); also returns the list that collects
+  (research.training.driver.fit_task); also returns the list that collects
   each run's compile seconds."""
   sub = _take(windows, steps * cfg.batch_size)
   task = classifier.ClassifierTask(
@@ -131,7 +131,7 @@ def fit_timer(
   )
 
   def timer():
-    stats = training.fit_task(
+    stats = driver.fit_task(
       task,
       params,
       hyper,
@@ -152,14 +152,14 @@ def fit_timer(
 def sentence_timer(ds, model_cfg, cfg, hyper, steps):
   """A timer of the sentence task's stepping (`steps` steps of one
   compiled call) on a Dataset's training sentences, driven as every run is
-  (research.training.facade.fit_task); returns (timer, stats of each run)."""
+  (research.training.driver.fit_task); returns (timer, stats of each run)."""
   setup = setup_lib.resolve(ds, model_cfg, cfg).on_sentences()
   params = engine.stack([setup.init_params(0)])
   task, data, rows, task_stats = setup.task_and_data()
   runs = []
 
   def timer():
-    stats = training.fit_task(
+    stats = driver.fit_task(
       task,
       params,
       engine.Hyper([hyper.lr], [hyper.l2]),

@@ -17,7 +17,7 @@ models is a *task* (`research.training.classifier.ClassifierTask`,
 
 `Loop` is the compiled loop: iterating it trains, and it yields between compiled
 calls at evaluation and checkpoint boundaries, so that its caller (the one
-driver of every run, research.training.facade.drive) evaluates, selects, logs
+driver of every run, research.training.driver.drive) evaluates, selects, logs
 and checkpoints.
 
 The engine runs up to `steps_per_call` steps inside one compiled call

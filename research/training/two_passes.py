@@ -15,7 +15,6 @@ from typing import NamedTuple
 
 import numpy as np
 
-from research import setup as setup_lib
 from research.data import dataset as dataset_lib
 from research.data import features as features_lib
 from research.data import vocab as vocab_lib
@@ -84,17 +83,7 @@ def first_pass_values(setup, models, halves):
   both = engine.stack(models)
 
   def predict(params, windows, lengths):
-    return setup_lib.predict(
-      params,
-      windows,
-      lengths,
-      ds.tags,
-      ds.tag_scheme,
-      setup.model_cfg,
-      setup.objective,
-      setup.decode,
-      0.0,
-    )[0]
+    return setup.predict_windows(params, windows, lengths)[0]
 
   values = {}
   for name, sents in ds.splits.items():

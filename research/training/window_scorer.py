@@ -36,8 +36,8 @@ from research.data import vocab as vocab_lib
 from research.errors import UserError
 from research.formulas import model as model_lib
 from research.formulas import objectives
+from research.training import driver
 from research.training import engine
-from research.training import facade
 from research.training import optim
 
 NEGATIVES = ('corrupt', 'corrupt+real')
@@ -361,7 +361,7 @@ def fit(
   params, data, hyper, seeds, cfg, *, num_steps, steps_per_epoch=None, **kw
 ):
   """The scorer trained for `num_steps` steps (stacked params, [S] hyper,
-  S seeds) by the loop driver of every run (facade.fit_task); evaluates
+  S seeds) by the loop driver of every run (driver.fit_task); evaluates
   at step 0 too. Other keywords are fit_task's. Returns (stacked params,
   history, stats)."""
 
@@ -373,7 +373,7 @@ def fit(
     )
   kw.setdefault('steps_per_call', 200)
   kw.setdefault('eval_every', num_steps)
-  return facade.fit_task(
+  return driver.fit_task(
     ScorerTask(cfg),
     params,
     hyper,

@@ -1,0 +1,207 @@
+"""The one loop driver of every run: `drive` steps an engine.Loop to its
+end and, between its compiled calls, evaluates, logs, keeps the best-dev
+parameters (a `selection` keeper), writes metrics.jsonl and the TensorBoard
+streams (`events`), checkpoints (`resume`), stops a run that diverged
+(`divergence`) and, on request, records a profile. The training façade
+(research.training.facade: train, sweeps, ensembles), the benchmarks and the
+window scorer (`fit_task`) all run through it.
+"""
+
+from typing import NamedTuple
+
+import jax
+import numpy as np
+
+from research import timing
+from research import workdir as workdir_lib
+from research.training import divergence
+from research.training import engine
+from research.training import events as events_lib
+from research.training import resume
+from research.training import selection
+
+
+class Fitted(NamedTuple):
+  params: dict  # stacked [S, ...]
+  history: list  # evaluation rows: step, epoch, train_<metric> [S], splits
+  stats: dict  # engine.Loop.stats, and the task's (rows, fill, ...)
+  best: selection.BestDev | None  # with select='best_dev'
+
+
+def drive(
+  loop,
+  evaluate=None,
+  *,
+  best=None,
+  ensemble=False,
+  eval_at_start=False,
+  checkpoint=None,
+  metrics_file=None,
+  log=print,
+  name='',
+  stop_on_divergence=None,
+  clock=None,
+  stats=None,
+  events=None,
+  profile_dir=None,
+):
+  """Runs an engine.Loop to its end: the one loop driver of every run.
+
+  Between the loop's compiled calls: a progress line; at its evaluation
+  boundaries (and at step 0 with `eval_at_start`) a row of the history,
+  `evaluate(stacked params)` merged into {'step', 'epoch',
+  'train_<metric>' ([S] means since the previous row)}, offered to `best`
+  (a selection keeper, or None) and written to `metrics_file` (a path,
+  one model's rows as JSON lines: `MetricsFile`); at its save boundaries a
+  checkpoint (`resume.save`; a resumed run starts from the newest,
+  `resume.restore`). stop_on_divergence (default: one configuration): a
+  configuration that diverges raises divergence.Diverged; otherwise it
+  keeps its last good parameters, is reported in stats['diverged_at'] and
+  the others finish. clock: the timing.Clock its parts are added to;
+  stats: entries added to the loop's; events: (directory, stream names) of
+  the TensorBoard event files each row also goes to (`events.Events`: one
+  stream per configuration scored), or None; profile_dir: a directory that
+  gets a jax.profiler trace from the first compiled call after compilation
+  to the call after the first evaluation, with what the host does between
+  calls (the evaluation, logging, metrics, checkpoints): TensorBoard's
+  profile plugin reads its .xplane.pb, ui.perfetto.dev its .trace.json.gz;
+  or None.
+
+  Returns Fitted(stacked params, history, stats: the loop's, `stats` and
+  'seconds', the parts, best).
+  """
+  clock = clock or timing.Clock()
+  with clock('checkpoint'):
+    history = resume.restore(checkpoint, loop, best, log, name)
+  rows = MetricsFile(metrics_file, history)
+  streams = events and events_lib.Events(*events, start=loop.step)
+  stop = (
+    len(loop.seeds) == 1 if stop_on_divergence is None else stop_on_divergence
+  )
+  loop.compile()
+
+  def row(step):
+    params = loop.params()
+    out = dict(step=step, epoch=step / loop.spe, **loop.meter.take())
+    with clock('evaluate'):
+      history.append(dict(out, **evaluate(params)))
+    if best is not None:
+      best.offer(one_model_row(history[-1]), one_model(params, ensemble))
+    rows.write(history[-1])
+    if streams:
+      parts = {'compile': loop.compile_seconds, 'train': loop.train_seconds}
+      streams.write(history[-1], params, loop, dict(clock.seconds, **parts))
+
+  if evaluate is not None and eval_at_start:
+    row(0)
+  evaluated = False  # while tracing: an evaluation's host work is in
+  if profile_dir is not None:
+    jax.profiler.start_trace(str(profile_dir))
+  for at in loop:
+    if profile_dir is not None and (evaluated or at.done):
+      jax.block_until_ready(loop.state)  # the call after it, then stop
+      jax.profiler.stop_trace()
+      profile_dir = None
+    evaluated = profile_dir is not None and at.evaluate
+    log(loop.progress(name))
+    if stop:
+      stop_if_diverged(loop, checkpoint, name)
+    if at.evaluate and evaluate is not None:
+      row(at.step)
+    if at.save and checkpoint is not None and checkpoint.due(at.done):
+      with clock('checkpoint'):
+        resume.save(checkpoint, loop, history, best)
+  rows.close()
+  if streams:
+    streams.close()
+  if checkpoint is not None:
+    with clock('checkpoint'):
+      checkpoint.wait()  # the last save, written while the run scored
+  clock.merge({'compile': loop.compile_seconds, 'train': loop.train_seconds})
+  stats = dict(loop.stats(), **(stats or {}), seconds=clock.seconds)
+  return Fitted(loop.params(), history, stats, best)
+
+
+def fit_task(
+  task,
+  params,
+  hyper,
+  seeds,
+  data,
+  *,
+  evaluate=None,
+  eval_at_start=False,
+  log=print,
+  name='',
+  stop_on_divergence=None,
+  **loop_kw,
+):
+  """S configurations of any task (the window scorer's, a benchmark's)
+  trained by `drive`: an engine.Loop of (task, stacked params, [S] hyper,
+  S seeds, data) and loop_kw (num_examples, epochs, steps_per_epoch,
+  eval_every, steps_per_call, compiler_options); evaluate: fn(stacked
+  params) -> dict, or None. Returns `drive`'s Fitted."""
+  loop = engine.Loop(task, params, hyper, seeds, data, **loop_kw)
+  return drive(
+    loop,
+    evaluate,
+    eval_at_start=eval_at_start,
+    log=log,
+    name=name,
+    stop_on_divergence=stop_on_divergence,
+  )
+
+
+class MetricsFile:
+  """metrics.jsonl: each evaluation row of one model (`one_model_row`), the
+  rows of a resumed run's history first; nothing when path is None."""
+
+  def __init__(self, path, history):
+    rows = [one_model_row(row) for row in history]
+    self.out = workdir_lib.JsonlWriter(path, rows) if path else None
+
+  def write(self, row):
+    if self.out is not None:
+      self.out.write(one_model_row(row))
+
+  def close(self):
+    if self.out is not None:
+      self.out.close()
+
+
+def stop_if_diverged(loop, checkpoint, name):
+  """divergence.check of a loop (naming its last good checkpoint). The
+  checkpoints are listed only once a configuration has diverged: listing
+  them waits for a save being written in the background."""
+  diverged_S = loop.diverged()
+  if np.all(diverged_S < 0):
+    return
+  saved = checkpoint is not None and checkpoint.latest() is not None
+  divergence.check(
+    diverged_S,
+    loop.meter.last_SxM[:, 0],
+    loop.hyper.lr,
+    name,
+    checkpoint.directory if saved else None,
+  )
+
+
+def one_model(params, ensemble):
+  """A stack's one model: an ensemble's stacked members, or the first."""
+  return params if ensemble else engine.unstack(params, 0)
+
+
+def one_model_row(row):
+  """An evaluation row of a stack as one model's (its first's) row."""
+  out = dict(row)
+  for key in ('dev', 'train'):
+    if key in out:
+      out[key] = out[key][0]
+  if out.get('train_loss') is not None:
+    out['train_loss'] = out['train_loss'][0]
+  return out
+
+
+def is_stack(params):
+  """Whether stacked params hold more than one configuration."""
+  return params['L'].shape[0] > 1
