@@ -6,9 +6,10 @@ r"""Ablation: each part of the strong model added to the default, and removed.
 
 The rows are research/studies/ablation.py's ADDED, REMOVED and BEYOND: they
 set the objective, batch size, epochs, tag scheme, features, dropout,
-selection, decoding, hidden units, word dropout, case copies and the bias
-against O; the settings they do not vary (data, vectors, optimizer, lr,
-window, ...) come from the flags (--help lists them). Every row reports dev
+selection, decoding, hidden units, nonlinearity, word dropout, ensemble,
+the bias against O and the model; the settings they do not vary (data,
+vectors, optimizer, lr, window, ...) come from the flags (--help lists
+them). Every row reports dev
 precision, recall, unseen-entity F1, the F1 of dev lowercased and, with
 --cross_data, the F1 on another corpus.
 Writes into --workdir: flags.txt, results.json, results.csv, report.md,
@@ -32,7 +33,7 @@ from research.training import engine
 _flag_spec.use(
   ('data_dir', 'data_cache', 'embeddings', 'vocab', 'embed_dim'),
   ('affix_length', 'case_augment'),
-  ('gazetteer', 'window', 'model', 'nonlinearity', 'feature_dim'),
+  ('gazetteer', 'window', 'feature_dim'),
   ('char_dim', 'char_filters', 'char_width', 'dilation_layers'),
   ('block_repeats',),
   ('optimizer', 'lr', 'l2_embeddings', 'l2_biases', 'freeze_embeddings'),
@@ -99,7 +100,12 @@ def main(_):
   row_set = ablation.Setting()
   results = ablation.run(
     load,
-    _configs.model_config(hidden=row_set.hidden, dropout=row_set.dropout),
+    _configs.model_config(
+      hidden=row_set.hidden,
+      dropout=row_set.dropout,
+      nonlinearity=row_set.nonlinearity,
+      model=row_set.model,
+    ),
     _configs.train_config(batch_size=row_set.batch_size),
     engine.Hyper(_flags.LR.value, 0.0),
     seeds,

@@ -5,10 +5,10 @@ Two paths, each row trained with several seeds:
 * added one at a time, from today's default (the decks' window classifier:
   cross-entropy on shuffled windows, argmax per word) to the full model;
 * removed one at a time from the full model;
-* beyond the full model, one after another: what is meant to carry it to
-  names and text it was not trained on (word dropout, the character CNN, a
-  bias against O at decoding chosen on dev, lowercased and uppercased
-  copies of training documents).
+* beyond the full model, one after another: what the best configuration
+  adds to the single model (an ensemble, a bias against O at decoding kept
+  only when it beats the noise) and the wider context of windows of
+  windows (research/formulas/dilated.py).
 
 Besides dev F1, every row reports precision and recall, the F1 of the dev
 entities whose string is not a training entity ('unseen', research/
@@ -49,6 +49,8 @@ class Setting(NamedTuple):
   word_dropout: float = 0.0
   case_augment: float = 0.0
   tune_o_bias: bool = False
+  nonlinearity: str = 'tanh'
+  model: str = 'hidden'
 
 
 # (label, changes) applied one after another to Setting().
@@ -69,6 +71,8 @@ ADDED = (
     {'features': ('prefix', 'suffix', 'shape', 'gazetteer', 'document')},
   ),
   ('+ 200 hidden units (from 300)', {'hidden': 200}),
+  ('+ ReLU hidden layer (from tanh)', {'nonlinearity': 'relu'}),
+  ('+ word dropout 0.1', {'word_dropout': 0.1}),
 )
 
 # (label, changes) each applied alone to the full model (the last ADDED row).
@@ -86,27 +90,18 @@ REMOVED = (
     '- document context',
     {'features': ('prefix', 'suffix', 'shape', 'gazetteer')},
   ),
+  ('- ReLU (tanh)', {'nonlinearity': 'tanh'}),
+  ('- word dropout', {'word_dropout': 0.0}),
+  ('- CRF (the structured margin instead)', {'objective': 'struct_margin'}),
 )
 
 
-# (label, changes) applied one after another to the full model.
+# (label, changes) applied one after another to the full model: the last
+# two rows are experiments/configs/conll_best.flags and conll_dilated.flags.
 BEYOND = (
-  ('+ word dropout 0.1', {'word_dropout': 0.1}),
-  (
-    '+ character CNN',
-    {
-      'features': (
-        'prefix',
-        'suffix',
-        'shape',
-        'gazetteer',
-        'document',
-        'chars',
-      )
-    },
-  ),
-  ('+ bias against O (chosen on dev)', {'tune_o_bias': True}),
-  ('+ lowercased and uppercased copies (0.2)', {'case_augment': 0.2}),
+  ('+ ensemble of 3 (averaged scores)', {'ensemble': 3}),
+  ('+ bias against O (kept when beyond the noise)', {'tune_o_bias': True}),
+  ('+ windows of windows (3 dilated layers)', {'model': 'dilated'}),
 )
 
 
@@ -178,7 +173,12 @@ def run(
     for seed in seeds:
       log(f'== row {i + 1}/{len(steps)} {label}, seed {seed}')
       t0 = time.perf_counter()
-      row_model = model_cfg._replace(dropout=s.dropout, hidden=s.hidden)
+      row_model = model_cfg._replace(
+        dropout=s.dropout,
+        hidden=s.hidden,
+        nonlinearity=s.nonlinearity,
+        model=s.model,
+      )
       row_cfg = cfg._replace(
         objective=s.objective,
         batch_size=s.batch_size,
