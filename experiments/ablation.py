@@ -9,9 +9,8 @@ set the objective, batch size, epochs, tag scheme, features, dropout,
 selection, decoding, hidden units, nonlinearity, word dropout, ensemble,
 the bias against O and the model; the settings they do not vary (data,
 vectors, optimizer, lr, window, ...) come from the flags (--help lists
-them). Every row reports dev
-precision, recall, unseen-entity F1, the F1 of dev lowercased and, with
---cross_data, the F1 on another corpus.
+them). Every row reports dev precision, recall, unseen-entity F1, the F1
+of dev lowercased and, with --cross_data, the F1 on another corpus.
 Writes into --workdir: flags.txt, results.json, results.csv, report.md,
 ablation.png.
 """
@@ -36,7 +35,8 @@ _flag_spec.use(
   ('gazetteer', 'window', 'feature_dim'),
   ('char_dim', 'char_filters', 'char_width', 'dilation_layers'),
   ('block_repeats',),
-  ('optimizer', 'lr', 'l2_embeddings', 'l2_biases', 'freeze_embeddings'),
+  ('optimizer', 'lr', 'lr_decay', 'l2_embeddings', 'l2_biases'),
+  ('freeze_embeddings',),
   ('sparse', 'grad', 'word_dropout'),
   _flags.RUN_DIR,
   _flags.DEVICES,
