@@ -74,14 +74,19 @@ class Setup:
   def predict(self, params, split, o_bias=0.0):
     """(predicted class ids [N], per-window losses [N] or None) of a split
     of the Dataset (`predict_windows`)."""
+    return self.predict_biases(params, split, (o_bias,))[0]
+
+  def predict_biases(self, params, split, biases):
+    """`predict` of a split decoded with each bias against O of `biases`
+    (the model's scores computed once: `predict_each`)."""
     ds = self.ds
     lengths = sequence.sentence_lengths(ds.splits[split])
-    return self.predict_windows(params, ds.windows[split], lengths, o_bias)
+    return self.predict_windows(params, ds.windows[split], lengths, biases)
 
-  def predict_windows(self, params, windows, lengths, o_bias=0.0):
-    """`predict` of windows of sentences of `lengths` words, tagged with
-    the Dataset's tags."""
-    return predict(
+  def predict_windows(self, params, windows, lengths, biases=(0.0,)):
+    """`predict_each` of windows of sentences of `lengths` words, tagged
+    with the Dataset's tags: [(ids, losses or None)] per bias."""
+    return predict_each(
       params,
       windows,
       lengths,
@@ -90,7 +95,7 @@ class Setup:
       self.model_cfg,
       self.objective,
       self.decode,
-      o_bias,
+      biases,
     )
 
   def with_dataset(self, ds, members=None):
@@ -214,22 +219,40 @@ def predict(
   positive bias tags more words as entities (recall for precision). The
   losses come with `window_argmax`'s predictions only.
   """
-  if window_argmax(params, windows, model_cfg, objective, decode, o_bias):
-    return classifier.predict(params, windows, model_cfg, objective)
-  trans = None
-  if objective.sentence_level or decode == 'viterbi':
-    allowed = tagschemes.valid_transitions(tags, scheme)
-    trans = sequence.decode_transitions(params, len(tags), allowed, objective)
-  pred = sequence.predict(
-    params,
-    windows,
-    lengths,
-    model_cfg,
-    trans,
-    log_probs=objective.log_probs,
-    bias_C=o_bias_C(tags, o_bias),
-  )
-  return pred, None
+  return predict_each(
+    params, windows, lengths, tags, scheme, model_cfg, objective, decode,
+    (o_bias,),
+  )[0]  # fmt: skip
+
+
+def predict_each(
+  params, windows, lengths, tags, scheme, model_cfg, objective, decode, biases
+):
+  """[`predict` with each o_bias of `biases`]: the class scores computed
+  once (sequence.scores) and decoded once per bias (sequence.decode); a
+  bias of 0 of a `window_argmax` model takes classifier.predict, which
+  gives the losses."""
+  out = {}
+  if 0 in biases and window_argmax(
+    params, windows, model_cfg, objective, decode, 0.0
+  ):
+    out[0.0] = classifier.predict(params, windows, model_cfg, objective)
+  rest = [b for b in biases if b not in out]
+  if rest:
+    trans = None
+    if objective.sentence_level or decode == 'viterbi':
+      allowed = tagschemes.valid_transitions(tags, scheme)
+      trans = sequence.decode_transitions(params, len(tags), allowed, objective)
+    T = sequence.row_length(lengths)
+    f_NxC = sequence.scores(
+      params, windows, lengths, model_cfg, objective.log_probs, T
+    )
+    for b in rest:
+      pred = sequence.decode(
+        f_NxC, lengths, trans, T=T, bias_C=o_bias_C(tags, b)
+      )
+      out[b] = (pred, None)
+  return [out[b] for b in biases]
 
 
 def o_bias_C(tags, o_bias):

@@ -130,3 +130,28 @@ def test_ablation_summary_and_the_spread_rule():
   assert rows['e']['lowercased'] is None
   one_seed = ablation.summarize([results[0], results[3]])
   assert one_seed[1]['exceeds'] is None  # one seed: no spread, no verdict
+
+
+@pytest.mark.slow  # ./launch.sh test -m slow
+def test_the_ablation_entry_point_runs_its_rows(corpus, tmp_path):
+  """The beyond path (the full model, the ensemble, the bias rule, windows
+  of windows) run as a user runs it, one seed, scored on another corpus."""
+  workdir = tmp_path / 'gen'
+  result = run_entry(
+    'experiments.ablation',
+    '--rows=beyond',
+    '--seeds=0',
+    '--embeddings=random',
+    f'--data_dir={corpus}',
+    f'--cross_data={corpus}/test.txt',
+    f'--workdir={workdir}',
+  )
+  assert result.returncode == 0, result.stderr
+  rows = json.loads((workdir / 'results.json').read_text())['results']
+  labels = [label for _, label, _ in ablation.plan('beyond')]
+  assert [r['label'] for r in rows] == labels
+  assert rows[-1]['setting']['model'] == 'dilated'
+  assert all('cross' in r and 'lowercased' in r for r in rows)
+  assert (workdir / 'report.md').exists() and (
+    workdir / 'ablation.png'
+  ).exists()

@@ -108,3 +108,29 @@ def test_token_ids_in_order(vocab):
 def test_build_refuses_an_unknown_kind():
   with pytest.raises(ValueError, match='unknown feature'):
     features.FeatureVocab.build(TRAIN, ('prefix', 'colour'))
+
+
+def test_token_ids_with_context_kinds(vocab):
+  """A token kind's ids gathered per type and a context kind's per word
+  equal each token's FeatureVocab.ids."""
+  tokens = [t for s in TRAIN for t in s.tokens]
+  gaz = ['LOC' if t[:1].isupper() else '' for t in tokens]
+  doc = ['O', 'PER', '', 'never-seen'] * (len(tokens) // 4) + ['O'] * (
+    len(tokens) % 4
+  )
+  full = vocab.with_kind('gazetteer', ['', 'LOC']).with_kind(
+    'document', ['', 'O', 'PER']
+  )
+  per_sentence = {}
+  for kind, flat in (('gazetteer', gaz), ('document', doc)):
+    it = iter(flat)
+    per_sentence[kind] = [[next(it) for _ in s.tokens] for s in TRAIN]
+  ids = features.token_ids(TRAIN, full, per_sentence)
+  want = [
+    full.ids(t, {'gazetteer': g, 'document': d})
+    for t, g, d in zip(tokens, gaz, doc)
+  ]
+  np.testing.assert_array_equal(ids, want)
+  assert ids.dtype == np.int32 and ids.shape == (len(tokens), 5)
+  with pytest.raises(ValueError, match='need their values'):
+    features.token_ids(TRAIN, full, {'gazetteer': per_sentence['gazetteer']})

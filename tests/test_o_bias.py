@@ -13,6 +13,7 @@ from research.formulas import model as model_lib
 from research.training import classifier
 from research.training import engine
 from research.training import facade as training
+from research.training import sequence
 
 TAGS = ('O', 'B-PER', 'I-PER', 'B-LOC', 'I-LOC')
 
@@ -102,3 +103,26 @@ def test_a_gain_within_the_noise_keeps_no_bias():
   f1 = [metrics.prf(*c.sum(axis=0))['f1'] for c in (base, large)]
   bias, test = scoring.bias_rule((0.0, 1.0), f1, np.stack([base, large]))
   assert test['interval'][0] > 0 and bias == 1.0, test
+
+
+def test_every_bias_is_decoded_from_one_forward_pass(trained, monkeypatch):
+  """tune_o_bias scores dev once (sequence.scores) and decodes each bias
+  from those scores: each bias's predictions are those of predicting with
+  that bias alone."""
+  setup, params = trained
+  shy = _shy(setup, params, 10.0)
+  biases = (0.0, 1.0, 3.0)
+  alone = [setup.predict(shy, 'dev', b)[0] for b in biases]
+  calls = []
+  scores = sequence.scores
+  monkeypatch.setattr(
+    sequence, 'scores', lambda *a, **k: calls.append(1) or scores(*a, **k)
+  )
+  each = setup.predict_biases(shy, 'dev', biases)
+  for (pred, _), want in zip(each, alone):
+    np.testing.assert_array_equal(pred, want)
+  assert not np.array_equal(alone[0], alone[2])  # the biases tag otherwise
+  # bias 0 of this window model takes classifier.predict (with the losses)
+  assert len(calls) == 1
+  scoring.tune_o_bias(setup, shy)
+  assert len(calls) == 2

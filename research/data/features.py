@@ -165,22 +165,32 @@ class FeatureVocab:
 
 def token_ids(sentences, vocab, context=None):
   """[N, F] int32 feature rows of every token, in order; context: kind ->
-  the values of each sentence's words, for the kinds of CONTEXT_KINDS."""
+  the values of each sentence's words, for the kinds of CONTEXT_KINDS.
+  A token kind's value is computed once per word type; each column is then
+  gathered by numpy."""
   needed = [k for k in vocab.kinds if k in CONTEXT_KINDS]
-  if needed:
-    missing = [k for k in needed if not context or k not in context]
-    if missing:
-      raise ValueError(f'the features {missing} need their values (context)')
-    rows = []
-    for i, s in enumerate(sentences):
-      for j, t in enumerate(s.tokens):
-        rows.append(vocab.ids(t, {k: context[k][i][j] for k in needed}))
-  else:
-    cache = {}
-    rows = []
-    for s in sentences:
-      for t in s.tokens:
-        if t not in cache:
-          cache[t] = vocab.ids(t)
-        rows.append(cache[t])
-  return np.asarray(rows, np.int32).reshape(-1, len(vocab))
+  missing = [k for k in needed if not context or k not in context]
+  if missing:
+    raise ValueError(f'the features {missing} need their values (context)')
+  flat = [t for s in sentences for t in s.tokens]
+  types = {}
+  type_N = np.fromiter(
+    (types.setdefault(t, len(types)) for t in flat), np.int64, len(flat)
+  )
+  columns = []
+  for kind, ix, off in zip(vocab.kinds, vocab.index, vocab.offsets):
+    if kind in CONTEXT_KINDS:
+      values = [v for vs in context[kind] for v in vs]
+      if len(values) != len(flat):
+        raise ValueError(f'{kind}: {len(values)} values for {len(flat)} tokens')
+      column = np.fromiter((ix.get(v, UNSEEN) for v in values), np.int32)
+    else:
+      n = vocab.affix_length
+      of_type = np.fromiter(
+        (ix.get(value(kind, t, n), UNSEEN) for t in types), np.int32
+      )
+      column = of_type[type_N]
+    columns.append(column + np.int32(off))
+  if not columns:
+    return np.zeros((len(flat), 0), np.int32)
+  return np.stack(columns, axis=1).astype(np.int32)

@@ -231,21 +231,27 @@ def make_windows(
   if k < 0:
     raise ValueError(f'k must be >= 0, got {k}')
   tag_ids = {tag: i for i, tag in enumerate(tags)}
-  features = {}  # token -> (word id, casing id), computed once per type.
-  word_ids, casing_ids, labels = [], [], []
-  for s in sentences:
-    for i, (token, tag) in enumerate(zip(s.tokens, s.tags)):
-      if tag not in tag_ids:
-        raise UserError(
-          f'{s.where(i)} tag {tag!r} is not in the tag set '
-          f'({len(tags)} tags from train); fix the tag'
-        )
-      labels.append(tag_ids[tag])
-      f = features.get(token)
-      if f is None:
-        f = features[token] = (vocab.lookup(token), casing_id(token))
-      word_ids.append(f[0])
-      casing_ids.append(f[1])
+  flat_tags = [t for s in sentences for t in s.tags]
+  if not set(flat_tags) <= tag_ids.keys():
+    s, i = next(
+      (s, i)
+      for s in sentences
+      for i, tag in enumerate(s.tags)
+      if tag not in tag_ids
+    )
+    raise UserError(
+      f'{s.where(i)} tag {s.tags[i]!r} is not in the tag set '
+      f'({len(tags)} tags from train); fix the tag'
+    )
+  labels = np.fromiter((tag_ids[t] for t in flat_tags), np.int32)
+  # Each distinct token's word and casing ids, computed once, then gathered.
+  types = {}
+  type_N = np.fromiter(
+    (types.setdefault(t, len(types)) for s in sentences for t in s.tokens),
+    np.int64,
+  )
+  word_ids = np.fromiter(map(vocab.lookup, types), np.int32)[type_N]
+  casing_ids = np.fromiter(map(casing_id, types), np.int32)[type_N]
   lengths = np.array([len(s.tokens) for s in sentences], dtype=np.int64)
   sentence_index = np.repeat(np.arange(len(sentences)), lengths)
   # Lay the sentences out one after another, each with k pads on both sides.
@@ -270,7 +276,7 @@ def make_windows(
   return Windows(
     words=padded_words[window],
     casing=padded_casing[window],
-    labels=np.array(labels, dtype=np.int32),
+    labels=labels,
     sentence_index=sentence_index.astype(np.int32),
     feats=feats,
     chars=None if char_vocab is None else spell(sentences, char_vocab),

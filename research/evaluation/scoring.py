@@ -161,8 +161,10 @@ def tune_o_bias(setup, params, biases=O_BIASES, resamples=RESAMPLES, seed=0):
   """
   biases = tuple(sorted(set(biases) | {0.0}))
   scores, counts = {}, []
-  for b in biases:
-    gold, pred_N, loss = _predicted(setup, params, 'dev', b)
+  gold = gold_ids(setup.ds, 'dev')
+  each = setup.predict_biases(params, 'dev', biases)  # one forward pass
+  for b, (pred, loss) in zip(biases, each):
+    pred_N = gold.file_ids(setup.ds, pred)
     scores[b] = _scores(setup.ds, 'dev', gold, pred_N, loss)
     counts.append(
       metrics.sentence_counts(gold.ids_N, pred_N, gold.lengths, gold.tags)

@@ -539,8 +539,9 @@ class Loop:
     return out
 
 
-def predict(fn, params, arrays, batch=8192):
-  """fn(params, *arrays[i:i+batch]) over fixed-size batches, as numpy.
+def predict(fn, params, arrays, batch=8192, host=True):
+  """fn(params, *arrays[i:i+batch]) over fixed-size batches, as numpy (or,
+  host=False, as device arrays).
 
   `fn` is jitted and returns an array or a tuple of arrays with a leading
   axis of the batch. The n rows are split into ceil(n / batch) batches of
@@ -561,10 +562,12 @@ def predict(fn, params, arrays, batch=8192):
     outs.append(((out,) if single else out, pad))
   if not outs:
     raise ValueError('predict: no data')
-  # One transfer of every batch's outputs, once all are dispatched.
-  host = jax.device_get([out for out, _ in outs])
-  kept = [[o[: len(o) - pad] for o in out] for out, (_, pad) in zip(host, outs)]
-  joined = tuple(np.concatenate(parts) for parts in zip(*kept))
+  if host:  # one transfer of every batch's outputs, once all are dispatched
+    got = jax.device_get([out for out, _ in outs])
+    outs = [(out, pad) for out, (_, pad) in zip(got, outs)]
+  cat = np.concatenate if host else jnp.concatenate
+  kept = [[o[: len(o) - pad] if pad else o for o in out] for out, pad in outs]
+  joined = tuple(cat(parts) for parts in zip(*kept))
   return joined[0] if single else joined
 
 

@@ -186,6 +186,7 @@ def train(
   tune_o_bias=False,
   events_dir=None,
   profile_dir=None,
+  test=True,
 ):
   """One model of a research.setup.Setup (an ensemble of setup.members
   members, seeds seed, seed+1, ...), scored on dev and test. With
@@ -203,7 +204,8 @@ def train(
   stats and 'coverage' (and 'first_pass') and 'seconds' (timing.PARTS of
   every pass) (and, with tune_o_bias, the decoding bias against O chosen
   on dev: `with_o_bias`); setup the Setup trained (with document context);
-  history the evaluation rows of the model (metrics.jsonl's).
+  history the evaluation rows of the model (metrics.jsonl's). test=False
+  scores no test split (a first pass's models are read on dev alone).
   """
   first, clock = None, timing.Clock()
   if document:
@@ -244,7 +246,7 @@ def train(
   )
   clock.merge(fitted.stats['seconds'])
   with clock('evaluate'):
-    params, result = scored(setup, fitted, log, tune_o_bias)
+    params, result = scored(setup, fitted, log, tune_o_bias, test)
   result['seconds'] = clock.seconds
   if first is not None:
     params = two_passes.with_first_pass(params, first.params)
@@ -253,12 +255,13 @@ def train(
   return Trained(params, result, setup, history)
 
 
-def with_o_bias(setup, params, log):
+def with_o_bias(setup, params, log, test_scores=None):
   """The result entries of decoding with the bias against O chosen on dev
   and kept only when it beats the resampling noise (scoring.tune_o_bias):
   'o_bias', 'o_bias_dev_f1' (each bias tried), 'o_bias_test' (the
   candidate, its dev F1 gain over 0 and that gain's bootstrap interval),
-  and 'dev' (and 'test') scored with the bias kept."""
+  and 'dev' (and 'test') scored with the bias kept (`test_scores`: the
+  test split's scores without a bias, when they are at hand)."""
   bias, tried, test = scoring.tune_o_bias(setup, params)
   low, high = test['interval']
   log(
@@ -273,15 +276,18 @@ def with_o_bias(setup, params, log):
     'o_bias_test': test,
     'dev': tried[bias],
   }
-  if 'test' in setup.ds.splits:
+  if test_scores is not None and bias == 0:
+    out['test'] = test_scores
+  elif 'test' in setup.ds.splits:
     out['test'] = scoring.evaluate(setup, params, 'test', bias)
   return out
 
 
-def scored(setup, fitted, log, tune_o_bias=False):
-  """(the selected parameters of a fitted model, its result: dev and test
-  scores, which evaluation was kept, the loop's stats, ...; with
-  tune_o_bias, scored with the bias against O chosen on dev: `with_o_bias`)."""
+def scored(setup, fitted, log, tune_o_bias=False, test=True):
+  """(the selected parameters of a fitted model, its result: dev and
+  (`test`) test scores, which evaluation was kept, the loop's stats, ...;
+  with tune_o_bias, scored with the bias against O chosen on dev:
+  `with_o_bias`)."""
   last = driver.one_model_row(fitted.history[-1])
   ensemble = driver.is_stack(fitted.params)
   params = driver.one_model(fitted.params, ensemble)
@@ -304,10 +310,10 @@ def scored(setup, fitted, log, tune_o_bias=False):
     **fitted.stats,
     'coverage': setup.ds.coverage,
   }
-  if 'test' in setup.ds.splits:
+  if test and 'test' in setup.ds.splits:
     result['test'] = scoring.evaluate(setup, params, 'test')
   if tune_o_bias:
-    result.update(with_o_bias(setup, params, log))
+    result.update(with_o_bias(setup, params, log, result.get('test')))
   return params, result
 
 
@@ -328,6 +334,7 @@ def document_context(setup, hyper, *, epochs, seed, select, checkpoint, log):
       select=select,
       log=log,
       checkpoint=checkpoint and checkpoint.child(f'first_pass_{half + 1}'),
+      test=False,
     )
     parts.merge(trained.result['seconds'])
     return trained.params, trained.result

@@ -49,11 +49,25 @@ def row_length(lengths, minimum=64, multiple=8):
   return max(minimum, -(-longest // multiple) * multiple)
 
 
+_PACKED = {}  # (T, the lengths' bytes) -> Packed: a split is scored often
+
+
 def pack(lengths, T):
   """Packs sentences of `lengths` words, in order of their words, into rows
   of T positions: longest first, each into the first row it fits (first
-  fit decreasing). Returns Packed (padding index = sum(lengths))."""
+  fit decreasing). Returns Packed (padding index = sum(lengths); its arrays
+  read-only: the packing of the last few splits is remembered)."""
   lengths = np.asarray(lengths, np.int64)
+  key = (T, lengths.tobytes())
+  if key not in _PACKED:
+    if len(_PACKED) >= 8:
+      _PACKED.pop(next(iter(_PACKED)))
+    _PACKED[key] = _first_fit(lengths, T)
+  return _PACKED[key]
+
+
+def _first_fit(lengths, T):
+  """`pack` of lengths [S] (int64)."""
   n = int(lengths.sum())
   if len(lengths) and lengths.max() > T:
     raise ValueError(f'a sentence of {lengths.max()} words exceeds T={T}')
@@ -81,6 +95,8 @@ def pack(lengths, T):
     r, o, ln = row_of[i], offset[i], lengths[i]
     tokens[r, o : o + ln] = first_word[i] + np.arange(ln)
     starts[r, o] = True
+  tokens.setflags(write=False)
+  starts.setflags(write=False)
   return Packed(tokens, starts)
 
 
@@ -367,10 +383,21 @@ def decode_transitions(params, num_classes, allowed, objective):
   return t
 
 
-@functools.partial(jax.jit, static_argnames=('model_cfg', 'log_probs'))
-def _row_scores(params, words, casing, feats, model_cfg, log_probs):
+def _members_mean(one, params, mode):
+  """one(params) of a model; of an ensemble (params with a leading member
+  axis) the mean over its members, computed one after another ('map', a
+  CPU's: each member as its own model) or batched ('vmap'), as
+  engine.stack_mode runs a stack."""
+  if params['L'].ndim != 3:
+    return one(params)
+  f = jax.lax.map(one, params) if mode == 'map' else jax.vmap(one)(params)
+  return jnp.mean(f, 0)
+
+
+@functools.partial(jax.jit, static_argnames=('model_cfg', 'log_probs', 'mode'))
+def _row_scores(params, words, casing, feats, model_cfg, log_probs, mode):
   """Class scores f [M, C] of windows; for an ensemble (params with a
-  leading member axis) the mean over members."""
+  leading member axis) the mean over members (`_members_mean`)."""
 
   def one(p):
     L_feat = p.get('L_feat')
@@ -380,15 +407,14 @@ def _row_scores(params, words, casing, feats, model_cfg, log_probs):
     f = model_lib.class_scores(p, x, model_cfg)
     return jax.nn.log_softmax(f) if log_probs else f
 
-  if params['L'].ndim == 3:
-    return jnp.mean(jax.vmap(one)(params), 0)
-  return one(params)
+  return _members_mean(one, params, mode)
 
 
-@functools.partial(jax.jit, static_argnames=('model_cfg', 'log_probs'))
+@functools.partial(jax.jit, static_argnames=('model_cfg', 'log_probs', 'mode'))
 def _packed_scores(
-  params, words, casing, feats, spellings, starts, mask, model_cfg, log_probs
-):
+  params, words, casing, feats, spellings, starts, mask, model_cfg, log_probs,
+  mode,
+):  # fmt: skip
   """Class scores f [B, T, C] of the windows of B packed rows (the arrays
   given per row position: words [B, T, K], ..., spellings [B, T, P] or
   None, starts and mask [B, T]), with the character CNN and the dilated
@@ -410,9 +436,7 @@ def _packed_scores(
     f = jax.nn.log_softmax(f) if log_probs else f
     return f.reshape(B, T, -1)
 
-  if params['L'].ndim == 3:
-    return jnp.mean(jax.vmap(one)(params), 0)
-  return one(params)
+  return _members_mean(one, params, mode)
 
 
 def _scores_by_rows(params, windows, lengths, model_cfg, log_probs, T, batch):
@@ -422,7 +446,7 @@ def _scores_by_rows(params, windows, lengths, model_cfg, log_probs, T, batch):
   packed, arrays = pack_windows(windows, lengths, T)
   arrays = arrays[:-1]  # not the labels
   n, has_feats = len(windows), windows.feats is not None
-  per_call = max(1, batch // T)
+  per_call, mode = max(1, batch // T), engine.stack_mode()
   outs = []
   for r0 in range(0, len(packed.tokens), per_call):
     tok = packed.tokens[r0 : r0 + per_call]
@@ -436,21 +460,20 @@ def _scores_by_rows(params, windows, lengths, model_cfg, log_probs, T, batch):
     spellings = at[-1] if windows.chars is not None else None
     f = _packed_scores(
       params, at[0], at[1], feats, spellings, starts, tok < n, model_cfg,
-      log_probs,
+      log_probs, mode,
     )  # fmt: skip
     outs.append((tok, f))
-  f_NxC = None
-  for tok, f in jax.device_get(outs):
-    if f_NxC is None:
-      f_NxC = np.zeros((n, f.shape[-1]), f.dtype)
-    real = tok < n
-    f_NxC[tok[real]] = f[real]
-  return f_NxC
+  # One scatter on the device: the rows' padding (index n) lands past n.
+  tok = np.concatenate([t for t, _ in outs]).reshape(-1)
+  f = jnp.concatenate([f for _, f in outs])
+  f = f.reshape(-1, f.shape[-1])
+  return jnp.zeros((n + 1, f.shape[-1]), f.dtype).at[tok].set(f)[:n]
 
 
 @jax.jit
-def _viterbi(f_BxTxC, mask_BxT, starts_BxT, trans):
-  return crf.viterbi(f_BxTxC, mask_BxT, starts_BxT, trans)[1]
+def _viterbi_rows(f_pad, tokens_BxT, mask_BxT, starts_BxT, trans):
+  """The Viterbi paths [B, T] of B packed rows of scores f_pad[tokens]."""
+  return crf.viterbi(f_pad[tokens_BxT], mask_BxT, starts_BxT, trans)[1]
 
 
 def predict(
@@ -465,7 +488,8 @@ def predict(
   batch=8192,
   bias_C=None,
 ):
-  """Predicted tag ids [N] of a split's windows (sentences of `lengths`).
+  """Predicted tag ids [N] of a split's windows (sentences of `lengths`):
+  `decode` of their `scores`.
 
   trans: Transitions to decode with by Viterbi over each sentence, or None
   for the argmax of each word's scores. log_probs: decode log softmax(f)
@@ -474,30 +498,50 @@ def predict(
   transitions are averaged. bias_C [C]: added to every word's scores
   before decoding (research.setup.predict's bias against O), or None.
   """
-  n = len(windows)
   T = T or row_length(lengths)
+  f_NxC = scores(params, windows, lengths, model_cfg, log_probs, T, batch)
+  return decode(f_NxC, lengths, trans, T=T, batch=batch, bias_C=bias_C)
+
+
+def scores(params, windows, lengths, model_cfg, log_probs, T, batch=8192):
+  """Class scores f [N, C] of a split's windows (sentences of `lengths`,
+  packed in rows of T for the models that read a row), left on the
+  device: an ensemble's mean over members (`predict`)."""
   feats = windows.feats
   arrays = (windows.words, windows.casing) + (() if feats is None else (feats,))
 
-  def scores(p, w, c, *fe):
-    return _row_scores(p, w, c, fe[0] if fe else None, model_cfg, log_probs)
+  def fn(p, w, c, *fe):
+    feats = fe[0] if fe else None
+    return _row_scores(p, w, c, feats, model_cfg, log_probs, mode)
 
+  mode = engine.stack_mode()
   if windows.chars is None and model_cfg.model != 'dilated':
-    f_NxC = engine.predict(scores, params, arrays, batch)
-  else:
-    f_NxC = _scores_by_rows(
-      params, windows, lengths, model_cfg, log_probs, T, batch
-    )
+    return engine.predict(fn, params, arrays, batch, host=False)
+  return _scores_by_rows(
+    params, windows, lengths, model_cfg, log_probs, T, batch
+  )
+
+
+def decode(f_NxC, lengths, trans, *, T=None, batch=8192, bias_C=None):
+  """Predicted tag ids [N] (numpy) of class scores f [N, C] (on the device)
+  of sentences of `lengths` words: the argmax of each word's scores
+  (trans None) or Viterbi over each sentence (`predict`), bias_C added
+  first. The work stays on the device: one transfer of the predictions."""
+  n, C = f_NxC.shape
   if bias_C is not None:
-    f_NxC = f_NxC + bias_C.astype(f_NxC.dtype)
+    f_NxC = f_NxC + jnp.asarray(bias_C, f_NxC.dtype)
   if trans is None:
-    return np.argmax(f_NxC, axis=1).astype(np.int32)
+    return np.asarray(jnp.argmax(f_NxC, axis=1)).astype(np.int32)
   if trans.A.ndim == 3:
     trans = jax.tree.map(lambda a: jnp.mean(a, 0), trans)
+  T = T or row_length(lengths)
   packed = pack(lengths, T)
-  f_pad = np.concatenate([f_NxC, np.zeros((1, f_NxC.shape[1]), f_NxC.dtype)])
-  out = np.zeros(n, np.int32)
+  # Index n, the rows' padding, reads zeros; the length rounded up to a
+  # power of two (at least 1024): few compiled shapes over the splits.
+  size = max(1024, 1 << n.bit_length())
+  f_pad = jnp.concatenate([f_NxC, jnp.zeros((size - n, C), f_NxC.dtype)])
   rows_per_call = max(1, batch // T)
+  tokens, paths = [], []
   for r0 in range(0, len(packed.tokens), rows_per_call):
     tok = packed.tokens[r0 : r0 + rows_per_call]
     st = packed.starts[r0 : r0 + rows_per_call]
@@ -505,8 +549,11 @@ def predict(
     if pad and len(packed.tokens) > rows_per_call:
       tok = np.pad(tok, ((0, pad), (0, 0)), constant_values=n)
       st = np.pad(st, ((0, pad), (0, 0)))
+    tokens.append(tok)
+    paths.append(_viterbi_rows(f_pad, tok, tok < n, st, trans))
+  out = np.zeros(n, np.int32)
+  for tok, path in zip(tokens, jax.device_get(paths)):
     mask = tok < n
-    path = np.asarray(_viterbi(jnp.asarray(f_pad[tok]), mask, st, trans))
     out[tok[mask]] = path[mask]
   return out
 

@@ -83,7 +83,7 @@ def first_pass_values(setup, models, halves):
   both = engine.stack(models)
 
   def predict(params, windows, lengths):
-    return setup.predict_windows(params, windows, lengths)[0]
+    return setup.predict_windows(params, windows, lengths)[0][0]
 
   values = {}
   for name, sents in ds.splits.items():
