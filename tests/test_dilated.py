@@ -137,6 +137,7 @@ def test_a_position_reads_its_sentence_only():
   assert dilated.context_words(3, 1, 2) == 19
 
 
+@pytest.mark.slow  # ./launch.sh test -m slow (20 s: every option at once)
 def test_the_dilated_model_trains_and_tags(tmp_path):
   """An ensemble of two, a shared block applied twice, characters and
   shape features, the CRF, trained by the hand-derived gradients; then
