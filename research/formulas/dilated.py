@@ -132,6 +132,16 @@ def encode(params, a_BxTxH, starts_BxT, mask_BxT, repeats=1):
   return h, caches
 
 
+def encode_rows(params, a_NxH, layout, repeats=1):
+  """`encode` of the N = B T hidden vectors a [N, H] of packed rows laid
+  out as `layout` (starts_BxT, mask_BxT): (h [N, H], the caches)."""
+  starts_BxT, mask_BxT = layout
+  h_BxTxH, caches = encode(
+    params, a_NxH.reshape(*mask_BxT.shape, -1), starts_BxT, mask_BxT, repeats
+  )
+  return h_BxTxH.reshape(a_NxH.shape), caches
+
+
 def encode_backward(params, caches, dh_BxTxH):
   """(da, {'W_dil', 'b_dil'}) of `encode` from dJ/dh: the layers in
   reverse, each shared layer's gradients summed over the repeats."""

@@ -220,17 +220,11 @@ def dilated_forward(params, x_NxD, model_cfg, layout):
   """The dilated model (research.formulas.dilated) on N = B T windows:
   a = g(V x + b), h = encode(a) over the rows of `layout` (starts_BxT,
   mask_BxT), f = W h + c; and what `dilated_backward` needs."""
-  starts_BxT, mask_BxT = layout
   z_NxH = x_NxD @ params['V'].T + params['b'][None, :]
   a_NxH, g_prime_NxH = _activate(model_cfg.nonlinearity, z_NxH)
-  h_BxTxH, caches = dilated.encode(
-    params,
-    a_NxH.reshape(*mask_BxT.shape, -1),
-    starts_BxT,
-    mask_BxT,
-    model_cfg.block_repeats,
+  h_NxH, caches = dilated.encode_rows(
+    params, a_NxH, layout, model_cfg.block_repeats
   )
-  h_NxH = h_BxTxH.reshape(a_NxH.shape)
   f_NxC = h_NxH @ params['W'].T + params['c'][None, :]
   return f_NxC, (h_NxH, g_prime_NxH, caches)
 

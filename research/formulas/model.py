@@ -255,15 +255,7 @@ def class_scores(params, x_NxD, cfg, key=None, data_devices=1, layout=None):
   if cfg.model == 'dilated':
     if layout is None:
       raise ValueError('the dilated model scores the words of packed rows')
-    starts_BxT, mask_BxT = layout
-    h, _ = dilated.encode(
-      params,
-      a_NxH.reshape(*mask_BxT.shape, -1),
-      starts_BxT,
-      mask_BxT,
-      cfg.block_repeats,
-    )
-    a_NxH = h.reshape(a_NxH.shape)
+    a_NxH, _ = dilated.encode_rows(params, a_NxH, layout, cfg.block_repeats)
   if train:
     a_NxH = _dropout(key_a, a_NxH, cfg.dropout, data_devices)
   return a_NxH @ params['W'].T + params['c']
