@@ -55,27 +55,36 @@ def convert(tags, scheme):
 def convert_flat(ids_N, lengths, tags, scheme):
   """`convert` of sentences given as one flat array of ids into `tags`
   (metrics.flat_chunks): the [N] tags (an object array) in `scheme`."""
-  start, end, type_ = metrics.flat_chunks(ids_N, lengths, tags)
-  out = np.full(len(ids_N) + len(lengths), 'O', dtype=object)
-  size = end - start
-  inside = np.repeat(start - np.cumsum(size) + size, size) + np.arange(
-    size.sum()
+  code_N, written = convert_flat_codes(ids_N, lengths, tags, scheme)
+  return written[code_N]
+
+
+def convert_flat_codes(ids_N, lengths, tags, scheme):
+  """`convert_flat` as (codes [N], the tags they index: an object array of
+  'O' and each prefix of `scheme` with each type found): no string is made
+  per word."""
+  start, end, type_M = metrics.flat_chunks(ids_N, lengths, tags)
+  names, t_M = np.unique(type_M.astype(str), return_inverse=True)
+  n = len(names)
+  written = np.array(
+    ['O', *(f'{p}-{t}' for p in 'BIES' for t in names)], dtype=object
   )
-  out[inside] = np.repeat('I-' + type_, size) if len(size) else []
+  B, I, E, S = (1 + i * n + t_M for i in range(4))  # noqa: E741
+  out = np.zeros(len(ids_N) + len(lengths), np.int64)
+  position, chunk = metrics.covered(start, end)
+  out[position] = I[chunk]
   if scheme == 'iobes':
-    one = size == 1
-    out[start[one]] = 'S-' + type_[one]
-    out[start[~one]] = 'B-' + type_[~one]
-    out[end[~one] - 1] = 'E-' + type_[~one]
+    one = end - start == 1
+    out[start[one]] = S[one]
+    out[start[~one]] = B[~one]
+    out[end[~one] - 1] = E[~one]
   else:
     begins = np.ones(len(start), bool)
     if scheme == 'iob1':  # B- only between touching chunks of one type
       begins[0:1] = False
-      begins[1:] = (start[1:] == end[:-1]) & (type_[1:] == type_[:-1])
-    out[start[begins]] = 'B-' + type_[begins]
-  keep = np.ones(len(out), bool)
-  keep[np.cumsum(lengths) + np.arange(len(lengths))] = False
-  return out[keep]
+      begins[1:] = (start[1:] == end[:-1]) & (t_M[1:] == t_M[:-1])
+    out[start[begins]] = B[begins]
+  return metrics.without_boundaries(out, lengths), written
 
 
 def tag_set(tags, scheme):

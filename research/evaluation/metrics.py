@@ -209,6 +209,24 @@ def with_boundaries(ids_N: np.ndarray, lengths: Sequence[int], boundary: int):
   return np.insert(np.asarray(ids_N), np.cumsum(lengths), boundary)
 
 
+def without_boundaries(values_P, lengths: Sequence[int]):
+  """values_P [N + len(lengths)] at `with_boundaries`'s positions, without
+  the boundaries: [N]."""
+  keep = np.ones(len(values_P), bool)
+  keep[np.cumsum(lengths) + np.arange(len(lengths))] = False
+  return values_P[keep]
+
+
+def covered(start_M, end_M):
+  """(the positions [P] inside the chunks [start, end), each chunk's in
+  order; the chunk [P] of each)."""
+  start_M = np.asarray(start_M)
+  size_M = np.asarray(end_M) - start_M
+  chunk = np.repeat(np.arange(len(size_M)), size_M)
+  first = np.cumsum(size_M) - size_M  # each chunk's first index in the output
+  return start_M[chunk] + np.arange(len(chunk)) - first[chunk], chunk
+
+
 def flat_chunks(ids_N, lengths, tags):
   """The chunks (`chunks`) of sentences given as one flat array of tag ids.
 

@@ -61,11 +61,11 @@ class Gold:
     pred_N = np.asarray(pred_N)
     if ds.tag_scheme == ds.file_scheme:
       return pred_N  # ds.tags are self.tags' first ids
-    written = tagschemes.convert_flat(
+    code_N, written = tagschemes.convert_flat_codes(
       pred_N, self.lengths, ds.tags, ds.file_scheme
     )
     index = {t: i for i, t in enumerate(self.tags)}
-    return np.fromiter((index[t] for t in written), np.int64, len(written))
+    return np.asarray([index[t] for t in written], np.int64)[code_N]
 
 
 _GOLD = {}  # id(sentences) -> (sentences, Gold): training scores a split often

@@ -194,23 +194,24 @@ def tag(model, sentences):
       model.decode,
       o_bias,
     )
-    return dataset_lib.tags_by_sentence(pred_N, sentences, model.tags)
+    return pred_N
 
   if first_pass is None:
-    tags = predict(params, windows(model.features), model.o_bias)
+    pred_N = predict(params, windows(model.features), model.o_bias)
   else:
     # The document feature: the first pass's tags of the same word elsewhere
     # in the sentences' documents (all of them one document for plain text),
     # as a column of the first pass's windows (two_passes.prepare's).
     first_windows = windows(model.features.without('document'))
     values = document_context.values(
-      sentences, predict(first_pass, first_windows)
+      sentences, predict(first_pass, first_windows), model.tags
     )
-    tags = predict(
+    pred_N = predict(
       params,
       two_passes.with_document_column(first_windows, model.features, values),
       model.o_bias,
     )
+  tags = dataset_lib.tags_by_sentence(pred_N, sentences, model.tags)
   if model.tag_scheme != model.file_scheme:
     tags = [tagschemes.convert(t, model.file_scheme) for t in tags]
   return tags

@@ -17,8 +17,6 @@ other half's model, and tags dev, test and new text with both (scores
 averaged).
 """
 
-import collections
-
 import numpy as np
 
 from research.evaluation import metrics
@@ -31,39 +29,50 @@ def domain(types):
   return [NONE, 'O', *sorted(types)]
 
 
-def word_types(tags):
-  """The entity type covering each word of a sentence ('O' outside)."""
-  out = ['O'] * len(tags)
-  for start, end, type_ in metrics.chunks(tags):
-    out[start:end] = [type_] * (end - start)
-  return out
-
-
-def values(sentences, predicted):
-  """The feature's value for every word: per-sentence lists of str.
+def values(sentences, pred_N, tags):
+  """The feature's value for every word: an object array [N] of str.
 
   sentences: data.Sentences (their `path` and `document` say which
-  document each is in); predicted: the first pass's tags of each sentence.
+  document each is in); pred_N: the first pass's tags of their N words, as
+  ids into `tags`. A word's type is that of the chunk covering it
+  (metrics.flat_chunks), 'O' outside; the types of a capitalized word's
+  occurrences in its document are counted once for all words, its own
+  taken out of its count.
   """
-  occurrences = collections.defaultdict(list)  # (doc, word) -> types
-  types = [word_types(tags) for tags in predicted]
-  for s, ts in zip(sentences, types):
-    for word, t in zip(s.tokens, ts):
-      if any(c.isupper() for c in word[:1]):
-        occurrences[(s.path, s.document, word)].append(t)
-  out = []
-  for s, ts in zip(sentences, types):
-    row = []
-    for word, t in zip(s.tokens, ts):
-      seen = occurrences.get((s.path, s.document, word))
-      if not seen or len(seen) == 1:
-        row.append(NONE)
-        continue
-      counts = collections.Counter(seen)
-      counts[t] -= 1  # the other occurrences only
-      best = max(sorted(counts), key=lambda k: counts[k])
-      row.append(best if counts[best] > 0 else NONE)
-    out.append(row)
+  lengths = [len(s.tokens) for s in sentences]
+  start, end, type_M = metrics.flat_chunks(pred_N, lengths, tags)
+  # Types in sorted order: argmax's first maximum is the first sorted.
+  names = np.array(sorted({'O', *type_M.tolist()}), dtype=object)
+  type_P = np.full(sum(lengths) + len(lengths), list(names).index('O'))
+  position, chunk = metrics.covered(start, end)
+  type_P[position] = np.searchsorted(names, type_M)[chunk]
+  type_N = metrics.without_boundaries(type_P, lengths)
+  words = {}  # word -> id
+  docs = {}  # (path, document) -> id
+  word_N = np.fromiter(
+    (words.setdefault(w, len(words)) for s in sentences for w in s.tokens),
+    np.int64,
+    len(type_N),
+  )
+  doc_N = np.repeat(
+    [docs.setdefault((s.path, s.document), len(docs)) for s in sentences],
+    lengths,
+  ).astype(np.int64)
+  capital_W = np.fromiter((w[:1].isupper() for w in words), bool, len(words))
+  (at,) = np.nonzero(capital_W[word_N])
+  out = np.full(len(type_N), NONE, dtype=object)
+  if not len(at):
+    return out
+  K = len(names)
+  _, group = np.unique(doc_N[at] * len(words) + word_N[at], return_inverse=True)
+  counts_GxK = np.bincount(
+    group * K + type_N[at], minlength=(group.max() + 1) * K
+  ).reshape(-1, K)
+  others_AxK = counts_GxK[group]
+  others_AxK[np.arange(len(at)), type_N[at]] -= 1  # the other occurrences
+  best = np.argmax(others_AxK, axis=1)
+  kept = others_AxK[np.arange(len(at)), best] > 0
+  out[at[kept]] = names[best[kept]]
   return out
 
 

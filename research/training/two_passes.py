@@ -15,7 +15,6 @@ from typing import NamedTuple
 
 import numpy as np
 
-from research.data import dataset as dataset_lib
 from research.data import features as features_lib
 from research.data import vocab as vocab_lib
 from research.training import document_context
@@ -51,14 +50,15 @@ def document_vocab(ds):
 
 def with_document_column(windows, vocab, values):
   """Windows (of sentences) with the document feature's column appended:
-  `values` holds each sentence's words' values (document_context.values),
+  `values` holds the value of each word of the sentences [N]
+  (document_context.values),
   `vocab` the feature vocabulary with the document kind last. The one
   featuriser of the document feature, for training and for new text."""
   offset, index = vocab.offsets[-1], vocab.index[-1]
-  ids_N = np.asarray(
-    [offset + index.get(v, features_lib.UNSEEN) for row in values for v in row],
-    np.int32,
-  )
+  values = np.asarray(values, dtype=object)
+  names, code_N = np.unique(values.astype(str), return_inverse=True)
+  id_V = [offset + index.get(v, features_lib.UNSEEN) for v in names]
+  ids_N = np.asarray(id_V, np.int32)[code_N.reshape(-1)]
   k = windows.words.shape[1] // 2
   column = document_context.window_column(
     windows.sentence_index, k, ids_N, offset + features_lib.PAD
@@ -97,9 +97,7 @@ def first_pass_values(setup, models, halves):
         pred[sel] = predict(models[1 - h], sub, [lengths[i] for i in ids])
     else:
       pred = predict(both, ds.windows[name], lengths)
-    values[name] = document_context.values(
-      sents, dataset_lib.tags_by_sentence(pred, sents, ds.tags)
-    )
+    values[name] = document_context.values(sents, pred, ds.tags)
   return values
 
 
@@ -122,7 +120,7 @@ def with_unread_document(ds):
     name: with_document_column(
       w,
       vocab,
-      [[document_context.NONE] * len(s.tokens) for s in ds.splits[name]],
+      np.full(len(w.words), document_context.NONE, dtype=object),
     )
     for name, w in ds.windows.items()
   }
