@@ -3,6 +3,7 @@
 every boundary it was asked for."""
 
 import re
+import time
 
 import numpy as np
 import pytest
@@ -12,6 +13,7 @@ from research.data import dataset as dataset_lib
 from research.formulas import model as model_lib
 from research.formulas import objectives
 from research.training import classifier
+from research.training import driver
 from research.training import engine
 from tests.conftest import assert_same_numbers
 from tests.conftest import write_corpus
@@ -105,6 +107,37 @@ def test_it_yields_at_every_evaluation_and_checkpoint(small):
   ]
   assert all(b.step - a.step <= 2 for a, b in zip(at, at[1:]))
   assert at[-1].done and not any(b.done for b in at[:-1])
+
+
+def test_an_evaluation_runs_beside_the_next_call(small):
+  """drive starts each evaluation (but the last) and goes on to the next
+  compiled call: an evaluation that waits for the loop to move on
+  finishes, and each row still holds its own step's scores and params."""
+  ds, model_cfg = small
+  loop = _loop(ds, model_cfg, eval_every=2, steps_per_call=1)
+  seen = []
+
+  def evaluate(params):
+    at = loop.step
+    deadline = time.monotonic() + 20
+    while loop.step == at < loop.total_steps and time.monotonic() < deadline:
+      time.sleep(0.005)  # inline, the loop would never move on
+    assert loop.step > at or at == loop.total_steps, 'the loop waited'
+    seen.append((at, loop.step))
+    norm = float(np.linalg.norm(np.asarray(params['W'][0])))
+    return {'dev': [{'f1': float(at), 'norm': norm}]}
+
+  fitted = driver.drive(loop, evaluate)
+  rows = [(r['step'], r['dev'][0]['f1']) for r in fitted.history]
+  assert rows == [(s, float(s)) for s in range(2, loop.total_steps + 1, 2)]
+  inline = _loop(ds, model_cfg, eval_every=2, steps_per_call=1)
+  inline.compile()
+  for at in inline:
+    if at.step == 2:
+      break
+  assert fitted.history[0]['dev'][0]['norm'] == float(
+    np.linalg.norm(np.asarray(inline.params()['W'][0]))
+  )
 
 
 def test_the_meter_gives_each_configuration_its_mean_since_the_last_row(

@@ -11,6 +11,9 @@ directory of the user's, atomically (research/files.py) and headed by the
 SHA-256 of the pickle: an entry that fails it (a damaged disk, a bit
 flipped) is not used, and the data are read anew. The newest KEEP are
 kept, and deleting the directory empties the cache.
+
+`Recent` remembers, in memory, what was made for the last few keys (a
+split's packing, its gold ids: training scores the same split often).
 """
 
 import hashlib
@@ -79,3 +82,25 @@ def save(directory, name, value):
       old.unlink(missing_ok=True)
   except (OSError, files.Fault):
     pass
+
+
+class Recent:
+  """In memory, the values made for the last `size` keys. A value may be
+  remembered with objects (the lists of sentences of a Dataset, when its
+  key holds their ids, which Python reuses once an object is freed): it is
+  found again only for the same objects."""
+
+  def __init__(self, size=8):
+    self.size, self.values = size, {}
+
+  def get(self, key, make, objects=()):
+    """The value of `key`: remembered, or make()'s (then remembered)."""
+    held = self.values.get(key)
+    if held is not None and all(a is b for a, b in zip(held[0], objects)):
+      return held[1]
+    self.values.pop(key, None)
+    if len(self.values) >= self.size:
+      self.values.pop(next(iter(self.values)))
+    value = make()
+    self.values[key] = (tuple(objects), value)
+    return value

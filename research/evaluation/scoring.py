@@ -6,6 +6,7 @@ import dataclasses
 
 import numpy as np
 
+from research.data import cache
 from research.data import tagschemes
 from research.evaluation import metrics
 from research.evaluation import novelty
@@ -20,7 +21,8 @@ def evaluate(setup, params, split, o_bias=0.0):
   training split itself, whose entities are all seen); and the mean window
   loss when the prediction is each window's argmax (setup.predict).
   o_bias: the decoding bias against O (research.setup.predict)."""
-  return _scores(setup.ds, split, *_predicted(setup, params, split, o_bias))
+  gold, [(pred_N, loss)] = _predicted(setup, params, split, (o_bias,))
+  return _scores(setup.ds, split, gold, pred_N, loss)
 
 
 def _scores(ds, split, gold, pred_N, window_loss):
@@ -37,12 +39,13 @@ def _scores(ds, split, gold, pred_N, window_loss):
   return out
 
 
-def _predicted(setup, params, split, o_bias):
-  """(the split's Gold, the predicted ids [N] into its tags, the window
-  losses or None)."""
-  pred, window_loss = setup.predict(params, split, o_bias)
+def _predicted(setup, params, split, biases):
+  """(the split's Gold, [(the predicted ids [N] into its tags, the window
+  losses or None)] decoded with each bias against O of `biases`, from one
+  forward pass: setup.predict_biases)."""
   gold = gold_ids(setup.ds, split)
-  return gold, gold.file_ids(setup.ds, pred), window_loss
+  each = setup.predict_biases(params, split, biases)
+  return gold, [(gold.file_ids(setup.ds, p), loss) for p, loss in each]
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -68,15 +71,17 @@ class Gold:
     return np.asarray([index[t] for t in written], np.int64)[code_N]
 
 
-_GOLD = {}  # id(sentences) -> (sentences, Gold): training scores a split often
+_GOLD = cache.Recent()  # id(sentences) -> Gold: training scores a split often
 
 
 def gold_ids(ds, split):
   """The Gold of ds.splits[split] (remembered for the last few splits)."""
   sentences = ds.splits[split]
-  cached = _GOLD.get(id(sentences))
-  if cached is not None and cached[0] is sentences:
-    return cached[1]
+  return _GOLD.get(id(sentences), lambda: _gold(ds, sentences), (sentences,))
+
+
+def _gold(ds, sentences):
+  """`gold_ids`'s Gold of a split's sentences."""
   if ds.tag_scheme == ds.file_scheme:
     model_tags = list(ds.tags)
   else:
@@ -85,31 +90,20 @@ def gold_ids(ds, split):
   flat = [t for s in sentences for t in s.tags]
   tags = tuple(model_tags + sorted(set(flat) - set(model_tags)))
   index = {t: i for i, t in enumerate(tags)}
-  gold = Gold(
+  return Gold(
     np.fromiter((index[t] for t in flat), np.int64, len(flat)),
     tags,
     sequence.sentence_lengths(sentences),
   )
-  if len(_GOLD) >= 8:
-    _GOLD.pop(next(iter(_GOLD)))
-  _GOLD[id(sentences)] = (sentences, gold)
-  return gold
 
 
-_NOVELTY = {}  # ids of (split, train) -> (those lists, result)
+_NOVELTY = cache.Recent()  # ids of (split, train) -> novelty's tables
 
 
 def _remembered(objects, make):
   """make(), remembered for the last few tuples of `objects` (by identity:
   the lists of sentences of a Dataset)."""
-  key = tuple(map(id, objects))
-  cached = _NOVELTY.get(key)
-  if cached is not None and all(a is b for a, b in zip(cached[0], objects)):
-    return cached[1]
-  if len(_NOVELTY) >= 8:
-    _NOVELTY.pop(next(iter(_NOVELTY)))
-  _NOVELTY[key] = (objects, make())
-  return _NOVELTY[key][1]
+  return _NOVELTY.get(tuple(map(id, objects)), make, objects)
 
 
 def _training_entities(ds):
@@ -161,10 +155,8 @@ def tune_o_bias(setup, params, biases=O_BIASES, resamples=RESAMPLES, seed=0):
   """
   biases = tuple(sorted(set(biases) | {0.0}))
   scores, counts = {}, []
-  gold = gold_ids(setup.ds, 'dev')
-  each = setup.predict_biases(params, 'dev', biases)  # one forward pass
-  for b, (pred, loss) in zip(biases, each):
-    pred_N = gold.file_ids(setup.ds, pred)
+  gold, each = _predicted(setup, params, 'dev', biases)
+  for b, (pred_N, loss) in zip(biases, each):
     scores[b] = _scores(setup.ds, 'dev', gold, pred_N, loss)
     counts.append(
       metrics.sentence_counts(gold.ids_N, pred_N, gold.lengths, gold.tags)

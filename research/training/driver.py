@@ -1,15 +1,17 @@
 """The one loop driver of every run: `drive` steps an engine.Loop to its
-end and, between its compiled calls, evaluates, logs, keeps the best-dev
-parameters (a `selection` keeper), writes metrics.jsonl and the TensorBoard
-streams (`events`), checkpoints (`resume`), stops a run that diverged
+end and, between its compiled calls, evaluates (beside the next call),
+logs, keeps the best-dev parameters (a `selection` keeper), writes
+metrics.jsonl and the TensorBoard streams (`events`), checkpoints (`resume`), stops a run that diverged
 (`divergence`) and, on request, records a profile. The training façade
 (research.training.facade: train, sweeps, ensembles), the benchmarks and the
 window scorer (`fit_task`) all run through it.
 """
 
+import concurrent.futures
 from typing import NamedTuple
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from research import timing
@@ -50,7 +52,10 @@ def drive(
   Between the loop's compiled calls: a progress line; at its evaluation
   boundaries (and at step 0 with `eval_at_start`) a row of the history,
   `evaluate(stacked params)` merged into {'step', 'epoch',
-  'train_<metric>' ([S] means since the previous row)}, offered to `best`
+  'train_<metric>' ([S] means since the previous row)}, computed beside
+  the next compiled call (`Beside`: the loop waits for it at the next
+  boundary, or at once before a checkpoint, at the end and while
+  profiling; `evaluate` must be a function of the params), offered to `best`
   (a selection keeper, or None) and written to `metrics_file` (a path,
   one model's rows as JSON lines: `MetricsFile`); at its save boundaries a
   checkpoint (`resume.save`; a resumed run starts from the newest,
@@ -79,12 +84,23 @@ def drive(
     len(loop.seeds) == 1 if stop_on_divergence is None else stop_on_divergence
   )
   loop.compile()
+  beside = Beside()
 
   def row(step):
-    params = loop.params()
+    # A copy: the next call takes the state's buffers (donated).
+    params = jax.tree.map(jnp.copy, loop.params())
     out = dict(step=step, epoch=step / loop.spe, **loop.meter.take())
     with clock('evaluate'):
-      history.append(dict(out, **evaluate(params)))
+      beside.start(lambda: dict(out, **evaluate(params)), params)
+
+  def take():
+    """The evaluation running beside the loop, finished: its row kept."""
+    with clock('evaluate'):
+      done = beside.wait()
+    if done is None:
+      return
+    history.append(done[0])
+    params = done[1]
     if best is not None:
       best.offer(one_model_row(history[-1]), one_model(params, ensemble))
     rows.write(history[-1])
@@ -92,25 +108,33 @@ def drive(
       parts = {'compile': loop.compile_seconds, 'train': loop.train_seconds}
       streams.write(history[-1], params, loop, dict(clock.seconds, **parts))
 
-  if evaluate is not None and eval_at_start:
-    row(0)
-  evaluated = False  # while tracing: an evaluation's host work is in
-  if profile_dir is not None:
-    jax.profiler.start_trace(str(profile_dir))
-  for at in loop:
-    if profile_dir is not None and (evaluated or at.done):
-      jax.block_until_ready(loop.state)  # the call after it, then stop
-      jax.profiler.stop_trace()
-      profile_dir = None
-    evaluated = profile_dir is not None and at.evaluate
-    log(loop.progress(name))
-    if stop:
-      stop_if_diverged(loop, checkpoint, name)
-    if at.evaluate and evaluate is not None:
-      row(at.step)
-    if at.save and checkpoint is not None and checkpoint.due(at.done):
-      with clock('checkpoint'):
-        resume.save(checkpoint, loop, history, best)
+  try:
+    if evaluate is not None and eval_at_start:
+      row(0)
+      take()
+    evaluated = False  # while tracing: an evaluation's host work is in
+    if profile_dir is not None:
+      jax.profiler.start_trace(str(profile_dir))
+    for at in loop:
+      take()  # the evaluation that ran beside this call
+      if profile_dir is not None and (evaluated or at.done):
+        jax.block_until_ready(loop.state)  # the call after it, then stop
+        jax.profiler.stop_trace()
+        profile_dir = None
+      evaluated = profile_dir is not None and at.evaluate
+      log(loop.progress(name))
+      if stop:
+        stop_if_diverged(loop, checkpoint, name)
+      if at.evaluate and evaluate is not None:
+        row(at.step)
+      save = at.save and checkpoint is not None and checkpoint.due(at.done)
+      if save or at.done or evaluated:
+        take()  # a checkpoint holds the history; the profile, its host work
+      if save:
+        with clock('checkpoint'):
+          resume.save(checkpoint, loop, history, best)
+  finally:
+    beside.close()
   rows.close()
   if streams:
     streams.close()
@@ -205,3 +229,32 @@ def one_model_row(row):
 def is_stack(params):
   """Whether stacked params hold more than one configuration."""
   return params['L'].shape[0] > 1
+
+
+class Beside:
+  """One evaluation at a time, run in a thread beside the loop's next
+  compiled call: its host work (decoding, conlleval, the unseen entities)
+  and its device work are queued while the device trains, and the loop
+  waits for it only at its next boundary (`drive`)."""
+
+  def __init__(self):
+    self.pool = concurrent.futures.ThreadPoolExecutor(1, 'evaluation')
+    self.running = None
+
+  def start(self, fn, *kept):
+    """Starts fn() (after any evaluation still running); `kept` comes back
+    with its result."""
+    if self.running is not None:
+      raise RuntimeError('an evaluation is still running: wait() first')
+    self.running = (self.pool.submit(fn), kept)
+
+  def wait(self):
+    """(the running evaluation's result, *kept), or None."""
+    if self.running is None:
+      return None
+    future, kept = self.running
+    self.running = None
+    return (future.result(), *kept)
+
+  def close(self):
+    self.pool.shutdown(wait=True, cancel_futures=True)

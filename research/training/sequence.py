@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from research.data import cache
 from research.formulas import chars as chars_lib
 from research.formulas import crf
 from research.formulas import model as model_lib
@@ -49,7 +50,7 @@ def row_length(lengths, minimum=64, multiple=8):
   return max(minimum, -(-longest // multiple) * multiple)
 
 
-_PACKED = {}  # (T, the lengths' bytes) -> Packed: a split is scored often
+_PACKED = cache.Recent()  # (T, the lengths' bytes) -> Packed
 
 
 def pack(lengths, T):
@@ -58,12 +59,7 @@ def pack(lengths, T):
   fit decreasing). Returns Packed (padding index = sum(lengths); its arrays
   read-only: the packing of the last few splits is remembered)."""
   lengths = np.asarray(lengths, np.int64)
-  key = (T, lengths.tobytes())
-  if key not in _PACKED:
-    if len(_PACKED) >= 8:
-      _PACKED.pop(next(iter(_PACKED)))
-    _PACKED[key] = _first_fit(lengths, T)
-  return _PACKED[key]
+  return _PACKED.get((T, lengths.tobytes()), lambda: _first_fit(lengths, T))
 
 
 def _first_fit(lengths, T):
