@@ -63,10 +63,10 @@ _TUNE_O_BIAS = flags.DEFINE_bool(
 _PROFILE = flags.DEFINE_bool(
   'profile',
   False,
-  "Record a jax.profiler trace of the model's training from its first "
-  'compiled call (after compilation) to the call after its first evaluation, '
-  "host work between calls included, into WORKDIR/profile: TensorBoard's "
-  'profile plugin or ui.perfetto.dev reads it (docs/devices.md).',
+  "Record a jax.profiler trace of the model's 5 training steps before its "
+  'first evaluation, the evaluation and the 5 steps after (host work '
+  "between calls included) into WORKDIR/profile: TensorBoard's profile "
+  'plugin or ui.perfetto.dev reads it (docs/devices.md).',
 )
 _flag_spec.use(
   _flags.DATA,

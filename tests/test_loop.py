@@ -5,6 +5,7 @@ every boundary it was asked for."""
 import re
 import time
 
+import jax
 import numpy as np
 import pytest
 
@@ -118,7 +119,7 @@ def test_an_evaluation_runs_beside_the_next_call(small):
   seen = []
 
   def evaluate(params):
-    at = loop.step
+    at = 2 * (len(seen) + 1)  # its row's step (the loop may be past it)
     deadline = time.monotonic() + 20
     while loop.step == at < loop.total_steps and time.monotonic() < deadline:
       time.sleep(0.005)  # inline, the loop would never move on
@@ -138,6 +139,33 @@ def test_an_evaluation_runs_beside_the_next_call(small):
   assert fitted.history[0]['dev'][0]['norm'] == float(
     np.linalg.norm(np.asarray(inline.params()['W'][0]))
   )
+
+
+def test_a_profile_traces_the_steps_around_the_first_evaluation(
+  small, monkeypatch, tmp_path
+):
+  """--profile's window: the calls end PROFILE_STEPS steps before and
+  after the first evaluation, which is traced in between."""
+  ds, model_cfg = small
+  loop = _loop(ds, model_cfg)  # one call per epoch, unless told
+  seen = []
+  monkeypatch.setattr(
+    jax.profiler, 'start_trace', lambda d: seen.append(('start', loop.step))
+  )
+  monkeypatch.setattr(
+    jax.profiler, 'stop_trace', lambda: seen.append(('stop', loop.step))
+  )
+
+  def evaluate(params):
+    seen.append(('evaluate', loop.step))
+    return {'dev': [{'f1': 0.0}]}
+
+  driver.drive(loop, evaluate, profile_dir=tmp_path)
+  k, spe = driver.PROFILE_STEPS, loop.spe
+  assert seen == [
+    ('start', spe - k), ('evaluate', spe), ('stop', spe + k),
+    ('evaluate', 2 * spe),
+  ]  # fmt: skip
 
 
 def test_the_meter_gives_each_configuration_its_mean_since_the_last_row(

@@ -1,10 +1,11 @@
 """The one loop driver of every run: `drive` steps an engine.Loop to its
 end and, between its compiled calls, evaluates (beside the next call),
 logs, keeps the best-dev parameters (a `selection` keeper), writes
-metrics.jsonl and the TensorBoard streams (`events`), checkpoints (`resume`), stops a run that diverged
-(`divergence`) and, on request, records a profile. The training façade
-(research.training.facade: train, sweeps, ensembles), the benchmarks and the
-window scorer (`fit_task`) all run through it.
+metrics.jsonl and the TensorBoard streams (`events`), checkpoints
+(`resume`), stops a run that diverged (`divergence`) and, on request,
+records a profile (`Profile`). The training façade (research.training.facade:
+train, sweeps, ensembles), the benchmarks and the window scorer (`fit_task`)
+all run through it.
 """
 
 import concurrent.futures
@@ -66,11 +67,11 @@ def drive(
   stats: entries added to the loop's; events: (directory, stream names) of
   the TensorBoard event files each row also goes to (`events.Events`: one
   stream per configuration scored), or None; profile_dir: a directory that
-  gets a jax.profiler trace from the first compiled call after compilation
-  to the call after the first evaluation, with what the host does between
-  calls (the evaluation, logging, metrics, checkpoints): TensorBoard's
-  profile plugin reads its .xplane.pb, ui.perfetto.dev its .trace.json.gz;
-  or None.
+  gets a jax.profiler trace (`Profile`) of the PROFILE_STEPS steps before
+  the first evaluation, the evaluation and the PROFILE_STEPS steps after,
+  with what the host does between calls (the evaluation, logging,
+  metrics, checkpoints): TensorBoard's profile plugin reads its
+  .xplane.pb, ui.perfetto.dev its .trace.json.gz; or None.
 
   Returns Fitted(stacked params, history, stats: the loop's, `stats` and
   'seconds', the parts, best).
@@ -108,33 +109,28 @@ def drive(
       parts = {'compile': loop.compile_seconds, 'train': loop.train_seconds}
       streams.write(history[-1], params, loop, dict(clock.seconds, **parts))
 
+  profile = Profile(profile_dir, loop)
   try:
     if evaluate is not None and eval_at_start:
       row(0)
       take()
-    evaluated = False  # while tracing: an evaluation's host work is in
-    if profile_dir is not None:
-      jax.profiler.start_trace(str(profile_dir))
     for at in loop:
       take()  # the evaluation that ran beside this call
-      if profile_dir is not None and (evaluated or at.done):
-        jax.block_until_ready(loop.state)  # the call after it, then stop
-        jax.profiler.stop_trace()
-        profile_dir = None
-      evaluated = profile_dir is not None and at.evaluate
       log(loop.progress(name))
       if stop:
         stop_if_diverged(loop, checkpoint, name)
       if at.evaluate and evaluate is not None:
         row(at.step)
       save = at.save and checkpoint is not None and checkpoint.due(at.done)
-      if save or at.done or evaluated:
+      if save or at.done or profile.tracing:
         take()  # a checkpoint holds the history; the profile, its host work
       if save:
         with clock('checkpoint'):
           resume.save(checkpoint, loop, history, best)
+      profile.after(at.step)
   finally:
     beside.close()
+    profile.close()
   rows.close()
   if streams:
     streams.close()
@@ -258,3 +254,42 @@ class Beside:
 
   def close(self):
     self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+PROFILE_STEPS = 5  # traced before and after the first evaluation
+
+
+class Profile:
+  """A jax.profiler trace into `directory` (None: none) of a Loop's
+  PROFILE_STEPS steps before its first evaluation, the evaluation, and the
+  PROFILE_STEPS steps after: the loop's calls end there too (`stops`;
+  where calls end changes no number), so a trace of a long run stays
+  small."""
+
+  def __init__(self, directory, loop, steps=PROFILE_STEPS):
+    self.directory, self.loop, self.tracing = directory, loop, False
+    if directory is None:
+      return
+    every = loop.eval_every
+    first = min(loop.total_steps, (loop.step // every + 1) * every)
+    self.start = max(loop.step, first - steps)
+    self.end = min(loop.total_steps, first + steps)
+    loop.stops.update((self.start, self.end))
+    self.after(loop.step)
+
+  def after(self, step):
+    """At a boundary of `step`: starts the trace at the window's first
+    step, stops it (the device's work done) at its last."""
+    if self.directory is None:
+      return
+    if not self.tracing and step >= self.start:
+      jax.profiler.start_trace(str(self.directory))
+      self.tracing = True
+    elif self.tracing and step >= self.end:
+      self.close()
+
+  def close(self):
+    if self.tracing:
+      jax.block_until_ready(self.loop.state)
+      jax.profiler.stop_trace()
+    self.tracing, self.directory = False, None

@@ -355,7 +355,8 @@ class Loop:
 
   A call never crosses an evaluation (`eval_every` steps, 0: each epoch)
   or checkpoint (`save_every`; 0: at every evaluation, None: none)
-  boundary. `lr_decay` (rho) divides epoch e's learning rates by
+  boundary, nor a step of `stops` (a set the caller may add to).
+  `lr_decay` (rho) divides epoch e's learning rates by
   1 + rho * e (`epoch_hyper`; 0: constant). `meter` (a meters.TrainMeter)
   holds the training metrics
   since the caller last took them; `params()` and `diverged()` are the
@@ -423,6 +424,7 @@ class Loop:
     self.step, self.start_step = 0, 0
     self.train_seconds = self.compile_seconds = 0.0
     self.per_step = []  # [S, steps, M] chunks, when the task keeps them
+    self.stops = set()  # more steps where a call ends (a profile's window)
 
   def compile(self):
     """Compiles the program (or finds it in jit's cache) with a call of
@@ -448,7 +450,8 @@ class Loop:
     )
     if self.save_every:
       num = min(num, self.save_every - self.step % self.save_every)
-    return num
+    later = [s - self.step for s in self.stops if s > self.step]
+    return min([num, *later])
 
   def epoch_hyper(self, epoch):
     """The placed Hyper of an epoch: lr / (1 + lr_decay * epoch), the
