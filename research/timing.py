@@ -16,7 +16,7 @@ PARTS = (
   'setup',  # initial parameters, the task's device data, the program's layout
   'compile',  # the training programs
   'train',  # the compiled steps
-  'evaluate',  # dev (and training-sample) scores between steps, and test
+  'evaluate',  # waiting for dev (and training-sample) scores, and test
   'checkpoint',  # saving (and restoring) the training state
   'write',  # the run directory's files
 )
