@@ -21,6 +21,7 @@ from research.data import tagschemes
 from research.formulas import model as model_lib
 from research.formulas import objectives
 from research.training import classifier
+from research.training import prediction
 from research.training import sequence
 
 DECODES = ('argmax', 'viterbi')
@@ -215,7 +216,7 @@ def predict(
   for cross-entropy) by Viterbi too. Both forbid transitions the tag scheme
   does not allow (tagschemes.valid_transitions). Params with a leading
   member axis are an ensemble: their scores are averaged. o_bias is taken
-  from every word's score of `O` before decoding (sequence.predict): a
+  from every word's score of `O` before decoding (prediction.predict): a
   positive bias tags more words as entities (recall for precision). The
   losses come with `window_argmax`'s predictions only.
   """
@@ -229,7 +230,7 @@ def predict_each(
   params, windows, lengths, tags, scheme, model_cfg, objective, decode, biases
 ):
   """[`predict` with each o_bias of `biases`]: the class scores computed
-  once (sequence.scores) and decoded once per bias (sequence.decode); a
+  once (prediction.scores) and decoded once per bias (prediction.decode); a
   bias of 0 of a `window_argmax` model takes classifier.predict, which
   gives the losses."""
   out = {}
@@ -242,13 +243,15 @@ def predict_each(
     trans = None
     if objective.sentence_level or decode == 'viterbi':
       allowed = tagschemes.valid_transitions(tags, scheme)
-      trans = sequence.decode_transitions(params, len(tags), allowed, objective)
+      trans = prediction.decode_transitions(
+        params, len(tags), allowed, objective
+      )
     T = sequence.row_length(lengths)
-    f_NxC = sequence.scores(
+    f_NxC = prediction.scores(
       params, windows, lengths, model_cfg, objective.log_probs, T
     )
     for b in rest:
-      pred = sequence.decode(
+      pred = prediction.decode(
         f_NxC, lengths, trans, T=T, bias_C=o_bias_C(tags, b)
       )
       out[b] = (pred, None)

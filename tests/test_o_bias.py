@@ -13,7 +13,7 @@ from research.formulas import model as model_lib
 from research.training import classifier
 from research.training import engine
 from research.training import facade as training
-from research.training import sequence
+from research.training import prediction
 
 TAGS = ('O', 'B-PER', 'I-PER', 'B-LOC', 'I-LOC')
 
@@ -106,7 +106,7 @@ def test_a_gain_within_the_noise_keeps_no_bias():
 
 
 def test_every_bias_is_decoded_from_one_forward_pass(trained, monkeypatch):
-  """tune_o_bias scores dev once (sequence.scores) and decodes each bias
+  """tune_o_bias scores dev once (prediction.scores) and decodes each bias
   from those scores: each bias's predictions are those of predicting with
   that bias alone."""
   setup, params = trained
@@ -114,9 +114,9 @@ def test_every_bias_is_decoded_from_one_forward_pass(trained, monkeypatch):
   biases = (0.0, 1.0, 3.0)
   alone = [setup.predict(shy, 'dev', b)[0] for b in biases]
   calls = []
-  scores = sequence.scores
+  scores = prediction.scores
   monkeypatch.setattr(
-    sequence, 'scores', lambda *a, **k: calls.append(1) or scores(*a, **k)
+    prediction, 'scores', lambda *a, **k: calls.append(1) or scores(*a, **k)
   )
   each = setup.predict_biases(shy, 'dev', biases)
   for (pred, _), want in zip(each, alone):

@@ -13,6 +13,7 @@ from research.data import tagschemes
 from research.evaluation import metrics
 from research.formulas import crf
 from research.formulas import objectives
+from research.training import prediction
 from research.training import sequence
 
 TYPES = ('PER', 'LOC', 'MISC-X')  # a type may hold a hyphen
@@ -152,13 +153,15 @@ def test_valid_transitions_examples():
 
 
 def test_viterbi_with_the_valid_transitions_decodes_well_formed_tags():
-  """sequence.decode_transitions adds NEG where valid_transitions forbids:
+  """prediction.decode_transitions adds NEG where valid_transitions forbids:
   whatever the scores, Viterbi's paths are well-formed IOBES (several
   sentences a row, as research.training.sequence packs them)."""
   tags = tagschemes.tag_set(['O', 'B-PER', 'B-LOC', 'B-ORG'], 'iobes')
   C = len(tags)
   allowed = tagschemes.valid_transitions(tags, 'iobes')
-  trans = sequence.decode_transitions(None, C, allowed, objectives.get('xent'))
+  trans = prediction.decode_transitions(
+    None, C, allowed, objectives.get('xent')
+  )
   rng = np.random.default_rng(0)
   lengths = rng.integers(1, 7, 40)
   packed = sequence.pack(lengths, 12)

@@ -4,7 +4,8 @@
 resolved run; `driver` steps `engine`'s loop for it (and for the benchmarks
 and the window scorer), with metrics, TensorBoard streams (`events`) and
 profiles; the window task (`classifier`) and the sentence
-task (`sequence`) give it their steps, `optim` the update (with `rows`'
+task (`sequence`) give it their steps (`prediction` scores and decodes
+what they trained), `optim` the update (with `rows`'
 sparse table rows), `parallel` the device mesh. Between the loop's calls:
 checkpoints (`checkpoint`, `resume`), meters, the kept parameters
 (`selection`), divergence, and document context's first pass
