@@ -54,9 +54,8 @@ def drive(
   boundaries (and at step 0 with `eval_at_start`) a row of the history,
   `evaluate(stacked params)` merged into {'step', 'epoch',
   'train_<metric>' ([S] means since the previous row)}, computed beside
-  the next compiled call (`Beside`: the loop waits for it at the next
-  boundary, or at once before a checkpoint, at the end and while
-  profiling; `evaluate` must be a function of the params), offered to `best`
+  the next compiled call (`Beside`; `evaluate` is a function of the
+  params), offered to `best`
   (a selection keeper, or None) and written to `metrics_file` (a path,
   one model's rows as JSON lines: `MetricsFile`); at its save boundaries a
   checkpoint (`resume.save`; a resumed run starts from the newest,
@@ -66,12 +65,8 @@ def drive(
   the others finish. clock: the timing.Clock its parts are added to;
   stats: entries added to the loop's; events: (directory, stream names) of
   the TensorBoard event files each row also goes to (`events.Events`: one
-  stream per configuration scored), or None; profile_dir: a directory that
-  gets a jax.profiler trace (`Profile`) of the PROFILE_STEPS steps before
-  the first evaluation, the evaluation and the PROFILE_STEPS steps after,
-  with what the host does between calls (the evaluation, logging,
-  metrics, checkpoints): TensorBoard's profile plugin reads its
-  .xplane.pb, ui.perfetto.dev its .trace.json.gz; or None.
+  stream per configuration scored), or None; profile_dir: a directory for
+  a jax.profiler trace around the first evaluation (`Profile`), or None.
 
   Returns Fitted(stacked params, history, stats: the loop's, `stats` and
   'seconds', the parts, best).
@@ -79,8 +74,10 @@ def drive(
   clock = clock or timing.Clock()
   with clock('checkpoint'):
     history = resume.restore(checkpoint, loop, best, log, name)
-  rows = MetricsFile(metrics_file, history)
-  streams = events and events_lib.Events(*events, start=loop.step)
+  record = Record(
+    history, best, ensemble, MetricsFile(metrics_file, history),
+    events and events_lib.Events(*events, start=loop.step), loop, clock,
+  )  # fmt: skip
   stop = (
     len(loop.seeds) == 1 if stop_on_divergence is None else stop_on_divergence
   )
@@ -98,16 +95,8 @@ def drive(
     """The evaluation running beside the loop, finished: its row kept."""
     with clock('evaluate'):
       done = beside.wait()
-    if done is None:
-      return
-    history.append(done[0])
-    params = done[1]
-    if best is not None:
-      best.offer(one_model_row(history[-1]), one_model(params, ensemble))
-    rows.write(history[-1])
-    if streams:
-      parts = {'compile': loop.compile_seconds, 'train': loop.train_seconds}
-      streams.write(history[-1], params, loop, dict(clock.seconds, **parts))
+    if done is not None:
+      record.keep(*done)
 
   profile = Profile(profile_dir, loop)
   try:
@@ -131,9 +120,7 @@ def drive(
   finally:
     beside.close()
     profile.close()
-  rows.close()
-  if streams:
-    streams.close()
+  record.close()
   if checkpoint is not None:
     with clock('checkpoint'):
       checkpoint.wait()  # the last save, written while the run scored
@@ -170,6 +157,36 @@ def fit_task(
     name=name,
     stop_on_divergence=stop_on_divergence,
   )
+
+
+class Record:
+  """Where `drive` keeps each finished evaluation row: the history, the
+  best-dev keeper, metrics.jsonl (`MetricsFile`) and the TensorBoard
+  streams (or None)."""
+
+  def __init__(self, history, best, ensemble, metrics, streams, loop, clock):
+    self.history, self.best, self.ensemble = history, best, ensemble
+    self.metrics, self.streams = metrics, streams
+    self.loop, self.clock = loop, clock
+
+  def keep(self, row, params):
+    self.history.append(row)
+    if self.best is not None:
+      self.best.offer(one_model_row(row), one_model(params, self.ensemble))
+    self.metrics.write(row)
+    if self.streams:
+      loop = self.loop
+      seconds = dict(
+        self.clock.seconds,
+        compile=loop.compile_seconds,
+        train=loop.train_seconds,
+      )
+      self.streams.write(row, params, loop, seconds)
+
+  def close(self):
+    self.metrics.close()
+    if self.streams:
+      self.streams.close()
 
 
 class MetricsFile:
@@ -230,8 +247,9 @@ def is_stack(params):
 class Beside:
   """One evaluation at a time, run in a thread beside the loop's next
   compiled call: its host work (decoding, conlleval, the unseen entities)
-  and its device work are queued while the device trains, and the loop
-  waits for it only at its next boundary (`drive`)."""
+  and its device work are queued while the device trains. `drive` waits
+  for it at the next boundary, or at once before a checkpoint (which holds
+  the history), at the end and while profiling."""
 
   def __init__(self):
     self.pool = concurrent.futures.ThreadPoolExecutor(1, 'evaluation')
@@ -262,9 +280,11 @@ PROFILE_STEPS = 5  # traced before and after the first evaluation
 class Profile:
   """A jax.profiler trace into `directory` (None: none) of a Loop's
   PROFILE_STEPS steps before its first evaluation, the evaluation, and the
-  PROFILE_STEPS steps after: the loop's calls end there too (`stops`;
-  where calls end changes no number), so a trace of a long run stays
-  small."""
+  PROFILE_STEPS steps after, with what the host does between calls
+  (evaluation, logging, metrics, checkpoints): the loop's calls end there
+  too (`stops`; where calls end changes no number), so a trace of a long
+  run stays small. TensorBoard's profile plugin reads its .xplane.pb,
+  ui.perfetto.dev its .trace.json.gz."""
 
   def __init__(self, directory, loop, steps=PROFILE_STEPS):
     self.directory, self.loop, self.tracing = directory, loop, False
